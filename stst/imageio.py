@@ -1,0 +1,104 @@
+"""Reading and writing photos: orientation, colour modes, bit depth, alpha and formats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import FileProblem, first_line
+from .fileio import atomic_path
+
+# Formats stst writes, by the name Pillow gives them, with their usual extension.
+WRITE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
+ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+FORMAT_ALIASES = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF", "bmp": "BMP"}
+_SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+
+# Large photos are legitimate input; keep Pillow's bomb check but at 16x its default.
+Image.MAX_IMAGE_PIXELS = 16 * 89_478_485
+
+
+@dataclass
+class Photo:
+    """A decoded image: ``rgb`` is float32 ``(3, H, W)`` in 0..1, ``alpha`` ``(H, W)`` uint8 or None."""
+
+    rgb: torch.Tensor
+    alpha: np.ndarray | None
+    format: str | None  # Pillow's format name of the source file
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return tuple(self.rgb.shape[-2:])
+
+
+def _to_rgb_array(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode as an (H, W, 3) float32 array in 0..1, keeping 16-bit precision."""
+    if img.mode in _SIXTEEN_BIT_MODES:
+        gray = np.asarray(img, dtype=np.float32) / 65535.0
+        return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=2)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def _alpha(img: Image.Image) -> np.ndarray | None:
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        return np.asarray(img.convert("RGBA").getchannel("A"))
+    return None
+
+
+def open_image(path: str | Path) -> tuple[Image.Image, str | None]:
+    """Open and fully decode an image, upright per its EXIF orientation; returns it and its format."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return ImageOps.exif_transpose(img), img.format
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise FileProblem(path, f"not a readable image ({first_line(exc)})") from exc
+
+
+def read_photo(path: str | Path, max_size: int | None = None) -> Photo:
+    """Load ``path``; ``max_size`` shrinks it so the longest side is at most that many pixels."""
+    img, fmt = open_image(path)
+    if max_size and max(img.size) > max_size:
+        scale = max_size / max(img.size)
+        new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        if img.mode in _SIXTEEN_BIT_MODES:
+            img = img.convert("F")  # Pillow resamples 32-bit float, not 16-bit integer modes
+            img = img.resize(new, Image.Resampling.LANCZOS).convert("I")
+        else:
+            img = img.resize(new, Image.Resampling.LANCZOS)
+    rgb = torch.from_numpy(_to_rgb_array(img)).permute(2, 0, 1).contiguous()
+    return Photo(rgb=rgb, alpha=_alpha(img), format=fmt)
+
+
+def to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    """A 0..1 ``(3, H, W)`` tensor as an (H, W, 3) uint8 array, clamped and rounded."""
+    return rgb.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def write_photo(path: str | Path, rgb: torch.Tensor, alpha: np.ndarray | None, fmt: str, quality: int = 95) -> None:
+    """Write atomically in Pillow format ``fmt``; alpha is kept where the format holds it."""
+    img = Image.fromarray(to_uint8(rgb), "RGB")
+    if alpha is not None and fmt in ALPHA_FORMATS:
+        img.putalpha(Image.fromarray(alpha, "L"))
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    with atomic_path(path) as tmp:
+        img.save(tmp, format=fmt, **options)
+
+
+def output_format(source_format: str | None, requested: str | None) -> str:
+    """The format to write: the requested one, else the source's if stst writes it, else PNG."""
+    if requested:
+        return FORMAT_ALIASES[requested.lower()]
+    return source_format if source_format in WRITE_FORMATS else "PNG"
+
+
+def format_of_suffix(path: Path) -> str | None:
+    """The writable format that a file name's extension names, if any."""
+    return FORMAT_ALIASES.get(path.suffix.lower().lstrip("."))

@@ -1,0 +1,139 @@
+"""The feed-forward transformer network.
+
+Johnson, Alahi, Fei-Fei, "Perceptual Losses for Real-Time Style Transfer and
+Super-Resolution" (ECCV 2016, https://arxiv.org/abs/1603.08155), with instance
+normalisation in place of batch norm (Ulyanov, Vedaldi, Lempitsky, "Instance
+Normalization: The Missing Ingredient for Fast Stylization",
+https://arxiv.org/abs/1607.08022) and nearest-neighbour upsampling followed by a
+convolution instead of transposed convolutions, which avoids checkerboard
+artifacts (Odena, Dumoulin, Olah, https://distill.pub/2016/deconv-checkerboard/).
+
+Parameter names follow pytorch/examples ``fast_neural_style`` so that its
+published checkpoints (candy, mosaic, udnie, rain_princess) load unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# The body works on RGB values in 0..255, the convention of pytorch/examples;
+# the public forward() takes and returns 0..1 images.
+PIXEL_SCALE = 255.0
+# Two stride-2 convolutions: sizes must be multiples of 4 inside the body, and
+# at least 8 so that every reflection pad is smaller than the tensor it pads.
+SIZE_MULTIPLE = 4
+MIN_SIZE = 8
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Architecture settings stored in every checkpoint."""
+
+    channels: int = 32  # width of the first layer; later layers use 2x and 4x
+    residual_blocks: int = 5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ConvLayer(nn.Module):
+    """Reflection padding followed by a convolution (no zero-padded borders)."""
+
+    def __init__(self, cin: int, cout: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__()
+        self.reflection_pad = nn.ReflectionPad2d(kernel_size // 2)
+        self.conv2d = nn.Conv2d(cin, cout, kernel_size, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2d(self.reflection_pad(x))
+
+
+class UpsampleConvLayer(ConvLayer):
+    """2x nearest-neighbour upsampling, then a stride-1 convolution."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with instance norm and an identity shortcut (He et al. 2016)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = ConvLayer(channels, channels, 3)
+        self.in1 = nn.InstanceNorm2d(channels, affine=True)
+        self.conv2 = ConvLayer(channels, channels, 3)
+        self.in2 = nn.InstanceNorm2d(channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.in1(self.conv1(x)))
+        return x + self.in2(self.conv2(y))
+
+
+class TransformerNet(nn.Module):
+    """Image transformation network: any RGB image in 0..1 to a stylized one of the same size."""
+
+    def __init__(self, config: ArchConfig = ArchConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.conv1 = ConvLayer(3, c, 9)
+        self.in1 = nn.InstanceNorm2d(c, affine=True)
+        self.conv2 = ConvLayer(c, 2 * c, 3, stride=2)
+        self.in2 = nn.InstanceNorm2d(2 * c, affine=True)
+        self.conv3 = ConvLayer(2 * c, 4 * c, 3, stride=2)
+        self.in3 = nn.InstanceNorm2d(4 * c, affine=True)
+        for i in range(1, config.residual_blocks + 1):
+            self.add_module(f"res{i}", ResidualBlock(4 * c))
+        self.deconv1 = UpsampleConvLayer(4 * c, 2 * c, 3)
+        self.in4 = nn.InstanceNorm2d(2 * c, affine=True)
+        self.deconv2 = UpsampleConvLayer(2 * c, c, 3)
+        self.in5 = nn.InstanceNorm2d(c, affine=True)
+        self.deconv3 = ConvLayer(c, 3, 9)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """The network proper, on 0..255 images whose sides are multiples of 4 and >= 8."""
+        y = F.relu(self.in1(self.conv1(x)))
+        y = F.relu(self.in2(self.conv2(y)))
+        y = F.relu(self.in3(self.conv3(y)))
+        for i in range(1, self.config.residual_blocks + 1):
+            y = getattr(self, f"res{i}")(y)
+        y = F.relu(self.in4(self.deconv1(y)))
+        y = F.relu(self.in5(self.deconv2(y)))
+        return self.deconv3(y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Stylize a batch ``(N, 3, H, W)`` of 0..1 images of any size; the output has the same size.
+
+        The output is not clamped, so that training gradients are not cut off;
+        callers that write images clamp to 0..1.
+        """
+        h, w = x.shape[-2:]
+        padded, (top, left) = pad_to_multiple(x * PIXEL_SCALE)
+        y = self.body(padded)
+        return y[..., top : top + h, left : left + w] / PIXEL_SCALE
+
+
+def _split(size: int) -> tuple[int, int]:
+    target = max(MIN_SIZE, -(-size // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+    extra = target - size
+    return extra // 2, extra - extra // 2
+
+
+def pad_to_multiple(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad H and W to valid body sizes; returns the padded tensor and the (top, left) offsets.
+
+    Reflection keeps borders natural; it needs pads smaller than the side, so
+    tiny images (a few pixels) are padded by replication instead.
+    """
+    h, w = x.shape[-2:]
+    top, bottom = _split(h)
+    left, right = _split(w)
+    if top == bottom == left == right == 0:
+        return x, (0, 0)
+    mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "replicate"
+    return F.pad(x, (left, right, top, bottom), mode=mode), (top, left)

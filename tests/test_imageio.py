@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stst.errors import FileProblem
+from stst.imageio import read_photo, write_photo
+
+from conftest import PHOTOS
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (40, 20), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    img.save(tmp_path / "r.jpg", exif=exif)
+    assert read_photo(tmp_path / "r.jpg").size == (40, 20)  # (H, W): upright is portrait
+
+
+def test_sixteen_bit_grayscale_keeps_precision(tmp_path):
+    ramp = (np.arange(64 * 64, dtype=np.uint16) * 16).reshape(64, 64)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    photo = read_photo(tmp_path / "g16.png")
+    assert photo.rgb.shape == (3, 64, 64)
+    expected = torch.from_numpy(ramp.astype(np.float32) / 65535)
+    assert torch.allclose(photo.rgb[1], expected, atol=1e-6)
+    assert len(torch.unique(photo.rgb[0])) > 256  # finer than 8 bits
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "1"])
+def test_other_modes_become_rgb(tmp_path, mode):
+    src = Image.open(PHOTOS / "kodim23.png").resize((48, 32))
+    path = tmp_path / ("x.jpg" if mode == "CMYK" else "x.png")
+    src.convert(mode).save(path)
+    photo = read_photo(path)
+    assert photo.rgb.shape == (3, 32, 48) and photo.alpha is None
+
+
+def test_alpha_survives_png_and_is_dropped_for_jpeg(tmp_path):
+    rgba = Image.open(PHOTOS / "kodim23.png").resize((50, 30)).convert("RGBA")
+    alpha = np.tile(np.linspace(0, 255, 50, dtype=np.uint8), (30, 1))
+    rgba.putalpha(Image.fromarray(alpha))
+    rgba.save(tmp_path / "a.png")
+    photo = read_photo(tmp_path / "a.png")
+    assert np.array_equal(photo.alpha, alpha)
+    write_photo(tmp_path / "o.png", photo.rgb, photo.alpha, "PNG")
+    out = Image.open(tmp_path / "o.png")
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out.getchannel("A")), alpha)
+    write_photo(tmp_path / "o.jpg", photo.rgb, photo.alpha, "JPEG")
+    assert Image.open(tmp_path / "o.jpg").mode == "RGB"
+
+
+def test_max_size_shrinks_keeping_aspect():
+    photo = read_photo(PHOTOS / "kodim05.png", max_size=300)
+    assert photo.size == (200, 300)
+    assert read_photo(PHOTOS / "kodim05.png", max_size=5000).size == (512, 768)
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    bad = tmp_path / "cut.png"
+    bad.write_bytes((PHOTOS / "kodim01.png").read_bytes()[:3000])
+    with pytest.raises(FileProblem, match=r"cut\.png: not a readable image"):
+        read_photo(bad)
