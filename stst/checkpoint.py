@@ -6,6 +6,7 @@ A stst checkpoint is a plain dict::
      "arch": {"channels": 32, "residual_blocks": 5},
      "state_dict": {...},
      "metadata": {...},            # style, training options, losses, versions
+     "style_image": uint8 tensor,  # optional: the style image as trained on (for evaluation)
      "training": {...}}            # optional: optimiser state etc. for --resume
 
 A bare ``state_dict`` as published by pytorch/examples ``fast_neural_style``
@@ -43,6 +44,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     metadata: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] | None = None
+    style_image: torch.Tensor | None = None  # (3, H, W) uint8
 
     def build(self, device: torch.device | str = "cpu") -> TransformerNet:
         """A network in eval mode with these weights, in float32 on ``device``."""
@@ -56,6 +58,7 @@ def save_checkpoint(
     model: TransformerNet,
     metadata: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    style_image: torch.Tensor | None = None,
     half: bool = False,
 ) -> None:
     """Write ``model`` to ``path`` atomically, adding creation time and versions to the metadata.
@@ -76,6 +79,8 @@ def save_checkpoint(
         "state_dict": state,
         "metadata": meta,
     }
+    if style_image is not None:
+        payload["style_image"] = style_image
     if training is not None:
         payload["training"] = training
     with atomic_path(path) as tmp:
@@ -116,7 +121,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             arch = ArchConfig(**raw["arch"])
         except (KeyError, TypeError) as exc:
             raise FileProblem(path, f"invalid architecture settings ({first_line(exc)})") from exc
-        ckpt = Checkpoint(arch, state, dict(raw.get("metadata") or {}), raw.get("training"))
+        ckpt = Checkpoint(arch, state, dict(raw.get("metadata") or {}), raw.get("training"), raw.get("style_image"))
     elif "conv1.conv2d.weight" in raw and all(torch.is_tensor(v) for v in raw.values()):
         state = {k: v for k, v in raw.items() if not _STALE_KEY.search(k)}
         ckpt = Checkpoint(_arch_from_state_dict(state), state, {"source": "bare state_dict"})

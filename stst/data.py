@@ -1,0 +1,101 @@
+"""Training photos: random square crops from any folder of images, in a resumable order.
+
+The order and the crops are a pure function of ``(seed, position)``, where
+position counts samples from the start of training. Resuming at iteration i
+therefore reproduces exactly the batches an uninterrupted run would have seen,
+with any number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from .errors import FileProblem, StstError
+from .imageio import open_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+MIN_CROP_FRACTION = 0.5  # crop sides span 50-100% of the shorter side
+
+
+def find_images(root: str | Path) -> list[Path]:
+    """Every image file below ``root`` (by extension), sorted; a folder with none is an error."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileProblem(root, "dataset folder not found")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise FileProblem(root, f"no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, recursively)")
+    return files
+
+
+class CropDataset(Dataset):
+    """Random square crops resized to ``size``, with random horizontal flips.
+
+    Indexed by ``(file_index, position)``. An unreadable file is replaced by the
+    next readable one and reported in the sample's ``skipped`` field.
+    """
+
+    def __init__(self, files: list[Path], size: int, seed: int) -> None:
+        self.files, self.size, self.seed = files, size, seed
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _crop(self, img: Image.Image, rng: np.random.Generator) -> torch.Tensor:
+        w, h = img.size
+        side = int(min(w, h) * rng.uniform(MIN_CROP_FRACTION, 1.0))
+        left, top = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        crop = img.convert("RGB").resize(
+            (self.size, self.size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side), reducing_gap=2.0
+        )
+        x = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        return x.flip(-1) if rng.random() < 0.5 else x
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, position = key
+        skipped = []
+        for attempt in range(len(self.files)):
+            path = self.files[(index + attempt) % len(self.files)]
+            try:
+                img, _ = open_image(path)
+            except FileProblem as exc:
+                skipped.append(str(exc))
+                continue
+            rng = np.random.default_rng([self.seed, position])
+            return {"image": self._crop(img, rng), "skipped": skipped}
+        raise StstError("no readable image in the dataset")
+
+
+class ResumableSampler(Sampler):
+    """Endless ``(file_index, position)`` keys from ``start`` on: epoch e is permutation (seed, e)."""
+
+    def __init__(self, n: int, seed: int, start: int = 0) -> None:
+        self.n, self.seed, self.start = n, seed, start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        position = self.start
+        while True:
+            epoch, offset = divmod(position, self.n)
+            order = np.random.default_rng([self.seed, 1 << 20, epoch]).permutation(self.n)
+            for i in order[offset:]:
+                yield int(i), position
+                position += 1
+
+
+def ignore_sigint(_worker_id: int) -> None:
+    """Workers leave Ctrl-C to the main process, which saves a checkpoint and stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def collate(samples: list[dict]) -> dict:
+    return {
+        "image": torch.stack([s["image"] for s in samples]),
+        "skipped": [msg for s in samples for msg in s["skipped"]],
+    }

@@ -1,0 +1,84 @@
+"""Perceptual losses (Johnson et al. 2016): content, style (Gram) and total variation.
+
+Small objects with explicit weights; :class:`PerceptualLoss` runs the VGG
+encoder once over the output and shares the activations between content and
+style terms, and the content target pass stops at the content layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .vgg import LAYERS, VGGFeatures, check_layers
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrices ``(N, C, C)`` normalised by C*H*W, so that the image size does not set the scale."""
+    n, c, h, w = features.shape
+    f = features.reshape(n, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+@dataclass
+class ContentLoss:
+    """MSE between activations of output and photo at one layer."""
+
+    layer: str
+    weight: float
+
+    def __call__(self, output: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.weight * F.mse_loss(output[self.layer], target[self.layer])
+
+
+@dataclass
+class StyleLoss:
+    """Weighted sum over layers of the MSE between Gram matrices of output and style image."""
+
+    targets: dict[str, torch.Tensor]  # layer -> (1, C, C) Gram of the style image
+    layer_weights: dict[str, float]
+    weight: float
+
+    def __call__(self, output: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        for layer, lw in self.layer_weights.items():
+            g = gram(output[layer])
+            total = total + lw * F.mse_loss(g, self.targets[layer].expand_as(g))
+        return self.weight * total
+
+
+@dataclass
+class TotalVariationLoss:
+    """Mean absolute difference of neighbouring pixels: discourages high-frequency noise."""
+
+    weight: float
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        dy = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
+        dx = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
+        return self.weight * (dx + dy)
+
+
+class PerceptualLoss:
+    """Content + style + TV losses over one shared VGG pass of the stylized batch."""
+
+    def __init__(self, encoder: VGGFeatures, content: ContentLoss, style: StyleLoss, tv: TotalVariationLoss) -> None:
+        check_layers([content.layer, *style.layer_weights])
+        self.encoder, self.content, self.style, self.tv = encoder, content, style, tv
+        self.layers = sorted({content.layer, *style.layer_weights}, key=LAYERS.get)
+
+    def __call__(self, output: torch.Tensor, photos: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms for stylized ``output`` of ``photos`` (both 0..1); ``total`` is their sum."""
+        with torch.no_grad():
+            target = self.encoder(photos, [self.content.layer])
+        feats = self.encoder(output, self.layers)
+        terms = {"content": self.content(feats, target), "style": self.style(feats), "tv": self.tv(output)}
+        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+        return terms
+
+
+@torch.no_grad()
+def style_targets(encoder: VGGFeatures, style_image: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+    """Gram matrices ``(1, C, C)`` of one ``(1, 3, H, W)`` style image at ``layers``."""
+    return {name: gram(f) for name, f in encoder(style_image, layers).items()}

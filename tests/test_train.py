@@ -1,0 +1,143 @@
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from stst.checkpoint import load_checkpoint, load_model
+from stst.cli import main
+from stst.errors import FileProblem
+from stst.options import RunSettings, TrainOptions
+from stst.train import TrainingError, train
+
+from conftest import PHOTOS, STYLES, TRAIN
+
+STYLE = STYLES / "starry_night.jpg"
+
+
+def small_options(dataset=TRAIN, **kw):
+    """A CPU-sized run: 64 px crops, batch 2."""
+    return TrainOptions(style=str(STYLE), dataset=str(dataset), image_size=64, style_size=128, batch_size=2, **kw)
+
+
+def read_log(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_training_lowers_the_style_loss_and_writes_a_model(tmp_path):
+    out, log = tmp_path / "s.pth", tmp_path / "log.jsonl"
+    train(small_options(iterations=16), RunSettings(output=out, log=log, workers=0, progress=False))
+    rows = read_log(log)
+    assert [r["iteration"] for r in rows] == list(range(1, 17))
+    first = sum(r["style"] for r in rows[:4]) / 4
+    last = sum(r["style"] for r in rows[-4:]) / 4
+    assert last < 0.9 * first
+    model, ckpt = load_model(out)
+    meta = ckpt.metadata
+    assert meta["iterations"] == 16 and meta["style"]["name"] == "starry_night.jpg"
+    assert len(meta["style"]["sha256"]) == 64 and meta["style"]["size"] == [80, 128]  # aspect kept
+    assert meta["losses"]["style"] == pytest.approx(rows[-1]["style"])
+    assert meta["options"]["image_size"] == 64 and meta["dataset"]["images"] == 500
+    assert ckpt.style_image.shape == (3, 80, 128) and ckpt.style_image.dtype == torch.uint8
+    assert model(torch.rand(1, 3, 30, 50)).shape == (1, 3, 30, 50)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    full_log, part_log = tmp_path / "full.jsonl", tmp_path / "part.jsonl"
+    train(small_options(iterations=6, seed=3), RunSettings(output=tmp_path / "full.pth", log=full_log, workers=0, progress=False))
+    train(small_options(iterations=3, seed=3), RunSettings(output=tmp_path / "part.pth", log=part_log, workers=1, progress=False))
+    train(None, RunSettings(output=tmp_path / "part.pth", log=part_log, workers=0, progress=False),
+          resume=tmp_path / "part.pth", iterations=6)
+    full, part = read_log(full_log), read_log(part_log)
+    assert [r["iteration"] for r in part] == list(range(1, 7))
+    for a, b in zip(full, part):
+        for key in ("content", "style", "tv", "total"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5)
+    a, _ = load_model(tmp_path / "full.pth")
+    b, _ = load_model(tmp_path / "part.pth")
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.allclose(a(x), b(x), atol=1e-4)
+
+
+def test_empty_dataset_is_a_clear_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("no photos here")
+    with pytest.raises(FileProblem, match="no images found"):
+        train(small_options(dataset=tmp_path, iterations=1), RunSettings(output=tmp_path / "x.pth", workers=0))
+    result = CliRunner().invoke(main, ["train", "--style", str(STYLE), "--dataset", str(tmp_path), "-o", str(tmp_path / "x.pth")])
+    assert result.exit_code == 2 and "no images found" in result.output
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path, capsys):
+    for name in ["kodim01.png", "kodim02.png"]:
+        shutil.copy(PHOTOS / name, tmp_path / name)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    losses = train(small_options(dataset=tmp_path, iterations=4), RunSettings(output=tmp_path / "m.pth", workers=0, progress=False))
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert load_checkpoint(tmp_path / "m.pth").metadata["dataset"] == {"path": str(tmp_path), "images": 3, "unreadable": 1}
+    assert "1 unreadable training image(s) were skipped" in capsys.readouterr().out
+
+
+def test_only_unreadable_images_is_an_error(tmp_path):
+    (tmp_path / "a.png").write_text("text")
+    with pytest.raises(Exception, match="no readable image in the dataset"):
+        train(small_options(dataset=tmp_path, iterations=1), RunSettings(output=tmp_path / "x.pth", workers=0, progress=False))
+
+
+def test_non_finite_loss_stops_naming_the_iteration(tmp_path):
+    with pytest.raises(TrainingError, match="loss is not finite at iteration 1"):
+        train(small_options(iterations=2, style_weight=float("inf")), RunSettings(output=tmp_path / "x.pth", workers=0, progress=False))
+
+
+def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path):
+    out, log = tmp_path / "s.pth", tmp_path / "log.jsonl"
+    args = ["--style", STYLE, "--dataset", TRAIN, "--image-size", "64", "--style-size", "128", "--batch-size", "2",
+            "--seed", "5", "--workers", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "stst", "train", *map(str, args), "--iterations", "1000",
+                             "-o", out, "--log", log], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert f"Resume with: stst train --resume {out}" in stderr
+    ckpt = load_checkpoint(out)
+    done = ckpt.training["iteration"]
+    assert 3 <= done < 1000 and ckpt.metadata["iterations"] == done
+
+    result = subprocess.run([sys.executable, "-m", "stst", "train", "--resume", str(out), "--iterations", str(done + 2),
+                             "--log", str(log)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    uninterrupted = tmp_path / "u.jsonl"
+    result = subprocess.run([sys.executable, "-m", "stst", "train", *map(str, args), "--iterations", str(done + 2),
+                             "-o", str(tmp_path / "u.pth"), "--log", str(uninterrupted)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    resumed_rows, straight_rows = read_log(log), read_log(uninterrupted)
+    assert [r["iteration"] for r in resumed_rows] == list(range(1, done + 3))
+    assert resumed_rows[-1]["total"] == pytest.approx(straight_rows[-1]["total"], rel=1e-5)
+
+
+def test_cli_train_writes_a_model_that_stylize_uses(tmp_path):
+    out = tmp_path / "tiny.pth"
+    result = CliRunner().invoke(main, ["train", "--style", str(STYLE), "--dataset", str(TRAIN), "--iterations", "2",
+                                       "--image-size", "32", "--style-size", "64", "--batch-size", "1", "-o", str(out),
+                                       "--preview", str(PHOTOS / "kodim23.png"), "--preview-every", "1", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output
+    assert Image.open(tmp_path / "tiny-preview-000002.jpg").size == (512, 341)
+    photo = tmp_path / "p.png"
+    Image.open(PHOTOS / "kodim23.png").resize((60, 40)).save(photo)
+    assert CliRunner().invoke(main, ["stylize", str(photo), "-m", str(out)]).exit_code == 0
+    assert Image.open(tmp_path / "p-tiny.png").size == (60, 40)
+
+
+def test_bad_style_layer_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--style", str(STYLE), "--dataset", str(TRAIN), "--style-layers",
+                                       "relu1_2,relu9_9", "-o", str(tmp_path / "x.pth")])
+    assert result.exit_code == 2 and "unknown VGG16 layer(s) relu9_9" in result.output
