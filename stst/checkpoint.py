@@ -3,7 +3,7 @@
 A stst checkpoint is a plain dict::
 
     {"format": "stst-model", "version": 1,
-     "arch": {"channels": 32, "residual_blocks": 5},
+     "arch": {"channels": 32, "residual": False},
      "state_dict": {...},
      "metadata": {...},            # style, training options, losses, versions
      "style_image": uint8 tensor,  # optional: the style image as trained on (for evaluation)
@@ -88,8 +88,7 @@ def save_checkpoint(
 
 
 def _arch_from_state_dict(state: dict[str, torch.Tensor]) -> ArchConfig:
-    blocks = sum(1 for k in state if re.fullmatch(r"res\d+\.conv1\.conv2d\.weight", k))
-    return ArchConfig(channels=state["conv1.conv2d.weight"].shape[0], residual_blocks=blocks)
+    return ArchConfig(channels=state["conv1.conv2d.weight"].shape[0])
 
 
 def _load_failure(exc: Exception) -> str:

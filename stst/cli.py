@@ -10,9 +10,20 @@ import click
 
 from . import __version__
 from .errors import EXIT_PARTIAL, StstError
-from .options import RunSettings, default
+from .options import PRESETS, RunSettings, default
 
 FORMAT_CHOICES = click.Choice(["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"], case_sensitive=False)
+
+
+def _parse_tile(value: str):
+    """--tile: a size in pixels, 'auto' or 'off'."""
+    if value in ("auto", "off"):
+        return None if value == "off" else "auto"
+    from .tiling import OVERLAP
+
+    if not value.isdigit() or int(value) % 4 or int(value) < OVERLAP + 8:
+        raise click.BadParameter(f"'{value}': use auto, off, or a multiple of 4 of at least {OVERLAP + 8}", param_hint="--tile")
+    return int(value)
 
 
 def reports_errors(func):
@@ -37,7 +48,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-m", "--model", "model_path", required=True, type=click.Path(path_type=Path), help="Model file (.pth).")
+@click.option("-m", "--model", "model_spec", help="Model file (.pth) or bundled model name (see `stst models`) "
+              "[default: starry_night].")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (one input) or folder.")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders of folder inputs.")
 @click.option("--format", "fmt", type=FORMAT_CHOICES, help="Output format [default: the input's].")
@@ -46,19 +58,37 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (inputs are never overwritten).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Images of equal size per forward pass.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
+              help="auto: fp16 on CUDA, fp32 elsewhere.")
+@click.option("--tile", default="auto", show_default=True,
+              help="Tile size in pixels for huge images, 'auto' (tiles above 4 MP, and on CUDA out-of-memory) or 'off'.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (pays off for many images).")
 @reports_errors
-def stylize(inputs, model_path, output, recursive, fmt, quality, max_size, overwrite, device, batch_size) -> None:
-    """Stylize image files and/or folders of images with a trained model."""
+def stylize(inputs, model_spec, output, recursive, fmt, quality, max_size, overwrite, device, batch_size, precision,
+            tile, compile_) -> None:
+    """Stylize image files and/or folders of images with a trained model (.pth or exported .onnx)."""
+    from .bundled import resolve_model
     from .checkpoint import load_model
     from .devices import resolve_device
-    from .stylize import plan_jobs, run_jobs
+    from .stylize import Stylizer, plan_jobs, run_jobs
 
-    model, _ = load_model(model_path, resolve_device(device))
-    jobs = plan_jobs(inputs, model_path.stem, output, recursive, fmt)
+    tile_setting = _parse_tile(tile)
+    model_path, model_name = resolve_model(model_spec)
+    torch_device = resolve_device(device)
+    if model_path.suffix.lower() == ".onnx":
+        from .export import OnnxStylizer
+
+        if tile_setting not in ("auto", None):
+            raise click.UsageError("--tile is not available for ONNX models")
+        stylizer = OnnxStylizer(model_path, torch_device)
+    else:
+        model, _ = load_model(model_path, torch_device)
+        stylizer = Stylizer(model, torch_device, precision=precision, tile=tile_setting, compile=compile_)
+    jobs = plan_jobs(inputs, model_name, output, recursive, fmt)
     if not jobs:
         raise StstError("no files found in the given folders" + ("" if recursive else " (try --recursive)"))
     report = run_jobs(
-        model, jobs, max_size=max_size, quality=quality, overwrite=overwrite, batch_size=batch_size,
+        stylizer, jobs, max_size=max_size, quality=quality, overwrite=overwrite, batch_size=batch_size,
         warn=lambda message: click.echo(message, err=True),
     )
     if len(jobs) == 1 and report.stylized:
@@ -89,19 +119,24 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.option("--style", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Style image (painting).")
 @click.option("--dataset", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of training photos (searched recursively).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Model file to write [default: <style>.pth].")
-@click.option("--image-size", type=click.IntRange(16), default=default("image_size"), show_default=True, help="Training crop size.")
-@click.option("--style-size", type=click.IntRange(16), default=default("style_size"), show_default=True, help="Long side of the style image.")
-@click.option("--batch-size", type=click.IntRange(1), default=default("batch_size"), show_default=True)
-@click.option("--iterations", type=click.IntRange(1), help=f"Optimiser steps [default: {default('iterations')}].")
+@click.option("--preset", type=click.Choice(["auto", *PRESETS]), default="auto", show_default=True,
+              help="Recipe: johnson (the paper's, for GPUs) or cpu-fast; auto picks by device. Options below override it.")
+@click.option("--image-size", type=click.IntRange(16), help=f"Training crop size [johnson: {default('image_size')}, cpu-fast: {PRESETS['cpu-fast']['image_size']}].")
+@click.option("--style-size", type=click.IntRange(16), help=f"Long side of the style image [default: {default('style_size')}].")
+@click.option("--batch-size", type=click.IntRange(1), help=f"[default: {default('batch_size')}]")
+@click.option("--iterations", type=click.IntRange(1), help=f"Optimiser steps [johnson: {default('iterations')}, cpu-fast: {PRESETS['cpu-fast']['iterations']}].")
 @click.option("--epochs", type=click.FloatRange(0, min_open=True), help="Passes over the dataset (instead of --iterations).")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=default("lr"), show_default=True, help="Adam learning rate.")
-@click.option("--content-weight", type=float, default=default("content_weight"), show_default=True)
-@click.option("--style-weight", type=float, default=default("style_weight"), show_default=True)
-@click.option("--tv-weight", type=float, default=default("tv_weight"), show_default=True)
-@click.option("--content-layer", default=default("content_layer"), show_default=True, help="VGG16 layer for the content loss.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), help=f"Adam learning rate [johnson: {default('lr')}, cpu-fast: {PRESETS['cpu-fast']['lr']}].")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="[johnson: constant, cpu-fast: cosine]")
+@click.option("--content-weight", type=float, help=f"[default: {default('content_weight'):g}]")
+@click.option("--style-weight", type=float, help=f"[default: {default('style_weight'):g}]")
+@click.option("--tv-weight", type=float, help=f"[default: {default('tv_weight'):g}]")
+@click.option("--content-layer", help=f"VGG16 layer for the content loss [default: {default('content_layer')}].")
 @click.option("--style-layers", help="Comma-separated VGG16 layers, each with an optional :weight "
               f"[default: {','.join(default('style_layers'))}].")
-@click.option("--seed", type=int, default=default("seed"), show_default=True)
+@click.option("--width", "channels", type=click.IntRange(4), help=f"Channels of the first layer [default: {default('channels')}].")
+@click.option("--residual/--no-residual", default=None, help="Global skip connection: starts from the photo, keeps more of it [default: off].")
+@click.option("--seed", type=int, help=f"[default: {default('seed')}]")
 @click.option("--device", default=default("device", RunSettings), show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--workers", type=click.IntRange(0), help="DataLoader worker processes [default: half the CPU cores, at most 4].")
 @click.option("--checkpoint-every", type=click.IntRange(0), default=default("checkpoint_every", RunSettings), show_default=True, help="Save a resumable checkpoint every N iterations (0: never).")
@@ -111,16 +146,17 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), help="Write losses as JSON lines here.")
 @click.option("--vgg-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="torchvision vgg16 state_dict to use [env: STST_VGG_WEIGHTS].")
 @reports_errors
-def train(style, dataset, output, image_size, style_size, batch_size, iterations, epochs, lr, content_weight,
-          style_weight, tv_weight, content_layer, style_layers, seed, device, workers, checkpoint_every, resume,
-          preview, preview_every, log_path, vgg_weights) -> None:
+def train(style, dataset, output, preset, image_size, style_size, batch_size, iterations, epochs, lr, lr_schedule,
+          content_weight, style_weight, tv_weight, content_layer, style_layers, channels, residual, seed, device,
+          workers, checkpoint_every, resume, preview, preview_every, log_path, vgg_weights) -> None:
     """Train a network for one style on a folder of photos.
 
     Ctrl-C saves a resumable checkpoint to the output file; --resume continues it
     with the same options (and reproduces the losses of an uninterrupted run).
     """
     from .data import find_images
-    from .options import TrainOptions
+    from .devices import resolve_device
+    from .options import make_options, preset_for
     from .train import iterations_for_epochs, train as run_training
 
     if iterations and epochs:
@@ -129,15 +165,15 @@ def train(style, dataset, output, image_size, style_size, batch_size, iterations
         raise click.UsageError("--style and --dataset are required (unless you --resume a run)")
     options = None
     if resume is None:
-        layers = _parse_style_layers(style_layers)
-        options = TrainOptions(
-            style=str(style), dataset=str(dataset), image_size=image_size, style_size=style_size,
-            batch_size=batch_size, lr=lr, content_weight=content_weight, style_weight=style_weight,
-            tv_weight=tv_weight, content_layer=content_layer, seed=seed,
-            **({"style_layers": layers} if layers else {}),
+        preset = preset_for(resolve_device(device).type) if preset == "auto" else preset
+        options = make_options(
+            str(style), str(dataset), preset, image_size=image_size, style_size=style_size, batch_size=batch_size,
+            iterations=iterations, lr=lr, lr_schedule=lr_schedule, content_weight=content_weight,
+            style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,
+            style_layers=_parse_style_layers(style_layers), channels=channels, residual=residual, seed=seed,
         )
         if epochs:
-            iterations = iterations_for_epochs(epochs, len(find_images(dataset)), batch_size)
+            iterations = iterations_for_epochs(epochs, len(find_images(dataset)), options.batch_size)
     elif epochs:
         raise click.UsageError("with --resume, give the new total as --iterations")
     output = output or (resume if resume else Path(f"{style.stem}.pth"))
@@ -163,3 +199,67 @@ def weights(vgg_weights) -> None:
     _, source = resolve_vgg_weights(vgg_weights, log=lambda message: click.echo(message, err=True))
     click.echo(f"VGG16 weights verified (sha256 {FEATURES_SHA256[:16]}...) from {source}")
     click.echo(f"cache: {stst_home() / CACHE_NAME}")
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("inputs", metavar="PHOTO_OR_FOLDER...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--size", type=click.IntRange(16), default=512, show_default=True, help="Shrink photos so the long side is at most N.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@reports_errors
+def evaluate(model_path, inputs, size, device, as_json) -> None:
+    """Score a model on photos: content, style and TV losses under its own training weights."""
+    import json
+    from dataclasses import asdict
+
+    from .devices import resolve_device
+    from .bundled import resolve_model
+    from .evaluate import evaluate as run_evaluation, mean_score
+
+    scores = run_evaluation(resolve_model(model_path)[0], list(inputs), size, resolve_device(device))
+    mean = mean_score(scores)
+    if as_json:
+        click.echo(json.dumps({"model": str(model_path), "size": size, "photos": [asdict(s) for s in scores],
+                               "mean": mean}, indent=2))
+        return
+    width = max(len("photo"), *(len(Path(s.photo).name) for s in scores))
+    click.echo(f"{'photo':<{width}}  {'content':>11}  {'style':>11}  {'tv':>11}  {'total':>11}")
+    for s in scores:
+        click.echo(f"{Path(s.photo).name:<{width}}  {s.content:11.4g}  {s.style:11.4g}  {s.tv:11.4g}  {s.total:11.4g}")
+    click.echo(f"{'mean':<{width}}  {mean['content']:11.4g}  {mean['style']:11.4g}  {mean['tv']:11.4g}  {mean['total']:11.4g}")
+
+
+@main.command()
+@reports_errors
+def models() -> None:
+    """List the bundled style models."""
+    from .bundled import DEFAULT_MODEL, bundled_models
+    from .checkpoint import load_checkpoint
+
+    found = bundled_models()
+    if not found:
+        raise StstError("no bundled models are installed")
+    for name, path in found.items():
+        meta = load_checkpoint(path).metadata
+        style = meta.get("style", {}).get("title") or meta.get("style", {}).get("name", "?")
+        default_mark = " (default)" if name == DEFAULT_MODEL else ""
+        click.echo(f"{name:<18} {path.stat().st_size / 1e6:4.1f} MB  {style}{default_mark}")
+
+
+@main.command()
+@click.argument("model_spec", metavar="MODEL")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write [default: MODEL name + .onnx / .pt].")
+@reports_errors
+def export(model_spec, fmt, output) -> None:
+    """Export a model to ONNX or TorchScript (any image size, RGB 0..1 in and out)."""
+    from .bundled import resolve_model
+    from .checkpoint import load_model
+    from .export import export_model
+
+    model_path, name = resolve_model(model_spec)
+    output = output or Path(f"{name}.{'onnx' if fmt == 'onnx' else 'pt'}")
+    model, _ = load_model(model_path)
+    export_model(model, output, fmt)
+    click.echo(f"wrote {output}")

@@ -34,7 +34,10 @@ class ArchConfig:
     """Architecture settings stored in every checkpoint."""
 
     channels: int = 32  # width of the first layer; later layers use 2x and 4x
-    residual_blocks: int = 5
+    # Add the input to the output (a global skip connection). With the last
+    # layer zero-initialised, an untrained network is the identity instead of
+    # noise, so short CPU trainings start from the photo.
+    residual: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,7 +59,7 @@ class UpsampleConvLayer(ConvLayer):
     """2x nearest-neighbour upsampling, then a stride-1 convolution."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return self.conv2d(self.reflection_pad(F.interpolate(x, scale_factor=2.0, mode="nearest")))
 
 
 class ResidualBlock(nn.Module):
@@ -80,6 +83,9 @@ class TransformerNet(nn.Module):
     def __init__(self, config: ArchConfig = ArchConfig()) -> None:
         super().__init__()
         self.config = config
+        # Plain attributes rather than config or globals, so that TorchScript can compile forward().
+        self.residual = config.residual
+        self.pixel_scale = PIXEL_SCALE
         c = config.channels
         self.conv1 = ConvLayer(3, c, 9)
         self.in1 = nn.InstanceNorm2d(c, affine=True)
@@ -87,24 +93,30 @@ class TransformerNet(nn.Module):
         self.in2 = nn.InstanceNorm2d(2 * c, affine=True)
         self.conv3 = ConvLayer(2 * c, 4 * c, 3, stride=2)
         self.in3 = nn.InstanceNorm2d(4 * c, affine=True)
-        for i in range(1, config.residual_blocks + 1):
-            self.add_module(f"res{i}", ResidualBlock(4 * c))
+        self.res1 = ResidualBlock(4 * c)
+        self.res2 = ResidualBlock(4 * c)
+        self.res3 = ResidualBlock(4 * c)
+        self.res4 = ResidualBlock(4 * c)
+        self.res5 = ResidualBlock(4 * c)
         self.deconv1 = UpsampleConvLayer(4 * c, 2 * c, 3)
         self.in4 = nn.InstanceNorm2d(2 * c, affine=True)
         self.deconv2 = UpsampleConvLayer(2 * c, c, 3)
         self.in5 = nn.InstanceNorm2d(c, affine=True)
         self.deconv3 = ConvLayer(c, 3, 9)
+        if config.residual:
+            nn.init.zeros_(self.deconv3.conv2d.weight)
+            nn.init.zeros_(self.deconv3.conv2d.bias)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         """The network proper, on 0..255 images whose sides are multiples of 4 and >= 8."""
         y = F.relu(self.in1(self.conv1(x)))
         y = F.relu(self.in2(self.conv2(y)))
         y = F.relu(self.in3(self.conv3(y)))
-        for i in range(1, self.config.residual_blocks + 1):
-            y = getattr(self, f"res{i}")(y)
+        y = self.res5(self.res4(self.res3(self.res2(self.res1(y)))))
         y = F.relu(self.in4(self.deconv1(y)))
         y = F.relu(self.in5(self.deconv2(y)))
-        return self.deconv3(y)
+        y = self.deconv3(y)
+        return y + x if self.residual else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Stylize a batch ``(N, 3, H, W)`` of 0..1 images of any size; the output has the same size.
@@ -112,28 +124,33 @@ class TransformerNet(nn.Module):
         The output is not clamped, so that training gradients are not cut off;
         callers that write images clamp to 0..1.
         """
-        h, w = x.shape[-2:]
-        padded, (top, left) = pad_to_multiple(x * PIXEL_SCALE)
+        h, w = x.shape[-2], x.shape[-1]
+        padded, offsets = pad_to_multiple(x * self.pixel_scale)
+        top, left = offsets
         y = self.body(padded)
-        return y[..., top : top + h, left : left + w] / PIXEL_SCALE
+        return y[..., top : top + h, left : left + w] / self.pixel_scale
 
 
-def _split(size: int) -> tuple[int, int]:
-    target = max(MIN_SIZE, -(-size // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+def _split(size: int, multiple: int = SIZE_MULTIPLE, minimum: int = MIN_SIZE) -> tuple[int, int]:
+    """Pads before and after one side so that it becomes a valid body size.
+
+    Branch-free integer arithmetic, so that exported graphs (ONNX, TorchScript)
+    keep working for every size: the target is the next multiple of 4, plus 4
+    when that is below ``minimum`` (``minimum // (size + multiple)`` is 1
+    exactly for sizes 1..4). Constants are defaults: TorchScript reads no globals.
+    """
+    target = (size + multiple - 1) // multiple * multiple + multiple * (minimum // (size + multiple))
     extra = target - size
     return extra // 2, extra - extra // 2
 
 
 def pad_to_multiple(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad H and W to valid body sizes; returns the padded tensor and the (top, left) offsets.
+    """Pad H and W to valid body sizes by edge replication; returns the padded tensor and (top, left).
 
-    Reflection keeps borders natural; it needs pads smaller than the side, so
-    tiny images (a few pixels) are padded by replication instead.
+    Replication works for any pad width (reflection needs pads smaller than
+    the side), and the pads are at most 3 pixels except on tiny images.
     """
-    h, w = x.shape[-2:]
+    h, w = x.shape[-2], x.shape[-1]
     top, bottom = _split(h)
     left, right = _split(w)
-    if top == bottom == left == right == 0:
-        return x, (0, 0)
-    mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "replicate"
-    return F.pad(x, (left, right, top, bottom), mode=mode), (top, left)
+    return F.pad(x, [left, right, top, bottom], mode="replicate"), (top, left)

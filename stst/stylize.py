@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, Union
 
 import numpy as np
 import torch
@@ -14,13 +20,88 @@ from tqdm import tqdm
 from .errors import FileProblem, StstError
 from .imageio import WRITE_FORMATS, Photo, format_of_suffix, output_format, read_photo, to_uint8, write_photo
 from .network import TransformerNet
+from .tiling import AUTO_PIXELS, AUTO_TILE, stylize_tiled
 
 
-@torch.inference_mode()
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+TileSetting = Union[int, Literal["auto"], None]
+
+
+class Stylizer:
+    """A network set up for inference on one device: precision, memory layout, tiling.
+
+    - ``precision``: ``auto`` is fp16 autocast on CUDA and fp32 elsewhere.
+    - ``channels_last``: default on CUDA, where cuDNN's convolutions prefer it.
+    - ``tile``: a tile size, ``None`` for whole images, or ``auto``: tiles of
+      1024 above 4 megapixels, and on CUDA also whenever memory runs out.
+    - ``compile``: ``torch.compile`` the network (pays off for many images).
+    """
+
+    def __init__(
+        self,
+        model: TransformerNet,
+        device: torch.device | str | None = None,
+        precision: str = "auto",
+        tile: TileSetting = "auto",
+        channels_last: bool | None = None,
+        compile: bool = False,
+    ) -> None:
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        cuda = self.device.type == "cuda"
+        if precision == "auto":
+            precision = "fp16" if cuda else "fp32"
+        if precision not in PRECISIONS:
+            raise StstError(f"unknown precision '{precision}' (use fp32, fp16 or bf16)")
+        self.dtype = PRECISIONS[precision]
+        self.channels_last = cuda if channels_last is None else channels_last
+        self.model = model.to(self.device).eval()
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.network = torch.compile(self.model, dynamic=True) if compile else self.model
+        self.tile = tile
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # folders often repeat sizes
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
+
+    def _whole(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        x = batch.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            return self.network(x).float().clamp_(0, 1).cpu()
+
+    def _tiled(self, batch: torch.Tensor, tile: int) -> torch.Tensor:
+        with self._autocast():
+            return torch.cat([stylize_tiled(self.model, image[None], tile) for image in batch]).clamp_(0, 1)
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Stylize a ``(N, 3, H, W)`` batch of 0..1 images; returns 0..1 float32 on the CPU."""
+        h, w = batch.shape[-2:]
+        tile = (AUTO_TILE if h * w > AUTO_PIXELS else None) if self.tile == "auto" else self.tile
+        if tile:
+            return self._tiled(batch, tile)
+        try:
+            return self._whole(batch)
+        except torch.OutOfMemoryError:
+            if self.device.type != "cuda" or self.tile != "auto":
+                raise
+        for tile in (AUTO_TILE, AUTO_TILE // 2):  # out of GPU memory: fall back to tiles
+            torch.cuda.empty_cache()
+            try:
+                return self._tiled(batch, tile)
+            except torch.OutOfMemoryError:
+                continue
+        raise StstError(f"out of GPU memory even in tiles of {AUTO_TILE // 2}; try --device cpu")
+
+
 def stylize_tensor(model: TransformerNet, batch: torch.Tensor) -> torch.Tensor:
-    """Stylize a ``(N, 3, H, W)`` batch of 0..1 images on the model's device; returns 0..1 on the CPU."""
-    device = next(model.parameters()).device
-    return model(batch.to(device)).clamp_(0, 1).cpu()
+    """Stylize a ``(N, 3, H, W)`` batch of 0..1 images whole, in fp32, on the model's device; returns 0..1 on the CPU."""
+    return Stylizer(model, precision="fp32", tile=None, channels_last=False)(batch)
 
 
 def stylize_image(model: TransformerNet, image: Image.Image) -> Image.Image:
@@ -133,8 +214,28 @@ def _batches(
     yield from pending.values()
 
 
+def prefetch(items: Iterator, depth: int) -> Iterator:
+    """Run ``items`` in a background thread, ``depth`` ahead: decoding overlaps the network's work."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                buffer.put(item)
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put(exc)
+        buffer.put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while (item := buffer.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
 def run_jobs(
-    model: TransformerNet,
+    stylizer: Callable[[torch.Tensor], torch.Tensor],
     jobs: list[Job],
     max_size: int | None = None,
     quality: int = 95,
@@ -143,7 +244,11 @@ def run_jobs(
     warn: Callable[[str], None] = lambda message: None,
     progress: bool = True,
 ) -> Report:
-    """Stylize every job, continuing past bad files; returns what happened to each."""
+    """Stylize every job, continuing past bad files; returns what happened to each.
+
+    Decoding runs ahead in one thread and encoding behind in another, so that
+    the network (``stylizer``, e.g. a :class:`Stylizer`) is rarely idle.
+    """
     if batch_size < 1:
         raise StstError("--batch-size must be at least 1")
     report = Report()
@@ -171,15 +276,25 @@ def run_jobs(
                 except FileProblem as exc:
                     fail(job, exc.problem)
 
-    for batch in _batches(loaded(), batch_size):
-        outputs = stylize_tensor(model, torch.stack([photo.rgb for _, photo in batch]))
-        for (job, photo), rgb in zip(batch, outputs):
-            try:
-                write_photo(job.target, rgb, photo.alpha, job.format, quality)
-                report.stylized.append(job.target)
-            except (OSError, ValueError) as exc:
-                fail(job, f"cannot write {job.target} ({exc})")
-                continue
+    writes: deque[tuple[Job, Future]] = deque()
+
+    def finish_write() -> None:
+        job, future = writes.popleft()
+        try:
+            future.result()
+            report.stylized.append(job.target)
             bar.update()
+        except (OSError, ValueError) as exc:
+            fail(job, f"cannot write {job.target} ({exc})")
+
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        for batch in _batches(prefetch(loaded(), depth=2), batch_size):
+            outputs = stylizer(torch.stack([photo.rgb for _, photo in batch]))
+            for (job, photo), rgb in zip(batch, outputs):
+                writes.append((job, writer.submit(write_photo, job.target, rgb, photo.alpha, job.format, quality)))
+            while len(writes) > 2 * batch_size:
+                finish_write()
+        while writes:
+            finish_write()
     bar.close()
     return report

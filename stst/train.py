@@ -48,6 +48,29 @@ def iterations_for_epochs(epochs: float, images: int, batch_size: int) -> int:
     return max(1, math.ceil(epochs * images / batch_size))
 
 
+def build_loss(
+    options: TrainOptions, style_image: torch.Tensor, vgg_state: dict[str, torch.Tensor], device: torch.device
+) -> PerceptualLoss:
+    """The perceptual loss of a run: its layers and weights, with Gram targets from the (3, H, W) uint8 style image."""
+    check_layers([options.content_layer, *options.style_layers])
+    deepest = max([options.content_layer, *options.style_layers], key=LAYERS.get)
+    encoder = VGGFeatures(vgg_state, deepest).to(device)
+    targets = style_targets(encoder, (style_image.float() / 255)[None].to(device), list(options.style_layers))
+    return PerceptualLoss(
+        encoder,
+        ContentLoss(options.content_layer, options.content_weight),
+        StyleLoss(targets, dict(options.style_layers), options.style_weight),
+        TotalVariationLoss(options.tv_weight),
+    )
+
+
+def learning_rate(options: TrainOptions, iteration: int) -> float:
+    """The rate for step ``iteration`` (0-based): a function of position, so resuming needs no scheduler state."""
+    if options.lr_schedule == "cosine":
+        return options.lr * 0.5 * (1 + math.cos(math.pi * iteration / options.iterations))
+    return options.lr
+
+
 def _load_style(path: str | Path, long_side: int) -> torch.Tensor:
     """The style image with its long side resized to ``long_side``, aspect kept, as (3, H, W) uint8."""
     photo = read_photo(path)
@@ -117,24 +140,15 @@ def train(
         raise TrainingError("give the training options or a checkpoint to resume")
     if iterations is not None:
         options = replace(options, iterations=iterations)
-    check_layers([options.content_layer, *options.style_layers])
 
     files = find_images(options.dataset)
     if resume is None:
         style_image = _load_style(options.style, options.style_size)
     vgg_state, vgg_source = resolve_vgg_weights(run.vgg_weights, log)
-    deepest = max([options.content_layer, *options.style_layers], key=LAYERS.get)
-    encoder = VGGFeatures(vgg_state, deepest).to(device)
-    targets = style_targets(encoder, (style_image.float() / 255)[None].to(device), list(options.style_layers))
-    loss_fn = PerceptualLoss(
-        encoder,
-        ContentLoss(options.content_layer, options.content_weight),
-        StyleLoss(targets, dict(options.style_layers), options.style_weight),
-        TotalVariationLoss(options.tv_weight),
-    )
+    loss_fn = build_loss(options, style_image, vgg_state, device)
 
     torch.manual_seed(options.seed)
-    model = TransformerNet(ArchConfig(channels=options.channels)).to(device).train()
+    model = TransformerNet(ArchConfig(channels=options.channels, residual=options.residual)).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     start, seconds = 0, 0.0
     if state is not None:
@@ -194,6 +208,8 @@ def train(
                     values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
                     raise TrainingError(f"loss is not finite at iteration {iteration + 1} ({values}); "
                                         "try a lower --lr or loss weights")
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(options, iteration)
                 optimizer.zero_grad(set_to_none=True)
                 terms["total"].backward()
                 optimizer.step()

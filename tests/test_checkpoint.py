@@ -11,11 +11,11 @@ from conftest import fresh_network
 
 
 def test_round_trip_keeps_weights_arch_and_metadata(tmp_path):
-    net = fresh_network(config=ArchConfig(channels=16, residual_blocks=2))
+    net = fresh_network(config=ArchConfig(channels=16, residual=True))
     path = tmp_path / "m.pth"
     save_checkpoint(path, net, {"style": {"name": "x.jpg"}}, training={"iteration": 7})
     model, ckpt = load_model(path)
-    assert ckpt.arch == ArchConfig(channels=16, residual_blocks=2)
+    assert ckpt.arch == ArchConfig(channels=16, residual=True)
     assert ckpt.metadata["style"] == {"name": "x.jpg"}
     assert ckpt.metadata["torch_version"] == str(torch.__version__)
     assert {"created", "stst_version"} <= set(ckpt.metadata)

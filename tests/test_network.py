@@ -15,19 +15,24 @@ def test_output_has_input_size(size):
     assert torch.isfinite(out).all()
 
 
-def test_padding_reflects_and_reaches_multiple_of_four():
+def test_padding_replicates_edges_up_to_a_multiple_of_four():
     x = torch.arange(97 * 131, dtype=torch.float32).reshape(1, 1, 97, 131)
     padded, (top, left) = pad_to_multiple(x)
     assert padded.shape[-2:] == (100, 132)
     assert torch.equal(padded[..., top : top + 97, left : left + 131], x)
-    # reflection, not zeros or replication: the row above the image mirrors row 1
-    assert torch.equal(padded[..., top - 1, left : left + 131], x[..., 1, :])
+    assert torch.equal(padded[..., top - 1, left : left + 131], x[..., 0, :])
 
 
-def test_aligned_input_is_not_padded():
-    x = torch.rand(1, 3, 64, 128)
-    padded, offsets = pad_to_multiple(x)
-    assert padded is x and offsets == (0, 0)
+@pytest.mark.parametrize("size, padded_size", [(1, 8), (4, 8), (5, 8), (8, 8), (9, 12), (64, 64)])
+def test_padded_sizes(size, padded_size):
+    padded, _ = pad_to_multiple(torch.rand(1, 3, size, 13))
+    assert padded.shape[-2:] == (padded_size, 16)
+
+
+def test_global_residual_starts_as_the_identity():
+    net = TransformerNet(ArchConfig(residual=True))
+    x = torch.rand(1, 3, 45, 70)
+    assert torch.allclose(net(x), x, atol=1e-6)
 
 
 def test_parameter_names_match_pytorch_examples():
@@ -44,6 +49,6 @@ def test_no_transposed_convolutions():
 
 
 def test_width_setting_changes_the_network():
-    narrow = TransformerNet(ArchConfig(channels=16, residual_blocks=3))
-    assert narrow.conv1.conv2d.out_channels == 16 and not hasattr(narrow, "res4")
+    narrow = TransformerNet(ArchConfig(channels=16))
+    assert narrow.conv1.conv2d.out_channels == 16 and narrow.res5.conv1.conv2d.in_channels == 64
     assert narrow(torch.rand(1, 3, 33, 21)).shape == (1, 3, 33, 21)

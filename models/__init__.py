@@ -1,0 +1,1 @@
+"""Style models shipped with stst (installed as the package ``stst.models``); see README.md here."""

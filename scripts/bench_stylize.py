@@ -1,0 +1,151 @@
+"""Benchmark stylization: forward time by size, folder throughput, peak memory on a huge photo.
+
+Prints tables of what it measured. Runs on CPU, and on CUDA when present.
+
+    python scripts/bench_stylize.py                      # all sections, default settings
+    python scripts/bench_stylize.py --variants           # also compare CPU settings (channels_last, bf16, compile)
+    python scripts/bench_stylize.py --skip-huge --sizes 256 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from stst.bundled import DEFAULT_MODEL, bundled_models
+from stst.checkpoint import load_model, save_checkpoint
+from stst.devices import resolve_device
+from stst.imageio import read_photo
+from stst.network import TransformerNet
+from stst.stylize import Stylizer, plan_jobs, run_jobs
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
+GFLOP_PER_MEGAPIXEL = 307.6  # 153,792 multiply-adds per pixel
+
+
+def network(scratch: Path) -> tuple[TransformerNet, str]:
+    """The default bundled model, or an untrained network of the same shape (speed does not depend on weights)."""
+    models = bundled_models()
+    if DEFAULT_MODEL in models:
+        return load_model(models[DEFAULT_MODEL])[0], str(models[DEFAULT_MODEL])
+    path = scratch / "untrained.pth"
+    save_checkpoint(path, TransformerNet())
+    return load_model(path)[0], str(path)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_forward(stylizer: Stylizer, size: int, repeats: int) -> float:
+    x = torch.rand(1, 3, size, size)
+    stylizer(x)  # warm-up (allocations, cuDNN autotuning, compilation)
+    times = []
+    for _ in range(repeats):
+        sync(stylizer.device)
+        start = time.perf_counter()
+        stylizer(x)
+        sync(stylizer.device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def forward_table(variants: dict[str, Stylizer], sizes: list[int], device: torch.device) -> None:
+    print(f"\nForward pass, median seconds (device {device}, {torch.get_num_threads()} threads)")
+    print(f"| variant | " + " | ".join(f"{s}px s" for s in sizes) + " | GFLOP/s at largest | speed-up at 512 |")
+    print("|---|" + "---|" * (len(sizes) + 2))
+    base512 = None
+    for name, stylizer in variants.items():
+        row = []
+        for size in sizes:
+            repeats = 7 if size <= 512 else 3 if size <= 1024 else 1
+            row.append(median_forward(stylizer, size, repeats if device.type == "cpu" else 20))
+        t512 = row[sizes.index(512)] if 512 in sizes else None
+        base512 = base512 or t512
+        gflops = GFLOP_PER_MEGAPIXEL * sizes[-1] ** 2 / 1e6 / row[-1]
+        ratio = f"{base512 / t512:.2f}x" if t512 and base512 else "-"
+        print(f"| {name} | " + " | ".join(f"{t:.3f}" for t in row) + f" | {gflops:.0f} | {ratio} |", flush=True)
+
+
+def folder_throughput(stylizer: Stylizer) -> None:
+    photos = sorted(PHOTOS.glob("*.png"))
+    tensors = [read_photo(p).rgb[None] for p in photos]
+    stylizer(tensors[0])
+    start = time.perf_counter()
+    for x in tensors:
+        stylizer(x)
+    sync(stylizer.device)
+    pure = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as out:
+        jobs = plan_jobs([PHOTOS], "bench", out, fmt=None)
+        start = time.perf_counter()
+        report = run_jobs(stylizer, jobs, progress=False)
+        total = time.perf_counter() - start
+    n = len(report.stylized)
+    print(f"\nFolder of {n} Kodak photos (768x512), decode + stylize + PNG encode")
+    print("| measure | seconds | images/s |\n|---|---|---|")
+    print(f"| network only | {pure:.2f} | {n / pure:.2f} |")
+    print(f"| stst stylize pipeline | {total:.2f} | {n / total:.2f} |")
+    print(f"pipeline overhead over pure network time: {100 * (total / pure - 1):.1f}%", flush=True)
+
+
+def huge_image_rss(model_path: str, size: int, device: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / f"huge-{size}.png"
+        Image.open(PHOTOS / "kodim23.png").resize((size, size), Image.Resampling.BICUBIC).save(src, compress_level=1)
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "stst", "stylize", str(src), "-m", model_path, "-o",
+                               str(Path(tmp) / "out.png"), "--device", device], capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode:
+            print(proc.stderr)
+            raise SystemExit(f"stylize failed on the {size}x{size} image")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2  # KiB -> GiB
+    print(f"\n{size}x{size} photo via `stst stylize` (default --tile auto): {seconds:.1f} s, peak RSS {peak:.2f} GiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
+    parser.add_argument("--variants", action="store_true", help="compare channels_last, bf16 and torch.compile")
+    parser.add_argument("--skip-huge", action="store_true")
+    parser.add_argument("--skip-folder", action="store_true")
+    parser.add_argument("--huge-size", type=int, default=4096)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    scratch = Path(tempfile.mkdtemp(prefix="stst-bench-"))
+    model, model_path = network(scratch)
+    print(f"model: {model_path}; torch {torch.__version__}; device {device}")
+
+    def variant(**settings) -> Stylizer:  # each on its own copy: channels_last and compile change the module
+        return Stylizer(copy.deepcopy(model), device, tile=None, **settings)
+
+    default = variant()
+    variants = {"default (" + ("fp16, channels_last" if device.type == "cuda" else "fp32") + ")": default}
+    if args.variants:
+        variants["eager fp32, contiguous"] = variant(precision="fp32", channels_last=False)
+        variants["fp32, channels_last"] = variant(precision="fp32", channels_last=True)
+        variants["bf16 autocast"] = variant(precision="bf16", channels_last=False)
+        variants["bf16, channels_last"] = variant(precision="bf16", channels_last=True)
+        variants["torch.compile fp32"] = variant(precision="fp32", compile=True)
+    forward_table(variants, args.sizes, device)
+    if not args.skip_folder:
+        folder_throughput(variant())
+    if not args.skip_huge:
+        huge_image_rss(model_path, args.huge_size, str(device))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Retrain the bundled style models in models/ with `stst train`'s cpu-fast preset.
+
+Each style trains on ../shared/data/train into WORK/NAME.pth (resumable: run
+the script again after an interruption), is then stored in models/NAME.pth as
+float16 without optimiser state (full metadata kept), and is scored with
+`stst evaluate` on ../shared/data/photos at 512 px.
+
+    python scripts/train_bundled.py --iterations 1700
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from stst.checkpoint import load_checkpoint, load_model, save_checkpoint
+from stst.evaluate import evaluate, mean_score
+from stst.options import RunSettings, make_options
+from stst.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+# Public-domain paintings from ../shared/data/styles (painters dead > 70 years, works before 1929).
+STYLES = {
+    "starry_night": "Vincent van Gogh, The Starry Night (1889)",
+    "great_wave": "Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)",
+    "the_scream": "Edvard Munch, The Scream (1893)",
+    "udnie": "Francis Picabia, Udnie (1913)",
+}
+
+
+def train_style(name: str, iterations: int, work: Path) -> Path:
+    """Train (or resume) one style into ``work``; returns the full checkpoint's path."""
+    out = work / f"{name}.pth"
+    run = RunSettings(output=out, checkpoint_every=250)
+    if out.exists():
+        done = load_checkpoint(out).training["iteration"]
+        if done < iterations:
+            train(None, run, resume=out, iterations=iterations)
+    else:
+        options = make_options(str(DATA / "styles" / f"{name}.jpg"), str(DATA / "train"), "cpu-fast",
+                               iterations=iterations)
+        train(options, run)
+    return out
+
+
+def bundle(name: str, full: Path) -> Path:
+    """Store a slim float16 copy with full metadata in models/."""
+    ckpt = load_checkpoint(full)
+    metadata = dict(ckpt.metadata)
+    metadata["style"] = {**metadata["style"], "title": STYLES[name], "licence": "public domain"}
+    target = ROOT / "models" / f"{name}.pth"
+    save_checkpoint(target, ckpt.build(), metadata, style_image=ckpt.style_image, half=True)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=4000)
+    parser.add_argument("--styles", nargs="*", default=list(STYLES))
+    parser.add_argument("--work", type=Path, default=ROOT / "recipe-runs")
+    args = parser.parse_args()
+    args.work.mkdir(exist_ok=True)
+    rows = []
+    for name in args.styles:
+        start = time.perf_counter()
+        target = bundle(name, train_style(name, args.iterations, args.work))
+        _, ckpt = load_model(target)
+        mean = mean_score(evaluate(target, [DATA / "photos"], size=512))
+        meta = ckpt.metadata
+        rows.append((name, meta["iterations"], meta["train_seconds"] / 60, target.stat().st_size / 1e6, mean))
+        print(f"{name}: done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    print("\n| model | iterations | training minutes | file MB | content | style | tv | total |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, its, minutes, mb, m in rows:
+        print(f"| {name} | {its} | {minutes:.1f} | {mb:.1f} | {m['content']:.4g} | {m['style']:.4g} | {m['tv']:.4g} | {m['total']:.4g} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The style models shipped with stst, and resolving ``--model`` values to files."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from .errors import FileProblem
+
+DEFAULT_MODEL = "starry_night"
+
+
+def bundled_models() -> dict[str, Path]:
+    """Name -> file of every shipped model (the repository's ``models/``, installed as ``stst.models``)."""
+    folder = Path(str(resources.files("stst.models")))
+    return {p.stem: p for p in sorted(folder.glob("*.pth"))}
+
+
+def resolve_model(spec: str | Path | None) -> tuple[Path, str]:
+    """A model file and the name used in output file names, for a path or a bundled model's name.
+
+    ``None`` means the default bundled model. An existing file wins over a bundled name.
+    """
+    spec = DEFAULT_MODEL if spec is None else spec
+    path = Path(spec)
+    if path.is_file():
+        return path, path.stem
+    models = bundled_models()
+    if str(spec) in models:
+        return models[str(spec)], str(spec)
+    hint = f" (bundled models: {', '.join(models)})" if models else ""
+    raise FileProblem(path, f"model file not found{hint}")

@@ -1,0 +1,69 @@
+"""Scoring a trained model on held-out photos with the same perceptual loss it was trained with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_model
+from .data import IMAGE_SUFFIXES
+from .errors import FileProblem
+from .imageio import read_photo
+from .options import TrainOptions
+from .stylize import stylize_tensor
+from .train import build_loss
+from .weights import resolve_vgg_weights
+
+TERMS = ("content", "style", "tv", "total")
+
+
+@dataclass
+class Score:
+    """Weighted loss terms of one stylized photo (``total`` is their sum)."""
+
+    photo: str
+    content: float
+    style: float
+    tv: float
+    total: float
+
+
+def photo_files(inputs: list[str | Path]) -> list[Path]:
+    """Image files among ``inputs``: files as given, folders by image extension (not recursive)."""
+    files = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FileProblem(item, "no such file or folder")
+    if not files:
+        raise FileProblem(inputs[0], "no photos to evaluate on")
+    return files
+
+
+@torch.no_grad()
+def evaluate(
+    model_path: str | Path, inputs: list[str | Path], size: int = 512, device: torch.device | str = "cpu"
+) -> list[Score]:
+    """Stylize each photo (long side shrunk to ``size``) and score it under the model's own training losses."""
+    model, ckpt = load_model(model_path, device)
+    if ckpt.style_image is None or "options" not in ckpt.metadata:
+        raise FileProblem(model_path, "holds no style image and training options, so it cannot be evaluated")
+    options = TrainOptions(**ckpt.metadata["options"])
+    vgg_state, _ = resolve_vgg_weights()
+    loss_fn = build_loss(options, ckpt.style_image, vgg_state, torch.device(device))
+    scores = []
+    for path in photo_files(inputs):
+        photo = read_photo(path, max_size=size).rgb[None].to(device)
+        terms = loss_fn(stylize_tensor(model, photo).to(device), photo)
+        scores.append(Score(str(path), *(terms[t].item() for t in TERMS)))
+    return scores
+
+
+def mean_score(scores: list[Score]) -> dict[str, float]:
+    """Average of each term over photos."""
+    return {t: sum(getattr(s, t) for s in scores) / len(scores) for t in TERMS}

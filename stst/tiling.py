@@ -1,0 +1,125 @@
+"""Stylizing huge images in bounded memory: overlapping tiles with shared instance-norm statistics.
+
+Instance norm normalises each feature map by its own mean and variance, so
+tiles stylized independently come out in slightly different colours. Here the
+statistics of every norm layer are taken once from the whole image, shrunk so
+that it fits in memory, and every tile is normalised with those. Tiles start on
+the network's stride grid (multiples of 4) and carry a context margin larger
+than the network's receptive field radius (about 54 pixels), which is
+discarded; the remaining overlap is blended with linear (feathered) weights.
+With statistics from the unshrunk image the result equals the untiled one up
+to float rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .network import SIZE_MULTIPLE, TransformerNet, pad_to_multiple
+
+MARGIN = 64  # discarded context on inner tile edges, > receptive field radius
+FEATHER = 32  # width of the linear blend between neighbouring tiles
+OVERLAP = 2 * MARGIN + FEATHER
+STATS_SIZE = 1024  # long side of the shrunk image whose norm statistics all tiles share
+AUTO_TILE = 1024  # tile size of --tile auto
+AUTO_PIXELS = 2048 * 2048  # --tile auto tiles images larger than this
+
+
+Stats = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+
+
+def _norms(model: nn.Module) -> list[nn.InstanceNorm2d]:
+    return [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d)]
+
+
+@torch.inference_mode()
+def norm_statistics(model: TransformerNet, image: torch.Tensor, size: int = STATS_SIZE) -> Stats:
+    """Per-channel mean and variance at every instance norm, from ``image`` shrunk to long side ``size``."""
+    h, w = image.shape[-2:]
+    scale = min(1.0, size / max(h, w))
+    if scale < 1:
+        image = F.interpolate(image, size=(max(1, round(h * scale)), max(1, round(w * scale))),
+                              mode="bilinear", antialias=True, align_corners=False)
+    stats: Stats = {}
+
+    def record(module, inputs):
+        x = inputs[0]
+        stats[module] = (x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), unbiased=False, keepdim=True))
+
+    handles = [m.register_forward_pre_hook(record) for m in _norms(model)]
+    try:
+        model(image)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return stats
+
+
+@contextlib.contextmanager
+def shared_statistics(model: TransformerNet, stats: Stats) -> Iterator[None]:
+    """Within this block every instance norm of ``model`` uses ``stats`` instead of its input's own."""
+
+    def normalise(module, inputs, _output):
+        mean, var = stats[module]
+        y = (inputs[0] - mean) * torch.rsqrt(var + module.eps)
+        return y * module.weight.view(1, -1, 1, 1) + module.bias.view(1, -1, 1, 1)
+
+    handles = [m.register_forward_hook(normalise) for m in _norms(model)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _starts(length: int, tile: int) -> list[int]:
+    """Tile origins along one side: multiples of 4, consecutive tiles overlapping by OVERLAP."""
+    if length <= tile:
+        return [0]
+    step = tile - OVERLAP
+    starts = list(range(0, length - tile, step))
+    last = (length - tile) // SIZE_MULTIPLE * SIZE_MULTIPLE
+    return starts + [last] if last > starts[-1] else starts
+
+
+def _ramp(start: int, tile: int, total: int) -> torch.Tensor:
+    """Blend weights along one side of a tile: 0 in the discarded margin, rising over FEATHER, 1 inside."""
+    pos = torch.arange(tile, dtype=torch.float32)
+    weight = torch.ones(tile)
+    if start > 0:  # an inner edge before this tile
+        weight = torch.minimum(weight, ((pos - MARGIN + 0.5) / FEATHER).clamp(0, 1))
+    if start + tile < total:  # an inner edge after it
+        weight = torch.minimum(weight, ((tile - pos - MARGIN - 0.5) / FEATHER).clamp(0, 1))
+    return weight
+
+
+@torch.inference_mode()
+def stylize_tiled(model: TransformerNet, image: torch.Tensor, tile: int, stats_size: int = STATS_SIZE) -> torch.Tensor:
+    """Stylize one ``(1, 3, H, W)`` 0..1 image in tiles of ``tile`` pixels; returns the unclamped output."""
+    if tile < OVERLAP + 2 * SIZE_MULTIPLE or tile % SIZE_MULTIPLE:
+        raise ValueError(f"tile size must be a multiple of {SIZE_MULTIPLE} and at least {OVERLAP + 8}")
+    device = next(model.parameters()).device
+    stats = norm_statistics(model, image.to(device), stats_size)
+    h, w = image.shape[-2:]
+    padded, (top, left) = pad_to_multiple(image * model.pixel_scale)
+    ph, pw = padded.shape[-2:]
+    out = torch.zeros(3, ph, pw)
+    weight = torch.zeros(1, ph, pw)
+    with shared_statistics(model, stats):
+        for y0 in _starts(ph, tile):
+            th = min(tile, ph - y0)
+            wy = _ramp(y0, th, ph)
+            for x0 in _starts(pw, tile):
+                tw = min(tile, pw - x0)
+                part = padded[..., y0 : y0 + th, x0 : x0 + tw].to(device)
+                result = model.body(part)[0].float().cpu()
+                mask = wy[:, None] * _ramp(x0, tw, pw)[None, :]
+                out[:, y0 : y0 + th, x0 : x0 + tw] += result * mask
+                weight[:, y0 : y0 + th, x0 : x0 + tw] += mask
+    out /= weight
+    return (out[:, top : top + h, left : left + w] / model.pixel_scale)[None]

@@ -1,0 +1,60 @@
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from stst import stylize as stylize_module
+from stst.cli import main
+from stst.imageio import read_photo
+from stst.network import ArchConfig
+from stst.stylize import Stylizer
+from stst.tiling import OVERLAP, stylize_tiled
+
+from conftest import PHOTOS, fresh_network
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_tiles_match_the_untiled_result(residual):
+    net = fresh_network(seed=4, config=ArchConfig(residual=residual))
+    if residual:
+        torch.nn.init.normal_(net.deconv3.conv2d.weight, std=0.02)
+    photo = read_photo(PHOTOS / "kodim05.png", max_size=420).rgb[None]  # 420x280: 3x2 tiles of 176
+    with torch.inference_mode():
+        whole = net(photo).clamp(0, 1)
+        tiled = stylize_tiled(net, photo, tile=176, stats_size=1000).clamp(0, 1)
+    assert tiled.shape == whole.shape == (1, 3, 280, 420)
+    assert (tiled - whole).abs().max().item() * 255 < 0.5  # same 8-bit image
+
+
+def test_tile_size_is_checked():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        stylize_tiled(fresh_network(), torch.rand(1, 3, 300, 300), tile=OVERLAP)
+
+
+def test_auto_tiling_above_the_threshold(monkeypatch):
+    monkeypatch.setattr(stylize_module, "AUTO_PIXELS", 200 * 200)
+    monkeypatch.setattr(stylize_module, "AUTO_TILE", 176)
+    calls = []
+    real = stylize_module.stylize_tiled
+    monkeypatch.setattr(stylize_module, "stylize_tiled", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    stylizer = Stylizer(fresh_network(), "cpu")
+    assert stylizer(torch.rand(1, 3, 150, 150)).shape == (1, 3, 150, 150) and calls == []
+    assert stylizer(torch.rand(1, 3, 250, 260)).shape == (1, 3, 250, 260) and calls == [176]
+
+
+def test_bf16_autocast_stays_close_to_fp32():
+    net = fresh_network(seed=7)
+    x = read_photo(PHOTOS / "kodim23.png", max_size=128).rgb[None]
+    fp32 = Stylizer(net, "cpu", precision="fp32", tile=None)(x)
+    bf16 = Stylizer(net, "cpu", precision="bf16", tile=None)(x)
+    assert bf16.dtype == torch.float32 and (bf16 - fp32).abs().mean().item() < 0.03
+
+
+def test_cli_tile_option(tmp_path, untrained_model_path):
+    src = tmp_path / "p.png"
+    Image.open(PHOTOS / "kodim05.png").resize((300, 200)).save(src)
+    bad = CliRunner().invoke(main, ["stylize", str(src), "-m", str(untrained_model_path), "--tile", "100"])
+    assert bad.exit_code == 2 and "multiple of 4 of at least" in bad.output
+    good = CliRunner().invoke(main, ["stylize", str(src), "-m", str(untrained_model_path), "--tile", "176", "-o", str(tmp_path / "t.png")])
+    assert good.exit_code == 0, good.output
+    assert Image.open(tmp_path / "t.png").size == (300, 200)
