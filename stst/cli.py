@@ -19,10 +19,10 @@ def _parse_tile(value: str):
     """--tile: a size in pixels, 'auto' or 'off'."""
     if value in ("auto", "off"):
         return None if value == "off" else "auto"
-    from .tiling import OVERLAP
+    from .tiling import MIN_TILE
 
-    if not value.isdigit() or int(value) % 4 or int(value) < OVERLAP + 8:
-        raise click.BadParameter(f"'{value}': use auto, off, or a multiple of 4 of at least {OVERLAP + 8}", param_hint="--tile")
+    if not value.isdigit() or int(value) % 4 or int(value) < MIN_TILE:
+        raise click.BadParameter(f"'{value}': use auto, off, or a multiple of 4 of at least {MIN_TILE}", param_hint="--tile")
     return int(value)
 
 

@@ -27,6 +27,10 @@ PIXEL_SCALE = 255.0
 # at least 8 so that every reflection pad is smaller than the tensor it pads.
 SIZE_MULTIPLE = 4
 MIN_SIZE = 8
+# At inference the photo is extended by this many replicated pixels on each
+# side and the result cropped back: trained networks paint a thin frame along
+# the borders of their input, which then falls outside the photo.
+BORDER = 16
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class TransformerNet(nn.Module):
         # Plain attributes rather than config or globals, so that TorchScript can compile forward().
         self.residual = config.residual
         self.pixel_scale = PIXEL_SCALE
+        self.border = BORDER
         c = config.channels
         self.conv1 = ConvLayer(3, c, 9)
         self.in1 = nn.InstanceNorm2d(c, affine=True)
@@ -122,10 +127,11 @@ class TransformerNet(nn.Module):
         """Stylize a batch ``(N, 3, H, W)`` of 0..1 images of any size; the output has the same size.
 
         The output is not clamped, so that training gradients are not cut off;
-        callers that write images clamp to 0..1.
+        callers that write images clamp to 0..1. In eval mode the input is
+        extended by ``BORDER`` pixels first (no frame artifacts).
         """
         h, w = x.shape[-2], x.shape[-1]
-        padded, offsets = pad_to_multiple(x * self.pixel_scale)
+        padded, offsets = pad_to_multiple(x * self.pixel_scale, 0 if self.training else self.border)
         top, left = offsets
         y = self.body(padded)
         return y[..., top : top + h, left : left + w] / self.pixel_scale
@@ -144,13 +150,15 @@ def _split(size: int, multiple: int = SIZE_MULTIPLE, minimum: int = MIN_SIZE) ->
     return extra // 2, extra - extra // 2
 
 
-def pad_to_multiple(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad H and W to valid body sizes by edge replication; returns the padded tensor and (top, left).
+def pad_to_multiple(x: torch.Tensor, margin: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad H and W by ``margin`` and then to valid body sizes, by edge replication.
 
+    Returns the padded tensor and the (top, left) offset of the original.
     Replication works for any pad width (reflection needs pads smaller than
-    the side), and the pads are at most 3 pixels except on tiny images.
+    the side).
     """
     h, w = x.shape[-2], x.shape[-1]
-    top, bottom = _split(h)
-    left, right = _split(w)
+    top, bottom = _split(h + 2 * margin)
+    left, right = _split(w + 2 * margin)
+    top, bottom, left, right = top + margin, bottom + margin, left + margin, right + margin
     return F.pad(x, [left, right, top, bottom], mode="replicate"), (top, left)

@@ -25,6 +25,7 @@ from .network import SIZE_MULTIPLE, TransformerNet, pad_to_multiple
 MARGIN = 64  # discarded context on inner tile edges, > receptive field radius
 FEATHER = 32  # width of the linear blend between neighbouring tiles
 OVERLAP = 2 * MARGIN + FEATHER
+MIN_TILE = 256  # tiles advance by tile - OVERLAP: at least 96 pixels
 STATS_SIZE = 1024  # long side of the shrunk image whose norm statistics all tiles share
 AUTO_TILE = 1024  # tile size of --tile auto
 AUTO_PIXELS = 2048 * 2048  # --tile auto tiles images larger than this
@@ -101,12 +102,12 @@ def _ramp(start: int, tile: int, total: int) -> torch.Tensor:
 @torch.inference_mode()
 def stylize_tiled(model: TransformerNet, image: torch.Tensor, tile: int, stats_size: int = STATS_SIZE) -> torch.Tensor:
     """Stylize one ``(1, 3, H, W)`` 0..1 image in tiles of ``tile`` pixels; returns the unclamped output."""
-    if tile < OVERLAP + 2 * SIZE_MULTIPLE or tile % SIZE_MULTIPLE:
-        raise ValueError(f"tile size must be a multiple of {SIZE_MULTIPLE} and at least {OVERLAP + 8}")
+    if tile < MIN_TILE or tile % SIZE_MULTIPLE:
+        raise ValueError(f"tile size must be a multiple of {SIZE_MULTIPLE} and at least {MIN_TILE}")
     device = next(model.parameters()).device
     stats = norm_statistics(model, image.to(device), stats_size)
     h, w = image.shape[-2:]
-    padded, (top, left) = pad_to_multiple(image * model.pixel_scale)
+    padded, (top, left) = pad_to_multiple(image * model.pixel_scale, model.border)
     ph, pw = padded.shape[-2:]
     out = torch.zeros(3, ph, pw)
     weight = torch.zeros(1, ph, pw)

@@ -52,3 +52,15 @@ def test_width_setting_changes_the_network():
     narrow = TransformerNet(ArchConfig(channels=16))
     assert narrow.conv1.conv2d.out_channels == 16 and narrow.res5.conv1.conv2d.in_channels == 64
     assert narrow(torch.rand(1, 3, 33, 21)).shape == (1, 3, 33, 21)
+
+
+def test_border_margin_only_at_inference():
+    x = torch.rand(1, 3, 20, 24)
+    padded, offsets = pad_to_multiple(x, margin=16)
+    assert padded.shape[-2:] == (52, 56) and offsets == (16, 16)
+    net = fresh_network()
+    seen = []
+    net.conv1.register_forward_pre_hook(lambda m, inputs: seen.append(tuple(inputs[0].shape[-2:])))
+    net.train()(x)
+    net.eval()(x)
+    assert seen == [(20, 24), (52, 56)]

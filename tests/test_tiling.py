@@ -8,7 +8,7 @@ from stst.cli import main
 from stst.imageio import read_photo
 from stst.network import ArchConfig
 from stst.stylize import Stylizer
-from stst.tiling import OVERLAP, stylize_tiled
+from stst.tiling import MIN_TILE, stylize_tiled
 
 from conftest import PHOTOS, fresh_network
 
@@ -18,28 +18,28 @@ def test_tiles_match_the_untiled_result(residual):
     net = fresh_network(seed=4, config=ArchConfig(residual=residual))
     if residual:
         torch.nn.init.normal_(net.deconv3.conv2d.weight, std=0.02)
-    photo = read_photo(PHOTOS / "kodim05.png", max_size=420).rgb[None]  # 420x280: 3x2 tiles of 176
+    photo = read_photo(PHOTOS / "kodim05.png", max_size=420).rgb[None]  # 420x280: 3x2 tiles of 256
     with torch.inference_mode():
         whole = net(photo).clamp(0, 1)
-        tiled = stylize_tiled(net, photo, tile=176, stats_size=1000).clamp(0, 1)
+        tiled = stylize_tiled(net, photo, tile=256, stats_size=1000).clamp(0, 1)
     assert tiled.shape == whole.shape == (1, 3, 280, 420)
     assert (tiled - whole).abs().max().item() * 255 < 0.5  # same 8-bit image
 
 
 def test_tile_size_is_checked():
     with pytest.raises(ValueError, match="multiple of 4"):
-        stylize_tiled(fresh_network(), torch.rand(1, 3, 300, 300), tile=OVERLAP)
+        stylize_tiled(fresh_network(), torch.rand(1, 3, 300, 300), tile=MIN_TILE - 4)
 
 
 def test_auto_tiling_above_the_threshold(monkeypatch):
     monkeypatch.setattr(stylize_module, "AUTO_PIXELS", 200 * 200)
-    monkeypatch.setattr(stylize_module, "AUTO_TILE", 176)
+    monkeypatch.setattr(stylize_module, "AUTO_TILE", 256)
     calls = []
     real = stylize_module.stylize_tiled
     monkeypatch.setattr(stylize_module, "stylize_tiled", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     stylizer = Stylizer(fresh_network(), "cpu")
     assert stylizer(torch.rand(1, 3, 150, 150)).shape == (1, 3, 150, 150) and calls == []
-    assert stylizer(torch.rand(1, 3, 250, 260)).shape == (1, 3, 250, 260) and calls == [176]
+    assert stylizer(torch.rand(1, 3, 250, 300)).shape == (1, 3, 250, 300) and calls == [256]
 
 
 def test_bf16_autocast_stays_close_to_fp32():
@@ -52,9 +52,9 @@ def test_bf16_autocast_stays_close_to_fp32():
 
 def test_cli_tile_option(tmp_path, untrained_model_path):
     src = tmp_path / "p.png"
-    Image.open(PHOTOS / "kodim05.png").resize((300, 200)).save(src)
+    Image.open(PHOTOS / "kodim05.png").resize((420, 280)).save(src)
     bad = CliRunner().invoke(main, ["stylize", str(src), "-m", str(untrained_model_path), "--tile", "100"])
     assert bad.exit_code == 2 and "multiple of 4 of at least" in bad.output
-    good = CliRunner().invoke(main, ["stylize", str(src), "-m", str(untrained_model_path), "--tile", "176", "-o", str(tmp_path / "t.png")])
+    good = CliRunner().invoke(main, ["stylize", str(src), "-m", str(untrained_model_path), "--tile", "256", "-o", str(tmp_path / "t.png")])
     assert good.exit_code == 0, good.output
-    assert Image.open(tmp_path / "t.png").size == (300, 200)
+    assert Image.open(tmp_path / "t.png").size == (420, 280)
