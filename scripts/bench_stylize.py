@@ -133,7 +133,7 @@ def main() -> None:
         return Stylizer(copy.deepcopy(model), device, tile=None, **settings)
 
     default = variant()
-    variants = {"default (" + ("fp16, channels_last" if device.type == "cuda" else "fp32") + ")": default}
+    variants = {f"default ({'channels_last, ' if default.channels_last else ''}{default.dtype or 'fp32'})": default}
     if args.variants:
         variants["eager fp32, contiguous"] = variant(precision="fp32", channels_last=False)
         variants["fp32, channels_last"] = variant(precision="fp32", channels_last=True)

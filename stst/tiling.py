@@ -107,7 +107,8 @@ def stylize_tiled(model: TransformerNet, image: torch.Tensor, tile: int, stats_s
     device = next(model.parameters()).device
     stats = norm_statistics(model, image.to(device), stats_size)
     h, w = image.shape[-2:]
-    padded, (top, left) = pad_to_multiple(image * model.pixel_scale, model.border)
+    padded, (top, left) = pad_to_multiple(image, model.border)
+    padded.mul_(model.pixel_scale)
     ph, pw = padded.shape[-2:]
     out = torch.zeros(3, ph, pw)
     weight = torch.zeros(1, ph, pw)
@@ -122,5 +123,5 @@ def stylize_tiled(model: TransformerNet, image: torch.Tensor, tile: int, stats_s
                 mask = wy[:, None] * _ramp(x0, tw, pw)[None, :]
                 out[:, y0 : y0 + th, x0 : x0 + tw] += result * mask
                 weight[:, y0 : y0 + th, x0 : x0 + tw] += mask
-    out /= weight
-    return (out[:, top : top + h, left : left + w] / model.pixel_scale)[None]
+    out /= weight.mul_(model.pixel_scale)
+    return out[None, :, top : top + h, left : left + w]
