@@ -10,10 +10,17 @@ from .errors import FileProblem
 DEFAULT_MODEL = "starry_night"
 
 
+def models_folder() -> Path:
+    """Installed: the package ``stst.models``; run from a source checkout: the repository's ``models/``."""
+    try:
+        return Path(str(resources.files("stst.models")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "models"
+
+
 def bundled_models() -> dict[str, Path]:
-    """Name -> file of every shipped model (the repository's ``models/``, installed as ``stst.models``)."""
-    folder = Path(str(resources.files("stst.models")))
-    return {p.stem: p for p in sorted(folder.glob("*.pth"))}
+    """Name -> file of every shipped model."""
+    return {p.stem: p for p in sorted(models_folder().glob("*.pth"))}
 
 
 def resolve_model(spec: str | Path | None) -> tuple[Path, str]:

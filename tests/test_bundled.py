@@ -1,6 +1,7 @@
 """The models shipped in models/, as installed with the package."""
 
 import shutil
+from importlib import metadata
 
 import pytest
 import torch
@@ -27,6 +28,12 @@ def test_at_least_four_models_ship_and_carry_their_metadata():
         assert meta["style"]["licence"] == "public domain" and meta["style"]["sha256"]
         assert meta["iterations"] > 0 and meta["train_seconds"] > 0 and meta["hardware"]["cpu"]
         assert ckpt.training is None and ckpt.style_image is not None
+
+
+def test_the_installed_distribution_carries_the_models():
+    installed = {str(f) for f in metadata.files("stst") or []}
+    for name in MODELS:
+        assert f"stst/models/{name}.pth" in installed
 
 
 def test_stst_models_lists_them():
