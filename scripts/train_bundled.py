@@ -36,7 +36,7 @@ def train_style(name: str, iterations: int, work: Path) -> Path:
     out = work / f"{name}.pth"
     run = RunSettings(output=out, checkpoint_every=250)
     if out.exists():
-        done = load_checkpoint(out).training["iteration"]
+        done = load_checkpoint(out).metadata["iterations"]
         if done < iterations:
             train(None, run, resume=out, iterations=iterations)
     else:

@@ -7,7 +7,7 @@ A stst checkpoint is a plain dict::
      "state_dict": {...},
      "metadata": {...},            # style, training options, losses, versions
      "style_image": uint8 tensor,  # optional: the style image as trained on (for evaluation)
-     "training": {...}}            # optional: optimiser state etc. for --resume
+     "training": {"optimizer": ...}}  # optional: for --resume (position etc. are in metadata)
 
 A bare ``state_dict`` as published by pytorch/examples ``fast_neural_style``
 is accepted too. Files are always read with ``torch.load(weights_only=True)``,

@@ -36,7 +36,7 @@ class Photo:
         return tuple(self.rgb.shape[-2:])
 
 
-def _to_rgb_tensor(img: Image.Image) -> torch.Tensor:
+def rgb_tensor(img: Image.Image) -> torch.Tensor:
     """Any Pillow mode as a (3, H, W) float32 tensor in 0..1, keeping 16-bit precision.
 
     Converts from uint8 in place, so that a huge photo needs one float copy, not three.
@@ -76,7 +76,7 @@ def read_photo(path: str | Path, max_size: int | None = None) -> Photo:
             img = img.resize(new, Image.Resampling.LANCZOS).convert("I")
         else:
             img = img.resize(new, Image.Resampling.LANCZOS)
-    return Photo(rgb=_to_rgb_tensor(img), alpha=_alpha(img), format=fmt)
+    return Photo(rgb=rgb_tensor(img), alpha=_alpha(img), format=fmt)
 
 
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
 
-import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
 from .errors import FileProblem, StstError
-from .imageio import WRITE_FORMATS, Photo, format_of_suffix, output_format, read_photo, to_uint8, write_photo
+from .imageio import WRITE_FORMATS, Photo, format_of_suffix, output_format, read_photo, rgb_tensor, to_uint8, write_photo
 from .network import TransformerNet
 from .tiling import AUTO_PIXELS, AUTO_TILE, stylize_tiled
 
@@ -114,8 +113,7 @@ def stylize_tensor(model: TransformerNet, batch: torch.Tensor) -> torch.Tensor:
 
 def stylize_image(model: TransformerNet, image: Image.Image) -> Image.Image:
     """Stylize one Pillow image (any mode); returns an RGB image of the same size."""
-    rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
-    out = stylize_tensor(model, rgb.permute(2, 0, 1).unsqueeze(0))[0]
+    out = stylize_tensor(model, rgb_tensor(image)[None])[0]
     return Image.fromarray(to_uint8(out), "RGB")
 
 

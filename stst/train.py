@@ -133,7 +133,7 @@ def train(
         ckpt = load_checkpoint(resume)
         if not ckpt.training or ckpt.style_image is None:
             raise TrainingError(f"{resume}: holds no training state, so it cannot be resumed")
-        state = ckpt.training
+        state = ckpt.metadata
         options = TrainOptions(**state["options"])
         style_image = ckpt.style_image
     elif options is None:
@@ -153,8 +153,8 @@ def train(
     start, seconds = 0, 0.0
     if state is not None:
         model.load_state_dict(ckpt.state_dict)
-        optimizer.load_state_dict(state["optimizer"])
-        start, seconds = state["iteration"], state["seconds"]
+        optimizer.load_state_dict(ckpt.training["optimizer"])
+        start, seconds = state["iterations"], state["train_seconds"]
 
     loader = DataLoader(
         CropDataset(files, options.image_size, options.seed),
@@ -166,28 +166,29 @@ def train(
         pin_memory=device.type == "cuda",
     )
     preview = read_photo(run.preview, max_size=512).rgb[None] if run.preview else None
-    style_meta = {"name": Path(options.style).name, "size": list(style_image.shape[1:])}
-    style_meta["sha256"] = (
-        hashlib.sha256(Path(options.style).read_bytes()).hexdigest() if resume is None else state["style_sha256"]
-    )
+    if state is None:
+        style_meta = {"name": Path(options.style).name, "size": list(style_image.shape[1:]),
+                      "sha256": hashlib.sha256(Path(options.style).read_bytes()).hexdigest()}
+    else:
+        style_meta = state["style"]
+    hardware = _hardware(device)
     unreadable: set[str] = set()
     losses: dict[str, float] = state["losses"] if state else {}
     log_file = open(run.log, "a" if resume else "w") if run.log else None
 
     def save(iteration: int) -> None:
-        training = {"options": asdict(options), "iteration": iteration, "seconds": seconds, "losses": losses,
-                    "optimizer": optimizer.state_dict(), "style_sha256": style_meta["sha256"]}
         metadata = {
             "style": style_meta,
             "options": asdict(options),
             "iterations": iteration,
             "losses": losses,
-            "train_seconds": round(seconds, 1),
-            "hardware": _hardware(device),
+            "train_seconds": seconds,
+            "hardware": hardware,
             "dataset": {"path": str(options.dataset), "images": len(files), "unreadable": len(unreadable)},
             "vgg_weights": vgg_source,
         }
-        save_checkpoint(run.output, model, metadata, training=training, style_image=style_image)
+        save_checkpoint(run.output, model, metadata, training={"optimizer": optimizer.state_dict()},
+                        style_image=style_image)
 
     bar = tqdm(total=options.iterations, initial=start, unit="it", desc="training", disable=not run.progress,
                dynamic_ncols=True)
