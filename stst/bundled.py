@@ -1,4 +1,4 @@
-"""The style models shipped with stst, and resolving ``--model`` values to files."""
+"""The style models and sample photo shipped with stst, and resolving ``--model`` values to files."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ def models_folder() -> Path:
         return Path(str(resources.files("stst.models")))
     except ModuleNotFoundError:
         return Path(__file__).resolve().parents[1] / "models"
+
+
+def example_photo() -> Path:
+    """The sample photo shipped in the package (Kodak kodim23, free to copy), for ``stst stylize --example``."""
+    return Path(str(resources.files("stst"))) / "examples" / "kodim23.jpg"
 
 
 def bundled_models() -> dict[str, Path]:

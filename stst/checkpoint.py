@@ -27,6 +27,8 @@ import torch
 from . import __version__
 from .errors import FileProblem, first_line
 from .fileio import atomic_path
+from .filetypes import sniff
+from .limits import MAX_CHANNELS, MAX_STYLE_SIDE
 from .network import ArchConfig, TransformerNet
 
 FORMAT_TAG = "stst-model"
@@ -87,18 +89,70 @@ def save_checkpoint(
         torch.save(payload, tmp)
 
 
-def _arch_from_state_dict(state: dict[str, torch.Tensor]) -> ArchConfig:
-    return ArchConfig(channels=state["conv1.conv2d.weight"].shape[0])
+# Metadata fields that stst reads, and the types they must have.
+_METADATA_TYPES = {"style": dict, "options": dict, "iterations": int, "losses": dict, "train_seconds": (int, float),
+                   "dataset": dict, "hardware": dict}
 
 
 def _load_failure(exc: Exception) -> str:
     """Why torch.load failed, in words (weights_only puts the reason deep in its message)."""
     lines = [line.strip() for line in str(exc).splitlines()]
     unsafe = [line for line in lines if "unsupported" in line.lower()]
-    if "Weights only load failed" in str(exc):
+    if "Weights only load failed" in str(exc) and not any("unsupported operand" in l.lower() for l in unsafe):
         detail = f" ({unsafe[0]})" if unsafe else ""
         return f"refused: loading it would run code or build arbitrary objects{detail}"
-    return f"not a PyTorch model file, or it is truncated or corrupt ({type(exc).__name__}: {first_line(exc)})"
+    return f"not a PyTorch model file, or it is truncated or corrupt ({type(exc).__name__}: {first_line(exc, 100)})"
+
+
+def _arch(path: Path, raw: Any) -> ArchConfig:
+    if not isinstance(raw, dict):
+        raise FileProblem(path, f"invalid architecture settings (a {type(raw).__name__}, not a dict)")
+    try:
+        arch = ArchConfig(**raw)
+    except TypeError as exc:
+        raise FileProblem(path, f"invalid architecture settings ({first_line(exc)})") from None
+    if type(arch.channels) is not int or not 1 <= arch.channels <= MAX_CHANNELS:
+        raise FileProblem(path, f"invalid architecture: {arch.channels!r} channels (allowed: 1 to {MAX_CHANNELS})")
+    if type(arch.residual) is not bool:
+        raise FileProblem(path, f"invalid architecture: residual is {arch.residual!r}, not true or false")
+    return arch
+
+
+def _check_weights(path: Path, arch: ArchConfig, state: Any) -> None:
+    """Names, shapes and dtypes against the network built on the meta device (no memory is allocated)."""
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise FileProblem(path, "no weights in the file (state_dict is missing or not a dict of tensors)")
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in TransformerNet(arch).state_dict().items()}
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    wrong = [k for k in expected.keys() & state.keys() if state[k].shape != expected[k]]
+    not_float = [k for k, v in state.items() if not v.is_floating_point()]
+    for problem, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape for", wrong),
+                          ("non-float", not_float)):
+        if keys:
+            more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+            raise FileProblem(path, f"weights do not fit the network ({problem} {keys[0]}{more})")
+
+
+def _check_extras(path: Path, raw: dict) -> None:
+    """Metadata, style image and training state: the types stst relies on."""
+    meta = raw.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        raise FileProblem(path, f"invalid metadata (a {type(meta).__name__}, not a dict)")
+    for key, kind in _METADATA_TYPES.items():
+        value = (meta or {}).get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise FileProblem(path, f"invalid metadata: '{key}' is a {type(value).__name__}")
+    image = raw.get("style_image")
+    if image is not None and not (
+        torch.is_tensor(image) and image.dtype == torch.uint8 and image.dim() == 3 and image.shape[0] == 3
+        and 0 < image.shape[1] <= MAX_STYLE_SIDE and 0 < image.shape[2] <= MAX_STYLE_SIDE
+    ):
+        raise FileProblem(path, "invalid style image (expected a 3xHxW uint8 tensor)")
+    training = raw.get("training")
+    if training is not None and not isinstance(training, dict):
+        raise FileProblem(path, f"invalid training state (a {type(training).__name__}, not a dict)")
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -106,6 +160,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise FileProblem(path, "model file not found")
+    kind = sniff(path)
+    if kind:
+        raise FileProblem(path, f"not a model file (it is {kind})")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
@@ -114,22 +171,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise FileProblem(path, f"not a model file (holds a {type(raw).__name__})")
     if raw.get("format") == FORMAT_TAG:
         if raw.get("version") != FORMAT_VERSION:
-            raise FileProblem(path, f"model format version {raw.get('version')} is not supported")
+            raise FileProblem(path, f"model format version {raw.get('version')!r} is not supported")
+        arch = _arch(path, raw.get("arch"))
         state = raw.get("state_dict")
-        try:
-            arch = ArchConfig(**raw["arch"])
-        except (KeyError, TypeError) as exc:
-            raise FileProblem(path, f"invalid architecture settings ({first_line(exc)})") from exc
+        _check_weights(path, arch, state)
+        _check_extras(path, raw)
         ckpt = Checkpoint(arch, state, dict(raw.get("metadata") or {}), raw.get("training"), raw.get("style_image"))
-    elif "conv1.conv2d.weight" in raw and all(torch.is_tensor(v) for v in raw.values()):
+    elif "conv1.conv2d.weight" in raw and all(isinstance(k, str) and torch.is_tensor(v) for k, v in raw.items()):
         state = {k: v for k, v in raw.items() if not _STALE_KEY.search(k)}
-        ckpt = Checkpoint(_arch_from_state_dict(state), state, {"source": "bare state_dict"})
+        weight = state["conv1.conv2d.weight"]
+        arch = _arch(path, {"channels": weight.shape[0] if weight.dim() == 4 else 0})
+        _check_weights(path, arch, state)
+        ckpt = Checkpoint(arch, state, {"source": "bare state_dict"})
     else:
         raise FileProblem(path, "not a stst model or fast_neural_style state_dict")
-    try:
-        ckpt.build()
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise FileProblem(path, f"weights do not fit the network ({first_line(exc)})") from exc
     return ckpt
 
 

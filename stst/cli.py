@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from functools import wraps
+import traceback
+import warnings
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .errors import EXIT_PARTIAL, StstError
+from .errors import EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_USAGE, StstError, first_line, os_problem
+from .limits import DEFAULT_MAX_PIXELS
 from .options import PRESETS, RunSettings, default
 
 FORMAT_CHOICES = click.Choice(["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"], case_sensitive=False)
@@ -26,35 +29,79 @@ def _parse_tile(value: str):
     return int(value)
 
 
-def reports_errors(func):
-    """Turn :class:`StstError` into one line on stderr and its exit code."""
+class _Cli(click.Group):
+    """The command group, with one error style for every subcommand.
 
-    @wraps(func)
-    def wrapper(*args, **kwargs):
+    Every failure is one line on stderr, ``stst: error: <what>``, and an exit
+    code from :mod:`stst.errors` (2 usage or bad model, 130 interrupted);
+    ``--debug`` or ``STST_DEBUG=1`` adds the traceback.
+    """
+
+    debug = False
+
+    def main(self, args=None, prog_name=None, **extra):  # noqa: D102 (click's signature)
+        _Cli.debug = os.environ.get("STST_DEBUG", "") not in ("", "0")
+        if not _Cli.debug:  # Pillow warns about damaged metadata it then ignores; that is not the user's error
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+        extra["standalone_mode"] = False
         try:
-            return func(*args, **kwargs)
+            code = super().main(args, prog_name or "stst", **extra)
+        except click.UsageError as exc:
+            command = " ".join(["stst", *exc.ctx.command_path.split()[1:]]) if exc.ctx else "stst"
+            hint = f" (see '{command} --help')"
+            self._fail(exc, exc.format_message() + hint, EXIT_USAGE)
+        except click.ClickException as exc:
+            self._fail(exc, exc.format_message(), exc.exit_code)
+        except (click.Abort, KeyboardInterrupt) as exc:
+            self._fail(exc, "interrupted", EXIT_INTERRUPTED)
         except StstError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            self._fail(exc, str(exc), exc.exit_code)
+        except MemoryError as exc:
+            self._fail(exc, "out of memory (try --max-size, a smaller --batch-size or --tile)", EXIT_USAGE)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            self._fail(exc, f"{where}{os_problem(exc)}", EXIT_USAGE)
+        except Exception as exc:  # a bug: still one line, the traceback on request
+            self._fail(exc, f"internal error ({type(exc).__name__}: {first_line(exc)}); rerun with --debug "
+                       "for the traceback and please report it", EXIT_USAGE)
+        sys.exit(code if isinstance(code, int) else 0)
 
-    return wrapper
+    @staticmethod
+    def _fail(exc: BaseException, message: str, code: int) -> None:
+        if _Cli.debug and not isinstance(exc, (click.UsageError, click.Abort, KeyboardInterrupt)):
+            traceback.print_exception(exc)
+        click.echo(f"stst: error: {message}", err=True)
+        sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _Cli.debug = True
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="stst")
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+              help="Show tracebacks for errors (also: STST_DEBUG=1).")
 def main() -> None:
-    """Fast neural style transfer: train a style once, then stylize photos in one pass."""
+    """Fast neural style transfer: train a style once, then stylize photos in one pass.
+
+    Exit codes: 0 done, 1 some inputs failed (the rest were done), 2 usage
+    error, bad model or bad environment, 130 interrupted.
+    """
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-m", "--model", "model_spec", help="Model file (.pth) or bundled model name (see `stst models`) "
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("-m", "--model", "model_spec", help="Model file (.pth, .onnx) or bundled model name (see `stst models`) "
               "[default: starry_night].")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (one input) or folder.")
+@click.option("-o", "--output", help="Output file (one input), or folder (several inputs, or a name ending in /).")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders of folder inputs.")
 @click.option("--format", "fmt", type=FORMAT_CHOICES, help="Output format [default: the input's].")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--max-size", type=click.IntRange(1), help="Shrink so the longest side is at most N pixels first.")
+@click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse images with more pixels than this (checked before decoding).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (inputs are never overwritten).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Images of equal size per forward pass.")
@@ -63,17 +110,27 @@ def main() -> None:
 @click.option("--tile", default="auto", show_default=True,
               help="Tile size in pixels for huge images, 'auto' (tiles above 4 MP, and on CUDA out-of-memory) or 'off'.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (pays off for many images).")
-@reports_errors
-def stylize(inputs, model_spec, output, recursive, fmt, quality, max_size, overwrite, device, batch_size, precision,
-            tile, compile_) -> None:
+@click.option("--example", is_flag=True, help="Stylize the sample photo that ships with stst, into the current folder.")
+def stylize(inputs, model_spec, output, recursive, fmt, quality, max_size, max_pixels, overwrite, device, batch_size,
+            precision, tile, compile_, example) -> None:
     """Stylize image files and/or folders of images with a trained model (.pth or exported .onnx)."""
-    from .bundled import resolve_model
+    from .bundled import example_photo, resolve_model
     from .checkpoint import load_model
     from .devices import resolve_device
     from .stylize import Stylizer, plan_jobs, run_jobs
 
+    if example:
+        if inputs:
+            raise click.UsageError("--example stylizes the sample photo; give no INPUT with it")
+        inputs = (example_photo(),)
+        output = output or "./"
+    elif not inputs:
+        raise click.UsageError("give an image or folder to stylize (or --example to try the sample photo)")
     tile_setting = _parse_tile(tile)
     model_path, model_name = resolve_model(model_spec)
+    jobs = plan_jobs(inputs, model_name, output, recursive, fmt)
+    if not jobs:
+        raise StstError("no files found in the given folders" + ("" if recursive else " (try --recursive)"))
     torch_device = resolve_device(device)
     if model_path.suffix.lower() == ".onnx":
         from .export import OnnxStylizer
@@ -84,21 +141,28 @@ def stylize(inputs, model_spec, output, recursive, fmt, quality, max_size, overw
     else:
         model, _ = load_model(model_path, torch_device)
         stylizer = Stylizer(model, torch_device, precision=precision, tile=tile_setting, compile=compile_)
-    jobs = plan_jobs(inputs, model_name, output, recursive, fmt)
-    if not jobs:
-        raise StstError("no files found in the given folders" + ("" if recursive else " (try --recursive)"))
     report = run_jobs(
         stylizer, jobs, max_size=max_size, quality=quality, overwrite=overwrite, batch_size=batch_size,
-        warn=lambda message: click.echo(message, err=True),
+        warn=lambda message: click.echo(message, err=True), max_pixels=max_pixels, model_name=str(model_path),
     )
+    for path, reason in report.failed:
+        click.echo(f"  failed: {path}: {reason}", err=True)
+    if report.interrupted:
+        done = len(report.stylized) + len(report.skipped) + len(report.failed)
+        click.echo(f"stst: interrupted: {report.summary()}, {len(jobs) - done} not started", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     if len(jobs) == 1 and report.stylized:
         click.echo(f"wrote {report.stylized[0]}")
     else:
         click.echo(report.summary())
-    for path, reason in report.failed:
-        click.echo(f"  failed: {path}: {reason}", err=True)
     if report.failed:
         sys.exit(EXIT_PARTIAL)
+
+
+# Options that shape the weights: a resumed run keeps the values it started with.
+_FIXED_ON_RESUME = {"style", "preset", "image_size", "style_size", "batch_size", "lr", "lr_schedule",
+                    "content_weight", "style_weight", "tv_weight", "content_layer", "style_layers", "channels",
+                    "residual", "seed"}
 
 
 def _parse_style_layers(value: str | None) -> dict[str, float] | None:
@@ -145,14 +209,18 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.option("--preview-every", type=click.IntRange(1), default=default("preview_every", RunSettings), show_default=True)
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), help="Write losses as JSON lines here.")
 @click.option("--vgg-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="torchvision vgg16 state_dict to use [env: STST_VGG_WEIGHTS].")
-@reports_errors
-def train(style, dataset, output, preset, image_size, style_size, batch_size, iterations, epochs, lr, lr_schedule,
+@click.option("--overwrite", is_flag=True, help="Replace an existing model (or log) file; inputs are never replaced.")
+@click.pass_context
+def train(ctx, style, dataset, output, preset, image_size, style_size, batch_size, iterations, epochs, lr, lr_schedule,
           content_weight, style_weight, tv_weight, content_layer, style_layers, channels, residual, seed, device,
-          workers, checkpoint_every, resume, preview, preview_every, log_path, vgg_weights) -> None:
+          workers, checkpoint_every, resume, preview, preview_every, log_path, vgg_weights, overwrite) -> None:
     """Train a network for one style on a folder of photos.
 
     Ctrl-C saves a resumable checkpoint to the output file; --resume continues it
     with the same options (and reproduces the losses of an uninterrupted run).
+    With --resume, only --iterations, --dataset (a moved data set), -o and the
+    run settings (--device, --workers, --checkpoint-every, --preview*, --log,
+    --vgg-weights) may be given; the options that shape the weights are the run's.
     """
     from .data import find_images
     from .devices import resolve_device
@@ -163,6 +231,12 @@ def train(style, dataset, output, preset, image_size, style_size, batch_size, it
         raise click.UsageError("give --iterations or --epochs, not both")
     if resume is None and (style is None or dataset is None):
         raise click.UsageError("--style and --dataset are required (unless you --resume a run)")
+    if resume is not None:
+        fixed = [p for p in ctx.command.params if p.name in _FIXED_ON_RESUME
+                 and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+        if fixed:
+            raise click.UsageError(f"{fixed[0].opts[-1]} cannot change when resuming (the run keeps its own "
+                                   "options); start a new run to change it")
     options = None
     if resume is None:
         preset = preset_for(resolve_device(device).type) if preset == "auto" else preset
@@ -178,12 +252,13 @@ def train(style, dataset, output, preset, image_size, style_size, batch_size, it
         raise click.UsageError("with --resume, give the new total as --iterations")
     output = output or (resume if resume else Path(f"{style.stem}.pth"))
     run = RunSettings(output=output, device=device, checkpoint_every=checkpoint_every, preview=preview,
-                      preview_every=preview_every, log=log_path, vgg_weights=vgg_weights)
+                      preview_every=preview_every, log=log_path, vgg_weights=vgg_weights, overwrite=overwrite)
     if workers is not None:
         run.workers = workers
     try:
         losses = run_training(options, run, resume=resume, iterations=iterations,
-                              log=lambda message: click.echo(message, err=True))
+                              log=lambda message: click.echo(message, err=True),
+                              dataset=dataset if resume is not None else None)
     except ValueError as exc:  # bad layer names and similar option problems
         raise click.UsageError(str(exc)) from None
     click.echo(f"wrote {output} (content {losses['content']:.4g}, style {losses['style']:.4g}, tv {losses['tv']:.4g})")
@@ -191,14 +266,16 @@ def train(style, dataset, output, preset, image_size, style_size, batch_size, it
 
 @main.command()
 @click.option("--vgg-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="torchvision vgg16 state_dict to convert and cache.")
-@reports_errors
 def weights(vgg_weights) -> None:
     """Fetch, verify and cache the VGG16 loss-network weights (for offline machines and images)."""
     from .weights import CACHE_NAME, FEATURES_SHA256, resolve_vgg_weights, stst_home
 
     _, source = resolve_vgg_weights(vgg_weights, log=lambda message: click.echo(message, err=True))
     click.echo(f"VGG16 weights verified (sha256 {FEATURES_SHA256[:16]}...) from {source}")
-    click.echo(f"cache: {stst_home() / CACHE_NAME}")
+    cache = stst_home() / CACHE_NAME
+    if not cache.is_file():
+        raise StstError(f"{cache.parent}: cannot write the cache folder; set STST_HOME to a writable folder")
+    click.echo(f"cache: {cache}")
 
 
 @main.command()
@@ -207,7 +284,6 @@ def weights(vgg_weights) -> None:
 @click.option("--size", type=click.IntRange(16), default=512, show_default=True, help="Shrink photos so the long side is at most N.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-@reports_errors
 def evaluate(model_path, inputs, size, device, as_json) -> None:
     """Score a model on photos: content, style and TV losses under its own training weights."""
     import json
@@ -217,21 +293,29 @@ def evaluate(model_path, inputs, size, device, as_json) -> None:
     from .bundled import resolve_model
     from .evaluate import evaluate as run_evaluation, mean_score
 
-    scores = run_evaluation(resolve_model(model_path)[0], list(inputs), size, resolve_device(device))
+    skipped = []
+
+    def skip(path: Path, problem: str) -> None:
+        skipped.append(path)
+        click.echo(f"warning: {path}: {problem}; skipped", err=True)
+
+    scores = run_evaluation(resolve_model(model_path)[0], list(inputs), size, resolve_device(device), skip=skip)
     mean = mean_score(scores)
     if as_json:
         click.echo(json.dumps({"model": str(model_path), "size": size, "photos": [asdict(s) for s in scores],
-                               "mean": mean}, indent=2))
-        return
+                               "mean": mean, "skipped": [str(p) for p in skipped]}, indent=2))
+        sys.exit(EXIT_PARTIAL if skipped else 0)
     width = max(len("photo"), *(len(Path(s.photo).name) for s in scores))
     click.echo(f"{'photo':<{width}}  {'content':>11}  {'style':>11}  {'tv':>11}  {'total':>11}")
     for s in scores:
         click.echo(f"{Path(s.photo).name:<{width}}  {s.content:11.4g}  {s.style:11.4g}  {s.tv:11.4g}  {s.total:11.4g}")
     click.echo(f"{'mean':<{width}}  {mean['content']:11.4g}  {mean['style']:11.4g}  {mean['tv']:11.4g}  {mean['total']:11.4g}")
+    if skipped:
+        click.echo(f"{len(skipped)} unreadable photo(s) skipped", err=True)
+        sys.exit(EXIT_PARTIAL)
 
 
 @main.command()
-@reports_errors
 def models() -> None:
     """List the bundled style models."""
     from .bundled import DEFAULT_MODEL, bundled_models
@@ -251,15 +335,18 @@ def models() -> None:
 @click.argument("model_spec", metavar="MODEL")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), required=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write [default: MODEL name + .onnx / .pt].")
-@reports_errors
-def export(model_spec, fmt, output) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing file (never the source model).")
+def export(model_spec, fmt, output, overwrite) -> None:
     """Export a model to ONNX or TorchScript (any image size, RGB 0..1 in and out)."""
     from .bundled import resolve_model
     from .checkpoint import load_model
     from .export import export_model
+    from .fileio import check_target, check_writable
 
     model_path, name = resolve_model(model_spec)
     output = output or Path(f"{name}.{'onnx' if fmt == 'onnx' else 'pt'}")
+    check_target(output, overwrite, [model_path], what="export")
+    check_writable(output, what="export")
     model, _ = load_model(model_path)
     export_model(model, output, fmt)
     click.echo(f"wrote {output}")

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from .errors import FileProblem, StstError
+from .errors import FileProblem, StstError, first_line
 from .imageio import open_image, rgb_tensor
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -50,7 +50,7 @@ class CropDataset(Dataset):
 
     def _crop(self, img: Image.Image, rng: np.random.Generator) -> torch.Tensor:
         w, h = img.size
-        side = int(min(w, h) * rng.uniform(MIN_CROP_FRACTION, 1.0))
+        side = max(1, int(min(w, h) * rng.uniform(MIN_CROP_FRACTION, 1.0)))
         left, top = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
         crop = img.convert("RGB").resize(
             (self.size, self.size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side), reducing_gap=2.0
@@ -63,14 +63,15 @@ class CropDataset(Dataset):
         skipped = []
         for attempt in range(len(self.files)):
             path = self.files[(index + attempt) % len(self.files)]
+            rng = np.random.default_rng([self.seed, position])
             try:
-                img, _ = open_image(path)
+                img, _, _ = open_image(path)
+                return {"image": self._crop(img, rng), "skipped": skipped}
             except FileProblem as exc:
                 skipped.append(str(exc))
-                continue
-            rng = np.random.default_rng([self.seed, position])
-            return {"image": self._crop(img, rng), "skipped": skipped}
-        raise StstError("no readable image in the dataset")
+            except Exception as exc:  # a decodable file that still cannot be cropped (odd mode, memory)
+                skipped.append(f"{path}: cannot crop ({first_line(exc)})")
+        raise StstError(f"no readable image in the dataset (all {len(self.files)} files failed)")
 
 
 class ResumableSampler(Sampler):

@@ -1,12 +1,17 @@
-"""Errors that the CLI reports as one line and an exit code, never as a traceback."""
+"""Errors that the CLI reports as one line and an exit code, never as a traceback.
+
+Exit codes, the same for every subcommand: 0 done; 1 some inputs failed (the
+others were done); 2 the command could not run (bad option, bad model, bad
+environment); 130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-# Exit codes: 1 = some files of a batch failed, 2 = the command itself could not run.
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class StstError(Exception):
@@ -16,16 +21,21 @@ class StstError(Exception):
 
 
 class FileProblem(StstError):
-    """A problem with one named file: the message reads ``<path>: <problem>``."""
+    """A problem with one named file: the message reads ``<path>: <problem>[; <hint>]``."""
 
-    def __init__(self, path: str | Path, problem: str) -> None:
+    def __init__(self, path: str | Path, problem: str, hint: str | None = None) -> None:
         self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
+        self.problem = problem if hint is None else f"{problem}; {hint}"
+        super().__init__(f"{path}: {self.problem}")
 
 
 def first_line(exc: BaseException, limit: int = 160) -> str:
     """A one-line, bounded summary of an exception from a library, for error messages."""
-    text = str(exc).strip().splitlines()
+    text = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     line = text[0] if text else type(exc).__name__
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def os_problem(exc: OSError) -> str:
+    """``No space left on device`` rather than ``[Errno 28] No space left on device: '/x/y'``."""
+    return exc.strerror or first_line(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from .checkpoint import load_model
 from .data import IMAGE_SUFFIXES
 from .errors import FileProblem
 from .imageio import read_photo
-from .options import TrainOptions
+from .options import options_from_dict
 from .stylize import stylize_tensor
 from .train import build_loss
 from .weights import resolve_vgg_weights
@@ -47,20 +48,40 @@ def photo_files(inputs: list[str | Path]) -> list[Path]:
 
 @torch.no_grad()
 def evaluate(
-    model_path: str | Path, inputs: list[str | Path], size: int = 512, device: torch.device | str = "cpu"
+    model_path: str | Path,
+    inputs: list[str | Path],
+    size: int = 512,
+    device: torch.device | str = "cpu",
+    skip: Callable[[Path, str], None] | None = None,
 ) -> list[Score]:
-    """Stylize each photo (long side shrunk to ``size``) and score it under the model's own training losses."""
+    """Stylize each photo (long side shrunk to ``size``) and score it under the model's own training losses.
+
+    An unreadable photo raises :class:`FileProblem`, or with ``skip`` is
+    reported to it and left out; with no photo left, it raises.
+    """
     model, ckpt = load_model(model_path, device)
     if ckpt.style_image is None or "options" not in ckpt.metadata:
         raise FileProblem(model_path, "holds no style image and training options, so it cannot be evaluated")
-    options = TrainOptions(**ckpt.metadata["options"])
+    try:
+        options = options_from_dict(ckpt.metadata["options"])
+    except ValueError as exc:
+        raise FileProblem(model_path, f"invalid training options ({exc})") from None
     vgg_state, _ = resolve_vgg_weights()
     loss_fn = build_loss(options, ckpt.style_image, vgg_state, torch.device(device))
     scores = []
-    for path in photo_files(inputs):
-        photo = read_photo(path, max_size=size).rgb[None].to(device)
+    files = photo_files(inputs)
+    for path in files:
+        try:
+            photo = read_photo(path, max_size=size).rgb[None].to(device)
+        except FileProblem as exc:
+            if skip is None:
+                raise
+            skip(path, exc.problem)
+            continue
         terms = loss_fn(stylize_tensor(model, photo).to(device), photo)
         scores.append(Score(str(path), *(terms[t].item() for t in TERMS)))
+    if not scores:
+        raise FileProblem(files[0] if len(files) == 1 else inputs[0], "no readable photo to evaluate on")
     return scores
 
 

@@ -11,6 +11,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import FileProblem, first_line
 from .fileio import atomic_path
+from .filetypes import sniff
+from .limits import DEFAULT_MAX_PIXELS
 
 # Formats stst writes, by the name Pillow gives them, with their usual extension.
 WRITE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
@@ -18,8 +20,9 @@ ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 FORMAT_ALIASES = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF", "bmp": "BMP"}
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 
-# Large photos are legitimate input; keep Pillow's bomb check but at 16x its default.
-Image.MAX_IMAGE_PIXELS = 16 * 89_478_485
+# stst checks the pixel count itself, from the header and before decoding (open_image's
+# max_pixels, the --max-pixels option), so Pillow's own check is off.
+Image.MAX_IMAGE_PIXELS = None
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Photo:
     rgb: torch.Tensor
     alpha: np.ndarray | None
     format: str | None  # Pillow's format name of the source file
+    frames: int = 1  # animated GIF/WebP/PNG and multipage TIFF: only the first frame is read
 
     @property
     def size(self) -> tuple[int, int]:
@@ -55,28 +59,49 @@ def _alpha(img: Image.Image) -> np.ndarray | None:
     return None
 
 
-def open_image(path: str | Path) -> tuple[Image.Image, str | None]:
-    """Open and fully decode an image, upright per its EXIF orientation; returns it and its format."""
+def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str | None, int]:
+    """Open and fully decode an image, upright per its EXIF orientation; returns it, its format and frame count.
+
+    Images above ``max_pixels`` are refused from their header, before decoding.
+    Any failure is a one-line :class:`FileProblem`.
+    """
+    w = h = 0
     try:
         with Image.open(path) as img:
+            w, h = img.size
+            if max_pixels and w * h > max_pixels:
+                raise FileProblem(path, f"{w}x{h} is {w * h / 1e6:.0f} megapixels, more than the limit of "
+                                  f"{max_pixels / 1e6:g}", "raise it with --max-pixels if you have the memory")
+            frames = getattr(img, "n_frames", 1)
             img.load()
-            return ImageOps.exif_transpose(img), img.format
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise FileProblem(path, f"not a readable image ({first_line(exc)})") from exc
+            return ImageOps.exif_transpose(img), img.format, frames
+    except FileProblem:
+        raise
+    except MemoryError:
+        raise FileProblem(path, f"not enough memory to decode this {w}x{h} image") from None
+    except Exception as exc:  # Pillow's decoders raise many types (OSError, ValueError, struct.error, ...)
+        kind = sniff(path)
+        what = f"it is {kind}" if kind and not kind.endswith("image") else first_line(exc)
+        raise FileProblem(path, f"not a readable image ({what})") from None
 
 
-def read_photo(path: str | Path, max_size: int | None = None) -> Photo:
+def read_photo(path: str | Path, max_size: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Photo:
     """Load ``path``; ``max_size`` shrinks it so the longest side is at most that many pixels."""
-    img, fmt = open_image(path)
-    if max_size and max(img.size) > max_size:
-        scale = max_size / max(img.size)
-        new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-        if img.mode in _SIXTEEN_BIT_MODES:
-            img = img.convert("F")  # Pillow resamples 32-bit float, not 16-bit integer modes
-            img = img.resize(new, Image.Resampling.LANCZOS).convert("I")
-        else:
-            img = img.resize(new, Image.Resampling.LANCZOS)
-    return Photo(rgb=rgb_tensor(img), alpha=_alpha(img), format=fmt)
+    img, fmt, frames = open_image(path, max_pixels)
+    try:
+        if max_size and max(img.size) > max_size:
+            scale = max_size / max(img.size)
+            new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+            if img.mode in _SIXTEEN_BIT_MODES:
+                img = img.convert("F")  # Pillow resamples 32-bit float, not 16-bit integer modes
+                img = img.resize(new, Image.Resampling.LANCZOS).convert("I")
+            else:
+                img = img.resize(new, Image.Resampling.LANCZOS)
+        return Photo(rgb=rgb_tensor(img), alpha=_alpha(img), format=fmt, frames=frames)
+    except MemoryError:
+        raise FileProblem(path, f"not enough memory for this {img.width}x{img.height} image") from None
+    except (ValueError, OSError) as exc:  # modes Pillow cannot convert to RGB
+        raise FileProblem(path, f"unsupported image ({img.mode} mode: {first_line(exc)})") from None
 
 
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:

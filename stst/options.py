@@ -32,6 +32,30 @@ class TrainOptions:
     residual: bool = False
 
 
+def options_from_dict(values: object) -> TrainOptions:
+    """TrainOptions from a model file's metadata, type-checked; raises ValueError saying what is wrong."""
+    if not isinstance(values, dict):
+        raise ValueError("no training options")
+    known = {f.name: f for f in fields(TrainOptions)}
+    unknown = sorted(values.keys() - known.keys())
+    if unknown:
+        raise ValueError(f"unknown training option '{unknown[0]}'")
+    for name, value in values.items():
+        expected = str if name in ("style", "dataset") else type(default(name))
+        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+        if not ok or (isinstance(value, bool) and expected is not bool):
+            raise ValueError(f"training option '{name}' is a {type(value).__name__}, not a {expected.__name__}")
+    small = [n for n in ("image_size", "style_size", "batch_size", "iterations", "channels") if values.get(n, 1) < 1]
+    if small:
+        raise ValueError(f"training option '{small[0]}' must be at least 1")
+    if "style" not in values or "dataset" not in values:
+        raise ValueError("training options lack the style or the dataset")
+    layers = values.get("style_layers", {})
+    if not all(isinstance(k, str) and isinstance(w, (int, float)) for k, w in layers.items()):
+        raise ValueError("training option 'style_layers' must map layer names to weights")
+    return TrainOptions(**values)
+
+
 # Named recipes: the settings they change from the TrainOptions defaults (the paper's).
 # Measured against each other in models/README.md.
 PRESETS: dict[str, dict] = {
@@ -69,6 +93,7 @@ class RunSettings:
     log: Path | None = None
     vgg_weights: Path | None = None
     progress: bool = True
+    overwrite: bool = False  # replace an existing output file (never an input)
 
 
 def default(name: str, of: type = TrainOptions):

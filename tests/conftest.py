@@ -1,4 +1,9 @@
-"""Shared fixtures: real photos from ../shared/data and freshly initialised (untrained) models."""
+"""Shared fixtures: the small real photos and paintings in tests/data, and freshly initialised (untrained) models.
+
+``tests/data`` ships with the project, so the suite runs from a plain clone.
+Tests that need the full data in ``../shared/data`` (beside the project) use
+``needs_shared`` and skip with a reason when it is absent.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,15 @@ import torch
 from stst.checkpoint import save_checkpoint
 from stst.network import ArchConfig, TransformerNet
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-PHOTOS = DATA / "photos"
-TRAIN = DATA / "train"
+DATA = Path(__file__).resolve().parent / "data"
+PHOTOS = DATA / "photos"  # five Kodak photos, 384x256 JPEG
+TRAIN = PHOTOS  # the training tests train on the same few photos
 STYLES = DATA / "styles"
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "photos").is_dir(), reason=f"needs the full test data in {SHARED} (not present)"
+)
 
 
 def fresh_network(seed: int = 0, config: ArchConfig = ArchConfig()) -> TransformerNet:
@@ -28,9 +38,3 @@ def untrained_model_path(tmp_path: Path) -> Path:
     path = tmp_path / "untrained.pth"
     save_checkpoint(path, fresh_network(), {"note": "freshly initialised, untrained"})
     return path
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _data_present() -> None:
-    if not PHOTOS.is_dir():
-        pytest.exit(f"test data missing: {PHOTOS} (the shared/ folder must sit beside the project)", returncode=3)

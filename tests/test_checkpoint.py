@@ -89,7 +89,7 @@ def test_pickle_with_code_is_refused_without_running_it(tmp_path):
 @pytest.mark.parametrize(
     "content, problem",
     [
-        (b"just some text\n", "not a PyTorch model file"),
+        (b"just some text\n", "not a model file (it is a text file)"),
         (None, "truncated or corrupt"),
     ],
 )

@@ -25,17 +25,17 @@ def digest(path):
 def test_console_script_stylizes_a_real_photo(tmp_path, untrained_model_path):
     out = tmp_path / "out.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "stst", "stylize", PHOTOS / "kodim05.png", "--model", untrained_model_path, "-o", out],
+        [sys.executable, "-m", "stst", "stylize", PHOTOS / "kodim05.jpg", "--model", untrained_model_path, "-o", out],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr
     with Image.open(out) as img:
-        assert img.format == "PNG" and img.size == (768, 512)
+        assert img.format == "PNG" and img.size == (384, 256)
 
 
 def test_default_output_goes_beside_the_input(tmp_path, untrained_model_path):
     src = tmp_path / "photo.jpg"
-    Image.open(PHOTOS / "kodim23.png").resize((96, 64)).save(src)
+    Image.open(PHOTOS / "kodim23.jpg").resize((96, 64)).save(src)
     result = run("stylize", src, "--model", untrained_model_path)
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "photo-untrained.jpg").format == "JPEG"
@@ -44,10 +44,10 @@ def test_default_output_goes_beside_the_input(tmp_path, untrained_model_path):
 def test_folder_with_bad_files_converts_the_rest(tmp_path, untrained_model_path):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
-    for name in ["kodim01.png", "kodim02.png"]:
+    for name in ["kodim01.jpg", "kodim02.jpg"]:
         shutil.copy(PHOTOS / name, src / name)
-    shutil.copy(PHOTOS / "kodim03.png", src / "sub" / "kodim03.png")
-    (src / "broken.png").write_bytes((PHOTOS / "kodim04.png").read_bytes()[:5000])
+    shutil.copy(PHOTOS / "kodim03.jpg", src / "sub" / "kodim03.jpg")
+    (src / "broken.png").write_bytes((PHOTOS / "kodim05.jpg").read_bytes()[:5000])
     (src / "notes.txt").write_text("not an image")
     before = {p: digest(p) for p in src.rglob("*") if p.is_file()}
 
@@ -57,9 +57,9 @@ def test_folder_with_bad_files_converts_the_rest(tmp_path, untrained_model_path)
     assert "3 stylized, 0 skipped, 2 failed" in result.output
     assert "broken.png: not a readable image" in result.output
     assert "notes.txt: not a readable image" in result.output
-    assert Image.open(tmp_path / "out" / "kodim01-untrained.png").size == (96, 64)
-    assert (tmp_path / "out" / "kodim02-untrained.png").is_file()
-    assert (tmp_path / "out" / "sub" / "kodim03-untrained.png").is_file()
+    assert Image.open(tmp_path / "out" / "kodim01-untrained.jpg").size == (96, 64)
+    assert (tmp_path / "out" / "kodim02-untrained.jpg").is_file()
+    assert (tmp_path / "out" / "sub" / "kodim03-untrained.jpg").is_file()
     assert {p: digest(p) for p in src.rglob("*") if p.is_file()} == before
 
     again = run("stylize", src, "--model", untrained_model_path, "-o", tmp_path / "out", "-r", "--max-size", "96")
@@ -69,7 +69,7 @@ def test_folder_with_bad_files_converts_the_rest(tmp_path, untrained_model_path)
 def test_default_folder_output_is_a_sibling_folder(tmp_path, untrained_model_path):
     src = tmp_path / "pics"
     src.mkdir()
-    Image.open(PHOTOS / "kodim07.png").resize((40, 60)).save(src / "a.webp")
+    Image.open(PHOTOS / "kodim02.jpg").resize((40, 60)).save(src / "a.webp")
     result = run("stylize", src, "--model", untrained_model_path, "--format", "png")
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "pics-untrained" / "a-untrained.png").size == (40, 60)
@@ -79,7 +79,7 @@ def test_batches_of_equal_size_match_single_images(tmp_path, untrained_model_pat
     src = tmp_path / "in"
     src.mkdir()
     for i, size in enumerate([(64, 48), (64, 48), (50, 30), (64, 48)]):
-        Image.open(PHOTOS / f"kodim1{i}.png").resize(size).save(src / f"p{i}.png")
+        Image.open(PHOTOS / ["kodim01.jpg", "kodim02.jpg", "kodim03.jpg", "kodim05.jpg"][i]).resize(size).save(src / f"p{i}.png")
     assert run("stylize", src, "-m", untrained_model_path, "-o", tmp_path / "one").exit_code == 0
     assert run("stylize", src, "-m", untrained_model_path, "-o", tmp_path / "four", "--batch-size", "4").exit_code == 0
     for i in range(4):
@@ -90,7 +90,7 @@ def test_batches_of_equal_size_match_single_images(tmp_path, untrained_model_pat
 
 def test_existing_output_is_skipped_unless_overwrite(tmp_path, untrained_model_path):
     src = tmp_path / "p.png"
-    Image.open(PHOTOS / "kodim08.png").resize((32, 32)).save(src)
+    Image.open(PHOTOS / "kodim03.jpg").resize((32, 32)).save(src)
     out = tmp_path / "o.png"
     out.write_bytes(b"keep me")
     result = run("stylize", src, "-m", untrained_model_path, "-o", out)
@@ -101,7 +101,7 @@ def test_existing_output_is_skipped_unless_overwrite(tmp_path, untrained_model_p
 
 def test_an_input_is_never_overwritten(tmp_path, untrained_model_path):
     src = tmp_path / "p.png"
-    Image.open(PHOTOS / "kodim09.png").resize((32, 32)).save(src)
+    Image.open(PHOTOS / "kodim05.jpg").resize((32, 32)).save(src)
     before = digest(src)
     result = run("stylize", src, "-m", untrained_model_path, "-o", src, "--overwrite")
     assert result.exit_code == 1 and "output would overwrite an input file" in result.output
@@ -109,12 +109,12 @@ def test_an_input_is_never_overwritten(tmp_path, untrained_model_path):
 
 
 def test_missing_model_is_a_usage_error(tmp_path):
-    result = run("stylize", PHOTOS / "kodim01.png", "-m", tmp_path / "nope.pth")
+    result = run("stylize", PHOTOS / "kodim01.jpg", "-m", tmp_path / "nope.pth")
     assert result.exit_code == 2
-    assert f"Error: {tmp_path / 'nope.pth'}: model file not found" in result.output
+    assert f"stst: error: {tmp_path / 'nope.pth'}: model file not found" in result.output
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_requested_missing_device_is_an_error_not_a_fallback(untrained_model_path):
-    result = run("stylize", PHOTOS / "kodim01.png", "-m", untrained_model_path, "--device", "cuda")
+    result = run("stylize", PHOTOS / "kodim01.jpg", "-m", untrained_model_path, "--device", "cuda")
     assert result.exit_code == 2 and "CUDA is not available" in result.output

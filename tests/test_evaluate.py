@@ -22,7 +22,7 @@ def tiny_model(tmp_path_factory):
 
 
 def test_scores_each_photo_with_the_training_losses(tiny_model):
-    photos = [PHOTOS / "kodim01.png", PHOTOS / "kodim02.png"]
+    photos = [PHOTOS / "kodim01.jpg", PHOTOS / "kodim02.jpg"]
     scores = evaluate(tiny_model, photos, size=64)
     assert [s.photo for s in scores] == [str(p) for p in photos]
     for s in scores:
@@ -33,16 +33,30 @@ def test_scores_each_photo_with_the_training_losses(tiny_model):
 
 
 def test_cli_json_matches_the_api(tiny_model):
-    result = CliRunner().invoke(main, ["evaluate", str(tiny_model), str(PHOTOS / "kodim03.png"), "--size", "64", "--json"])
+    result = CliRunner().invoke(main, ["evaluate", str(tiny_model), str(PHOTOS / "kodim03.jpg"), "--size", "64", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    api = evaluate(tiny_model, [PHOTOS / "kodim03.png"], size=64)[0]
+    api = evaluate(tiny_model, [PHOTOS / "kodim03.jpg"], size=64)[0]
     assert data["photos"][0]["total"] == pytest.approx(api.total, rel=1e-5)
     assert data["mean"]["total"] == pytest.approx(api.total, rel=1e-5)
-    table = CliRunner().invoke(main, ["evaluate", str(tiny_model), str(PHOTOS / "kodim03.png"), "--size", "64"])
-    assert table.exit_code == 0 and "kodim03.png" in table.output and "mean" in table.output
+    table = CliRunner().invoke(main, ["evaluate", str(tiny_model), str(PHOTOS / "kodim03.jpg"), "--size", "64"])
+    assert table.exit_code == 0 and "kodim03.jpg" in table.output and "mean" in table.output
 
 
 def test_model_without_style_cannot_be_evaluated(untrained_model_path):
     with pytest.raises(FileProblem, match="holds no style image and training options"):
-        evaluate(untrained_model_path, [PHOTOS / "kodim01.png"], size=64)
+        evaluate(untrained_model_path, [PHOTOS / "kodim01.jpg"], size=64)
+
+
+def test_unreadable_photo_is_named_and_skipped_and_the_rest_evaluated(tiny_model, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("kodim01.jpg", "kodim02.jpg"):
+        (folder / name).write_bytes((PHOTOS / name).read_bytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    result = CliRunner().invoke(main, ["evaluate", str(tiny_model), str(folder), "--size", "64"])
+    assert result.exit_code == 1, result.output
+    assert f"warning: {folder / 'broken.png'}: not a readable image" in result.stderr
+    assert "kodim01.jpg" in result.stdout and "kodim02.jpg" in result.stdout and "mean" in result.stdout
+    as_json = CliRunner().invoke(main, ["evaluate", str(tiny_model), str(folder), "--size", "64", "--json"])
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["skipped"] == [str(folder / "broken.png")]

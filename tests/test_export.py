@@ -42,7 +42,7 @@ def test_exported_model_agrees_with_pytorch_at_two_sizes(tmp_path, trained_like,
             scripted = torch.jit.load(str(out))
         run = lambda x: scripted(x)  # noqa: E731
     for size in (131, 256):  # 131 px: odd sizes go through the exported padding
-        x = read_photo(PHOTOS / "kodim05.png", max_size=size).rgb[None]
+        x = read_photo(PHOTOS / "kodim05.jpg", max_size=size).rgb[None]
         with torch.no_grad():
             expected = net(x)
         got = run(x)
@@ -55,7 +55,7 @@ def test_stylize_runs_onnx_models(tmp_path, trained_like):
     onnx_path = tmp_path / "style.onnx"
     assert CliRunner().invoke(main, ["export", str(path), "--format", "onnx", "-o", str(onnx_path)]).exit_code == 0
     src = tmp_path / "p.jpg"
-    Image.open(PHOTOS / "kodim23.png").resize((97, 61)).save(src)
+    Image.open(PHOTOS / "kodim23.jpg").resize((97, 61)).save(src)
     result = CliRunner().invoke(main, ["stylize", str(src), "-m", str(onnx_path), "-o", str(tmp_path / "o.png")])
     assert result.exit_code == 0, result.output
     via_torch = CliRunner().invoke(main, ["stylize", str(src), "-m", str(path), "-o", str(tmp_path / "t.png"),
@@ -69,6 +69,6 @@ def test_stylize_runs_onnx_models(tmp_path, trained_like):
 def test_missing_onnxruntime_gives_an_install_hint(tmp_path, trained_like, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     (tmp_path / "m.onnx").write_bytes(b"not used")
-    result = CliRunner().invoke(main, ["stylize", str(PHOTOS / "kodim01.png"), "-m", str(tmp_path / "m.onnx")])
+    result = CliRunner().invoke(main, ["stylize", str(PHOTOS / "kodim01.jpg"), "-m", str(tmp_path / "m.onnx")])
     assert result.exit_code == 2
     assert "needs the package 'onnxruntime': pip install onnx onnxscript onnxruntime" in result.output

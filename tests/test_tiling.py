@@ -5,7 +5,7 @@ from PIL import Image
 
 from stst import stylize as stylize_module
 from stst.cli import main
-from stst.imageio import read_photo
+from stst.imageio import read_photo, rgb_tensor
 from stst.network import ArchConfig
 from stst.stylize import Stylizer
 from stst.tiling import MIN_TILE, stylize_tiled
@@ -18,7 +18,7 @@ def test_tiles_match_the_untiled_result(residual):
     net = fresh_network(seed=4, config=ArchConfig(residual=residual))
     if residual:
         torch.nn.init.normal_(net.deconv3.conv2d.weight, std=0.02)
-    photo = read_photo(PHOTOS / "kodim05.png", max_size=420).rgb[None]  # 420x280: 3x2 tiles of 256
+    photo = rgb_tensor(Image.open(PHOTOS / "kodim05.jpg").resize((420, 280)))[None]  # 3x2 tiles of 256
     with torch.inference_mode():
         whole = net(photo).clamp(0, 1)
         tiled = stylize_tiled(net, photo, tile=256, stats_size=1000).clamp(0, 1)
@@ -44,7 +44,7 @@ def test_auto_tiling_above_the_threshold(monkeypatch):
 
 def test_bf16_autocast_stays_close_to_fp32():
     net = fresh_network(seed=7)
-    x = read_photo(PHOTOS / "kodim23.png", max_size=128).rgb[None]
+    x = read_photo(PHOTOS / "kodim23.jpg", max_size=128).rgb[None]
     fp32 = Stylizer(net, "cpu", precision="fp32", tile=None)(x)
     bf16 = Stylizer(net, "cpu", precision="bf16", tile=None)(x)
     assert bf16.dtype == torch.float32 and (bf16 - fp32).abs().mean().item() < 0.03
@@ -52,7 +52,7 @@ def test_bf16_autocast_stays_close_to_fp32():
 
 def test_cli_tile_option(tmp_path, untrained_model_path):
     src = tmp_path / "p.png"
-    Image.open(PHOTOS / "kodim05.png").resize((420, 280)).save(src)
+    Image.open(PHOTOS / "kodim05.jpg").resize((420, 280)).save(src)
     bad = CliRunner().invoke(main, ["stylize", str(src), "-m", str(untrained_model_path), "--tile", "100"])
     assert bad.exit_code == 2 and "multiple of 4 of at least" in bad.output
     good = CliRunner().invoke(main, ["stylize", str(src), "-m", str(untrained_model_path), "--tile", "256", "-o", str(tmp_path / "t.png")])
