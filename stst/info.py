@@ -1,0 +1,72 @@
+"""What a model file holds, for ``stst info``: style, training, losses, architecture and cost."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import load_checkpoint
+
+
+def model_info(path: str | Path) -> dict[str, Any]:
+    """The file's identity, its network and cost, and its metadata exactly as stored."""
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    macs = ckpt.arch.macs_per_pixel()
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in ckpt.state_dict.values()})
+    return {
+        "file": str(path),
+        "bytes": path.stat().st_size,
+        "sha256": digest.hexdigest(),
+        "architecture": {
+            **ckpt.arch.to_dict(),
+            "parameters": sum(t.numel() for t in ckpt.state_dict.values()),
+            "stored_as": dtypes,
+            "macs_per_pixel": macs,
+            "gflop_per_megapixel": round(2 * macs / 1e3, 1),
+        },
+        "resumable": ckpt.training is not None,
+        "metadata": ckpt.metadata,
+    }
+
+
+def _g(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else "?"
+
+
+def describe(info: dict[str, Any]) -> list[str]:
+    """Readable lines for a terminal; absent metadata (a bare state_dict) shows as '?'."""
+    meta, arch = info["metadata"], info["architecture"]
+    style, options, losses = meta.get("style", {}), meta.get("options", {}), meta.get("losses", {})
+    hardware = meta.get("hardware", {})
+    size = "x".join(str(s) for s in reversed(style.get("size", []))) or "?"
+    layers = ", ".join(f"{k}:{v:g}" for k, v in options.get("style_layers", {}).items()) or "?"
+    minutes = meta.get("train_seconds")
+    rows = [
+        ("model", f"{info['file']} ({info['bytes'] / 1e6:.1f} MB, sha256 {info['sha256']})"),
+        ("style", f"{style.get('title') or style.get('name', '?')} [{style.get('name', '?')}, {size}"
+                  f"{', ' + style['licence'] if 'licence' in style else ''}]"),
+        ("training", f"{meta.get('iterations', '?')} iterations, "
+                     f"{f'{minutes / 60:.1f} min' if isinstance(minutes, (int, float)) else '?'} on "
+                     f"{hardware.get('gpu') or hardware.get('cpu', '?')} ({hardware.get('device', '?')}, "
+                     f"{hardware.get('threads', '?')} threads), created {meta.get('created', '?')}"),
+        ("options", f"crops {options.get('image_size', '?')} px, batch {options.get('batch_size', '?')}, "
+                    f"lr {options.get('lr', '?')} {options.get('lr_schedule', '')}, weights content "
+                    f"{_g(options.get('content_weight'))} style {_g(options.get('style_weight'))} tv "
+                    f"{_g(options.get('tv_weight'))}, content layer {options.get('content_layer', '?')}, "
+                    f"style layers {layers}, seed {options.get('seed', '?')}"),
+        ("dataset", f"{meta.get('dataset', {}).get('path', '?')} ({meta.get('dataset', {}).get('images', '?')} images)"),
+        ("losses", f"content {_g(losses.get('content'))}, style {_g(losses.get('style'))}, tv {_g(losses.get('tv'))}, "
+                   f"total {_g(losses.get('total'))} (last training batch)"),
+        ("network", f"width {arch['channels']}, residual {'on' if arch['residual'] else 'off'}, "
+                    f"{arch['parameters'] / 1e6:.2f} M parameters stored as {'/'.join(arch['stored_as'])}, "
+                    f"{arch['gflop_per_megapixel']} GFLOP per megapixel"
+                    f"{', resumable' if info['resumable'] else ''}"),
+        ("versions", f"stst {meta.get('stst_version', '?')}, torch {meta.get('torch_version', '?')}"),
+    ]
+    return [f"{name:<9} {text}" for name, text in rows]
