@@ -116,9 +116,16 @@ def main() -> None:
 @click.option("--preserve-colors", is_flag=True, help="Keep the photo's colours; take the painting's strokes and tones.")
 @click.option("--stroke-scale", type=click.FloatRange(0.25, 8), default=1.0, show_default=True,
               help="Size of the painting's strokes relative to the photo (2: twice as big, and 4x less work).")
+@click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True,
+              help="Video quality (constant rate factor: lower is better and bigger).")
+@click.option("--codec", help="Video codec from this FFmpeg build [default: libx264; libvpx-vp9 for .webm].")
+@click.option("--temporal-blend", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Video: blend each frame with the previous output along the optical flow (less flicker, "
+                   "softer strokes; needs opencv-python-headless).")
 def stylize(inputs, model_spec, output, recursive, fmt, quality, max_size, max_pixels, overwrite, device, batch_size,
-            precision, tile, compile_, example, strength, preserve_colors, stroke_scale) -> None:
-    """Stylize image files and/or folders of images with a trained model (.pth or exported .onnx)."""
+            precision, tile, compile_, example, strength, preserve_colors, stroke_scale, crf, codec,
+            temporal_blend) -> None:
+    """Stylize images, video clips and/or folders of them with a trained model (.pth or exported .onnx)."""
     from .bundled import example_photo, resolve_model
     from .checkpoint import load_model
     from .devices import resolve_device
@@ -150,6 +157,7 @@ def stylize(inputs, model_spec, output, recursive, fmt, quality, max_size, max_p
     report = run_jobs(
         Look(stroke_scale, preserve_colors, strength).around(stylizer), jobs, max_size=max_size, quality=quality, overwrite=overwrite, batch_size=batch_size,
         warn=lambda message: click.echo(message, err=True), max_pixels=max_pixels, model_name=str(model_path),
+        crf=crf, codec=codec, temporal=temporal_blend,
     )
     for path, reason in report.failed:
         click.echo(f"  failed: {path}: {reason}", err=True)

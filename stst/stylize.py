@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import queue
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +19,8 @@ from .imageio import WRITE_FORMATS, Photo, format_of_suffix, output_format, read
 from .limits import DEFAULT_MAX_PIXELS
 from .network import TransformerNet
 from .precision import PRECISIONS, auto_precision
+from .prefetch import prefetch
+from .video import DEFAULT_CRF, is_video, output_suffix, stylize_video
 from .tiling import AUTO_PIXELS, AUTO_TILE, stylize_tiled
 
 
@@ -119,7 +119,8 @@ class Job:
 
     source: Path
     target: Path
-    format: str  # Pillow format name to write
+    format: str  # Pillow format name to write; "" for video clips
+    kind: str = "image"  # or "video"
 
 
 @dataclass
@@ -167,6 +168,8 @@ def plan_jobs(
     out = Path(output) if output is not None else None
     names_folder = output is not None and (out.is_dir() or str(output).endswith(("/", "\\")))
     if out is not None and len(inputs) == 1 and inputs[0].is_file() and not names_folder:
+        if is_video(inputs[0]):
+            return [Job(inputs[0], out, "", "video")]
         named = format_of_suffix(out)
         if fmt and named and output_format(None, fmt) != named:
             raise StstError(f"--format {fmt} contradicts the output name {out}; give one or make them agree")
@@ -191,6 +194,9 @@ def plan_jobs(
         else:
             raise FileProblem(item, "no such file or folder")
         for src, folder in pairs:
+            if is_video(src):
+                jobs.append(Job(src, folder / f"{src.stem}-{model_name}{output_suffix(src)}", "", "video"))
+                continue
             target_fmt = output_format(format_of_suffix(src), fmt)
             jobs.append(Job(src, folder / f"{src.stem}-{model_name}{WRITE_FORMATS[target_fmt]}", target_fmt))
     return jobs
@@ -229,26 +235,6 @@ def _batches(
     yield from pending.values()
 
 
-def prefetch(items: Iterator, depth: int) -> Iterator:
-    """Run ``items`` in a background thread, ``depth`` ahead: decoding overlaps the network's work."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                buffer.put(item)
-        except BaseException as exc:  # handed to the consumer, raised there
-            buffer.put(exc)
-        buffer.put(done)
-
-    threading.Thread(target=produce, daemon=True).start()
-    while (item := buffer.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-
-
 def run_jobs(
     stylizer: Callable[[torch.Tensor], torch.Tensor],
     jobs: list[Job],
@@ -260,20 +246,26 @@ def run_jobs(
     progress: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     model_name: str = "the model",
+    crf: int = DEFAULT_CRF,
+    codec: str | None = None,
+    temporal: float = 0.0,
 ) -> Report:
     """Stylize every job, continuing past bad files; returns what happened to each.
 
     Decoding runs ahead in one thread and encoding behind in another, so that
     the network (``stylizer``, e.g. a :class:`Stylizer`) is rarely idle. A
     non-finite result (a broken model, fp16 overflow) is a failure, never a
-    written file. Ctrl-C stops after the writes in flight and sets
-    ``report.interrupted``.
+    written file. Video clips follow the images, each through
+    :func:`stst.video.stylize_video` (``crf``, ``codec``, ``temporal``). Ctrl-C stops after
+    the writes in flight and sets ``report.interrupted``.
     """
     if batch_size < 1:
         raise StstError("--batch-size must be at least 1")
     report = Report()
     sources = {job.source.resolve() for job in jobs}
     claimed: set[Path] = set()
+    clips = [job for job in jobs if job.kind == "video"]
+    jobs = [job for job in jobs if job.kind != "video"]
     bar = tqdm(total=len(jobs), unit="img", disable=not progress or len(jobs) <= 1, dynamic_ncols=True)
 
     def fail(job: Job, reason: str) -> None:
@@ -341,4 +333,32 @@ def run_jobs(
     finally:
         writer.shutdown(wait=True)
         bar.close()
+    for job in clips if not report.interrupted else []:
+        problem = _check_target(job, sources, claimed, overwrite)
+        if problem and problem.startswith("skip: "):
+            report.skipped.append(job.source)
+            warn(f"note: {job.target}: {problem[6:]}")
+            continue
+        if problem:
+            report.failed.append((job.source, problem))
+            warn(f"warning: {job.source}: {problem}")
+            continue
+        try:
+            clip = stylize_video(stylizer, job.source, job.target, batch_size=max(batch_size, 4), max_size=max_size,
+                                 crf=crf, codec=codec, progress=progress, temporal=temporal)
+        except FileProblem as exc:
+            report.failed.append((job.source, exc.problem))
+            warn(f"warning: {exc}")
+            continue
+        except KeyboardInterrupt:
+            report.interrupted = True
+            break
+        for note in clip.notes:
+            warn(f"note: {job.source}: {note}")
+        if clip.error:
+            reason = f"decoding stopped after {clip.frames} frames ({clip.error}); {job.target} holds those frames"
+            report.failed.append((job.source, reason))
+            warn(f"warning: {job.source}: {reason}")
+        else:
+            report.stylized.append(job.target)
     return report

@@ -1,0 +1,97 @@
+"""Temporal consistency: the warping error of Lai et al. 2018, and optical-flow helpers shared with the video path.
+
+Lai, Huang, Wang, Shechtman, Yumer, Yang, "Learning Blind Video Temporal
+Consistency" (ECCV 2018): the optical flow of the *source* frames carries
+stylized frame t-1 onto frame t; where the flow is reliable (a forward-backward
+check, Ruder et al. 2016), the mean squared RGB difference (0..1 values)
+between stylized frame t and that warped frame, averaged over the clip. Lower
+is steadier; the source clip's own value is the floor set by lighting changes
+and flow errors.
+
+Uses OpenCV (``opencv-python-headless``, the ``stst[video-eval]`` extra): DIS
+flow by default, Farneback as an independent second method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+FLOW_METHODS = ("dis", "farneback")
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as exc:
+        from .errors import StstError
+
+        raise StstError("measuring flicker needs OpenCV: pip install opencv-python-headless "
+                        "(or pip install 'stst[video-eval]')") from exc
+    return cv2
+
+
+def flow(a: np.ndarray, b: np.ndarray, method: str = "dis") -> np.ndarray:
+    """Dense flow from grayscale uint8 frame ``a`` to ``b``: a(x) ~ b(x + flow(x)), (H, W, 2) float32."""
+    cv2 = _cv2()
+    if method == "dis":
+        return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(a, b, None)
+    if method == "farneback":
+        return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 3, 7, 1.5, 0)
+    raise ValueError(f"unknown flow method '{method}' (use {' or '.join(FLOW_METHODS)})")
+
+
+def warp(image: np.ndarray, flow_to_source: np.ndarray) -> np.ndarray:
+    """``image`` sampled at x + flow(x): the previous frame carried onto the current one."""
+    cv2 = _cv2()
+    h, w = flow_to_source.shape[:2]
+    grid = np.mgrid[0:h, 0:w].astype(np.float32)
+    map_x, map_y = grid[1] + flow_to_source[..., 0], grid[0] + flow_to_source[..., 1]
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def reliable(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """Pixels of frame t whose flow to t-1 and back agrees (not occluded, not at a motion boundary), (H, W) bool.
+
+    Ruder, Dosovitskiy, Brox 2016: |b + f(x + b)|^2 < 0.01 (|b|^2 + |f(x + b)|^2) + 0.5.
+    """
+    there = warp(forward, backward)
+    return (np.square(backward + there).sum(-1)
+            < 0.01 * (np.square(backward).sum(-1) + np.square(there).sum(-1)) + 0.5)
+
+
+def gray(rgb: np.ndarray) -> np.ndarray:
+    return _cv2().cvtColor(rgb, _cv2().COLOR_RGB2GRAY)
+
+
+def warping_error(source: Iterable[np.ndarray], stylized: Iterable[np.ndarray], method: str = "dis") -> float:
+    """Mean warping error of ``stylized`` frames against the motion of ``source`` frames (RGB uint8, equal sizes)."""
+    errors = []
+    previous = None
+    for src, out in zip(source, stylized):
+        if src.shape[:2] != out.shape[:2]:
+            src = _cv2().resize(src, (out.shape[1], out.shape[0]), interpolation=_cv2().INTER_AREA)
+        g, o = gray(src), out.astype(np.float32) / 255
+        if previous is not None:
+            g0, o0 = previous
+            backward, forward = flow(g, g0, method), flow(g0, g, method)
+            mask = reliable(backward, forward)
+            if mask.any():
+                errors.append(float(np.square(o - warp(o0, backward))[mask].mean()))
+        previous = (g, o)
+    if not errors:
+        raise ValueError("need at least two frames with reliable flow")
+    return float(np.mean(errors))
+
+
+def read_frames(path: str | Path, limit: int | None = None) -> Iterator[np.ndarray]:
+    """RGB uint8 frames of a clip, upright as stored (rotation metadata is not applied)."""
+    import av
+
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if limit is not None and i >= limit:
+                return
+            yield frame.to_ndarray(format="rgb24")

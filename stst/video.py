@@ -1,0 +1,288 @@
+"""Stylizing video clips frame by frame, with PyAV (FFmpeg inside its wheels, no ffmpeg binary needed).
+
+The output keeps the source's frame count and timestamps (variable frame rate
+included), its size (cropped to even sides for yuv420p, at most one pixel),
+its rotation metadata and every audio stream, copied packet for packet where
+the output container holds the codec and re-encoded to AAC/Opus otherwise.
+Decoding runs in a thread ahead, encoding in a thread behind, and the network
+sees frames in batches. A clip that stops decoding half-way is still written
+(a playable file of the frames that decoded) and reported as a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .errors import FileProblem, first_line
+from .fileio import atomic_path
+from .imageio import to_uint8
+from .prefetch import prefetch
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
+# Output containers by suffix, and the audio codecs each holds without re-encoding.
+CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".m4v": "mp4", ".mkv": "matroska", ".webm": "webm"}
+AUDIO_COPY = {
+    "mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"},
+    "mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"},
+    "matroska": None,  # holds anything
+    "webm": {"opus", "vorbis"},
+}
+AUDIO_FALLBACK = {"webm": "libopus"}  # else aac
+VIDEO_CODECS = {"webm": "libvpx-vp9"}  # else libx264
+DEFAULT_CRF = 18
+VIDEO_HINT = "pip install av (or reinstall stst)"
+
+
+def _av():
+    try:
+        import av
+    except ImportError as exc:  # pragma: no cover - av is a dependency; a broken install still gets one line
+        from .errors import StstError
+
+        raise StstError(f"video needs the package 'av': {VIDEO_HINT}") from exc
+    return av
+
+
+def is_video(path: Path) -> bool:
+    """Whether ``path`` is a video clip, by probing: Pillow images first, then FFmpeg's demuxers.
+
+    A file FFmpeg cannot open counts as a clip only by its suffix, so that a
+    broken ``.mp4`` fails as a clip and a text file as an image.
+    """
+    try:
+        with Image.open(path):
+            return False
+    except Exception:  # not an image Pillow knows: maybe a clip
+        pass
+    try:
+        with _av().open(str(path)) as container:
+            stream = container.streams.video[0] if container.streams.video else None
+            return stream is not None and "image" not in container.format.name and "_pipe" not in container.format.name
+    except Exception:  # FFmpeg's errors, or no such format
+        return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def output_suffix(source: Path) -> str:
+    """``.webm`` sources stay webm; everything else becomes ``.mp4`` (H.264)."""
+    return ".webm" if source.suffix.lower() == ".webm" else ".mp4"
+
+
+@dataclass
+class ClipReport:
+    """What happened to one clip: frames written, and why decoding stopped early, if it did."""
+
+    frames: int
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _rotation(source: Path) -> int:
+    """Degrees of the display matrix on the first frame (phones record sideways and flag it)."""
+    av = _av()
+    try:
+        with av.open(str(source)) as container:
+            for frame in container.decode(video=0):
+                return int(round(getattr(frame, "rotation", 0) or 0))
+    except av.FFmpegError:
+        pass
+    return 0
+
+
+def _frames(container, video, audio: list) -> Iterator[tuple[str, object]]:
+    """Demuxed items in file order: ("frame", VideoFrame), ("packet", audio Packet), finally ("error", str)."""
+    av = _av()
+    try:
+        for packet in container.demux(video, *audio):
+            if packet.stream.type == "video":
+                for frame in packet.decode():
+                    yield "frame", frame
+            elif packet.dts is not None:
+                yield "packet", packet
+    except av.FFmpegError as exc:
+        yield "error", first_line(exc)
+
+
+def stylize_video(
+    stylizer: Callable[[torch.Tensor], torch.Tensor],
+    source: str | Path,
+    target: str | Path,
+    batch_size: int = 4,
+    max_size: int | None = None,
+    crf: int = DEFAULT_CRF,
+    codec: str | None = None,
+    progress: bool = True,
+    temporal: float = 0.0,
+) -> ClipReport:
+    """Stylize every frame of ``source`` into ``target`` (written atomically); returns what was done.
+
+    Raises :class:`FileProblem` when nothing could be written (not a clip,
+    unknown codec). ``max_size`` shrinks frames so the long side is at most that.
+    ``temporal`` > 0 blends each frame with the previous output along the
+    optical flow (:class:`stst.temporal.FlowBlend`, less flicker; needs OpenCV).
+    """
+    av = _av()
+    source, target = Path(source), Path(target)
+    fmt = CONTAINERS.get(target.suffix.lower())
+    if fmt is None:
+        raise FileProblem(target, f"cannot write video as {target.suffix or 'a file without suffix'}",
+                          f"use one of {', '.join(sorted(CONTAINERS))}")
+    codec = codec or VIDEO_CODECS.get(fmt, "libx264")
+    if codec not in av.codecs_available:
+        raise FileProblem(target, f"the video codec '{codec}' is not in this FFmpeg build")
+    try:
+        container = av.open(str(source))
+    except av.FFmpegError as exc:
+        raise FileProblem(source, f"not a readable video ({first_line(exc)})") from None
+    with container:
+        if not container.streams.video:
+            raise FileProblem(source, "has no video stream")
+        video = container.streams.video[0]
+        video.thread_type = "AUTO"
+        audio = list(container.streams.audio)
+        width, height = video.codec_context.width, video.codec_context.height
+        if max_size and max(width, height) > max_size:
+            scale = max_size / max(width, height)
+            width, height = max(2, round(width * scale)), max(2, round(height * scale))
+        even = (width - width % 2, height - height % 2)
+        if min(even) < 2:
+            raise FileProblem(source, f"frames of {width}x{height} are too small to encode")
+        rate = video.average_rate or video.guessed_rate or Fraction(25)
+        notes = []
+        with atomic_path(target) as tmp, av.open(str(tmp), "w", format=fmt) as out:
+            vout = out.add_stream(codec, rate=rate)
+            vout.width, vout.height = even
+            vout.pix_fmt = "yuv420p"
+            vout.time_base = vout.codec_context.time_base = video.time_base  # exact source timestamps (VFR)
+            vout.options = {"crf": str(crf)} if codec in ("libx264", "libx265", "libvpx-vp9") else {}
+            if codec == "libvpx-vp9":
+                vout.options["b"] = "0"
+            rotation = _rotation(source)
+            if rotation:
+                vout.set_display_rotation(rotation)
+            audio_out = {}
+            for stream in audio:
+                allowed = AUDIO_COPY[fmt]
+                if allowed is None or stream.codec_context.name in allowed:
+                    audio_out[stream.index] = (out.add_stream_from_template(stream), None)
+                else:
+                    name = AUDIO_FALLBACK.get(fmt, "aac")
+                    encoder = out.add_stream(name, rate=stream.codec_context.sample_rate or 48000)
+                    audio_out[stream.index] = (encoder, encoder)
+                    notes.append(f"audio stream {stream.index} ({stream.codec_context.name}) cannot go into "
+                                 f"{target.suffix} as it is: re-encoded to {name}")
+            blend = None
+            if temporal:
+                from .temporal import FlowBlend
+
+                blend = FlowBlend(temporal)
+            report = _pipeline(stylizer, container, video, audio, out, vout, audio_out, even, batch_size, progress,
+                               source, blend)
+            report.notes = tuple(notes)
+            if report.frames == 0:
+                raise FileProblem(source, f"no frame could be decoded ({report.error or 'empty clip'})")
+    return report
+
+
+def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, batch_size, progress, source,
+              blend) -> ClipReport:
+    """Decode ahead in a thread, stylize in batches here, encode and mux behind in one writer thread."""
+    width, height = size
+    counter = {"frames": 0, "last_pts": None, "end": 0.0}
+    step = max(1, round(1 / (video.time_base * (video.average_rate or Fraction(25))))) if video.time_base else 1
+
+    def write_frames(frames: list, inputs: list, outputs: torch.Tensor) -> None:
+        for src, photo, rgb in zip(frames, inputs, outputs):
+            if blend is not None:
+                rgb = blend(to_uint8(photo), rgb)
+            frame = _av().VideoFrame.from_ndarray(np.ascontiguousarray(to_uint8(rgb)[:height, :width]), format="rgb24")
+            pts = src.pts
+            if pts is None or (counter["last_pts"] is not None and pts <= counter["last_pts"]):
+                pts = (counter["last_pts"] or 0) + step if counter["last_pts"] is not None else 0
+            counter["last_pts"] = pts
+            counter["end"] = max(counter["end"], float((src.pts or 0) * video.time_base))
+            frame.pts, frame.time_base = pts, video.time_base
+            for packet in vout.encode(frame):
+                out.mux(packet)
+            counter["frames"] += 1
+
+    def write_audio(packet) -> None:
+        stream, encoder = audio_out[packet.stream.index]
+        if encoder is None:
+            packet.stream = stream
+            out.mux(packet)
+            return
+        for frame in packet.decode():
+            frame.pts = None
+            for encoded in encoder.encode(frame):
+                out.mux(encoded)
+
+    def finish() -> None:
+        for packet in vout.encode(None):
+            out.mux(packet)
+        for stream, encoder in audio_out.values():
+            if encoder is not None:
+                for packet in encoder.encode(None):
+                    out.mux(packet)
+
+    def tensor(frame) -> torch.Tensor:
+        rgb = frame.to_ndarray(width=width, height=height, format="rgb24") if (frame.width, frame.height) != (
+            width, height) else frame.to_ndarray(format="rgb24")
+        return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+
+    error = None
+    bar = tqdm(total=video.frames or None, unit="frame", desc=source.name, disable=not progress, dynamic_ncols=True)
+    batch: list = []
+    pending = []
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        def flush() -> None:
+            if not batch:
+                return
+            outputs = stylizer(torch.stack([t for _, t in batch]))
+            if not torch.isfinite(outputs).all():
+                raise FileProblem(source, "the model produced NaN or infinite values (a broken model?)")
+            pending.append(writer.submit(write_frames, [f for f, _ in batch], [t for _, t in batch], outputs))
+            bar.update(len(batch))
+            batch.clear()
+            while len(pending) > 2:
+                pending.pop(0).result()
+
+        for kind, item in prefetch(((k, (i, tensor(i)) if k == "frame" else i)
+                                    for k, i in _frames(container, video, audio)), depth=2 * batch_size):
+            if kind == "frame":
+                batch.append(item)
+                if len(batch) >= batch_size:
+                    flush()
+            elif kind == "packet":
+                pending.append(writer.submit(write_audio, item))
+            else:
+                error = item
+        flush()
+        for future in pending:
+            future.result()
+        writer.submit(finish).result()
+    bar.close()
+    return ClipReport(counter["frames"], error or _truncation(container, video, counter["frames"], counter["end"]))
+
+
+def _truncation(container, video, frames: int, last: float) -> str | None:
+    """Why the clip seems cut short (fewer frames or seconds than its header says), or None.
+
+    FFmpeg reaches the end of a truncated file without an error, so the
+    header's frame count and duration are the only witnesses.
+    """
+    if video.frames and frames < video.frames:
+        return f"the file ends after {frames} of its {video.frames} frames (truncated?)"
+    duration = container.duration / 1e6 if container.duration else None
+    interval = 1 / float(video.average_rate) if video.average_rate else 0.1
+    if duration and frames and last + 3 * interval < duration - float((video.start_time or 0) * video.time_base):
+        return f"the file ends at {last + interval:.2f} s of its {duration:.2f} s (truncated?)"
+    return None

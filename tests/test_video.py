@@ -1,0 +1,197 @@
+"""Video clips through `stst stylize`, on small clips the tests make with PyAV."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from stst.checkpoint import save_checkpoint
+from stst.cli import main
+from stst.network import ArchConfig
+from stst.video import is_video
+
+from conftest import PHOTOS, SHARED, fresh_network, needs_shared
+
+
+@pytest.fixture
+def small_model(tmp_path: Path) -> Path:
+    path = tmp_path / "small.pth"
+    save_checkpoint(path, fresh_network(config=ArchConfig(channels=8)))
+    return path
+
+
+def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12, audio: str | None = "aac",
+              rotation: int = 0, pts: list[int] | None = None) -> Path:
+    """A clip of a real photo panning, with a sine tone; ``pts`` (in 1/fps units) makes it variable-rate."""
+    photo = np.asarray(Image.open(PHOTOS / "kodim23.jpg").convert("RGB"))
+    w, h = size
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264" if path.suffix != ".avi" else "mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+        if path.suffix == ".avi":
+            video.width, video.height = w, h
+        video.time_base = Fraction(1, fps)
+        if rotation:
+            video.set_display_rotation(rotation)
+        sound = out.add_stream(audio, rate=16000) if audio else None
+        for i in range(frames):
+            top, left = i % (photo.shape[0] - video.height + 1), (2 * i) % (photo.shape[1] - video.width + 1)
+            crop = photo[top: top + video.height, left: left + video.width]
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), format="rgb24")
+            frame.pts = pts[i] if pts else i
+            frame.time_base = Fraction(1, fps)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        if sound:
+            samples = 16000 * frames // fps
+            tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+            chunk = sound.codec_context.frame_size or 1024
+            layout_fmt = "fltp" if audio in ("aac", "libopus") else "s16"
+            for start in range(0, samples, chunk):
+                part = tone[start: start + chunk]
+                data = part[None] if layout_fmt == "fltp" else (part * 32767).astype(np.int16)[None]
+                frame = av.AudioFrame.from_ndarray(data, format=layout_fmt, layout="mono")
+                frame.sample_rate, frame.pts = 16000, start
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode(None):
+                out.mux(packet)
+    return path
+
+
+def probe(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames = list(c.decode(video=0))
+    with av.open(str(path)) as c:
+        audio = [(s.codec_context.name, sum(1 for p in c.demux(s) if p.dts is not None)) for s in c.streams.audio]
+    return {"size": (v.width, v.height), "frames": len(frames), "pts": [float(f.pts * f.time_base) for f in frames],
+            "rotation": frames[0].rotation if frames else 0, "audio": audio}
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_clip_keeps_frames_timestamps_and_copies_audio(tmp_path, small_model):
+    src = make_clip(tmp_path / "clip.mp4", frames=14, pts=[0, 1, 2, 4, 5, 6, 9, 10, 11, 12, 14, 15, 16, 18])
+    result = run("stylize", src, "-m", small_model)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "clip-small.mp4"
+    before, after = probe(src), probe(out)
+    assert after["frames"] == before["frames"] == 14
+    assert after["pts"] == pytest.approx(before["pts"], abs=1e-3)  # variable frame rate kept
+    assert after["audio"] == before["audio"] and after["audio"][0][0] == "aac"  # packet for packet
+    assert after["size"] == (64, 48)
+
+
+def test_odd_sizes_are_made_even_and_rotation_is_kept(tmp_path, small_model):
+    src = make_clip(tmp_path / "odd.avi", size=(67, 49), audio=None)
+    result = run("stylize", src, "-m", small_model, "-o", tmp_path / "o.mp4")
+    assert result.exit_code == 0, result.output
+    assert probe(tmp_path / "o.mp4")["size"] == (66, 48)
+    rotated = make_clip(tmp_path / "phone.mp4", rotation=90, audio=None)
+    assert probe(rotated)["rotation"] == 90
+    assert run("stylize", rotated, "-m", small_model).exit_code == 0
+    assert probe(tmp_path / "phone-small.mp4")["rotation"] == 90
+
+
+def test_audio_the_container_cannot_hold_is_re_encoded_with_a_note(tmp_path, small_model):
+    src = make_clip(tmp_path / "pcm.mkv", audio="pcm_s16le")
+    result = run("stylize", src, "-m", small_model, "-o", tmp_path / "o.mp4")
+    assert result.exit_code == 0, result.output
+    assert "re-encoded to aac" in result.stderr
+    assert probe(tmp_path / "o.mp4")["audio"][0][0] == "aac"
+
+
+def test_truncated_clip_writes_the_frames_that_decoded_and_fails(tmp_path, small_model):
+    whole = make_clip(tmp_path / "whole.mkv", frames=40, size=(128, 96), audio=None)
+    src = tmp_path / "cut.mkv"
+    src.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    result = run("stylize", src, "-m", small_model)
+    assert result.exit_code == 1, result.output
+    out = tmp_path / "cut-small.mp4"
+    frames = probe(out)["frames"]
+    assert 5 < frames < 40
+    assert "1 failed" in result.output or "failed" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_folder_of_photos_and_clips_converts_all(tmp_path, small_model):
+    src = tmp_path / "mixed"
+    src.mkdir()
+    make_clip(src / "a.mp4", audio=None)
+    make_clip(src / "b.avi", size=(48, 32), audio=None)
+    for name in ("kodim01.jpg", "kodim02.jpg"):
+        Image.open(PHOTOS / name).resize((48, 32)).save(src / name)
+    (src / "renamed_clip.dat").write_bytes((src / "a.mp4").read_bytes())  # found by probing, not by suffix
+    assert is_video(src / "renamed_clip.dat") and not is_video(src / "kodim01.jpg")
+    result = run("stylize", src, "-m", small_model)
+    assert result.exit_code == 0, result.output
+    assert "5 stylized, 0 skipped, 0 failed" in result.output
+    names = sorted(p.name for p in (tmp_path / "mixed-small").iterdir())
+    assert names == ["a-small.mp4", "b-small.mp4", "kodim01-small.jpg", "kodim02-small.jpg", "renamed_clip-small.mp4"]
+
+
+def test_ctrl_c_mid_clip_leaves_no_file_under_the_final_name(tmp_path, small_model):
+    src = make_clip(tmp_path / "long.mp4", frames=400, size=(256, 192), audio=None)
+    proc = subprocess.Popen([sys.executable, "-m", "stst", "stylize", str(src), "-m", str(small_model)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.stat().st_size > 0 for p in tmp_path.glob(".long-small.mp4.*.tmp")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "long-small.mp4").exists()
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+@needs_shared
+def test_real_clip_with_audio(tmp_path):
+    """The acceptance clip: same frame count and rate, AAC audio of the same duration, decodes to the end."""
+    src = SHARED / "videos" / "cup.mp4"
+    out = tmp_path / "cup-starry_night.mp4"
+    result = run("stylize", src, "-o", out, "--max-size", "160")
+    assert result.exit_code == 0, result.output
+    before, after = probe(src), probe(out)
+    assert after["frames"] == before["frames"] == 217 and after["audio"] == before["audio"]
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        assert float(b.streams.video[0].average_rate) == pytest.approx(float(a.streams.video[0].average_rate), rel=1e-3)
+
+
+def test_warping_error_measures_flicker_and_the_flow_blend_reduces_it(tmp_path):
+    from stst.flicker import read_frames, warping_error
+    from stst.temporal import FlowBlend
+
+    src = list(read_frames(make_clip(tmp_path / "pan.mp4", frames=10, size=(128, 96), audio=None)))
+    rng = np.random.default_rng(0)
+    noisy = [np.clip(f + rng.normal(0, 12, f.shape), 0, 255).astype(np.uint8) for f in src]  # a boiling "style"
+    steady = warping_error(src, src, "farneback")
+    boiling = warping_error(src, noisy, "farneback")
+    assert steady < 0.2 * boiling
+    blend = FlowBlend(0.6)
+    blended = [(blend(s, torch.from_numpy(n).permute(2, 0, 1).float() / 255).permute(1, 2, 0).numpy() * 255)
+               .round().astype(np.uint8) for s, n in zip(src, noisy)]
+    assert warping_error(src, blended, "farneback") < 0.6 * boiling  # measured with another flow than the blend's
+
+
+def test_temporal_blend_option_writes_the_clip(tmp_path, small_model):
+    src = make_clip(tmp_path / "c.mp4", frames=6, audio=None)
+    result = run("stylize", src, "-m", small_model, "--temporal-blend", "0.5")
+    assert result.exit_code == 0, result.output
+    assert probe(tmp_path / "c-small.mp4")["frames"] == 6
