@@ -12,7 +12,6 @@ fp32 without measuring: emulated bf16 is always slower there.
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from datetime import datetime, timezone
 
 import torch
 
+from .devices import cpu_name
 from .fileio import atomic_path
 from .home import stst_home
 
@@ -38,18 +38,10 @@ def cpu_has_bf16() -> bool:
     return bool(check and check())
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def machine_key(model: torch.nn.Module) -> str:
     """What the measurement depends on: CPU, torch version, threads and the network's width."""
     width = getattr(getattr(model, "config", None), "channels", "?")
-    return f"{_cpu_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads | width {width}"
+    return f"{cpu_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads | width {width}"
 
 
 def median_seconds(model: torch.nn.Module, dtype: torch.dtype | None, runs: int = 3) -> float:

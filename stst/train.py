@@ -6,7 +6,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import re
 import signal
 import tempfile
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CropDataset, ResumableSampler, collate, find_images, ignore_sigint
-from .devices import resolve_device
+from .devices import cpu_name, resolve_device
 from .errors import EXIT_INTERRUPTED, FileProblem, StstError, first_line, os_problem
 from .fileio import check_target, check_writable
 from .imageio import read_photo, to_uint8, write_photo
@@ -89,11 +88,7 @@ def _load_style(path: str | Path, long_side: int) -> torch.Tensor:
 
 
 def _hardware(device: torch.device) -> dict:
-    info = {"device": str(device), "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
-    try:
-        info["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    info = {"device": str(device), "threads": torch.get_num_threads(), "cpu": cpu_name()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
