@@ -47,9 +47,12 @@ def sweep_stale_temps(folder: Path) -> list[Path]:
     return removed
 
 
-def is_temp_file(path: Path) -> bool:
-    """Whether ``path`` is one of stst's temporary files (never an input or an output)."""
-    return bool(_TEMP.match(path.name))
+def _temp_file(folder: Path, name: str) -> Path:
+    """A new, empty, hidden temporary file in ``folder`` for ``name``, tagged with this process's id."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.stst-{os.getpid()}-", suffix=".tmp", dir=folder)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
+    os.close(fd)
+    return Path(tmp)
 
 
 @contextlib.contextmanager
@@ -66,10 +69,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     if folder not in _swept:
         _swept.add(folder)
         sweep_stale_temps(folder)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.stst-{os.getpid()}-", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temp_file(path.parent, path.name)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -91,9 +91,7 @@ def check_writable(path: str | Path, need_bytes: int = 0, what: str = "output") 
                           "choose another location")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.stst-{os.getpid()}-", suffix=".tmp", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        _temp_file(folder, path.name).unlink()
     except OSError as exc:
         raise FileProblem(path, f"cannot write the {what} here ({os_problem(exc)})",
                           "choose another location") from None
