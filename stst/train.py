@@ -34,8 +34,8 @@ from .weights import resolve_vgg_weights
 
 # Training stops when more than this share of the data set cannot be read.
 MAX_UNREADABLE_SHARE = 0.5
-# Room to ask for beside the output before training starts: a checkpoint with
-# Adam's state is about 3x the weights; twice that for the temporary copy.
+# Room to ask for beside the output before training starts: a checkpoint holds
+# the float32 weights and Adam's two moments (3x), twice for the temporary copy.
 CHECKPOINT_BYTES_PER_PARAMETER = 4 * 3 * 2
 
 
@@ -94,14 +94,15 @@ def _hardware(device: torch.device) -> dict:
     return info
 
 
-def _check_outputs(run: RunSettings, resume: str | Path | None, inputs: list[Path], channels: int) -> None:
+def _check_outputs(run: RunSettings, resume: str | Path | None, continuing: bool, inputs: list[Path],
+                   arch: ArchConfig) -> None:
     """Before any work: the model and log can be written, and replace no input and (without --overwrite) no file.
 
     Continuing a run into its own checkpoint (and appending to its log) is the one allowed replacement.
     """
-    continuing = resume is not None and Path(resume).resolve() == Path(run.output).resolve()
     check_target(run.output, run.overwrite or continuing, inputs, what="model")
-    params = 2 * 9 * 9 * 3 * channels + 12 * 9 * (4 * channels) ** 2  # dominated by the residual blocks
+    with torch.device("meta"):  # counts the parameters without allocating them
+        params = sum(p.numel() for p in TransformerNet(arch).parameters())
     check_writable(run.output, params * CHECKPOINT_BYTES_PER_PARAMETER, what="model")
     if run.log:
         check_target(run.log, run.overwrite or resume is not None, [*inputs, run.output], what="log")
@@ -169,9 +170,10 @@ def train(
         except (ValueError, KeyError, TypeError) as exc:
             raise FileProblem(resume, f"cannot be resumed: corrupt training state ({first_line(exc)})") from None
         style_image = ckpt.style_image
-        if dataset is not None and str(Path(dataset).resolve()) != options.dataset:
-            log(f"note: resuming with the data set {Path(dataset).resolve()} (was {options.dataset})")
-            options = replace(options, dataset=str(Path(dataset).resolve()))
+        moved = str(Path(dataset).resolve()) if dataset is not None else options.dataset
+        if moved != options.dataset:
+            log(f"note: resuming with the data set {moved} (was {options.dataset})")
+            options = replace(options, dataset=moved)
     elif options is None:
         raise TrainingError("give the training options or a checkpoint to resume")
     else:
@@ -182,14 +184,16 @@ def train(
         options = replace(options, iterations=iterations)
 
     files = find_images(options.dataset)
-    _check_outputs(run, resume, files + ([] if resume else [Path(options.style)]), options.channels)
+    arch = ArchConfig(channels=options.channels, residual=options.residual)
+    continuing = resume is not None and Path(resume).resolve() == Path(run.output).resolve()
+    _check_outputs(run, resume, continuing, files + ([] if resume else [Path(options.style)]), arch)
     if resume is None:
         style_image = _load_style(options.style, options.style_size)
     vgg_state, vgg_source = resolve_vgg_weights(run.vgg_weights, log)
     loss_fn = build_loss(options, style_image, vgg_state, device)
 
     torch.manual_seed(options.seed)
-    model = TransformerNet(ArchConfig(channels=options.channels, residual=options.residual)).to(device).train()
+    model = TransformerNet(arch).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     if state is not None:
         model.load_state_dict(ckpt.state_dict)
@@ -220,7 +224,7 @@ def train(
         log_file = open(run.log, "a" if resume else "w") if run.log else None
     except OSError as exc:
         raise FileProblem(run.log, f"cannot write the log ({os_problem(exc)})") from None
-    saved_at = start if resume is not None and Path(resume).resolve() == Path(run.output).resolve() else None
+    saved_at = start if continuing else None
 
     def save(iteration: int, final: bool = False) -> None:
         """Write the checkpoint; when the output cannot be written, keep the work in a rescue file."""
