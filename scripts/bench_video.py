@@ -24,6 +24,7 @@ from stst.bundled import DEFAULT_MODEL, bundled_models
 from stst.checkpoint import load_checkpoint, load_model
 from stst.devices import resolve_device
 from stst.flicker import read_frames, warping_error
+from stst.imageio import array_tensor
 from stst.options import options_from_dict
 from stst.stylize import Stylizer
 from stst.train import build_loss
@@ -55,7 +56,7 @@ def excerpt(source: Path, target: Path, frames: int, max_size: int | None) -> Pa
 
 
 def speed(stylizer: Stylizer, clip: Path, scratch: Path, label: str) -> None:
-    frames = [torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in read_frames(clip)]
+    frames = [array_tensor(f) for f in read_frames(clip)]
     stylizer(torch.stack(frames[:4]))  # warm-up
     start = time.perf_counter()
     for i in range(0, len(frames), 4):
@@ -96,7 +97,6 @@ def main() -> None:
         loss = build_loss(options_from_dict(ckpt.metadata["options"]), ckpt.style_image, resolve_vgg_weights()[0],
                           torch.device("cpu"))
         source = list(read_frames(clip))
-        tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1).float()[None] / 255  # noqa: E731
         print("\n| video | warping error (Farneback) | vs frame-by-frame | content | style |\n|---|---|---|---|---|")
         base = None
         stylizer = Stylizer(model, device, tile=None)
@@ -107,7 +107,7 @@ def main() -> None:
             error = warping_error(source, frames, "farneback")
             base = base or error
             with torch.no_grad():
-                terms = [loss(tensor(o), tensor(s)) for s, o in zip(source[::5], frames[::5])]
+                terms = [loss(array_tensor(o)[None], array_tensor(s)[None]) for s, o in zip(source[::5], frames[::5])]
             content = np.mean([t["content"].item() for t in terms])
             style = np.mean([t["style"].item() for t in terms])
             label = "frame by frame" if weight == 0 else f"--temporal-blend {weight}"

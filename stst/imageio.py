@@ -50,7 +50,12 @@ def rgb_tensor(img: Image.Image) -> torch.Tensor:
         return gray.expand(3, -1, -1).contiguous()
     if img.mode != "RGB":
         img = img.convert("RGB")
-    return torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div_(255.0)  # writable uint8 copy
+    return array_tensor(np.array(img))  # a writable uint8 copy
+
+
+def array_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """An (H, W, 3) uint8 array as a (3, H, W) float32 tensor in 0..1, converted in place (one float copy)."""
+    return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
 
 
 def _alpha(img: Image.Image) -> np.ndarray | None:

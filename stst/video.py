@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .errors import FileProblem, first_line
 from .fileio import atomic_path
-from .imageio import to_uint8
+from .imageio import array_tensor, to_uint8
 from .prefetch import prefetch
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
@@ -152,7 +152,7 @@ def stylize_video(
         if max_size and max(width, height) > max_size:
             scale = max_size / max(width, height)
             width, height = max(2, round(width * scale)), max(2, round(height * scale))
-        even = (width - width % 2, height - height % 2)
+        even = (width - width % 2, height - height % 2)  # yuv420p: frames are cropped by at most one pixel
         if min(even) < 2:
             raise FileProblem(source, f"frames of {width}x{height} are too small to encode")
         rate = video.average_rate or video.guessed_rate or Fraction(25)
@@ -184,8 +184,8 @@ def stylize_video(
                 from .temporal import FlowBlend
 
                 blend = FlowBlend(temporal)
-            report = _pipeline(stylizer, container, video, audio, out, vout, audio_out, even, batch_size, progress,
-                               source, blend)
+            report = _pipeline(stylizer, container, video, audio, out, vout, audio_out, (width, height), batch_size,
+                               progress, source, blend)
             report.notes = tuple(notes)
             if report.frames == 0:
                 raise FileProblem(source, f"no frame could be decoded ({report.error or 'empty clip'})")
@@ -194,7 +194,11 @@ def stylize_video(
 
 def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, batch_size, progress, source,
               blend) -> ClipReport:
-    """Decode ahead in a thread, stylize in batches here, encode and mux behind in one writer thread."""
+    """Decode ahead in a thread, stylize in batches here, encode and mux behind in one writer thread.
+
+    Frames are decoded at ``size`` and cropped to the encoder's even size when written.
+    """
+    av = _av()
     width, height = size
     counter = {"frames": 0, "last_pts": None, "end": 0.0}
     step = max(1, round(1 / (video.time_base * (video.average_rate or Fraction(25))))) if video.time_base else 1
@@ -203,7 +207,8 @@ def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, bat
         for src, photo, rgb in zip(frames, inputs, outputs):
             if blend is not None:
                 rgb = blend(to_uint8(photo), rgb)
-            frame = _av().VideoFrame.from_ndarray(np.ascontiguousarray(to_uint8(rgb)[:height, :width]), format="rgb24")
+            pixels = np.ascontiguousarray(to_uint8(rgb)[: vout.height, : vout.width])
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             pts = src.pts
             if pts is None or (counter["last_pts"] is not None and pts <= counter["last_pts"]):
                 pts = (counter["last_pts"] or 0) + step if counter["last_pts"] is not None else 0
@@ -234,9 +239,7 @@ def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, bat
                     out.mux(packet)
 
     def tensor(frame) -> torch.Tensor:
-        rgb = frame.to_ndarray(width=width, height=height, format="rgb24") if (frame.width, frame.height) != (
-            width, height) else frame.to_ndarray(format="rgb24")
-        return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+        return array_tensor(frame.to_ndarray(width=width, height=height, format="rgb24"))
 
     error = None
     bar = tqdm(total=video.frames or None, unit="frame", desc=source.name, disable=not progress, dynamic_ncols=True)
