@@ -50,14 +50,14 @@ class Stylizer:
     ) -> None:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         cuda = self.device.type == "cuda"
+        self.model = model.to(self.device).eval()
         if precision == "auto":
-            precision = auto_precision(self.device, model.to(self.device).eval())
+            precision = auto_precision(self.device, self.model)
         if precision not in PRECISIONS:
             raise StstError(f"unknown precision '{precision}' (use fp32, fp16 or bf16)")
         self.precision = precision
         self.dtype = PRECISIONS[precision]
         self.channels_last = cuda if channels_last is None else channels_last
-        self.model = model.to(self.device).eval()
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.network = torch.compile(self.model, dynamic=True) if compile else self.model
@@ -268,21 +268,29 @@ def run_jobs(
     jobs = [job for job in jobs if job.kind != "video"]
     bar = tqdm(total=len(jobs), unit="img", disable=not progress or len(jobs) <= 1, dynamic_ncols=True)
 
+    def done(job: Job) -> None:
+        if job.kind == "image":  # clips have a frame bar of their own
+            bar.update()
+
     def fail(job: Job, reason: str) -> None:
         report.failed.append((job.source, reason))
         warn(f"warning: {job.source}: {reason}")
-        bar.update()
+        done(job)
+
+    def admitted(job: Job) -> bool:
+        """Whether ``job`` may run; a skipped or refused one is reported here."""
+        problem = _check_target(job, sources, claimed, overwrite)
+        if problem and problem.startswith("skip: "):
+            report.skipped.append(job.source)
+            warn(f"note: {job.target}: {problem[6:]}")
+            done(job)
+        elif problem:
+            fail(job, problem)
+        return problem is None
 
     def loaded() -> Iterator[tuple[Job, Photo]]:
         for job in jobs:
-            problem = _check_target(job, sources, claimed, overwrite)
-            if problem and problem.startswith("skip: "):
-                report.skipped.append(job.source)
-                warn(f"note: {job.target}: {problem[6:]}")
-                bar.update()
-            elif problem:
-                fail(job, problem)
-            else:
+            if admitted(job):
                 try:
                     photo = read_photo(job.source, max_size, max_pixels)
                 except FileProblem as exc:
@@ -300,7 +308,7 @@ def run_jobs(
         try:
             future.result()
             report.stylized.append(job.target)
-            bar.update()
+            done(job)
         except Exception as exc:  # OSError (disk full, permissions) or an encoder's error
             fail(job, f"cannot write {job.target} ({first_line(exc)})")
 
@@ -334,21 +342,13 @@ def run_jobs(
         writer.shutdown(wait=True)
         bar.close()
     for job in clips if not report.interrupted else []:
-        problem = _check_target(job, sources, claimed, overwrite)
-        if problem and problem.startswith("skip: "):
-            report.skipped.append(job.source)
-            warn(f"note: {job.target}: {problem[6:]}")
-            continue
-        if problem:
-            report.failed.append((job.source, problem))
-            warn(f"warning: {job.source}: {problem}")
+        if not admitted(job):
             continue
         try:
             clip = stylize_video(stylizer, job.source, job.target, batch_size=max(batch_size, 4), max_size=max_size,
                                  crf=crf, codec=codec, progress=progress, temporal=temporal)
         except FileProblem as exc:
-            report.failed.append((job.source, exc.problem))
-            warn(f"warning: {exc}")
+            fail(job, exc.problem if exc.path == job.source else str(exc))
             continue
         except KeyboardInterrupt:
             report.interrupted = True
@@ -356,9 +356,7 @@ def run_jobs(
         for note in clip.notes:
             warn(f"note: {job.source}: {note}")
         if clip.error:
-            reason = f"decoding stopped after {clip.frames} frames ({clip.error}); {job.target} holds those frames"
-            report.failed.append((job.source, reason))
-            warn(f"warning: {job.source}: {reason}")
+            fail(job, f"decoding stopped after {clip.frames} frames ({clip.error}); {job.target} holds those frames")
         else:
             report.stylized.append(job.target)
     return report
