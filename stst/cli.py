@@ -156,7 +156,8 @@ def stylize(inputs, model_spec, output, recursive, fmt, quality, max_size, max_p
         stylizer = Stylizer(model, torch_device, precision=precision, tile=tile_setting, compile=compile_)
     report = run_jobs(
         Look(stroke_scale, preserve_colors, strength).around(stylizer), jobs, max_size=max_size, quality=quality,
-        overwrite=overwrite, batch_size=batch_size, warn=lambda message: click.echo(message, err=True), max_pixels=max_pixels, model_name=str(model_path),
+        overwrite=overwrite, batch_size=batch_size, warn=lambda message: click.echo(message, err=True),
+        max_pixels=max_pixels, model_name=str(model_path),
         crf=crf, codec=codec, temporal=temporal_blend,
     )
     for path, reason in report.failed:
