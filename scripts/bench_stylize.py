@@ -1,6 +1,10 @@
-"""Benchmark stylization: forward time by size, folder throughput, peak memory on a huge photo.
+"""Benchmark stylization: the Kodak folder per engine and precision, forward time by size, a huge photo's memory.
 
-Prints tables of what it measured. Runs on CPU, and on CUDA when present.
+Prints tables of what it measured. Runs on CPU, and on CUDA when present. The
+folder table's reference is the eager fp32 path (`--precision fp32 --backend
+torch`, what every CPU without native bf16 ran before the engine choice); it
+prints `--precision fp32` and the default (`--precision auto`) for the full
+model and its light variant.
 
     python scripts/bench_stylize.py                      # all sections, default settings
     python scripts/bench_stylize.py --variants           # also compare CPU settings (channels_last, bf16, compile)
@@ -26,20 +30,21 @@ from stst.bundled import DEFAULT_MODEL, bundled_models
 from stst.checkpoint import load_model, save_checkpoint
 from stst.devices import resolve_device
 from stst.imageio import read_photo
-from stst.network import TransformerNet
-from stst.stylize import Stylizer, plan_jobs, run_jobs
+from stst.network import ArchConfig, TransformerNet
+from stst.engine import Stylizer
+from stst.stylize import plan_jobs, run_jobs
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 GFLOP_PER_MEGAPIXEL = 307.6  # 153,792 multiply-adds per pixel
 
 
-def network(scratch: Path) -> tuple[TransformerNet, str]:
-    """The default bundled model, or an untrained network of the same shape (speed does not depend on weights)."""
+def network(scratch: Path, name: str = DEFAULT_MODEL, width: int = 32) -> tuple[TransformerNet, str]:
+    """A bundled model, or an untrained network of its width (speed does not depend on weights)."""
     models = bundled_models()
-    if DEFAULT_MODEL in models:
-        return load_model(models[DEFAULT_MODEL])[0], str(models[DEFAULT_MODEL])
-    path = scratch / "untrained.pth"
-    save_checkpoint(path, TransformerNet())
+    if name in models:
+        return load_model(models[name])[0], str(models[name])
+    path = scratch / f"untrained-{width}.pth"
+    save_checkpoint(path, TransformerNet(ArchConfig(channels=width)))
     return load_model(path)[0], str(path)
 
 
@@ -63,7 +68,7 @@ def median_forward(stylizer: Stylizer, size: int, repeats: int) -> float:
 
 def forward_table(variants: dict[str, Stylizer], sizes: list[int], device: torch.device) -> None:
     print(f"\nForward pass, median seconds (device {device}, {torch.get_num_threads()} threads)")
-    print(f"| variant | " + " | ".join(f"{s}px s" for s in sizes) + " | GFLOP/s at largest | speed-up at 512 |")
+    print("| variant | " + " | ".join(f"{s}px s" for s in sizes) + " | GFLOP/s at largest | speed-up at 512 |")
     print("|---|" + "---|" * (len(sizes) + 2))
     base512 = None
     for name, stylizer in variants.items():
@@ -78,26 +83,43 @@ def forward_table(variants: dict[str, Stylizer], sizes: list[int], device: torch
         print(f"| {name} | " + " | ".join(f"{t:.3f}" for t in row) + f" | {gflops:.0f} | {ratio} |", flush=True)
 
 
-def folder_throughput(stylizer: Stylizer) -> None:
-    photos = sorted(PHOTOS.glob("*.png"))
+def folder_seconds(stylizer: Stylizer, photos: list[Path]) -> tuple[float, float]:
+    """Seconds for the network alone over ``photos``, and for the whole `stst stylize` pipeline (decode, PNG encode)."""
     tensors = [read_photo(p).rgb[None] for p in photos]
-    stylizer(tensors[0])
+    stylizer(tensors[0])  # warm-up
+    sync(stylizer.device)
     start = time.perf_counter()
     for x in tensors:
         stylizer(x)
     sync(stylizer.device)
     pure = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as out:
-        jobs = plan_jobs([PHOTOS], "bench", out, fmt=None)
+        jobs = plan_jobs(photos, "bench", out, fmt=None)
         start = time.perf_counter()
         report = run_jobs(stylizer, jobs, progress=False)
         total = time.perf_counter() - start
-    n = len(report.stylized)
-    print(f"\nFolder of {n} Kodak photos (768x512), decode + stylize + PNG encode")
-    print("| measure | seconds | images/s |\n|---|---|---|")
-    print(f"| network only | {pure:.2f} | {n / pure:.2f} |")
-    print(f"| stst stylize pipeline | {total:.2f} | {n / total:.2f} |")
-    print(f"pipeline overhead over pure network time: {100 * (total / pure - 1):.1f}%", flush=True)
+    assert len(report.stylized) == len(photos), report.failed
+    return pure, total
+
+
+def engines_table(settings: dict[str, tuple[TransformerNet, dict]], device: torch.device) -> None:
+    """The Kodak folder through each setting; the first row (eager fp32) is the reference."""
+    photos = sorted(PHOTOS.glob("*.png"))
+    print(f"\n{len(photos)} Kodak photos (768x512), median of 3 passes (device {device}, "
+          f"{torch.get_num_threads()} threads); setup = engine choice and one-off ONNX export on first use")
+    print("| setting | engine | setup s | network s | pipeline s (decode + stylize + PNG) | images/s | "
+          "time vs eager fp32 |")
+    print("|---|---|---|---|---|---|---|")
+    reference = None
+    for label, (model, options) in settings.items():
+        start = time.perf_counter()
+        stylizer = Stylizer(copy.deepcopy(model), device, tile=None, **options)
+        setup = time.perf_counter() - start
+        runs = [folder_seconds(stylizer, photos) for _ in range(3)]
+        pure, total = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        reference = reference or total
+        print(f"| {label} | {stylizer.backend} {stylizer.precision} | {setup:.1f} | {pure:.2f} | {total:.2f} | "
+              f"{len(photos) / total:.2f} | {total / reference:.2f}x |", flush=True)
 
 
 def huge_image_rss(model_path: str, size: int, device: str) -> None:
@@ -122,6 +144,7 @@ def main() -> None:
     parser.add_argument("--variants", action="store_true", help="compare channels_last, bf16 and torch.compile")
     parser.add_argument("--skip-huge", action="store_true")
     parser.add_argument("--skip-folder", action="store_true")
+    parser.add_argument("--skip-sizes", action="store_true")
     parser.add_argument("--huge-size", type=int, default=4096)
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -132,17 +155,28 @@ def main() -> None:
     def variant(**settings) -> Stylizer:  # each on its own copy: channels_last and compile change the module
         return Stylizer(copy.deepcopy(model), device, tile=None, **settings)
 
-    default = variant()
-    variants = {f"default ({'channels_last, ' if default.channels_last else ''}{default.dtype or 'fp32'})": default}
-    if args.variants:
-        variants["eager fp32, contiguous"] = variant(precision="fp32", channels_last=False)
-        variants["fp32, channels_last"] = variant(precision="fp32", channels_last=True)
-        variants["bf16 autocast"] = variant(precision="bf16", channels_last=False)
-        variants["bf16, channels_last"] = variant(precision="bf16", channels_last=True)
-        variants["torch.compile fp32"] = variant(precision="fp32", compile=True)
-    forward_table(variants, args.sizes, device)
     if not args.skip_folder:
-        folder_throughput(variant())
+        light, light_path = network(scratch, f"{DEFAULT_MODEL}-light", width=16)
+        print(f"light variant: {light_path}")
+        engines_table({
+            "eager fp32 (`--precision fp32 --backend torch`): reference": (model, {"precision": "fp32", "backend": "torch"}),
+            "`--precision fp32`": (model, {"precision": "fp32"}),
+            "default (`--precision auto`)": (model, {}),
+            "`--light --precision fp32`": (light, {"precision": "fp32"}),
+            "`--light` (default precision)": (light, {}),
+        }, device)
+    if not args.skip_sizes:
+        default = variant()
+        variants = {f"default ({default.backend}, {'channels_last, ' if default.channels_last else ''}"
+                    f"{default.precision})": default}
+        if args.variants:
+            variants["eager fp32, contiguous"] = variant(precision="fp32", channels_last=False, backend="torch")
+            variants["onnxruntime fp32"] = variant(backend="onnxruntime")
+            variants["fp32, channels_last"] = variant(precision="fp32", channels_last=True, backend="torch")
+            variants["bf16 autocast"] = variant(precision="bf16", channels_last=False)
+            variants["bf16, channels_last"] = variant(precision="bf16", channels_last=True)
+            variants["torch.compile fp32"] = variant(precision="fp32", compile=True)
+        forward_table(variants, args.sizes, device)
     if not args.skip_huge:
         huge_image_rss(model_path, args.huge_size, str(device))
 

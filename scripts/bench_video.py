@@ -26,8 +26,8 @@ from stst.devices import resolve_device
 from stst.flicker import read_frames, warping_error
 from stst.imageio import array_tensor
 from stst.options import options_from_dict
-from stst.stylize import Stylizer
-from stst.train import build_loss
+from stst.engine import Stylizer
+from stst.losses import build_loss
 from stst.video import stylize_video
 from stst.weights import resolve_vgg_weights
 

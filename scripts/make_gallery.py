@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from stst.bundled import bundled_models
 from stst.checkpoint import load_model
 from stst.imageio import read_photo, to_uint8
-from stst.stylize import stylize_tensor
+from stst.engine import stylize_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"

@@ -8,6 +8,8 @@ from pathlib import Path
 from .errors import FileProblem
 
 DEFAULT_MODEL = "starry_night"
+# A light variant (``stst distill``) sits beside its model as NAME-light.pth.
+LIGHT_SUFFIX = "-light"
 
 
 def models_folder() -> Path:
@@ -28,17 +30,25 @@ def bundled_models() -> dict[str, Path]:
     return {p.stem: p for p in sorted(models_folder().glob("*.pth"))}
 
 
-def resolve_model(spec: str | Path | None) -> tuple[Path, str]:
+def resolve_model(spec: str | Path | None, light: bool = False) -> tuple[Path, str]:
     """A model file and the name used in output file names, for a path or a bundled model's name.
 
-    ``None`` means the default bundled model. An existing file wins over a bundled name.
+    ``None`` means the default bundled model. An existing file wins over a
+    bundled name. ``light`` asks for the model's light variant instead.
     """
     spec = DEFAULT_MODEL if spec is None else spec
     path = Path(spec)
-    if path.is_file():
-        return path, path.stem
     models = bundled_models()
-    if str(spec) in models:
-        return models[str(spec)], str(spec)
-    hint = f" (bundled models: {', '.join(models)})" if models else ""
-    raise FileProblem(path, f"model file not found{hint}")
+    if path.is_file():
+        found = path, path.stem
+    elif str(spec) in models:
+        found = models[str(spec)], str(spec)
+    else:
+        hint = f" (bundled models: {', '.join(models)})" if models else ""
+        raise FileProblem(path, f"model file not found{hint}")
+    if not light or found[1].endswith(LIGHT_SUFFIX):
+        return found
+    variant = found[0].with_name(f"{found[0].stem}{LIGHT_SUFFIX}{found[0].suffix}")
+    if not variant.is_file():
+        raise FileProblem(variant, f"no light variant of {found[1]} (make one with: stst distill {spec} --dataset PHOTOS)")
+    return variant, f"{found[1]}{LIGHT_SUFFIX}"

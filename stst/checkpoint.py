@@ -91,7 +91,7 @@ def save_checkpoint(
 
 # Metadata fields that stst reads, and the types they must have.
 _METADATA_TYPES = {"style": dict, "options": dict, "iterations": int, "losses": dict, "train_seconds": (int, float),
-                   "dataset": dict, "hardware": dict}
+                   "dataset": dict, "hardware": dict, "distilled_from": dict}
 
 
 def _load_failure(exc: Exception) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import FileProblem, StstError, first_line
 from .imageio import open_image, rgb_tensor
@@ -100,3 +100,17 @@ def collate(samples: list[dict]) -> dict:
         "image": torch.stack([s["image"] for s in samples]),
         "skipped": [msg for s in samples for msg in s["skipped"]],
     }
+
+
+def crop_loader(files: list[Path], size: int, batch_size: int, seed: int, start: int = 0, workers: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    """Endless batches of crops from ``files``, starting at sample ``start`` of the ``seed``'s stream."""
+    return DataLoader(
+        CropDataset(files, size, seed),
+        batch_size=batch_size,
+        sampler=ResumableSampler(len(files), seed, start),
+        num_workers=workers,
+        collate_fn=collate,
+        worker_init_fn=ignore_sigint if workers else None,
+        pin_memory=pin_memory,
+    )

@@ -18,6 +18,14 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+def hardware_info(device: torch.device) -> dict:
+    """What a model was trained on, for its metadata: device, threads, CPU and GPU names."""
+    info = {"device": str(device), "threads": torch.get_num_threads(), "cpu": cpu_name()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
 def resolve_device(spec: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then CPU; a named device that is missing is an error."""
     spec = spec.strip().lower()

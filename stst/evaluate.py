@@ -13,8 +13,8 @@ from .data import IMAGE_SUFFIXES
 from .errors import FileProblem
 from .imageio import read_photo
 from .options import options_from_dict
-from .stylize import stylize_tensor
-from .train import build_loss
+from .engine import stylize_tensor
+from .losses import build_loss
 from .weights import resolve_vgg_weights
 
 TERMS = ("content", "style", "tv", "total")

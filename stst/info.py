@@ -35,6 +35,10 @@ def model_info(path: str | Path) -> dict[str, Any]:
     }
 
 
+def _minutes(seconds: Any) -> float | None:
+    return seconds / 60 if isinstance(seconds, (int, float)) else None
+
+
 def _g(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else "?"
 
@@ -43,16 +47,16 @@ def describe(info: dict[str, Any]) -> list[str]:
     """Readable lines for a terminal; absent metadata (a bare state_dict) shows as '?'."""
     meta, arch = info["metadata"], info["architecture"]
     style, options, losses = meta.get("style", {}), meta.get("options", {}), meta.get("losses", {})
-    hardware = meta.get("hardware", {})
+    hardware, teacher = meta.get("hardware", {}), meta.get("distilled_from")
     size = "x".join(str(s) for s in reversed(style.get("size", []))) or "?"
     layers = ", ".join(f"{k}:{v:g}" for k, v in options.get("style_layers", {}).items()) or "?"
-    minutes = meta.get("train_seconds")
+    minutes = _minutes(meta.get("train_seconds"))
     rows = [
         ("model", f"{info['file']} ({info['bytes'] / 1e6:.1f} MB, sha256 {info['sha256']})"),
         ("style", f"{style.get('title') or style.get('name', '?')} [{style.get('name', '?')}, {size}"
                   f"{', ' + style['licence'] if 'licence' in style else ''}]"),
         ("training", f"{meta.get('iterations', '?')} iterations, "
-                     f"{f'{minutes / 60:.1f} min' if isinstance(minutes, (int, float)) else '?'} on "
+                     f"{f'{minutes:.1f} min' if minutes is not None else '?'} on "
                      f"{hardware.get('gpu') or hardware.get('cpu', '?')} ({hardware.get('device', '?')}, "
                      f"{hardware.get('threads', '?')} threads), created {meta.get('created', '?')}"),
         ("options", f"crops {options.get('image_size', '?')} px, batch {options.get('batch_size', '?')}, "
@@ -67,6 +71,10 @@ def describe(info: dict[str, Any]) -> list[str]:
                     f"{arch['parameters'] / 1e6:.2f} M parameters stored as {'/'.join(arch['stored_as'])}, "
                     f"{arch['gflop_per_megapixel']} GFLOP per megapixel"
                     f"{', resumable' if info['resumable'] else ''}"),
+        *([("distilled", f"from {teacher.get('model', '?')} (width {teacher.get('teacher_width', '?')}, sha256 "
+                         f"{teacher.get('sha256', '?')}): {teacher.get('iterations', '?')} iterations, "
+                         f"{_g(_minutes(teacher.get('seconds')))} min, final L1 loss {_g(teacher.get('loss'))}; "
+                         "training rows above are the teacher's")] if teacher else []),
         ("versions", f"stst {meta.get('stst_version', '?')}, torch {meta.get('torch_version', '?')}"),
     ]
     return [f"{name:<9} {text}" for name, text in rows]

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .options import TrainOptions
 from .vgg import LAYERS, VGGFeatures, check_layers
+
 
 def gram(features: torch.Tensor) -> torch.Tensor:
     """Gram matrices ``(N, C, C)`` normalised by C*H*W, so that the image size does not set the scale."""
@@ -82,3 +84,19 @@ class PerceptualLoss:
 def style_targets(encoder: VGGFeatures, style_image: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
     """Gram matrices ``(1, C, C)`` of one ``(1, 3, H, W)`` style image at ``layers``."""
     return {name: gram(f) for name, f in encoder(style_image, layers).items()}
+
+
+def build_loss(
+    options: TrainOptions, style_image: torch.Tensor, vgg_state: dict[str, torch.Tensor], device: torch.device
+) -> PerceptualLoss:
+    """The perceptual loss of a run: its layers and weights, with Gram targets from the (3, H, W) uint8 style image."""
+    check_layers([options.content_layer, *options.style_layers])
+    deepest = max([options.content_layer, *options.style_layers], key=LAYERS.get)
+    encoder = VGGFeatures(vgg_state, deepest).to(device)
+    targets = style_targets(encoder, (style_image.float() / 255)[None].to(device), list(options.style_layers))
+    return PerceptualLoss(
+        encoder,
+        ContentLoss(options.content_layer, options.content_weight),
+        StyleLoss(targets, dict(options.style_layers), options.style_weight),
+        TotalVariationLoss(options.tv_weight),
+    )

@@ -1,116 +1,21 @@
-"""Stylizing images and folders with a trained network: the Python API behind ``stst stylize``."""
+"""Stylizing files and folders: the job runner behind ``stst stylize`` (the network runs in :mod:`stst.engine`)."""
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
 
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from .errors import FileProblem, StstError, first_line
-from .imageio import WRITE_FORMATS, Photo, format_of_suffix, output_format, read_photo, rgb_tensor, to_uint8, write_photo
+from .imageio import WRITE_FORMATS, Photo, format_of_suffix, output_format, read_photo, write_photo
 from .limits import DEFAULT_MAX_PIXELS
-from .network import TransformerNet
-from .precision import PRECISIONS, auto_precision
 from .prefetch import prefetch
 from .video import DEFAULT_CRF, is_video, output_suffix, stylize_video
-from .tiling import AUTO_PIXELS, AUTO_TILE, stylize_tiled
-
-
-TileSetting = Union[int, Literal["auto"], None]
-
-
-class Stylizer:
-    """A network set up for inference on one device: precision, memory layout, tiling.
-
-    - ``precision``: ``auto`` is fp16 autocast on CUDA; on CPUs with native
-      bf16, bf16 autocast where it measures faster than fp32 on the machine
-      (see :mod:`stst.precision`); fp32 elsewhere.
-    - ``channels_last``: default on CUDA, where cuDNN's convolutions prefer it.
-    - ``tile``: a tile size, ``None`` for whole images, or ``auto``: tiles of
-      1024 above 4 megapixels, and on CUDA also whenever memory runs out.
-    - ``compile``: ``torch.compile`` the network (pays off for many images).
-    """
-
-    def __init__(
-        self,
-        model: TransformerNet,
-        device: torch.device | str | None = None,
-        precision: str = "auto",
-        tile: TileSetting = "auto",
-        channels_last: bool | None = None,
-        compile: bool = False,
-    ) -> None:
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        cuda = self.device.type == "cuda"
-        self.model = model.to(self.device).eval()
-        if precision == "auto":
-            precision = auto_precision(self.device, self.model)
-        if precision not in PRECISIONS:
-            raise StstError(f"unknown precision '{precision}' (use fp32, fp16 or bf16)")
-        self.precision = precision
-        self.dtype = PRECISIONS[precision]
-        self.channels_last = cuda if channels_last is None else channels_last
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.network = torch.compile(self.model, dynamic=True) if compile else self.model
-        self.tile = tile
-        if cuda:
-            torch.backends.cudnn.benchmark = True  # folders often repeat sizes
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
-
-    def _whole(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":
-            batch = batch.pin_memory()
-        x = batch.to(self.device, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            return self.network(x).float().clamp_(0, 1).cpu()
-
-    def _tiled(self, batch: torch.Tensor, tile: int) -> torch.Tensor:
-        with self._autocast():
-            return torch.cat([stylize_tiled(self.model, image[None], tile) for image in batch]).clamp_(0, 1)
-
-    @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """Stylize a ``(N, 3, H, W)`` batch of 0..1 images; returns 0..1 float32 on the CPU."""
-        h, w = batch.shape[-2:]
-        tile = (AUTO_TILE if h * w > AUTO_PIXELS else None) if self.tile == "auto" else self.tile
-        if tile:
-            return self._tiled(batch, tile)
-        try:
-            return self._whole(batch)
-        except torch.OutOfMemoryError:
-            if self.device.type != "cuda" or self.tile != "auto":
-                raise
-        for tile in (AUTO_TILE, AUTO_TILE // 2):  # out of GPU memory: fall back to tiles
-            torch.cuda.empty_cache()
-            try:
-                return self._tiled(batch, tile)
-            except torch.OutOfMemoryError:
-                continue
-        raise StstError(f"out of GPU memory even in tiles of {AUTO_TILE // 2}; try --device cpu")
-
-
-def stylize_tensor(model: TransformerNet, batch: torch.Tensor) -> torch.Tensor:
-    """Stylize a ``(N, 3, H, W)`` batch of 0..1 images whole, in fp32, on the model's device; returns 0..1 on the CPU."""
-    return Stylizer(model, precision="fp32", tile=None, channels_last=False)(batch)
-
-
-def stylize_image(model: TransformerNet, image: Image.Image) -> Image.Image:
-    """Stylize one Pillow image (any mode); returns an RGB image of the same size."""
-    out = stylize_tensor(model, rgb_tensor(image)[None])[0]
-    return Image.fromarray(to_uint8(out), "RGB")
 
 
 @dataclass(frozen=True)
@@ -253,7 +158,7 @@ def run_jobs(
     """Stylize every job, continuing past bad files; returns what happened to each.
 
     Decoding runs ahead in one thread and encoding behind in another, so that
-    the network (``stylizer``, e.g. a :class:`Stylizer`) is rarely idle. A
+    the network (``stylizer``, e.g. a :class:`stst.engine.Stylizer`) is rarely idle. A
     non-finite result (a broken model, fp16 overflow) is a failure, never a
     written file. Video clips follow the images, each through
     :func:`stst.video.stylize_video` (``crf``, ``codec``, ``temporal``). Ctrl-C stops after

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import signal
 import tempfile
@@ -16,20 +15,18 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import CropDataset, ResumableSampler, collate, find_images, ignore_sigint
-from .devices import cpu_name, resolve_device
+from .data import crop_loader, find_images
+from .devices import hardware_info, resolve_device
 from .errors import EXIT_INTERRUPTED, FileProblem, StstError, first_line, os_problem
 from .fileio import check_target, check_writable
 from .imageio import read_photo, to_uint8, write_photo
-from .losses import ContentLoss, PerceptualLoss, StyleLoss, TotalVariationLoss, style_targets
+from .losses import build_loss
 from .network import ArchConfig, TransformerNet
 from .options import RunSettings, TrainOptions, options_from_dict
-from .stylize import stylize_tensor
-from .vgg import LAYERS, VGGFeatures, check_layers
+from .engine import stylize_tensor
 from .weights import resolve_vgg_weights
 
 # Training stops when more than this share of the data set cannot be read.
@@ -54,22 +51,6 @@ def iterations_for_epochs(epochs: float, images: int, batch_size: int) -> int:
     return max(1, math.ceil(epochs * images / batch_size))
 
 
-def build_loss(
-    options: TrainOptions, style_image: torch.Tensor, vgg_state: dict[str, torch.Tensor], device: torch.device
-) -> PerceptualLoss:
-    """The perceptual loss of a run: its layers and weights, with Gram targets from the (3, H, W) uint8 style image."""
-    check_layers([options.content_layer, *options.style_layers])
-    deepest = max([options.content_layer, *options.style_layers], key=LAYERS.get)
-    encoder = VGGFeatures(vgg_state, deepest).to(device)
-    targets = style_targets(encoder, (style_image.float() / 255)[None].to(device), list(options.style_layers))
-    return PerceptualLoss(
-        encoder,
-        ContentLoss(options.content_layer, options.content_weight),
-        StyleLoss(targets, dict(options.style_layers), options.style_weight),
-        TotalVariationLoss(options.tv_weight),
-    )
-
-
 def learning_rate(options: TrainOptions, iteration: int) -> float:
     """The rate for step ``iteration`` (0-based): a function of position, so resuming needs no scheduler state."""
     if options.lr_schedule == "cosine":
@@ -85,13 +66,6 @@ def _load_style(path: str | Path, long_side: int) -> torch.Tensor:
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     rgb = torch.nn.functional.interpolate(photo.rgb[None], size=size, mode="bicubic", antialias=True)[0]
     return torch.from_numpy(to_uint8(rgb)).permute(2, 0, 1).contiguous()
-
-
-def _hardware(device: torch.device) -> dict:
-    info = {"device": str(device), "threads": torch.get_num_threads(), "cpu": cpu_name()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def _check_outputs(run: RunSettings, resume: str | Path | None, continuing: bool, inputs: list[Path],
@@ -202,22 +176,15 @@ def train(
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise FileProblem(resume, f"cannot be resumed: corrupt optimiser state ({first_line(exc)})") from None
 
-    loader = DataLoader(
-        CropDataset(files, options.image_size, options.seed),
-        batch_size=options.batch_size,
-        sampler=ResumableSampler(len(files), options.seed, start * options.batch_size),
-        num_workers=run.workers,
-        collate_fn=collate,
-        worker_init_fn=ignore_sigint if run.workers else None,
-        pin_memory=device.type == "cuda",
-    )
+    loader = crop_loader(files, options.image_size, options.batch_size, options.seed, start * options.batch_size,
+                         run.workers, pin_memory=device.type == "cuda")
     preview = read_photo(run.preview, max_size=512).rgb[None] if run.preview else None
     if state is None:
         style_meta = {"name": Path(options.style).name, "size": list(style_image.shape[1:]),
                       "sha256": hashlib.sha256(Path(options.style).read_bytes()).hexdigest()}
     else:
         style_meta = state.get("style", {})
-    hardware = _hardware(device)
+    hardware = hardware_info(device)
     unreadable: set[str] = set()
     losses: dict[str, float] = state.get("losses", {}) if state else {}
     try:

@@ -7,6 +7,7 @@ Tests that need the full data in ``../shared/data`` (beside the project) use
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,19 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(
     not (SHARED / "photos").is_dir(), reason=f"needs the full test data in {SHARED} (not present)"
 )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def stst_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache folder for the session (engine calibration, exported graphs), never the user's ~/.cache/stst."""
+    home = tmp_path_factory.mktemp("stst-home")
+    previous = os.environ.get("STST_HOME")
+    os.environ["STST_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("STST_HOME", None)
+    else:
+        os.environ["STST_HOME"] = previous
 
 
 def fresh_network(seed: int = 0, config: ArchConfig = ArchConfig()) -> TransformerNet:

@@ -4,7 +4,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image

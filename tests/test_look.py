@@ -17,7 +17,7 @@ from stst.cli import main
 from stst.imageio import read_photo
 from stst.look import Look, luminance
 from stst.options import options_from_dict
-from stst.train import build_loss
+from stst.losses import build_loss
 from stst.weights import resolve_vgg_weights
 
 from conftest import PHOTOS

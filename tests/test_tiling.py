@@ -3,11 +3,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stst import stylize as stylize_module
+from stst import engine as engine_module
 from stst.cli import main
 from stst.imageio import read_photo, rgb_tensor
 from stst.network import ArchConfig
-from stst.stylize import Stylizer
+from stst.engine import Stylizer
 from stst.tiling import MIN_TILE, stylize_tiled
 
 from conftest import PHOTOS, fresh_network
@@ -32,11 +32,11 @@ def test_tile_size_is_checked():
 
 
 def test_auto_tiling_above_the_threshold(monkeypatch):
-    monkeypatch.setattr(stylize_module, "AUTO_PIXELS", 200 * 200)
-    monkeypatch.setattr(stylize_module, "AUTO_TILE", 256)
+    monkeypatch.setattr(engine_module, "AUTO_PIXELS", 200 * 200)
+    monkeypatch.setattr(engine_module, "AUTO_TILE", 256)
     calls = []
-    real = stylize_module.stylize_tiled
-    monkeypatch.setattr(stylize_module, "stylize_tiled", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    real = engine_module.stylize_tiled
+    monkeypatch.setattr(engine_module, "stylize_tiled", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     stylizer = Stylizer(fresh_network(), "cpu")
     assert stylizer(torch.rand(1, 3, 150, 150)).shape == (1, 3, 150, 150) and calls == []
     assert stylizer(torch.rand(1, 3, 250, 300)).shape == (1, 3, 250, 300) and calls == [256]
