@@ -22,7 +22,7 @@ from .fileio import atomic_path
 from .network import TransformerNet
 
 FORMATS = ("onnx", "torchscript")
-ONNX_HINT = "pip install onnx onnxruntime (or pip install 'stst[onnx]')"
+ONNX_HINT = "pip install onnx onnxruntime (both are dependencies of stst: reinstall it)"
 _DYNAMIC = {0: "batch", 2: "height", 3: "width"}
 
 
