@@ -68,6 +68,8 @@ class _Cli(click.Group):
 
     @staticmethod
     def _fail(exc: BaseException, message: str, code: int) -> None:
+        if getattr(exc, "shared", False) and os.environ.get("RANK", "0") != "0":
+            sys.exit(code)  # under torchrun, rank 0 reports a stop that every rank reached
         if _Cli.debug and not isinstance(exc, (click.UsageError, click.Abort, KeyboardInterrupt)):
             traceback.print_exception(exc)
         click.echo(f"stst: error: {message}", err=True)
@@ -131,10 +133,10 @@ def stylize(inputs, model_spec, light, output, recursive, fmt, quality, max_size
     """Stylize images, video clips and/or folders of them with a trained model (.pth or exported .onnx)."""
     from .bundled import example_photo, resolve_model
     from .checkpoint import load_model
-    from .devices import resolve_device
     from .look import Look
+    from . import distributed
     from .engine import Stylizer
-    from .stylize import plan_jobs, run_jobs
+    from .stylize import Report, plan_jobs, run_jobs
 
     if example:
         if inputs:
@@ -148,7 +150,8 @@ def stylize(inputs, model_spec, light, output, recursive, fmt, quality, max_size
     jobs = plan_jobs(inputs, model_name, output, recursive, fmt)
     if not jobs:
         raise StstError("no files found in the given folders" + ("" if recursive else " (try --recursive)"))
-    torch_device = resolve_device(device)
+    # Under torchrun each process takes every N-th job on its own device; rank 0 reports for all.
+    ctx, torch_device = distributed.setup(device)
     if model_path.suffix.lower() == ".onnx":
         from .onnxrt import OnnxStylizer
 
@@ -160,23 +163,26 @@ def stylize(inputs, model_spec, light, output, recursive, fmt, quality, max_size
         stylizer = Stylizer(model, torch_device, precision=precision, tile=tile_setting, compile=compile_,
                             backend=backend)
     report = run_jobs(
-        Look(stroke_scale, preserve_colors, strength).around(stylizer), jobs, max_size=max_size, quality=quality,
-        overwrite=overwrite, batch_size=batch_size, warn=lambda message: click.echo(message, err=True),
-        max_pixels=max_pixels, model_name=str(model_path),
-        crf=crf, codec=codec, temporal=temporal_blend,
+        Look(stroke_scale, preserve_colors, strength).around(stylizer), jobs[ctx.rank::ctx.world], max_size=max_size,
+        quality=quality, overwrite=overwrite, batch_size=batch_size, warn=lambda message: click.echo(message, err=True),
+        max_pixels=max_pixels, model_name=str(model_path), crf=crf, codec=codec, temporal=temporal_blend,
+        progress=ctx.main,
     )
+    report = Report.merged(distributed.gather(report))
+    distributed.shutdown()
+    code = EXIT_INTERRUPTED if report.interrupted else EXIT_PARTIAL if report.failed else 0
+    if not ctx.main:
+        sys.exit(code)
     for path, reason in report.failed:
         click.echo(f"  failed: {path}: {reason}", err=True)
     if report.interrupted:
         done = len(report.stylized) + len(report.skipped) + len(report.failed)
         click.echo(f"stst: interrupted: {report.summary()}, {len(jobs) - done} not started", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    if len(jobs) == 1 and report.stylized:
+    elif len(jobs) == 1 and report.stylized:
         click.echo(f"wrote {report.stylized[0]}")
     else:
         click.echo(report.summary())
-    if report.failed:
-        sys.exit(EXIT_PARTIAL)
+    sys.exit(code)
 
 
 # Options that shape the weights: a resumed run keeps the values it started with.
@@ -229,7 +235,9 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Continue a run from its checkpoint.")
 @click.option("--preview", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Photo to stylize during training.")
 @click.option("--preview-every", type=click.IntRange(1), default=default("preview_every", RunSettings), show_default=True)
-@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), help="Write losses as JSON lines here.")
+@click.option("--loss-log", "--log", "log_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write losses as JSON lines here (--log for short, but not under torchrun, whose --log-dir "
+                   "and --logs-specs it abbreviates).")
 @click.option("--vgg-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="torchvision vgg16 state_dict to use [env: STST_VGG_WEIGHTS].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model (or log) file; inputs are never replaced.")
 @click.pass_context
@@ -246,6 +254,7 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
     """
     from .data import find_images
     from .datasets import resolve_dataset
+    from .distributed import context
     from .devices import resolve_device
     from .options import make_options, preset_for
     from .train import iterations_for_epochs, train as run_training
@@ -286,7 +295,8 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
                               dataset=dataset if resume is not None else None)
     except ValueError as exc:  # bad layer names and similar option problems
         raise click.UsageError(str(exc)) from None
-    click.echo(f"wrote {output} (content {losses['content']:.4g}, style {losses['style']:.4g}, tv {losses['tv']:.4g})")
+    if context().main:
+        click.echo(f"wrote {output} (content {losses['content']:.4g}, style {losses['style']:.4g}, tv {losses['tv']:.4g})")
 
 
 @main.command()

@@ -75,18 +75,27 @@ class CropDataset(Dataset):
 
 
 class ResumableSampler(Sampler):
-    """Endless ``(file_index, position)`` keys from ``start`` on: epoch e is permutation (seed, e)."""
+    """Endless ``(file_index, position)`` keys from ``start`` on: epoch e is permutation (seed, e).
 
-    def __init__(self, n: int, seed: int, start: int = 0) -> None:
+    With ``world`` > 1 processes, each global batch of ``batch`` positions is
+    split in ``world`` equal consecutive slices and this sampler yields slice
+    ``rank``: the global batches and their order do not depend on the number
+    of processes.
+    """
+
+    def __init__(self, n: int, seed: int, start: int = 0, batch: int = 1, rank: int = 0, world: int = 1) -> None:
         self.n, self.seed, self.start = n, seed, start
+        self.batch, self.rank, self.world = batch, rank, world
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         position = self.start
+        share = self.batch // self.world
         while True:
             epoch, offset = divmod(position, self.n)
             order = np.random.default_rng([self.seed, 1 << 20, epoch]).permutation(self.n)
             for i in order[offset:]:
-                yield int(i), position
+                if self.world == 1 or (position % self.batch) // share == self.rank:
+                    yield int(i), position
                 position += 1
 
 
@@ -103,12 +112,18 @@ def collate(samples: list[dict]) -> dict:
 
 
 def crop_loader(files: list[Path], size: int, batch_size: int, seed: int, start: int = 0, workers: int = 0,
-                pin_memory: bool = False) -> DataLoader:
-    """Endless batches of crops from ``files``, starting at sample ``start`` of the ``seed``'s stream."""
+                pin_memory: bool = False, rank: int = 0, world: int = 1) -> DataLoader:
+    """Endless batches of crops from ``files``, from sample ``start`` of the ``seed``'s stream on.
+
+    ``batch_size`` is the global batch; with ``world`` processes, this one gets
+    its ``rank``-th share of each (``batch_size`` must be a multiple of ``world``).
+    """
+    if batch_size % world:
+        raise StstError(f"the batch size {batch_size} is not a multiple of the {world} processes")
     return DataLoader(
         CropDataset(files, size, seed),
-        batch_size=batch_size,
-        sampler=ResumableSampler(len(files), seed, start),
+        batch_size=batch_size // world,
+        sampler=ResumableSampler(len(files), seed, start, batch_size, rank, world),
         num_workers=workers,
         collate_fn=collate,
         worker_init_fn=ignore_sigint if workers else None,

@@ -15,9 +15,17 @@ EXIT_INTERRUPTED = 130
 
 
 class StstError(Exception):
-    """A user-facing error: the message is one line, ``exit_code`` is what the CLI exits with."""
+    """A user-facing error: the message is one line, ``exit_code`` is what the CLI exits with.
+
+    ``shared``: under torchrun, the same stop reached every process (another
+    rank's failure, Ctrl-C); only rank 0 reports it.
+    """
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str = "", shared: bool = False) -> None:
+        super().__init__(message)
+        self.shared = shared
 
 
 class FileProblem(StstError):

@@ -93,7 +93,8 @@ def build_loss(
     check_layers([options.content_layer, *options.style_layers])
     deepest = max([options.content_layer, *options.style_layers], key=LAYERS.get)
     encoder = VGGFeatures(vgg_state, deepest).to(device)
-    targets = style_targets(encoder, (style_image.float() / 255)[None].to(device), list(options.style_layers))
+    dtype = next(encoder.parameters()).dtype  # torch's default dtype (float64 in the DDP equivalence test)
+    targets = style_targets(encoder, (style_image.to(dtype) / 255)[None].to(device), list(options.style_layers))
     return PerceptualLoss(
         encoder,
         ContentLoss(options.content_layer, options.content_weight),

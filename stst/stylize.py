@@ -40,6 +40,12 @@ class Report:
     def summary(self) -> str:
         return f"{len(self.stylized)} stylized, {len(self.skipped)} skipped, {len(self.failed)} failed"
 
+    @classmethod
+    def merged(cls, reports: list["Report"]) -> "Report":
+        """One report for the shares of several processes (torchrun)."""
+        return cls([p for r in reports for p in r.stylized], [p for r in reports for p in r.skipped],
+                   [f for r in reports for f in r.failed], any(r.interrupted for r in reports))
+
 
 def _files_in(folder: Path, recursive: bool, exclude: list[Path]) -> list[Path]:
     """Visible files of ``folder`` (and its subfolders), except those inside the ``exclude`` folders."""

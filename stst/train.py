@@ -15,11 +15,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import crop_loader, find_images
-from .devices import hardware_info, resolve_device
+from . import distributed
+from .devices import hardware_info
 from .errors import EXIT_INTERRUPTED, FileProblem, StstError, first_line, os_problem
 from .fileio import check_target, check_writable
 from .imageio import read_photo, to_uint8, write_photo
@@ -131,7 +133,7 @@ def train(
     data stream come from that checkpoint; ``iterations`` (if given) extends
     or shortens the run and ``dataset`` points it at a moved data set.
     """
-    device = resolve_device(run.device)
+    ctx, device = distributed.setup(run.device)
     state = None
     if resume is not None:
         ckpt = load_checkpoint(resume)
@@ -160,7 +162,8 @@ def train(
     files = find_images(options.dataset)
     arch = ArchConfig(channels=options.channels, residual=options.residual)
     continuing = resume is not None and Path(resume).resolve() == Path(run.output).resolve()
-    _check_outputs(run, resume, continuing, files + ([] if resume else [Path(options.style)]), arch)
+    if ctx.main:
+        _check_outputs(run, resume, continuing, files + ([] if resume else [Path(options.style)]), arch)
     if resume is None:
         style_image = _load_style(options.style, options.style_size)
     vgg_state, vgg_source = resolve_vgg_weights(run.vgg_weights, log)
@@ -168,6 +171,7 @@ def train(
 
     torch.manual_seed(options.seed)
     model = TransformerNet(arch).to(device).train()
+    dtype = next(model.parameters()).dtype
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     if state is not None:
         model.load_state_dict(ckpt.state_dict)
@@ -176,19 +180,21 @@ def train(
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise FileProblem(resume, f"cannot be resumed: corrupt optimiser state ({first_line(exc)})") from None
 
+    # Under torchrun each process computes its share of every global batch; DDP averages the gradients.
+    net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if ctx.active else model
     loader = crop_loader(files, options.image_size, options.batch_size, options.seed, start * options.batch_size,
-                         run.workers, pin_memory=device.type == "cuda")
-    preview = read_photo(run.preview, max_size=512).rgb[None] if run.preview else None
+                         run.workers, pin_memory=device.type == "cuda", rank=ctx.rank, world=ctx.world)
+    preview = read_photo(run.preview, max_size=512).rgb[None] if run.preview and ctx.main else None
     if state is None:
         style_meta = {"name": Path(options.style).name, "size": list(style_image.shape[1:]),
                       "sha256": hashlib.sha256(Path(options.style).read_bytes()).hexdigest()}
     else:
         style_meta = state.get("style", {})
-    hardware = hardware_info(device)
+    hardware = {**hardware_info(device), **({"processes": ctx.world} if ctx.active else {})}
     unreadable: set[str] = set()
     losses: dict[str, float] = state.get("losses", {}) if state else {}
     try:
-        log_file = open(run.log, "a" if resume else "w") if run.log else None
+        log_file = open(run.log, "a" if resume else "w") if run.log and ctx.main else None
     except OSError as exc:
         raise FileProblem(run.log, f"cannot write the log ({os_problem(exc)})") from None
     saved_at = start if continuing else None
@@ -225,28 +231,53 @@ def train(
                     else "nothing could be saved")
         raise TrainingError(f"{problem}; {kept}")
 
-    bar = tqdm(total=options.iterations, initial=start, unit="it", desc="training", disable=not run.progress,
+    bar = tqdm(total=options.iterations, initial=start, unit="it", desc="training", disable=not (run.progress and ctx.main),
                dynamic_ncols=True)
     iteration = start
+
+    def step_losses(batches) -> dict[str, torch.Tensor]:
+        """This process's share of one batch through the network and the losses; raises TrainingError."""
+        batch = _next_batch(batches)
+        for message in batch["skipped"]:
+            if message not in unreadable:
+                unreadable.add(message)
+                bar.write(f"warning: skipping unreadable training image {message}")
+        if len(unreadable) > MAX_UNREADABLE_SHARE * len(files):
+            raise TrainingError(f"{len(unreadable)} of the {len(files)} images in {options.dataset} are "
+                                "unreadable; fix or remove them")
+        x = batch["image"].to(device, dtype, non_blocking=True)
+        terms = loss_fn(net(x), x)
+        if not torch.isfinite(terms["total"]):
+            values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+            raise TrainingError(f"loss is not finite at iteration {iteration + 1} ({values}); "
+                                "try a lower --lr or loss weights")
+        return terms
+
     try:
         with _InterruptFlag() as interrupt:
             batches = iter(loader)
             while iteration < options.iterations:
                 tick = time.perf_counter()
-                batch = _next_batch(batches)
-                for message in batch["skipped"]:
-                    if message not in unreadable:
-                        unreadable.add(message)
-                        bar.write(f"warning: skipping unreadable training image {message}")
-                if len(unreadable) > MAX_UNREADABLE_SHARE * len(files):
-                    raise TrainingError(f"{len(unreadable)} of the {len(files)} images in {options.dataset} are "
-                                        "unreadable; fix or remove them")
-                x = batch["image"].to(device, non_blocking=True)
-                terms = loss_fn(model(x), x)
-                if not torch.isfinite(terms["total"]):
-                    values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                    raise TrainingError(f"loss is not finite at iteration {iteration + 1} ({values}); "
-                                        "try a lower --lr or loss weights")
+                failure = None
+                try:
+                    terms = step_losses(batches)
+                except TrainingError as exc:
+                    failure = exc
+                # Before the backward pass (a collective under DDP), every rank learns whether any rank
+                # failed or was interrupted, so that all stop at the same iteration and rank 0 saves.
+                failed, interrupted = distributed.agree([failure is not None, interrupt.raised], device)
+                if failed or interrupted:
+                    if ctx.main and (iteration > (saved_at if saved_at is not None else start) or interrupted):
+                        save(iteration, final=True)
+                    if failure is not None:
+                        raise failure
+                    if failed:
+                        raise TrainingError(f"another process failed at iteration {iteration + 1} (see its message)",
+                                            shared=True)
+                    raise TrainingInterrupted(
+                        f"interrupted at iteration {iteration}; checkpoint saved to {run.output}. "
+                        f"Resume with: stst train --resume {run.output}", shared=not ctx.main
+                    )
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(options, iteration)
                 optimizer.zero_grad(set_to_none=True)
@@ -254,7 +285,7 @@ def train(
                 optimizer.step()
                 iteration += 1
                 seconds += time.perf_counter() - tick
-                losses = {k: v.item() for k, v in terms.items()}
+                losses = distributed.mean(terms, device)
                 bar.set_postfix(content=f"{losses['content']:.3g}", style=f"{losses['style']:.3g}",
                                 tv=f"{losses['tv']:.3g}", refresh=False)
                 bar.update()
@@ -270,19 +301,16 @@ def train(
                         write_photo(path, out, None, "JPEG")
                     except OSError as exc:
                         bar.write(f"warning: cannot write the preview {path} ({os_problem(exc)})")
-                if interrupt.raised:
-                    save(iteration, final=True)
-                    raise TrainingInterrupted(
-                        f"interrupted at iteration {iteration}; checkpoint saved to {run.output}. "
-                        f"Resume with: stst train --resume {run.output}"
-                    )
-                if run.checkpoint_every and iteration % run.checkpoint_every == 0 and iteration < options.iterations:
+                if (ctx.main and run.checkpoint_every and iteration % run.checkpoint_every == 0
+                        and iteration < options.iterations):
                     save(iteration)
     finally:
         bar.close()
         if log_file:
             log_file.close()
-    save(iteration, final=True)
+        distributed.shutdown()
+    if ctx.main:
+        save(iteration, final=True)
     if unreadable:
         log(f"{len(unreadable)} unreadable training image(s) were skipped")
     return losses
