@@ -239,17 +239,20 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
               help="Write losses as JSON lines here (--log for short, but not under torchrun, whose --log-dir "
                    "and --logs-specs it abbreviates).")
 @click.option("--vgg-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="torchvision vgg16 state_dict to use [env: STST_VGG_WEIGHTS].")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Autocast of the forward passes. auto: bf16 on CUDA (fp16 on GPUs without it), bf16 on CPUs where "
+                   "it measures faster than fp32, else fp32; Gram matrices and losses stay fp32.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model (or log) file; inputs are never replaced.")
 @click.pass_context
 def train(ctx, style, dataset, output, preset, image_size, style_size, batch_size, iterations, epochs, lr, lr_schedule,
           content_weight, style_weight, tv_weight, content_layer, style_layers, channels, residual, seed, device,
-          workers, checkpoint_every, resume, preview, preview_every, log_path, vgg_weights, overwrite) -> None:
+          workers, checkpoint_every, resume, preview, preview_every, log_path, vgg_weights, precision, overwrite) -> None:
     """Train a network for one style on a folder of photos (by default MS-COCO 2017 val, fetched once).
 
     Ctrl-C saves a resumable checkpoint to the output file; --resume continues it
     with the same options (and reproduces the losses of an uninterrupted run).
     With --resume, only --iterations, --dataset (a moved data set), -o and the
-    run settings (--device, --workers, --checkpoint-every, --preview*, --log,
+    run settings (--device, --workers, --checkpoint-every, --preview*, --loss-log, --precision,
     --vgg-weights) may be given; the options that shape the weights are the run's.
     """
     from .data import find_images
@@ -286,7 +289,8 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
         raise click.UsageError("with --resume, give the new total as --iterations")
     output = output or (resume if resume else Path(f"{style.stem}.pth"))
     run = RunSettings(output=output, device=device, checkpoint_every=checkpoint_every, preview=preview,
-                      preview_every=preview_every, log=log_path, vgg_weights=vgg_weights, overwrite=overwrite)
+                      preview_every=preview_every, log=log_path, vgg_weights=vgg_weights, overwrite=overwrite,
+                      precision=precision)
     if workers is not None:
         run.workers = workers
     try:

@@ -17,10 +17,17 @@ from .vgg import LAYERS, VGGFeatures, check_layers
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
-    """Gram matrices ``(N, C, C)`` normalised by C*H*W, so that the image size does not set the scale."""
+    """Gram matrices ``(N, C, C)`` normalised by C*H*W, so that the image size does not set the scale.
+
+    Always at least float32, also under bf16/fp16 autocast: the sums run over
+    H*W products, too many for a 8-bit mantissa.
+    """
     n, c, h, w = features.shape
     f = features.reshape(n, c, h * w)
-    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+    if f.dtype in (torch.float16, torch.bfloat16):
+        f = f.float()
+    with torch.autocast(features.device.type, enabled=False):
+        return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
 
 
 @dataclass
@@ -31,7 +38,7 @@ class ContentLoss:
     weight: float
 
     def __call__(self, output: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.weight * F.mse_loss(output[self.layer], target[self.layer])
+        return self.weight * F.mse_loss(output[self.layer].float(), target[self.layer].float())
 
 
 @dataclass
@@ -57,6 +64,7 @@ class TotalVariationLoss:
     weight: float
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        image = image.float()  # the mean of many small differences: fp32 also under autocast
         dy = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
         dx = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
         return self.weight * (dx + dy)

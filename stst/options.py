@@ -94,6 +94,7 @@ class RunSettings:
     vgg_weights: Path | None = None
     progress: bool = True
     overwrite: bool = False  # replace an existing output file (never an input)
+    precision: str = "auto"  # auto, fp32, bf16 or fp16 autocast for the forward passes (see stst.train)
 
 
 def default(name: str, of: type = TrainOptions):

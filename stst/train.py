@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,10 +25,11 @@ from .devices import hardware_info
 from .errors import EXIT_INTERRUPTED, FileProblem, StstError, first_line, os_problem
 from .fileio import check_target, check_writable
 from .imageio import read_photo, to_uint8, write_photo
-from .losses import build_loss
+from .engine import choose_engine, stylize_tensor
+from .losses import PerceptualLoss, build_loss
 from .network import ArchConfig, TransformerNet
+from .precision import PRECISIONS
 from .options import RunSettings, TrainOptions, options_from_dict
-from .engine import stylize_tensor
 from .weights import resolve_vgg_weights
 
 # Training stops when more than this share of the data set cannot be read.
@@ -51,6 +52,53 @@ class TrainingInterrupted(StstError):
 def iterations_for_epochs(epochs: float, images: int, batch_size: int) -> int:
     """Iterations that show every training image ``epochs`` times."""
     return max(1, math.ceil(epochs * images / batch_size))
+
+
+@dataclass(frozen=True)
+class TrainingPrecision:
+    """The autocast dtype of the forward passes (None: fp32), and the gradient scaler fp16 needs."""
+
+    name: str
+    dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+
+def training_precision(device: torch.device, setting: str, net: TransformerNet) -> TrainingPrecision:
+    """``auto``: bf16 on CUDA GPUs that run it (else fp16 with loss scaling); on CPUs bf16 only where
+    :func:`stst.engine.choose_engine` measured the network faster in bf16 than fp32 (native bf16, and
+    not every such CPU); fp32 elsewhere. Gram matrices and loss sums stay fp32 (see :mod:`stst.losses`).
+    """
+    if setting == "auto":
+        if device.type == "cuda":
+            setting = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif device.type == "cpu":
+            setting = choose_engine(device, net, "auto", backend="torch")[1]
+        else:
+            setting = "fp32"
+    if setting not in PRECISIONS:
+        raise TrainingError(f"unknown precision '{setting}' (use auto, fp32, bf16 or fp16)")
+    scaler = torch.amp.GradScaler(device.type) if setting == "fp16" else None
+    return TrainingPrecision(setting, PRECISIONS[setting], scaler)
+
+
+def forward_losses(net: torch.nn.Module, loss_fn: PerceptualLoss, x: torch.Tensor,
+                   precision: TrainingPrecision) -> dict[str, torch.Tensor]:
+    """The loss terms of one batch, the forward passes under the run's autocast."""
+    with torch.autocast(x.device.type, dtype=precision.dtype or torch.float32, enabled=precision.dtype is not None):
+        return loss_fn(net(x), x)
+
+
+def backward_step(terms: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+                  precision: TrainingPrecision) -> None:
+    """Gradients of the total and one optimiser step (scaled for fp16, so that small gradients survive)."""
+    optimizer.zero_grad(set_to_none=True)
+    if precision.scaler is None:
+        terms["total"].backward()
+        optimizer.step()
+        return
+    precision.scaler.scale(terms["total"]).backward()
+    precision.scaler.step(optimizer)
+    precision.scaler.update()
 
 
 def learning_rate(options: TrainOptions, iteration: int) -> float:
@@ -172,6 +220,10 @@ def train(
     torch.manual_seed(options.seed)
     model = TransformerNet(arch).to(device).train()
     dtype = next(model.parameters()).dtype
+    precision = training_precision(device, run.precision, model)
+    if device.type == "cuda":  # cuDNN's convolutions prefer channels_last, in fp16/bf16 most of all
+        model = model.to(memory_format=torch.channels_last)
+        loss_fn.encoder.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     if state is not None:
         model.load_state_dict(ckpt.state_dict)
@@ -246,7 +298,9 @@ def train(
             raise TrainingError(f"{len(unreadable)} of the {len(files)} images in {options.dataset} are "
                                 "unreadable; fix or remove them")
         x = batch["image"].to(device, dtype, non_blocking=True)
-        terms = loss_fn(net(x), x)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        terms = forward_losses(net, loss_fn, x, precision)
         if not torch.isfinite(terms["total"]):
             values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
             raise TrainingError(f"loss is not finite at iteration {iteration + 1} ({values}); "
@@ -280,9 +334,7 @@ def train(
                     )
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(options, iteration)
-                optimizer.zero_grad(set_to_none=True)
-                terms["total"].backward()
-                optimizer.step()
+                backward_step(terms, optimizer, precision)
                 iteration += 1
                 seconds += time.perf_counter() - tick
                 losses = distributed.mean(terms, device)

@@ -13,6 +13,8 @@ from PIL import Image
 from stst.checkpoint import load_checkpoint, load_model
 from stst.cli import main
 from stst.errors import FileProblem
+from stst.imageio import read_photo
+from stst.network import ArchConfig, TransformerNet
 from stst.options import RunSettings, TrainOptions
 from stst.train import TrainingError, train
 
@@ -143,3 +145,26 @@ def test_bad_style_layer_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(main, ["train", "--style", str(STYLE), "--dataset", str(TRAIN), "--style-layers",
                                        "relu1_2,relu9_9", "-o", str(tmp_path / "x.pth")])
     assert result.exit_code == 2 and "unknown VGG16 layer(s) relu9_9" in result.output
+
+
+def test_bf16_autocast_keeps_grams_and_losses_in_fp32_and_trains(tmp_path):
+    from stst.losses import build_loss, gram
+    from stst.train import _load_style, backward_step, forward_losses, training_precision
+    from stst.weights import resolve_vgg_weights
+
+    assert gram(torch.rand(2, 8, 5, 5, dtype=torch.bfloat16)).dtype == torch.float32
+    options = small_options(iterations=3)
+    net = TransformerNet(ArchConfig(channels=8)).train()
+    precision = training_precision(torch.device("cpu"), "bf16", net)
+    loss_fn = build_loss(options, _load_style(options.style, options.style_size), resolve_vgg_weights()[0],
+                         torch.device("cpu"))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x = read_photo(TRAIN / "kodim23.jpg", max_size=32).rgb[None]
+    totals = []
+    for _ in range(4):
+        terms = forward_losses(net, loss_fn, x, precision)
+        assert all(t.dtype == torch.float32 and torch.isfinite(t) for t in terms.values())
+        backward_step(terms, optimizer, precision)
+        totals.append(terms["total"].item())
+    assert totals[-1] < totals[0]
+    assert training_precision(torch.device("cpu"), "fp32", net).dtype is None
