@@ -83,42 +83,34 @@ def forward_table(variants: dict[str, Stylizer], sizes: list[int], device: torch
         print(f"| {name} | " + " | ".join(f"{t:.3f}" for t in row) + f" | {gflops:.0f} | {ratio} |", flush=True)
 
 
-def folder_seconds(stylizer: Stylizer, photos: list[Path]) -> tuple[float, float]:
-    """Seconds for the network alone over ``photos``, and for the whole `stst stylize` pipeline (decode, PNG encode)."""
-    tensors = [read_photo(p).rgb[None] for p in photos]
-    stylizer(tensors[0])  # warm-up
-    sync(stylizer.device)
-    start = time.perf_counter()
-    for x in tensors:
-        stylizer(x)
-    sync(stylizer.device)
-    pure = time.perf_counter() - start
+def folder_seconds(stylizer: Stylizer, photos: list[Path]) -> float:
+    """Seconds for the whole `stst stylize` pipeline over ``photos`` (decode, stylize, PNG encode)."""
+    stylizer(read_photo(photos[0]).rgb[None])  # warm-up
     with tempfile.TemporaryDirectory() as out:
         jobs = plan_jobs(photos, "bench", out, fmt=None)
         start = time.perf_counter()
         report = run_jobs(stylizer, jobs, progress=False)
         total = time.perf_counter() - start
     assert len(report.stylized) == len(photos), report.failed
-    return pure, total
+    return total
 
 
-def engines_table(settings: dict[str, tuple[TransformerNet, dict]], device: torch.device) -> None:
+def engines_table(settings: dict[str, tuple[TransformerNet, dict]], device: torch.device, passes: int) -> None:
     """The Kodak folder through each setting; the first row (eager fp32) is the reference."""
     photos = sorted(PHOTOS.glob("*.png"))
-    print(f"\n{len(photos)} Kodak photos (768x512), median of 3 passes (device {device}, "
-          f"{torch.get_num_threads()} threads); setup = engine choice and one-off ONNX export on first use")
-    print("| setting | engine | setup s | network s | pipeline s (decode + stylize + PNG) | images/s | "
-          "time vs eager fp32 |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\n{len(photos)} Kodak photos (768x512) through `stst stylize`'s pipeline (decode, stylize, PNG encode), "
+          f"median of {passes} passes (device {device}, {torch.get_num_threads()} threads); setup = choosing the "
+          "engine and the one-off ONNX export on first use")
+    print("| setting | engine | setup s | seconds | images/s | time vs eager fp32 |")
+    print("|---|---|---|---|---|---|")
     reference = None
     for label, (model, options) in settings.items():
         start = time.perf_counter()
         stylizer = Stylizer(copy.deepcopy(model), device, tile=None, **options)
         setup = time.perf_counter() - start
-        runs = [folder_seconds(stylizer, photos) for _ in range(3)]
-        pure, total = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        total = statistics.median(folder_seconds(stylizer, photos) for _ in range(passes))
         reference = reference or total
-        print(f"| {label} | {stylizer.backend} {stylizer.precision} | {setup:.1f} | {pure:.2f} | {total:.2f} | "
+        print(f"| {label} | {stylizer.backend} {stylizer.precision} | {setup:.1f} | {total:.2f} | "
               f"{len(photos) / total:.2f} | {total / reference:.2f}x |", flush=True)
 
 
@@ -145,6 +137,7 @@ def main() -> None:
     parser.add_argument("--skip-huge", action="store_true")
     parser.add_argument("--skip-folder", action="store_true")
     parser.add_argument("--skip-sizes", action="store_true")
+    parser.add_argument("--passes", type=int, default=3, help="passes over the Kodak folder per setting")
     parser.add_argument("--huge-size", type=int, default=4096)
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -164,7 +157,7 @@ def main() -> None:
             "default (`--precision auto`)": (model, {}),
             "`--light --precision fp32`": (light, {"precision": "fp32"}),
             "`--light` (default precision)": (light, {}),
-        }, device)
+        }, device, args.passes)
     if not args.skip_sizes:
         default = variant()
         variants = {f"default ({default.backend}, {'channels_last, ' if default.channels_last else ''}"

@@ -1,11 +1,14 @@
-"""Retrain the bundled style models in models/ with `stst train`'s cpu-fast preset.
+"""Retrain the bundled style models in models/ with `stst train`'s cpu-fast preset, or distill light variants.
 
 Each style trains on ../shared/data/train into WORK/NAME.pth (resumable: run
 the script again after an interruption), is then stored in models/NAME.pth as
 float16 without optimiser state (full metadata kept), and is scored with
-`stst evaluate` on ../shared/data/photos at 512 px.
+`stst evaluate` on ../shared/data/photos at 512 px. With --light, the bundled
+models/NAME.pth is distilled (`stst distill`, width 16) into WORK/NAME-light.pth
+and stored as models/NAME-light.pth the same way.
 
     python scripts/train_bundled.py --iterations 1700
+    python scripts/train_bundled.py --light --styles starry_night
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from pathlib import Path
 
 from stst.checkpoint import load_checkpoint, load_model, save_checkpoint
+from stst.distill import DistillOptions, distill
 from stst.evaluate import evaluate, mean_score
 from stst.options import RunSettings, make_options
 from stst.train import train
@@ -49,12 +53,20 @@ def train_style(name: str, iterations: int, work: Path) -> Path:
     return out
 
 
-def bundle(name: str, full: Path) -> Path:
-    """Store a slim float16 copy with full metadata in models/."""
+def distill_style(name: str, iterations: int, work: Path) -> Path:
+    """Distill the bundled model of ``name`` into a width-16 variant in ``work`` (kept if already there)."""
+    out = work / f"{name}-light.pth"
+    if not out.exists():
+        distill(ROOT / "models" / f"{name}.pth", DATA / "train", out, DistillOptions(iterations=iterations), workers=1)
+    return out
+
+
+def bundle(name: str, full: Path, suffix: str = "") -> Path:
+    """Store a slim float16 copy with full metadata in models/ as NAME{suffix}.pth."""
     ckpt = load_checkpoint(full)
     metadata = dict(ckpt.metadata)
     metadata["style"] = {**metadata["style"], "title": STYLES[name], "licence": "public domain"}
-    target = ROOT / "models" / f"{name}.pth"
+    target = ROOT / "models" / f"{name}{suffix}.pth"
     save_checkpoint(target, ckpt.build(), metadata, style_image=ckpt.style_image, half=True)
     return target
 
@@ -64,17 +76,23 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=4000)
     parser.add_argument("--styles", nargs="*", default=list(STYLES))  # the last three: issue 10, in progress
     parser.add_argument("--work", type=Path, default=ROOT / "recipe-runs")
+    parser.add_argument("--light", action="store_true", help="distill light variants of the bundled models instead")
     args = parser.parse_args()
     args.work.mkdir(exist_ok=True)
     rows = []
     for name in args.styles:
         start = time.perf_counter()
-        target = bundle(name, train_style(name, args.iterations, args.work))
+        if args.light:
+            target = bundle(name, distill_style(name, args.iterations, args.work), "-light")
+        else:
+            target = bundle(name, train_style(name, args.iterations, args.work))
         _, ckpt = load_model(target)
         mean = mean_score(evaluate(target, [DATA / "photos"], size=512))
         meta = ckpt.metadata
-        rows.append((name, meta["iterations"], meta["train_seconds"] / 60, target.stat().st_size / 1e6, mean))
-        print(f"{name}: done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+        origin = meta.get("distilled_from")  # a light variant: its own iterations and time, not the teacher's
+        its, seconds = (origin["iterations"], origin["seconds"]) if origin else (meta["iterations"], meta["train_seconds"])
+        rows.append((target.stem, its, seconds / 60, target.stat().st_size / 1e6, mean))
+        print(f"{target.stem}: done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     print("\n| model | iterations | training minutes | file MB | content | style | tv | total |")
     print("|---|---|---|---|---|---|---|---|")
     for name, its, minutes, mb, m in rows:

@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stst.bundled import DEFAULT_MODEL, bundled_models, resolve_model
+from stst.bundled import DEFAULT_MODEL, LIGHT_SUFFIX, bundled_models, resolve_model
 from stst.checkpoint import load_model
 from stst.cli import main
 from stst.imageio import read_photo
@@ -37,12 +37,31 @@ def test_the_installed_package_carries_the_models(tmp_path):
     assert out.stdout.strip() == str(sorted(MODELS))
 
 
-def test_stst_models_lists_them():
+def test_seven_styles_ship_and_the_default_has_a_light_variant():
+    full = [n for n in MODELS if not n.endswith(LIGHT_SUFFIX)]
+    assert len(full) == 7
+    assert f"{DEFAULT_MODEL}{LIGHT_SUFFIX}" in MODELS
+    for name in MODELS:
+        if name.endswith(LIGHT_SUFFIX):
+            _, light = load_model(MODELS[name])
+            teacher = name.removesuffix(LIGHT_SUFFIX)
+            assert light.arch.channels == 16 and light.metadata["distilled_from"]["model"] == f"{teacher}.pth"
+
+
+def test_stst_models_lists_them_and_marks_light_variants():
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0
-    for name in MODELS:
-        assert name in result.output
-    assert "(default)" in result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert set(lines) == set(MODELS)
+    assert "(default)" in lines[DEFAULT_MODEL]
+    for name, line in lines.items():
+        assert ("[light: width 16, distilled from" in line) == name.endswith(LIGHT_SUFFIX)
+
+
+def test_light_uses_the_bundled_variant(tmp_path):
+    result = CliRunner().invoke(main, ["stylize", str(PHOTOS / "kodim23.jpg"), "--light", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / f"kodim23-{DEFAULT_MODEL}{LIGHT_SUFFIX}.jpg").size == (384, 256)
 
 
 def test_stylize_without_model_uses_the_default_beside_the_photo(tmp_path):
