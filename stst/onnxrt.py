@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import tempfile
 from pathlib import Path
 
 import torch
 
-from .errors import FileProblem, first_line
+from .errors import FileProblem, StstError, first_line, os_problem
 from .export import export_model, require
 from .home import stst_home
 from .network import TransformerNet
@@ -40,12 +41,25 @@ def weights_digest(model: TransformerNet) -> str:
 
 
 def cached_graph(model: TransformerNet) -> Path:
-    """The model's ONNX graph in the cache, exported first if it is not there yet."""
-    path = stst_home() / "onnx" / f"{weights_digest(model)}-torch{torch.__version__.split('+')[0]}.onnx"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        export_model(model, path, "onnx")
-    return path
+    """The model's ONNX graph in the cache, exported first if it is not there yet.
+
+    Where ``$STST_HOME`` cannot be written (read-only home, a file in the way),
+    the graph goes to the system's temporary folder instead: a cache that
+    cannot be written only costs speed, never the run.
+    """
+    name = f"{weights_digest(model)}-torch{torch.__version__.split('+')[0]}.onnx"
+    folders = (stst_home() / "onnx", Path(tempfile.gettempdir()) / "stst-onnx")
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
+    for folder in folders:
+        try:
+            export_model(model, folder / name, "onnx")
+            return folder / name
+        except OSError as exc:
+            problem = exc
+    raise StstError(f"cannot write the ONNX graph to {folders[0]} or {folders[1]} ({os_problem(problem)}); "
+                    "use --backend torch or set STST_HOME to a writable folder")
 
 
 class OnnxStylizer:

@@ -129,3 +129,12 @@ def test_train_without_a_dataset_fetches_the_default_and_trains(server, tmp_path
     assert result.exit_code == 0, result.output
     assert f"fetching the default training set {DEFAULT_DATASET}" in result.output
     assert (tmp_path / "m.pth").is_file() and server.ranges == [0]
+
+
+def test_a_zip_put_in_place_by_hand_is_used_without_network(server):
+    server.close()
+    home = datasets.datasets_home()
+    home.mkdir(parents=True)
+    (home / "val2017.zip").write_bytes(server.payload)
+    folder = fetch(COLLECTIONS[DEFAULT_DATASET], progress=False, log=lambda m: None)
+    assert len(list(folder.glob("*.jpg"))) == 5 and server.ranges == []
