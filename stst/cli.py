@@ -242,18 +242,21 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="Autocast of the forward passes. auto: bf16 on CUDA (fp16 on GPUs without it), bf16 on CPUs where "
                    "it measures faster than fp32, else fp32; Gram matrices and losses stay fp32.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (its first steps compile; pays "
+              "off on GPUs and long runs).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model (or log) file; inputs are never replaced.")
 @click.pass_context
 def train(ctx, style, dataset, output, preset, image_size, style_size, batch_size, iterations, epochs, lr, lr_schedule,
           content_weight, style_weight, tv_weight, content_layer, style_layers, channels, residual, seed, device,
-          workers, checkpoint_every, resume, preview, preview_every, log_path, vgg_weights, precision, overwrite) -> None:
+          workers, checkpoint_every, resume, preview, preview_every, log_path, vgg_weights, precision, compile_,
+          overwrite) -> None:
     """Train a network for one style on a folder of photos (by default MS-COCO 2017 val, fetched once).
 
     Ctrl-C saves a resumable checkpoint to the output file; --resume continues it
     with the same options (and reproduces the losses of an uninterrupted run).
     With --resume, only --iterations, --dataset (a moved data set), -o and the
     run settings (--device, --workers, --checkpoint-every, --preview*, --loss-log, --precision,
-    --vgg-weights) may be given; the options that shape the weights are the run's.
+    --compile, --vgg-weights) may be given; the options that shape the weights are the run's.
     """
     from .data import find_images
     from .datasets import resolve_dataset
@@ -290,7 +293,7 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
     output = output or (resume if resume else Path(f"{style.stem}.pth"))
     run = RunSettings(output=output, device=device, checkpoint_every=checkpoint_every, preview=preview,
                       preview_every=preview_every, log=log_path, vgg_weights=vgg_weights, overwrite=overwrite,
-                      precision=precision)
+                      precision=precision, compile=compile_)
     if workers is not None:
         run.workers = workers
     try:

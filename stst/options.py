@@ -95,6 +95,7 @@ class RunSettings:
     progress: bool = True
     overwrite: bool = False  # replace an existing output file (never an input)
     precision: str = "auto"  # auto, fp32, bf16 or fp16 autocast for the forward passes (see stst.train)
+    compile: bool = False  # torch.compile the transformer (pays off on GPUs and long runs)
 
 
 def default(name: str, of: type = TrainOptions):

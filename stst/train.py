@@ -234,6 +234,8 @@ def train(
 
     # Under torchrun each process computes its share of every global batch; DDP averages the gradients.
     net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if ctx.active else model
+    if run.compile:  # the wrapped module, so that DDP's gradient hooks stay outside the compiled graph
+        net = torch.compile(net)
     loader = crop_loader(files, options.image_size, options.batch_size, options.seed, start * options.batch_size,
                          run.workers, pin_memory=device.type == "cuda", rank=ctx.rank, world=ctx.world)
     preview = read_photo(run.preview, max_size=512).rgb[None] if run.preview and ctx.main else None
