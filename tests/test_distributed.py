@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from torch.distributed.run import get_args_parser
@@ -71,6 +73,26 @@ def test_two_processes_train_the_same_weights_as_one_and_resume_in_one(tmp_path)
     assert [r["iteration"] for r in rest] == list(range(6, 11))
     for x, y in zip(curve(tmp_path / "one.jsonl")[5:], rest, strict=True):
         assert x["total"] == pytest.approx(y["total"], rel=1e-6)
+
+
+def test_ctrl_c_under_torchrun_leaves_one_resumable_checkpoint(tmp_path):
+    out, log = tmp_path / "c.pth", tmp_path / "c.jsonl"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "stst",
+               *map(str, TRAIN_ARGS), "--iterations", "400", "-o", str(out), "--loss-log", str(log)]
+    # A terminal's Ctrl-C reaches the whole process group: torchrun and both ranks.
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 180
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert stderr.count("stst: error: interrupted at iteration") == 1  # rank 0 reports, once
+    done = load_checkpoint(out).metadata["iterations"]
+    assert 3 <= done < 400 and len(log.read_text().splitlines()) == done
+    resumed = run(tmp_path, ["train", "--resume", out, "--iterations", done + 2], float64=False)
+    assert load_checkpoint(out).metadata["iterations"] == done + 2, resumed.stderr
 
 
 def test_torchrun_stylize_writes_every_photo_once(tmp_path):
