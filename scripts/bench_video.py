@@ -91,7 +91,7 @@ def main() -> None:
         print("\n| precision | frames | network-only fps | end-to-end fps | end-to-end / network time |\n|---|---|---|---|---|")
         for precision in ("fp32", "auto"):
             stylizer = Stylizer(model, device, precision=precision, tile=None)
-            speed(stylizer, clip, scratch, f"{precision} ({stylizer.precision})")
+            speed(stylizer, clip, scratch, f"{precision} ({stylizer.backend} {stylizer.precision})")
     if not args.skip_flicker:
         ckpt = load_checkpoint(model_path)
         loss = build_loss(options_from_dict(ckpt.metadata["options"]), ckpt.style_image, resolve_vgg_weights()[0],

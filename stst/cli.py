@@ -360,8 +360,8 @@ def evaluate(model_path, inputs, size, device, as_json) -> None:
 
 @main.command()
 @click.argument("model_spec", metavar="MODEL")
-@click.option("--dataset", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Folder of photos to teach on (searched recursively); the teacher's training set is a good choice.")
+@click.option("--dataset", help="Folder of photos to teach on (searched recursively; the teacher's training set is a "
+              "good choice), or a named set as for `stst train` [default: coco2017-val, fetched once].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Model file to write [default: MODEL name + '-light.pth'].")
 @click.option("--width", type=click.IntRange(4), default=16, show_default=True, help="Channels of the light network's first layer.")
@@ -372,10 +372,12 @@ def evaluate(model_path, inputs, size, device, as_json) -> None:
 def distill(model_spec, dataset, output, width, iterations, device, workers, overwrite) -> None:
     """Make a light variant of a model: a narrower network taught the model's outputs (about 3x faster)."""
     from .bundled import resolve_model
+    from .datasets import resolve_dataset
     from .distill import DistillOptions, distill as run_distillation
 
     teacher, name = resolve_model(model_spec)
     output = output or Path(f"{name}-light.pth")
+    dataset = resolve_dataset(dataset, log=lambda message: click.echo(message, err=True))
     run_distillation(teacher, dataset, output, DistillOptions(width=width, iterations=iterations), device=device,
                      workers=workers, overwrite=overwrite, log=click.echo)
 
