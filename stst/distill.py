@@ -14,7 +14,6 @@ inherits the teacher's style without its loss weights being tuned again.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -29,7 +28,7 @@ from .data import crop_loader, find_images
 from .devices import hardware_info, resolve_device
 from .fileio import check_target, check_writable
 from .network import ArchConfig, TransformerNet
-from .options import options_from_dict
+from .options import cosine_rate, options_from_dict
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def distill(
         with torch.no_grad():
             target = teacher(x).clamp(0, 1)
         for group in optimizer.param_groups:
-            group["lr"] = options.lr * 0.5 * (1 + math.cos(math.pi * iteration / options.iterations))
+            group["lr"] = cosine_rate(options.lr, iteration, options.iterations)
         value = distillation_loss(student(x), target)
         optimizer.zero_grad(set_to_none=True)
         value.backward()

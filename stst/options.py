@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -96,6 +97,11 @@ class RunSettings:
     overwrite: bool = False  # replace an existing output file (never an input)
     precision: str = "auto"  # auto, fp32, bf16 or fp16 autocast for the forward passes (see stst.train)
     compile: bool = False  # torch.compile the transformer (pays off on GPUs and long runs)
+
+
+def cosine_rate(lr: float, iteration: int, total: int) -> float:
+    """The rate for step ``iteration`` (0-based) of ``total`` under cosine decay from ``lr`` to 0."""
+    return lr * 0.5 * (1 + math.cos(math.pi * iteration / total))
 
 
 def default(name: str, of: type = TrainOptions):

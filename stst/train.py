@@ -29,7 +29,7 @@ from .engine import choose_engine, stylize_tensor
 from .losses import PerceptualLoss, build_loss
 from .network import ArchConfig, TransformerNet
 from .precision import PRECISIONS
-from .options import RunSettings, TrainOptions, options_from_dict
+from .options import RunSettings, TrainOptions, cosine_rate, options_from_dict
 from .weights import resolve_vgg_weights
 
 # Training stops when more than this share of the data set cannot be read.
@@ -104,7 +104,7 @@ def backward_step(terms: dict[str, torch.Tensor], optimizer: torch.optim.Optimiz
 def learning_rate(options: TrainOptions, iteration: int) -> float:
     """The rate for step ``iteration`` (0-based): a function of position, so resuming needs no scheduler state."""
     if options.lr_schedule == "cosine":
-        return options.lr * 0.5 * (1 + math.cos(math.pi * iteration / options.iterations))
+        return cosine_rate(options.lr, iteration, options.iterations)
     return options.lr
 
 
