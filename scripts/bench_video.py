@@ -2,11 +2,14 @@
 
     python scripts/bench_video.py                     # ../shared/data/videos/cup.mp4, all sections
     python scripts/bench_video.py --frames 60 --max-size 320 --skip-speed
+    python scripts/bench_video.py --skip-speed --baseline OLD.pth --models models/starry_night.pth
 
 Flicker: the warping error of Lai et al. 2018 (stst.flicker), measured with
 Farneback flow (the blend uses DIS), and the frames' content/style losses under
-the model's own training losses (every 5th frame), for frame-by-frame
-stylization and for --temporal-blend weights, beside the source clip itself.
+the baseline model's training losses (every 5th frame). Rows: the baseline
+frame by frame, with instance-norm statistics smoothing and with
+--temporal-blend weights; each of --models frame by frame (say, a model
+fine-tuned with --temporal-weight); the source clip itself.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from stst.imageio import array_tensor
 from stst.options import options_from_dict
 from stst.engine import Stylizer
 from stst.losses import build_loss
+from stst.smoothing import StatisticsSmoother
 from stst.video import stylize_video
 from stst.weights import resolve_vgg_weights
 
@@ -69,6 +73,40 @@ def speed(stylizer: Stylizer, clip: Path, scratch: Path, label: str) -> None:
     print(f"| {label} | {n} | {n / network:.2f} | {n / total:.2f} | {total / network:.2f}x |", flush=True)
 
 
+def flicker(baseline: Path, models: list[Path], clip: Path, scratch: Path, device: torch.device,
+            weights: list[float], momentum: float) -> None:
+    """Warping error and frame losses of each lever, in rows of a Markdown table, against ``baseline`` frame by frame."""
+    ckpt = load_checkpoint(baseline)
+    loss = build_loss(options_from_dict(ckpt.metadata["options"]), ckpt.style_image, resolve_vgg_weights()[0],
+                      torch.device("cpu"))
+    source = list(read_frames(clip))
+    print("\n| video | warping error (Farneback) | vs frame-by-frame | content | style | content, style vs "
+          "frame-by-frame |\n|---|---|---|---|---|---|")
+    base = None
+    rows = []
+    for path in [baseline, *models]:
+        model, _ = load_model(path)
+        eager = Stylizer(model, device, tile=None, backend="torch")
+        rows.append((f"{path.stem}, frame by frame", lambda eager=eager: eager, 0.0))
+        if path == baseline:
+            rows.append((f"{path.stem}, + statistics smoothing {momentum}",
+                         lambda model=model, eager=eager: StatisticsSmoother(model, momentum).around(eager), 0.0))
+            rows += [(f"{path.stem}, --temporal-blend {w}", lambda eager=eager: eager, w) for w in weights]
+    for label, make, weight in rows:
+        out = scratch / "flicker.mp4"
+        stylize_video(make(), clip, out, progress=False, temporal=weight)
+        frames = list(read_frames(out))
+        error = warping_error(source, frames, "farneback")
+        with torch.no_grad():
+            terms = [loss(array_tensor(o)[None], array_tensor(s)[None]) for s, o in zip(source[::5], frames[::5])]
+        content = float(np.mean([t["content"].item() for t in terms]))
+        style = float(np.mean([t["style"].item() for t in terms]))
+        base = base or (error, content, style)
+        print(f"| {label} | {error:.5f} | {error / base[0]:.2f}x | {content:.4g} | {style:.4g} | "
+              f"{content / base[1] - 1:+.0%}, {style / base[2] - 1:+.0%} |", flush=True)
+    print(f"| the source clip itself | {warping_error(source, source, 'farneback'):.5f} | | | | |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip", type=Path, default=CLIP)
@@ -78,6 +116,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-flicker", action="store_true")
+    parser.add_argument("--baseline", type=Path, help="model to compare against, frame by frame, smoothed and "
+                        "blended [default: the bundled default model]")
+    parser.add_argument("--models", type=Path, nargs="*", default=[],
+                        help="more models, frame by frame (e.g. trained with --temporal-weight)")
+    parser.add_argument("--momentum", type=float, default=0.9, help="of the statistics smoothing rows")
     args = parser.parse_args()
     device = resolve_device(args.device)
     model_path = bundled_models()[DEFAULT_MODEL]
@@ -93,26 +136,7 @@ def main() -> None:
             stylizer = Stylizer(model, device, precision=precision, tile=None)
             speed(stylizer, clip, scratch, f"{precision} ({stylizer.backend} {stylizer.precision})")
     if not args.skip_flicker:
-        ckpt = load_checkpoint(model_path)
-        loss = build_loss(options_from_dict(ckpt.metadata["options"]), ckpt.style_image, resolve_vgg_weights()[0],
-                          torch.device("cpu"))
-        source = list(read_frames(clip))
-        print("\n| video | warping error (Farneback) | vs frame-by-frame | content | style |\n|---|---|---|---|---|")
-        base = None
-        stylizer = Stylizer(model, device, tile=None)
-        for weight in [0.0, *args.weights]:
-            out = scratch / f"w{weight}.mp4"
-            stylize_video(stylizer, clip, out, progress=False, temporal=weight)
-            frames = list(read_frames(out))
-            error = warping_error(source, frames, "farneback")
-            base = base or error
-            with torch.no_grad():
-                terms = [loss(array_tensor(o)[None], array_tensor(s)[None]) for s, o in zip(source[::5], frames[::5])]
-            content = np.mean([t["content"].item() for t in terms])
-            style = np.mean([t["style"].item() for t in terms])
-            label = "frame by frame" if weight == 0 else f"--temporal-blend {weight}"
-            print(f"| {label} | {error:.5f} | {error / base:.2f}x | {content:.4g} | {style:.4g} |", flush=True)
-        print(f"| the source clip itself | {warping_error(source, source, 'farneback'):.5f} | | | |")
+        flicker(args.baseline or model_path, args.models, clip, scratch, device, args.weights, args.momentum)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,15 @@
 Each style trains on ../shared/data/train into WORK/NAME.pth (resumable: run
 the script again after an interruption), is then stored in models/NAME.pth as
 float16 without optimiser state (full metadata kept), and is scored with
-`stst evaluate` on ../shared/data/photos at 512 px. With --light, the bundled
+`stst evaluate` on ../shared/data/photos at 512 px. With --steady W, the bundled
+models/NAME.pth is fine-tuned with `--temporal-weight W` (`--init`, lr 1e-3,
+cosine) into WORK/NAME-steady.pth and replaces it. With --light, the bundled
 models/NAME.pth is distilled (`stst distill`, width 16) into WORK/NAME-light.pth
 and stored as models/NAME-light.pth the same way.
 
     python scripts/train_bundled.py --iterations 1700
     python scripts/train_bundled.py --light --styles starry_night
+    python scripts/train_bundled.py --steady 2e7 --iterations 500   # fine-tune for video (--temporal-weight)
 """
 
 from __future__ import annotations
@@ -38,19 +41,26 @@ STYLES = {
 }
 
 
-def train_style(name: str, iterations: int, work: Path) -> Path:
-    """Train (or resume) one style into ``work``; returns the full checkpoint's path."""
-    out = work / f"{name}.pth"
-    run = RunSettings(output=out, checkpoint_every=250)
+def train_style(name: str, iterations: int, work: Path, suffix: str = "", **given) -> Path:
+    """Train (or resume) one style into ``work``/NAME{suffix}.pth with options ``given`` over the cpu-fast
+    preset; returns the full checkpoint's path."""
+    out = work / f"{name}{suffix}.pth"
+    run = RunSettings(output=out, checkpoint_every=50)
     if out.exists():
         done = load_checkpoint(out).metadata["iterations"]
         if done < iterations:
             train(None, run, resume=out, iterations=iterations)
     else:
         options = make_options(str(DATA / "styles" / f"{name}.jpg"), str(DATA / "train"), "cpu-fast",
-                               iterations=iterations)
+                               iterations=iterations, **given)
         train(options, run)
     return out
+
+
+def steady_style(name: str, iterations: int, weight: float, work: Path) -> Path:
+    """Fine-tune the bundled model of ``name`` with the temporal term (less video flicker) into ``work``."""
+    return train_style(name, iterations, work, "-steady", lr=1e-3, temporal_weight=weight,
+                       init=str(ROOT / "models" / f"{name}.pth"))
 
 
 def distill_style(name: str, iterations: int, work: Path) -> Path:
@@ -77,6 +87,8 @@ def main() -> None:
     parser.add_argument("--styles", nargs="*", default=list(STYLES))  # the last three: issue 10, in progress
     parser.add_argument("--work", type=Path, default=ROOT / "recipe-runs")
     parser.add_argument("--light", action="store_true", help="distill light variants of the bundled models instead")
+    parser.add_argument("--steady", type=float, metavar="WEIGHT",
+                        help="fine-tune the bundled models with this temporal weight instead (steadier video)")
     args = parser.parse_args()
     args.work.mkdir(exist_ok=True)
     rows = []
@@ -84,6 +96,8 @@ def main() -> None:
         start = time.perf_counter()
         if args.light:
             target = bundle(name, distill_style(name, args.iterations, args.work), "-light")
+        elif args.steady:
+            target = bundle(name, steady_style(name, args.iterations, args.steady, args.work))
         else:
             target = bundle(name, train_style(name, args.iterations, args.work))
         _, ckpt = load_model(target)

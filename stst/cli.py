@@ -188,7 +188,7 @@ def stylize(inputs, model_spec, light, output, recursive, fmt, quality, max_size
 # Options that shape the weights: a resumed run keeps the values it started with.
 _FIXED_ON_RESUME = {"style", "preset", "image_size", "style_size", "batch_size", "lr", "lr_schedule",
                     "content_weight", "style_weight", "tv_weight", "content_layer", "style_layers", "channels",
-                    "residual", "seed"}
+                    "residual", "seed", "temporal_weight", "init_model"}
 
 
 def _parse_style_layers(value: str | None) -> dict[str, float] | None:
@@ -229,6 +229,11 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.option("--width", "channels", type=click.IntRange(4), help=f"Channels of the first layer [default: {default('channels')}].")
 @click.option("--residual/--no-residual", default=None, help="Global skip connection: starts from the photo, keeps more of it [default: off].")
 @click.option("--seed", type=int, help=f"[default: {default('seed')}]")
+@click.option("--temporal-weight", type=click.FloatRange(0), help="Weight of the stability term: the stylized photo, "
+              "moved a little, should be the moved stylization (less flicker in video; 1e7 for the bundled "
+              f"models) [default: {default('temporal_weight'):g}].")
+@click.option("--init", "init_model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from this model's weights (and width) instead of random ones: fine-tuning.")
 @click.option("--device", default=default("device", RunSettings), show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--workers", type=click.IntRange(0), help="DataLoader worker processes [default: half the CPU cores, at most 4].")
 @click.option("--checkpoint-every", type=click.IntRange(0), default=default("checkpoint_every", RunSettings), show_default=True, help="Save a resumable checkpoint every N iterations (0: never).")
@@ -247,7 +252,8 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing model (or log) file; inputs are never replaced.")
 @click.pass_context
 def train(ctx, style, dataset, output, preset, image_size, style_size, batch_size, iterations, epochs, lr, lr_schedule,
-          content_weight, style_weight, tv_weight, content_layer, style_layers, channels, residual, seed, device,
+          content_weight, style_weight, tv_weight, content_layer, style_layers, channels, residual, seed,
+          temporal_weight, init_model, device,
           workers, checkpoint_every, resume, preview, preview_every, log_path, vgg_weights, precision, compile_,
           overwrite) -> None:
     """Train a network for one style on a folder of photos (by default MS-COCO 2017 val, fetched once).
@@ -285,6 +291,7 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
             iterations=iterations, lr=lr, lr_schedule=lr_schedule, content_weight=content_weight,
             style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,
             style_layers=_parse_style_layers(style_layers), channels=channels, residual=residual, seed=seed,
+            temporal_weight=temporal_weight, init=str(init_model) if init_model else None,
         )
         if epochs:
             iterations = iterations_for_epochs(epochs, len(find_images(dataset)), options.batch_size)

@@ -13,7 +13,6 @@ inherits the teacher's style without its loss weights being tuned again.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -26,7 +25,7 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import crop_loader, find_images
 from .devices import hardware_info, resolve_device
-from .fileio import check_target, check_writable
+from .fileio import check_target, check_writable, file_sha256
 from .network import ArchConfig, TransformerNet
 from .options import cosine_rate, options_from_dict
 
@@ -106,7 +105,7 @@ def distill(
         metadata["options"] = asdict(replace(options_from_dict(metadata["options"]), channels=options.width))
     metadata["distilled_from"] = {
         "model": teacher_path.name,
-        "sha256": hashlib.sha256(teacher_path.read_bytes()).hexdigest(),
+        "sha256": file_sha256(teacher_path),
         "teacher_width": ckpt.arch.channels,
         **asdict(options),
         "dataset": str(Path(dataset).resolve()),

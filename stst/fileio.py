@@ -9,6 +9,7 @@ process is gone, so two runs writing to one folder never disturb each other).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -22,6 +23,15 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 _TEMP = re.compile(r"^\..+\.stst-(\d+)-[^.]+\.tmp$")
 _swept: set[Path] = set()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in blocks (models and style images are recorded by it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _alive(pid: int) -> bool:

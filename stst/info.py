@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_checkpoint
+from .fileio import file_sha256
 
 
 def model_info(path: str | Path) -> dict[str, Any]:
     """The file's identity, its network and cost, and its metadata exactly as stored."""
     path = Path(path)
     ckpt = load_checkpoint(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
     macs = ckpt.arch.macs_per_pixel()
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in ckpt.state_dict.values()})
     return {
         "file": str(path),
         "bytes": path.stat().st_size,
-        "sha256": digest.hexdigest(),
+        "sha256": file_sha256(path),
         "architecture": {
             **ckpt.arch.to_dict(),
             "parameters": sum(t.numel() for t in ckpt.state_dict.values()),

@@ -174,3 +174,14 @@ def pad_to_multiple(x: torch.Tensor, margin: int = 0) -> tuple[torch.Tensor, tup
     left, right = _split(w + 2 * margin)
     top, bottom, left, right = top + margin, bottom + margin, left + margin, right + margin
     return F.pad(x, [left, right, top, bottom], mode="replicate"), (top, left)
+
+
+def norm_layers(model: nn.Module) -> list[nn.InstanceNorm2d]:
+    """The instance norms of ``model`` in forward order (tiling and video steer their statistics)."""
+    return [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d)]
+
+
+def normalise_with(norm: nn.InstanceNorm2d, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """What ``norm`` computes on ``x``, but with the given per-channel statistics in place of ``x``'s own."""
+    y = (x - mean) * torch.rsqrt(var + norm.eps)
+    return y * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)

@@ -31,6 +31,8 @@ class TrainOptions:
     seed: int = 0
     channels: int = 32
     residual: bool = False
+    temporal_weight: float = 0.0  # stability under small camera motion, for video (stst.losses.TemporalLoss)
+    init: str = ""  # a model file whose weights the run starts from (fine-tuning) instead of random ones
 
 
 def options_from_dict(values: object) -> TrainOptions:
@@ -42,7 +44,7 @@ def options_from_dict(values: object) -> TrainOptions:
     if unknown:
         raise ValueError(f"unknown training option '{unknown[0]}'")
     for name, value in values.items():
-        expected = str if name in ("style", "dataset") else type(default(name))
+        expected = str if name in ("style", "dataset", "init") else type(default(name))
         ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
         if not ok or (isinstance(value, bool) and expected is not bool):
             raise ValueError(f"training option '{name}' is a {type(value).__name__}, not a {expected.__name__}")

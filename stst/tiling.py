@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .network import SIZE_MULTIPLE, TransformerNet, pad_to_multiple
+from .network import SIZE_MULTIPLE, TransformerNet, norm_layers, normalise_with, pad_to_multiple
 
 MARGIN = 64  # discarded context on inner tile edges, > receptive field radius
 FEATHER = 32  # width of the linear blend between neighbouring tiles
@@ -32,10 +32,6 @@ AUTO_PIXELS = 2048 * 2048  # --tile auto tiles images larger than this
 
 
 Stats = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
-
-
-def _norms(model: nn.Module) -> list[nn.InstanceNorm2d]:
-    return [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d)]
 
 
 @torch.inference_mode()
@@ -52,7 +48,7 @@ def norm_statistics(model: TransformerNet, image: torch.Tensor, size: int = STAT
         x = inputs[0]
         stats[module] = (x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), unbiased=False, keepdim=True))
 
-    handles = [m.register_forward_pre_hook(record) for m in _norms(model)]
+    handles = [m.register_forward_pre_hook(record) for m in norm_layers(model)]
     try:
         model(image)
     finally:
@@ -66,11 +62,9 @@ def shared_statistics(model: TransformerNet, stats: Stats) -> Iterator[None]:
     """Within this block every instance norm of ``model`` uses ``stats`` instead of its input's own."""
 
     def normalise(module, inputs, _output):
-        mean, var = stats[module]
-        y = (inputs[0] - mean) * torch.rsqrt(var + module.eps)
-        return y * module.weight.view(1, -1, 1, 1) + module.bias.view(1, -1, 1, 1)
+        return normalise_with(module, inputs[0], *stats[module])
 
-    handles = [m.register_forward_hook(normalise) for m in _norms(model)]
+    handles = [m.register_forward_hook(normalise) for m in norm_layers(model)]
     try:
         yield
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -23,7 +22,7 @@ from .data import crop_loader, find_images
 from . import distributed
 from .devices import hardware_info
 from .errors import EXIT_INTERRUPTED, FileProblem, StstError, first_line, os_problem
-from .fileio import check_target, check_writable
+from .fileio import check_target, check_writable, file_sha256
 from .imageio import read_photo, to_uint8, write_photo
 from .engine import choose_engine, stylize_tensor
 from .losses import PerceptualLoss, build_loss
@@ -85,7 +84,13 @@ def forward_losses(net: torch.nn.Module, loss_fn: PerceptualLoss, x: torch.Tenso
                    precision: TrainingPrecision) -> dict[str, torch.Tensor]:
     """The loss terms of one batch, the forward passes under the run's autocast."""
     with torch.autocast(x.device.type, dtype=precision.dtype or torch.float32, enabled=precision.dtype is not None):
-        return loss_fn(net(x), x)
+        if loss_fn.temporal is None:
+            return loss_fn(net(x), x)
+        output, temporal = loss_fn.temporal(net, x)
+        terms = loss_fn(output, x)
+        terms["temporal"] = temporal
+        terms["total"] = terms["total"] + temporal
+        return terms
 
 
 def backward_step(terms: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
@@ -203,15 +208,21 @@ def train(
     else:
         start, seconds = 0, 0.0
         options = replace(options, style=str(Path(options.style).resolve()),
-                          dataset=str(Path(options.dataset).resolve()))
+                          dataset=str(Path(options.dataset).resolve()),
+                          init=str(Path(options.init).resolve()) if options.init else "")
     if iterations is not None:
         options = replace(options, iterations=iterations)
+    init = None
+    if options.init and state is None:  # fine-tuning: the network's shape and first weights come from that model
+        init = load_checkpoint(options.init)
+        options = replace(options, channels=init.arch.channels, residual=init.arch.residual)
 
     files = find_images(options.dataset)
     arch = ArchConfig(channels=options.channels, residual=options.residual)
     continuing = resume is not None and Path(resume).resolve() == Path(run.output).resolve()
     if ctx.main:
-        _check_outputs(run, resume, continuing, files + ([] if resume else [Path(options.style)]), arch)
+        sources = [] if resume else [Path(options.style), *([Path(options.init)] if options.init else [])]
+        _check_outputs(run, resume, continuing, files + sources, arch)
     if resume is None:
         style_image = _load_style(options.style, options.style_size)
     vgg_state, vgg_source = resolve_vgg_weights(run.vgg_weights, log)
@@ -224,6 +235,8 @@ def train(
     if device.type == "cuda":  # cuDNN's convolutions prefer channels_last, in fp16/bf16 most of all
         model = model.to(memory_format=torch.channels_last)
         loss_fn.encoder.to(memory_format=torch.channels_last)
+    if init is not None:
+        model.load_state_dict(init.state_dict)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     if state is not None:
         model.load_state_dict(ckpt.state_dict)
@@ -241,9 +254,11 @@ def train(
     preview = read_photo(run.preview, max_size=512).rgb[None] if run.preview and ctx.main else None
     if state is None:
         style_meta = {"name": Path(options.style).name, "size": list(style_image.shape[1:]),
-                      "sha256": hashlib.sha256(Path(options.style).read_bytes()).hexdigest()}
+                      "sha256": file_sha256(options.style)}
+        init_meta = {"name": Path(options.init).name, "sha256": file_sha256(options.init),
+                     **{k: init.metadata[k] for k in ("iterations", "train_seconds") if k in init.metadata}} if init else None
     else:
-        style_meta = state.get("style", {})
+        style_meta, init_meta = state.get("style", {}), state.get("init")
     hardware = {**hardware_info(device), **({"processes": ctx.world} if ctx.active else {})}
     unreadable: set[str] = set()
     losses: dict[str, float] = state.get("losses", {}) if state else {}
@@ -265,6 +280,7 @@ def train(
             "hardware": hardware,
             "dataset": {"path": str(options.dataset), "images": len(files), "unreadable": len(unreadable)},
             "vgg_weights": vgg_source,
+            **({"init": init_meta} if init_meta else {}),
         }
         training = {"optimizer": optimizer.state_dict()}
         try:

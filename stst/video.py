@@ -26,6 +26,7 @@ from .errors import FileProblem, first_line
 from .fileio import atomic_path
 from .imageio import array_tensor, to_uint8
 from .prefetch import prefetch
+from .smoothing import keep_dark
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
 # Output containers by suffix, and the audio codecs each holds without re-encoding.
@@ -121,6 +122,7 @@ def stylize_video(
     codec: str | None = None,
     progress: bool = True,
     temporal: float = 0.0,
+    dark: bool = True,
 ) -> ClipReport:
     """Stylize every frame of ``source`` into ``target`` (written atomically); returns what was done.
 
@@ -128,6 +130,8 @@ def stylize_video(
     unknown codec). ``max_size`` shrinks frames so the long side is at most that.
     ``temporal`` > 0 blends each frame with the previous output along the
     optical flow (:class:`stst.temporal.FlowBlend`, less flicker; needs OpenCV).
+    ``dark`` keeps dark frames dark (:func:`stst.smoothing.keep_dark`; a fade
+    from black then stays continuous instead of starting from a full painting).
     """
     av = _av()
     source, target = Path(source), Path(target)
@@ -185,7 +189,7 @@ def stylize_video(
 
                 blend = FlowBlend(temporal)
             report = _pipeline(stylizer, container, video, audio, out, vout, audio_out, (width, height), batch_size,
-                               progress, source, blend)
+                               progress, source, blend, dark)
             report.notes = tuple(notes)
             if report.frames == 0:
                 raise FileProblem(source, f"no frame could be decoded ({report.error or 'empty clip'})")
@@ -193,7 +197,7 @@ def stylize_video(
 
 
 def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, batch_size, progress, source,
-              blend) -> ClipReport:
+              blend, dark) -> ClipReport:
     """Decode ahead in a thread, stylize in batches here, encode and mux behind in one writer thread.
 
     Frames are decoded at ``size`` and cropped to the encoder's even size when written.
@@ -249,7 +253,10 @@ def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, bat
         def flush() -> None:
             if not batch:
                 return
-            outputs = stylizer(torch.stack([t for _, t in batch]))
+            frames = torch.stack([t for _, t in batch])
+            outputs = stylizer(frames)
+            if dark:
+                outputs = keep_dark(frames, outputs)
             if not torch.isfinite(outputs).all():
                 raise FileProblem(source, "the model produced NaN or infinite values (a broken model?)")
             pending.append(writer.submit(write_frames, [f for f, _ in batch], [t for _, t in batch], outputs))

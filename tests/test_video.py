@@ -32,8 +32,9 @@ def small_model(tmp_path: Path) -> Path:
 
 
 def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12, audio: str | None = "aac",
-              rotation: int = 0, pts: list[int] | None = None) -> Path:
-    """A clip of a real photo panning, with a sine tone; ``pts`` (in 1/fps units) makes it variable-rate."""
+              rotation: int = 0, pts: list[int] | None = None, levels: list[float] | None = None) -> Path:
+    """A clip of a real photo panning, with a sine tone; ``pts`` (in 1/fps units) makes it variable-rate,
+    ``levels`` scale each frame's brightness (a fade)."""
     photo = np.asarray(Image.open(PHOTOS / "kodim23.jpg").convert("RGB"))
     w, h = size
     with av.open(str(path), "w") as out:
@@ -48,6 +49,8 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12, audio:
         for i in range(frames):
             top, left = i % (photo.shape[0] - video.height + 1), (2 * i) % (photo.shape[1] - video.width + 1)
             crop = photo[top: top + video.height, left: left + video.width]
+            if levels:
+                crop = (crop * levels[i]).round().astype(np.uint8)
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), format="rgb24")
             frame.pts = pts[i] if pts else i
             frame.time_base = Fraction(1, fps)
@@ -195,3 +198,16 @@ def test_temporal_blend_option_writes_the_clip(tmp_path, small_model):
     result = run("stylize", src, "-m", small_model, "--temporal-blend", "0.5")
     assert result.exit_code == 0, result.output
     assert probe(tmp_path / "c-small.mp4")["frames"] == 6
+
+
+def test_a_fade_from_black_starts_black_and_brightens_steadily(tmp_path):
+    from stst.flicker import read_frames
+
+    levels = [0.0, 0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 1.0]
+    src = make_clip(tmp_path / "fade.mp4", frames=len(levels), audio=None, levels=levels)
+    result = run("stylize", src)  # the bundled default model
+    assert result.exit_code == 0, result.output
+    brightness = [f.mean() / 255 for f in read_frames(tmp_path / "fade-starry_night.mp4")]
+    assert brightness[0] < 0.03 and brightness[1] < 0.03  # black stays black, not the painting's dark teal
+    assert all(b > a for a, b in zip(brightness[1:4], brightness[2:5]))  # no jump: it rises with the source
+    assert brightness[2] < 0.5 * brightness[-1]

@@ -1,0 +1,121 @@
+"""Less flicker: the temporal training term, fine-tuning with --init, statistics smoothing and dark frames."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from stst.bundled import DEFAULT_MODEL, bundled_models
+from stst.checkpoint import load_checkpoint, load_model, save_checkpoint
+from stst.cli import main
+from stst.fileio import file_sha256
+from stst.imageio import read_photo
+from stst.losses import TemporalLoss
+from stst.network import ArchConfig, TransformerNet
+from stst.smoothing import DARK, StatisticsSmoother, keep_dark
+
+from conftest import PHOTOS, STYLES, TRAIN
+
+
+def photo(name="kodim23.jpg", size=64):
+    return read_photo(PHOTOS / name, max_size=size).rgb[None]
+
+
+def test_temporal_loss_is_zero_for_a_network_that_moves_with_the_photo_and_not_for_a_fixed_pattern():
+    torch.manual_seed(0)
+    x = photo()
+    loss = TemporalLoss(1.0, noise=0.0)
+    output, value = loss(lambda batch: batch * 0.5, x)
+    assert torch.equal(output, x * 0.5)
+    assert value.item() < 1e-10  # a pixelwise map commutes with any motion (inside the frame)
+    pattern = torch.rand(1, 3, *x.shape[-2:])
+    _, value = loss(lambda batch: batch + pattern, x)
+    assert value.item() > 1e-3  # strokes fixed to the frame do not follow the picture
+    _, weighted = TemporalLoss(10.0, noise=0.0)(lambda batch: batch + pattern, x)
+    assert weighted.item() > value.item()
+
+
+def test_training_on_the_temporal_term_lowers_it():
+    torch.manual_seed(0)
+    net = TransformerNet(ArchConfig(channels=8)).train()
+    loss = TemporalLoss(1.0)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    x = torch.cat([photo(), photo("kodim05.jpg")[..., :64, :64]])[..., :40, :64]
+    values = []
+    for _ in range(12):
+        _, value = loss(net, x)
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        values.append(value.item())
+    assert sum(values[-3:]) < 0.5 * sum(values[:3])
+
+
+def test_cli_fine_tunes_a_model_with_the_temporal_term(tmp_path):
+    start = tmp_path / "start.pth"
+    save_checkpoint(start, TransformerNet(ArchConfig(channels=8)), {"note": "a start"})
+    before = file_sha256(start)
+    out, log = tmp_path / "steady.pth", tmp_path / "log.jsonl"
+    args = ["train", "--style", str(STYLES / "starry_night.jpg"), "--dataset", str(TRAIN), "--iterations", "2",
+            "--image-size", "32", "--style-size", "64", "--batch-size", "1", "--workers", "0",
+            "--init", str(start), "--temporal-weight", "1e6"]
+    result = CliRunner().invoke(main, [*args, "-o", str(out), "--loss-log", str(log)])
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(out)
+    assert ckpt.arch.channels == 8  # the width comes from the model it starts from
+    assert ckpt.metadata["options"]["temporal_weight"] == 1e6
+    assert ckpt.metadata["init"] == {"name": "start.pth", "sha256": before}  # its iterations, where it has them
+    assert all(row["temporal"] > 0 for row in map(json.loads, log.read_text().splitlines()))
+    assert file_sha256(start) == before
+
+    result = CliRunner().invoke(main, ["train", "--resume", str(out), "--temporal-weight", "5", "--iterations", "3"])
+    assert result.exit_code == 2 and "--temporal-weight cannot change when resuming" in result.output
+    result = CliRunner().invoke(main, [*args, "-o", str(start)])
+    assert result.exit_code == 2 and "start.pth" in result.output and file_sha256(start) == before
+
+
+@pytest.fixture(scope="module")
+def net():
+    return load_model(bundled_models()[DEFAULT_MODEL])[0]
+
+
+def test_statistics_smoothing_steadies_a_dimming_shot_and_restarts_at_a_cut(net):
+    first = photo()
+    entered = first.clone()
+    entered[..., :16, :24] = 1.0  # something bright enters the top left of the same shot: not a cut
+    other = photo("kodim05.jpg")[..., :first.shape[-2], :first.shape[-1]]  # another shot
+    frames = torch.cat([first, entered, other])
+    with torch.inference_mode():
+        plain = net(frames)
+        smoother = StatisticsSmoother(net, momentum=0.9)
+        smoothed = torch.cat([smoother.around(net)(frame[None]) for frame in frames])
+        batched = StatisticsSmoother(net, momentum=0.9).around(net)(frames)
+        unsmoothed = StatisticsSmoother(net, momentum=0.0).around(net)(frames)
+    assert torch.allclose(smoothed, batched, atol=1e-5)  # a batch of frames is the frames one by one
+    assert torch.allclose(unsmoothed, plain, atol=1e-5)
+    assert torch.allclose(smoothed[0], plain[0], atol=1e-5)
+    # Plain instance norm repaints the whole frame when its statistics move; smoothed, the rest stays steadier.
+    rest = (..., slice(24, None), slice(None))
+    pumping = (plain[1] - plain[0])[rest].abs().mean()
+    assert (smoothed[1] - smoothed[0])[rest].abs().mean() < 0.7 * pumping
+    assert torch.allclose(smoothed[2], plain[2], atol=1e-5) and smoother.cuts == 1
+
+
+def test_dark_frames_stay_dark():
+    frames = torch.stack([torch.zeros(3, 8, 8), torch.full((3, 8, 8), DARK / 2), torch.full((3, 8, 8), 0.5)])
+    outputs = torch.full((3, 3, 8, 8), 0.4)
+    kept = keep_dark(frames, outputs)
+    assert kept[0].abs().max() == 0  # black in, black out
+    assert torch.allclose(kept[1], outputs[1] / 2) and torch.equal(kept[2], outputs[2])
+
+
+def test_the_bundled_default_model_is_trained_to_move_with_the_picture(net):
+    """Fine-tuned with --temporal-weight: under small motion its strokes follow the photo (before it: 0.017)."""
+    assert load_checkpoint(bundled_models()[DEFAULT_MODEL]).metadata["options"]["temporal_weight"] > 0
+    values = []
+    with torch.inference_mode():
+        for path in sorted(PHOTOS.glob("*.jpg")):
+            torch.manual_seed(0)
+            values.append(TemporalLoss(1.0)(net, photo(path.name, 160).expand(4, -1, -1, -1))[1].item())
+    assert sum(values) / len(values) < 0.0135
