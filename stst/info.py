@@ -43,7 +43,7 @@ def describe(info: dict[str, Any]) -> list[str]:
     """Readable lines for a terminal; absent metadata (a bare state_dict) shows as '?'."""
     meta, arch = info["metadata"], info["architecture"]
     style, options, losses = meta.get("style", {}), meta.get("options", {}), meta.get("losses", {})
-    hardware, teacher = meta.get("hardware", {}), meta.get("distilled_from")
+    hardware, teacher, init = meta.get("hardware", {}), meta.get("distilled_from"), meta.get("init")
     size = "x".join(str(s) for s in reversed(style.get("size", []))) or "?"
     layers = ", ".join(f"{k}:{v:g}" for k, v in options.get("style_layers", {}).items()) or "?"
     minutes = _minutes(meta.get("train_seconds"))
@@ -59,7 +59,8 @@ def describe(info: dict[str, Any]) -> list[str]:
                     f"lr {options.get('lr', '?')} {options.get('lr_schedule', '')}, weights content "
                     f"{_g(options.get('content_weight'))} style {_g(options.get('style_weight'))} tv "
                     f"{_g(options.get('tv_weight'))}, content layer {options.get('content_layer', '?')}, "
-                    f"style layers {layers}, seed {options.get('seed', '?')}"),
+                    f"style layers {layers}, seed {options.get('seed', '?')}"
+                    f"{', temporal ' + _g(options['temporal_weight']) if options.get('temporal_weight') else ''}"),
         ("dataset", f"{meta.get('dataset', {}).get('path', '?')} ({meta.get('dataset', {}).get('images', '?')} images)"),
         ("losses", f"content {_g(losses.get('content'))}, style {_g(losses.get('style'))}, tv {_g(losses.get('tv'))}, "
                    f"total {_g(losses.get('total'))} (last training batch)"),
@@ -67,6 +68,9 @@ def describe(info: dict[str, Any]) -> list[str]:
                     f"{arch['parameters'] / 1e6:.2f} M parameters stored as {'/'.join(arch['stored_as'])}, "
                     f"{arch['gflop_per_megapixel']} GFLOP per megapixel"
                     f"{', resumable' if info['resumable'] else ''}"),
+        *([("from", f"fine-tuned from {init.get('name', '?')} (sha256 {init.get('sha256', '?')}, "
+                    f"{init.get('iterations', '?')} iterations, {_g(_minutes(init.get('train_seconds')))} min); "
+                    "the training row counts the fine-tuning only")] if init else []),
         *([("distilled", f"from {teacher.get('model', '?')} (width {teacher.get('teacher_width', '?')}, sha256 "
                          f"{teacher.get('sha256', '?')}): {teacher.get('iterations', '?')} iterations, "
                          f"{_g(_minutes(teacher.get('seconds')))} min, final L1 loss {_g(teacher.get('loss'))}; "

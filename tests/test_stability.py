@@ -119,3 +119,5 @@ def test_the_bundled_default_model_is_trained_to_move_with_the_picture(net):
             torch.manual_seed(0)
             values.append(TemporalLoss(1.0)(net, photo(path.name, 160).expand(4, -1, -1, -1))[1].item())
     assert sum(values) / len(values) < 0.0135
+    shown = CliRunner().invoke(main, ["info", str(bundled_models()[DEFAULT_MODEL])]).output
+    assert ", temporal 1e+07" in shown and "fine-tuned from starry_night.pth (sha256 " in shown
