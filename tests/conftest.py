@@ -8,6 +8,7 @@ Tests that need the full data in ``../shared/data`` (beside the project) use
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,12 @@ def stst_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ.pop("STST_HOME", None)
     else:
         os.environ["STST_HOME"] = previous
+
+
+def answers_ctrl_c() -> None:
+    """``preexec_fn`` for a child that a test interrupts: a shell's background job starts with SIGINT
+    ignored, which the child would inherit (and Python then installs no KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def fresh_network(seed: int = 0, config: ArchConfig = ArchConfig()) -> TransformerNet:

@@ -25,7 +25,7 @@ from stst.network import ArchConfig
 from stst.options import RunSettings, TrainOptions
 from stst.train import TrainingError, train
 
-from conftest import PHOTOS, STYLES, TRAIN, fresh_network
+from conftest import PHOTOS, STYLES, TRAIN, answers_ctrl_c, fresh_network
 
 STYLE = STYLES / "starry_night.jpg"
 
@@ -186,7 +186,7 @@ def test_row19_ctrl_c_during_stylize_exits_130_with_a_summary(tmp_path, small_mo
         photo(src / f"p{i:02d}.png", size=(320, 240), source=["kodim01.jpg", "kodim02.jpg"][i % 2])
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "stst", "stylize", str(src), "-m", str(small_model), "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=answers_ctrl_c)
     deadline = time.time() + 120
     while time.time() < deadline and not (out.is_dir() and any(out.glob("*.png"))):
         time.sleep(0.02)

@@ -21,7 +21,7 @@ from stst.cli import main
 from stst.network import ArchConfig
 from stst.video import is_video
 
-from conftest import PHOTOS, SHARED, fresh_network, needs_shared
+from conftest import PHOTOS, SHARED, answers_ctrl_c, fresh_network, needs_shared
 
 
 @pytest.fixture
@@ -152,7 +152,7 @@ def test_folder_of_photos_and_clips_converts_all(tmp_path, small_model):
 def test_ctrl_c_mid_clip_leaves_no_file_under_the_final_name(tmp_path, small_model):
     src = make_clip(tmp_path / "long.mp4", frames=400, size=(256, 192), audio=None)
     proc = subprocess.Popen([sys.executable, "-m", "stst", "stylize", str(src), "-m", str(small_model)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=answers_ctrl_c)
     deadline = time.time() + 120
     while time.time() < deadline and not any(p.stat().st_size > 0 for p in tmp_path.glob(".long-small.mp4.*.tmp")):
         time.sleep(0.05)
