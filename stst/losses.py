@@ -116,9 +116,9 @@ class TemporalLoss:
         moved = F.grid_sample(photos, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         moved = (moved + self.noise * torch.randn_like(moved)).clamp(0, 1)
         output, output_moved = net(torch.cat([photos, moved])).chunk(2)
-        expected = F.grid_sample(output.float(), grid.float(), mode="bilinear", padding_mode="zeros",
-                                 align_corners=False)
-        inside = F.grid_sample(torch.ones_like(output[:, :1]).float(), grid.float(), mode="bilinear",
+        grid = grid.float()  # the comparison in fp32, also under autocast
+        expected = F.grid_sample(output.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        inside = F.grid_sample(torch.ones_like(output[:, :1]).float(), grid, mode="bilinear",
                                padding_mode="zeros", align_corners=False) > 0.999
         squared = (output_moved.float() - expected).square() * inside
         return output, self.weight * squared.sum() / (inside.sum() * output.shape[1]).clamp(min=1)

@@ -181,6 +181,11 @@ def norm_layers(model: nn.Module) -> list[nn.InstanceNorm2d]:
     return [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d)]
 
 
+def instance_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image, per-channel mean and (biased) variance of ``(N, C, H, W)`` ``x``: what instance norm uses."""
+    return x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), unbiased=False, keepdim=True)
+
+
 def normalise_with(norm: nn.InstanceNorm2d, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     """What ``norm`` computes on ``x``, but with the given per-channel statistics in place of ``x``'s own."""
     y = (x - mean) * torch.rsqrt(var + norm.eps)

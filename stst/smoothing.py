@@ -22,23 +22,17 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from .network import TransformerNet, norm_layers, normalise_with
+from .look import luminance
+from .network import TransformerNet, instance_statistics, norm_layers, normalise_with
 
 DEFAULT_MOMENTUM = 0.9
 CUT = 0.2  # mean absolute difference of 32x32 grey thumbnails (0..1) that starts a new shot
 DARK = 0.1  # mean luma (0..1) under which a frame's output is dimmed in proportion
-_LUMA = (0.299, 0.587, 0.114)
-
-
-def luma(batch: torch.Tensor) -> torch.Tensor:
-    """``(N, 1, H, W)`` Rec. 601 luma of ``(N, 3, H, W)`` 0..1 RGB."""
-    weights = torch.tensor(_LUMA, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
-    return (batch * weights).sum(1, keepdim=True)
 
 
 def keep_dark(frames: torch.Tensor, outputs: torch.Tensor, dark: float = DARK) -> torch.Tensor:
     """``outputs`` scaled by min(1, mean luma of the source frame / ``dark``), frame by frame."""
-    gain = (luma(frames).mean((1, 2, 3), keepdim=True) / dark).clamp(max=1)
+    gain = (luminance(frames).mean((1, 2, 3), keepdim=True) / dark).clamp(max=1)
     return outputs * gain.to(outputs.dtype)
 
 
@@ -55,7 +49,7 @@ class StatisticsSmoother:
 
     def _new_shots(self, batch: torch.Tensor) -> list[bool]:
         """For each frame in order: does it start a new shot (or the clip)?"""
-        thumbnails = F.adaptive_avg_pool2d(luma(batch.float()), 32)
+        thumbnails = F.adaptive_avg_pool2d(luminance(batch.float()), 32)
         starts = []
         for thumbnail in thumbnails:
             new = self.thumbnail is None or (thumbnail - self.thumbnail).abs().mean().item() > self.cut
@@ -72,8 +66,7 @@ class StatisticsSmoother:
 
         def normalise(module, inputs, _output):
             x = inputs[0]
-            mean = x.float().mean((2, 3), keepdim=True)
-            var = x.float().var((2, 3), unbiased=False, keepdim=True)
+            mean, var = instance_statistics(x.float())
             state = self.state.get(module)
             means, variances = [], []
             for i, start in enumerate(starts):

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .network import SIZE_MULTIPLE, TransformerNet, norm_layers, normalise_with, pad_to_multiple
+from .network import (SIZE_MULTIPLE, TransformerNet, instance_statistics, norm_layers, normalise_with,
+                      pad_to_multiple)
 
 MARGIN = 64  # discarded context on inner tile edges, > receptive field radius
 FEATHER = 32  # width of the linear blend between neighbouring tiles
@@ -45,8 +46,7 @@ def norm_statistics(model: TransformerNet, image: torch.Tensor, size: int = STAT
     stats: Stats = {}
 
     def record(module, inputs):
-        x = inputs[0]
-        stats[module] = (x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), unbiased=False, keepdim=True))
+        stats[module] = instance_statistics(inputs[0])
 
     handles = [m.register_forward_pre_hook(record) for m in norm_layers(model)]
     try:
