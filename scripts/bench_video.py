@@ -7,8 +7,9 @@
 Flicker: the warping error of Lai et al. 2018 (stst.flicker), measured with
 Farneback flow (the blend uses DIS), and the frames' content/style losses under
 the baseline model's training losses (every 5th frame). Rows: the baseline
-frame by frame, with instance-norm statistics smoothing and with
---temporal-blend weights; each of --models frame by frame (say, a model
+frame by frame, with instance-norm statistics smoothing, with --temporal-blend
+weights and through the default video path (the source denoised over time);
+each of --models frame by frame and through the default path (say, a model
 fine-tuned with --temporal-weight); the source clip itself.
 """
 
@@ -32,6 +33,7 @@ from stst.options import options_from_dict
 from stst.engine import Stylizer
 from stst.losses import build_loss
 from stst.smoothing import StatisticsSmoother
+from stst.temporal import DEFAULT_DENOISE
 from stst.video import stylize_video
 from stst.weights import resolve_vgg_weights
 
@@ -87,14 +89,16 @@ def flicker(baseline: Path, models: list[Path], clip: Path, scratch: Path, devic
     for path in [baseline, *models]:
         model, _ = load_model(path)
         eager = Stylizer(model, device, tile=None, backend="torch")
-        rows.append((f"{path.stem}, frame by frame", lambda eager=eager: eager, 0.0))
+        rows.append((f"{path.stem}, frame by frame", lambda eager=eager: eager, 0.0, 0.0))
         if path == baseline:
             rows.append((f"{path.stem}, + statistics smoothing {momentum}",
-                         lambda model=model, eager=eager: StatisticsSmoother(model, momentum).around(eager), 0.0))
-            rows += [(f"{path.stem}, --temporal-blend {w}", lambda eager=eager: eager, w) for w in weights]
-    for label, make, weight in rows:
+                         lambda model=model, eager=eager: StatisticsSmoother(model, momentum).around(eager), 0.0, 0.0))
+            rows += [(f"{path.stem}, --temporal-blend {w}", lambda eager=eager: eager, w, 0.0) for w in weights]
+        rows.append((f"{path.stem}, default video path (--denoise {DEFAULT_DENOISE})", lambda eager=eager: eager, 0.0,
+                     DEFAULT_DENOISE))
+    for label, make, weight, denoise in rows:
         out = scratch / "flicker.mp4"
-        stylize_video(make(), clip, out, progress=False, temporal=weight)
+        stylize_video(make(), clip, out, progress=False, temporal=weight, denoise=denoise)
         frames = list(read_frames(out))
         error = warping_error(source, frames, "farneback")
         with torch.no_grad():

@@ -126,10 +126,13 @@ def main() -> None:
 @click.option("--codec", help="Video codec from this FFmpeg build [default: libx264; libvpx-vp9 for .webm].")
 @click.option("--temporal-blend", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Video: blend each frame with the previous output along the optical flow (less flicker, "
-                   "softer strokes; needs opencv-python-headless).")
+                   "softer strokes).")
+@click.option("--denoise", type=click.FloatRange(0, 1, max_open=True), default=0.8, show_default=True,
+              help="Video: filter the source's noise over time, along the optical flow (less flicker, strokes stay "
+                   "crisp); 0 turns it off.")
 def stylize(inputs, model_spec, light, output, recursive, fmt, quality, max_size, max_pixels, overwrite, device, batch_size,
             precision, backend, tile, compile_, example, strength, preserve_colors, stroke_scale, crf, codec,
-            temporal_blend) -> None:
+            temporal_blend, denoise) -> None:
     """Stylize images, video clips and/or folders of them with a trained model (.pth or exported .onnx)."""
     from .bundled import example_photo, resolve_model
     from .checkpoint import load_model
@@ -166,7 +169,7 @@ def stylize(inputs, model_spec, light, output, recursive, fmt, quality, max_size
         Look(stroke_scale, preserve_colors, strength).around(stylizer), jobs[ctx.rank::ctx.world], max_size=max_size,
         quality=quality, overwrite=overwrite, batch_size=batch_size, warn=lambda message: click.echo(message, err=True),
         max_pixels=max_pixels, model_name=str(model_path), crf=crf, codec=codec, temporal=temporal_blend,
-        progress=ctx.main,
+        denoise=denoise, progress=ctx.main,
     )
     report = Report.merged(distributed.gather(report))
     distributed.shutdown()

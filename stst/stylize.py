@@ -15,6 +15,7 @@ from .errors import FileProblem, StstError, first_line
 from .imageio import WRITE_FORMATS, Photo, format_of_suffix, output_format, read_photo, write_photo
 from .limits import DEFAULT_MAX_PIXELS
 from .prefetch import prefetch
+from .temporal import DEFAULT_DENOISE
 from .video import DEFAULT_CRF, is_video, output_suffix, stylize_video
 
 
@@ -160,6 +161,7 @@ def run_jobs(
     crf: int = DEFAULT_CRF,
     codec: str | None = None,
     temporal: float = 0.0,
+    denoise: float = DEFAULT_DENOISE,
 ) -> Report:
     """Stylize every job, continuing past bad files; returns what happened to each.
 
@@ -167,7 +169,7 @@ def run_jobs(
     the network (``stylizer``, e.g. a :class:`stst.engine.Stylizer`) is rarely idle. A
     non-finite result (a broken model, fp16 overflow) is a failure, never a
     written file. Video clips follow the images, each through
-    :func:`stst.video.stylize_video` (``crf``, ``codec``, ``temporal``). Ctrl-C stops after
+    :func:`stst.video.stylize_video` (``crf``, ``codec``, ``temporal``, ``denoise``). Ctrl-C stops after
     the writes in flight and sets ``report.interrupted``.
     """
     if batch_size < 1:
@@ -257,7 +259,8 @@ def run_jobs(
             continue
         try:
             clip = stylize_video(stylizer, job.source, job.target, batch_size=max(batch_size, 4), max_size=max_size,
-                                 crf=crf, codec=codec, progress=progress, temporal=temporal)
+                                 crf=crf, codec=codec, progress=progress, temporal=temporal,
+                                 denoise=denoise)
         except FileProblem as exc:
             fail(job, exc.problem if exc.path == job.source else str(exc))
             continue

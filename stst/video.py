@@ -27,6 +27,7 @@ from .fileio import atomic_path
 from .imageio import array_tensor, to_uint8
 from .prefetch import prefetch
 from .smoothing import keep_dark
+from .temporal import DEFAULT_DENOISE, FlowBlend, FlowDenoiser
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
 # Output containers by suffix, and the audio codecs each holds without re-encoding.
@@ -123,6 +124,7 @@ def stylize_video(
     progress: bool = True,
     temporal: float = 0.0,
     dark: bool = True,
+    denoise: float = DEFAULT_DENOISE,
 ) -> ClipReport:
     """Stylize every frame of ``source`` into ``target`` (written atomically); returns what was done.
 
@@ -130,6 +132,9 @@ def stylize_video(
     unknown codec). ``max_size`` shrinks frames so the long side is at most that.
     ``temporal`` > 0 blends each frame with the previous output along the
     optical flow (:class:`stst.temporal.FlowBlend`, less flicker; needs OpenCV).
+    ``denoise`` is the strength of the temporal noise filter on the source
+    frames along the optical flow (:class:`stst.temporal.FlowDenoiser`, less
+    flicker; 0 is off).
     ``dark`` keeps dark frames dark (:func:`stst.smoothing.keep_dark`; a fade
     from black then stays continuous instead of starting from a full painting).
     """
@@ -183,13 +188,10 @@ def stylize_video(
                     audio_out[stream.index] = (encoder, encoder)
                     notes.append(f"audio stream {stream.index} ({stream.codec_context.name}) cannot go into "
                                  f"{target.suffix} as it is: re-encoded to {name}")
-            blend = None
-            if temporal:
-                from .temporal import FlowBlend
-
-                blend = FlowBlend(temporal)
+            blend = FlowBlend(temporal) if temporal else None
+            denoiser = FlowDenoiser(denoise) if denoise else None
             report = _pipeline(stylizer, container, video, audio, out, vout, audio_out, (width, height), batch_size,
-                               progress, source, blend, dark)
+                               progress, source, blend, dark, denoiser)
             report.notes = tuple(notes)
             if report.frames == 0:
                 raise FileProblem(source, f"no frame could be decoded ({report.error or 'empty clip'})")
@@ -197,10 +199,12 @@ def stylize_video(
 
 
 def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, batch_size, progress, source,
-              blend, dark) -> ClipReport:
+              blend, dark, denoiser) -> ClipReport:
     """Decode ahead in a thread, stylize in batches here, encode and mux behind in one writer thread.
 
-    Frames are decoded at ``size`` and cropped to the encoder's even size when written.
+    Frames are decoded at ``size``, denoised in the decoding thread (the filter
+    runs in order, beside the network), and cropped to the encoder's even size
+    when written.
     """
     av = _av()
     width, height = size
@@ -243,7 +247,8 @@ def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, bat
                     out.mux(packet)
 
     def tensor(frame) -> torch.Tensor:
-        return array_tensor(frame.to_ndarray(width=width, height=height, format="rgb24"))
+        rgb = frame.to_ndarray(width=width, height=height, format="rgb24")
+        return array_tensor(denoiser(rgb) if denoiser is not None else rgb)
 
     error = None
     bar = tqdm(total=video.frames or None, unit="frame", desc=source.name, disable=not progress, dynamic_ncols=True)

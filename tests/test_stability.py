@@ -1,7 +1,9 @@
-"""Less flicker: the temporal training term, fine-tuning with --init, statistics smoothing and dark frames."""
+"""Less flicker: the temporal training term, fine-tuning with --init, the source denoised along the flow,
+statistics smoothing and dark frames."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -14,6 +16,7 @@ from stst.imageio import read_photo
 from stst.losses import TemporalLoss
 from stst.network import ArchConfig, TransformerNet
 from stst.smoothing import DARK, StatisticsSmoother, keep_dark
+from stst.temporal import DEFAULT_DENOISE, FlowDenoiser
 
 from conftest import PHOTOS, STYLES, TRAIN
 
@@ -121,3 +124,28 @@ def test_the_bundled_default_model_is_trained_to_move_with_the_picture(net):
     assert sum(values) / len(values) < 0.0135
     shown = CliRunner().invoke(main, ["info", str(bundled_models()[DEFAULT_MODEL])]).output
     assert ", temporal 1e+07" in shown and "fine-tuned from starry_night.pth (sha256 " in shown
+
+
+def test_flow_denoiser_quiets_a_still_scene_follows_motion_and_lets_a_cut_through():
+    scene, other = (read_photo(PHOTOS / name).rgb.permute(1, 2, 0).mul(255).round().byte().numpy()
+                    for name in ("kodim23.jpg", "kodim01.jpg"))
+    rng = np.random.default_rng(0)
+    denoise = FlowDenoiser(0.8)
+    still = scene[64:160, 64:192]
+    noisy = [np.clip(still + rng.normal(0, 6, still.shape), 0, 255).astype(np.uint8) for _ in range(12)]
+    filtered = [denoise(frame).astype(float) for frame in noisy]
+    assert all((f - still).std() < 0.5 * 6 for f in filtered[-4:])  # about a third of the noise is left
+    pan = [scene[64:160, 64 + 2 * i: 192 + 2 * i] for i in range(8)]  # 2 pixels a frame
+    step = np.abs(pan[1].astype(float) - pan[0]).mean()
+    assert all(np.abs(denoise(frame).astype(float) - frame).mean() < 0.15 * step for frame in pan)  # no trail
+    cut = other[64:160, 64:192]
+    assert np.abs(denoise(cut).astype(float) - cut).mean() < 0.5  # a new shot passes as it is
+    off = FlowDenoiser(0.0)
+    assert all(np.array_equal(off(frame), frame) for frame in noisy[:3])
+    with pytest.raises(ValueError, match="not in"):
+        FlowDenoiser(1.0)
+
+
+def test_the_cli_denoises_video_by_default():
+    option = next(p for p in main.commands["stylize"].params if p.name == "denoise")
+    assert option.default == DEFAULT_DENOISE > 0  # the CLI states it without importing torch

@@ -32,10 +32,13 @@ def small_model(tmp_path: Path) -> Path:
 
 
 def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12, audio: str | None = "aac",
-              rotation: int = 0, pts: list[int] | None = None, levels: list[float] | None = None) -> Path:
-    """A clip of a real photo panning, with a sine tone; ``pts`` (in 1/fps units) makes it variable-rate,
-    ``levels`` scale each frame's brightness (a fade)."""
+              rotation: int = 0, pts: list[int] | None = None, levels: list[float] | None = None,
+              pan: int = 1, noise: float = 0.0) -> Path:
+    """A clip of a real photo panning by ``pan`` pixels a frame (0: a still shot), with a sine tone; ``pts``
+    (in 1/fps units) makes it variable-rate, ``levels`` scale each frame's brightness (a fade), ``noise``
+    adds Gaussian noise of that standard deviation (0..255) to each frame."""
     photo = np.asarray(Image.open(PHOTOS / "kodim23.jpg").convert("RGB"))
+    rng = np.random.default_rng(0)
     w, h = size
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264" if path.suffix != ".avi" else "mpeg4", rate=fps)
@@ -47,10 +50,12 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12, audio:
             video.set_display_rotation(rotation)
         sound = out.add_stream(audio, rate=16000) if audio else None
         for i in range(frames):
-            top, left = i % (photo.shape[0] - video.height + 1), (2 * i) % (photo.shape[1] - video.width + 1)
+            top, left = pan * i % (photo.shape[0] - video.height + 1), 2 * pan * i % (photo.shape[1] - video.width + 1)
             crop = photo[top: top + video.height, left: left + video.width]
             if levels:
                 crop = (crop * levels[i]).round().astype(np.uint8)
+            if noise:
+                crop = np.clip(crop + rng.normal(0, noise, crop.shape), 0, 255).astype(np.uint8)
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), format="rgb24")
             frame.pts = pts[i] if pts else i
             frame.time_base = Fraction(1, fps)
@@ -211,3 +216,16 @@ def test_a_fade_from_black_starts_black_and_brightens_steadily(tmp_path):
     assert brightness[0] < 0.03 and brightness[1] < 0.03  # black stays black, not the painting's dark teal
     assert all(b > a for a, b in zip(brightness[1:4], brightness[2:5]))  # no jump: it rises with the source
     assert brightness[2] < 0.5 * brightness[-1]
+
+
+def test_the_default_video_path_denoises_the_source_and_flickers_less(tmp_path):
+    from stst.flicker import read_frames, warping_error
+
+    src = make_clip(tmp_path / "still.mp4", frames=10, size=(128, 96), audio=None, pan=0, noise=8)
+    plain = tmp_path / "plain.mp4"
+    assert run("stylize", src, "-o", plain, "--denoise", "0").exit_code == 0
+    result = run("stylize", src)  # the bundled default model, default settings
+    assert result.exit_code == 0, result.output
+    source = list(read_frames(src))
+    denoised = warping_error(source, read_frames(tmp_path / "still-starry_night.mp4"), "farneback")
+    assert denoised < 0.4 * warping_error(source, read_frames(plain), "farneback")
