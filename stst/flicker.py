@@ -67,6 +67,12 @@ def reliable(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
             < 0.01 * (np.square(backward).sum(-1) + np.square(there).sum(-1)) + 0.5)
 
 
+def reliable_flow(current: np.ndarray, previous: np.ndarray, method: str = "dis") -> tuple[np.ndarray, np.ndarray]:
+    """The flow from grey frame ``current`` back to ``previous`` (for :func:`warp`) and where it is reliable."""
+    backward = flow(current, previous, method)
+    return backward, reliable(backward, flow(previous, current, method))
+
+
 def gray(rgb: np.ndarray) -> np.ndarray:
     return opencv().cvtColor(rgb, opencv().COLOR_RGB2GRAY)
 
@@ -81,8 +87,7 @@ def warping_error(source: Iterable[np.ndarray], stylized: Iterable[np.ndarray], 
         g, o = gray(src), out.astype(np.float32) / 255
         if previous is not None:
             g0, o0 = previous
-            backward, forward = flow(g, g0, method), flow(g0, g, method)
-            mask = reliable(backward, forward)
+            backward, mask = reliable_flow(g, g0, method)
             if mask.any():
                 errors.append(float(np.square(o - warp(o0, backward))[mask].mean()))
         previous = (g, o)

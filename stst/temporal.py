@@ -14,8 +14,8 @@ comes from DIS at its fast preset, on frames shrunk to at most ``FLOW_SIDE``
 pixels: the filter costs a few milliseconds per frame and runs beside the
 network.
 
-:class:`FlowBlend` is the stronger and costlier lever. Ruder, Dosovitskiy, Brox, "Artistic Style Transfer for Videos" (GCPR 2016)
-make frame t start from the warped stylization of frame t-1; for a
+:class:`FlowBlend` is the stronger and costlier lever. Ruder, Dosovitskiy,
+Brox, "Artistic Style Transfer for Videos" (GCPR 2016) make frame t start from the warped stylization of frame t-1; for a
 feed-forward network the same idea is a blend after the fact: where the flow
 of the *source* frames is reliable (forward-backward check), the output is
 ``weight * warped previous output + (1 - weight) * this frame's stylization``;
@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .flicker import flow, gray, opencv, reliable, warp
+from .flicker import gray, opencv, reliable_flow, warp
 
 DEFAULT_WEIGHT = 0.6
 DEFAULT_DENOISE = 0.8
@@ -66,8 +66,8 @@ class FlowDenoiser:
         frame = rgb.astype(np.float32)
         if self.previous is not None and self.strength > 0 and self.previous[1].shape == frame.shape:
             small0, frame0 = self.previous
-            backward, forward = flow(small, small0, "dis-fast"), flow(small0, small, "dis-fast")
-            trusted = reliable(backward, forward).astype(np.float32)
+            backward, trusted = reliable_flow(small, small0, "dis-fast")
+            trusted = trusted.astype(np.float32)
             if scale < 1:
                 backward = cv2.resize(backward, (w, h), interpolation=cv2.INTER_LINEAR) / scale
                 trusted = cv2.resize(trusted, (w, h), interpolation=cv2.INTER_NEAREST)
@@ -94,8 +94,8 @@ class FlowBlend:
         out = stylized.permute(1, 2, 0).contiguous().numpy()
         if self.previous is not None and self.weight > 0:
             g0, o0 = self.previous
-            backward, forward = flow(g, g0, self.method), flow(g0, g, self.method)
-            mask = reliable(backward, forward)[..., None]
+            backward, mask = reliable_flow(g, g0, self.method)
+            mask = mask[..., None]
             out = np.where(mask, self.weight * warp(o0, backward) + (1 - self.weight) * out, out).astype(np.float32)
         self.previous = (g, out)
         return torch.from_numpy(out).permute(2, 0, 1)

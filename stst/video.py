@@ -131,7 +131,7 @@ def stylize_video(
     Raises :class:`FileProblem` when nothing could be written (not a clip,
     unknown codec). ``max_size`` shrinks frames so the long side is at most that.
     ``temporal`` > 0 blends each frame with the previous output along the
-    optical flow (:class:`stst.temporal.FlowBlend`, less flicker; needs OpenCV).
+    optical flow (:class:`stst.temporal.FlowBlend`, less flicker, softer strokes).
     ``denoise`` is the strength of the temporal noise filter on the source
     frames along the optical flow (:class:`stst.temporal.FlowDenoiser`, less
     flicker; 0 is off).
