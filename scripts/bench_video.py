@@ -4,6 +4,10 @@
     python scripts/bench_video.py --frames 60 --max-size 320 --skip-speed
     python scripts/bench_video.py --skip-speed --baseline OLD.pth --models models/starry_night.pth
 
+Speed: medians of --repeats runs of the network alone on the decoded frames and
+of the whole video path (decode, denoise, stylize, encode), and the source
+denoiser's own cost per frame at the clip's size, 640 and 1920 px.
+
 Flicker: the warping error of Lai et al. 2018 (stst.flicker), measured with
 Farneback flow (the blend uses DIS), and the frames' content/style losses under
 the baseline model's training losses (every 5th frame). Rows: the baseline
@@ -16,6 +20,7 @@ fine-tuned with --temporal-weight); the source clip itself.
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +32,13 @@ import torch
 from stst.bundled import DEFAULT_MODEL, bundled_models
 from stst.checkpoint import load_checkpoint, load_model
 from stst.devices import resolve_device
-from stst.flicker import read_frames, warping_error
+from stst.flicker import opencv, read_frames, warping_error
 from stst.imageio import array_tensor
 from stst.options import options_from_dict
 from stst.engine import Stylizer
 from stst.losses import build_loss
 from stst.smoothing import StatisticsSmoother
-from stst.temporal import DEFAULT_DENOISE
+from stst.temporal import DEFAULT_DENOISE, FlowDenoiser
 from stst.video import stylize_video
 from stst.weights import resolve_vgg_weights
 
@@ -61,18 +66,38 @@ def excerpt(source: Path, target: Path, frames: int, max_size: int | None) -> Pa
     return target
 
 
-def speed(stylizer: Stylizer, clip: Path, scratch: Path, label: str) -> None:
+def speed(stylizer: Stylizer, clip: Path, scratch: Path, label: str, repeats: int) -> None:
+    """Medians over ``repeats`` runs: the network alone on the decoded frames (batches of 4), then the whole video path."""
     frames = [array_tensor(f) for f in read_frames(clip)]
     stylizer(torch.stack(frames[:4]))  # warm-up
-    start = time.perf_counter()
-    for i in range(0, len(frames), 4):
-        stylizer(torch.stack(frames[i: i + 4]))
-    network = time.perf_counter() - start
-    start = time.perf_counter()
-    stylize_video(stylizer, clip, scratch / "speed.mp4", progress=False)
-    total = time.perf_counter() - start
-    n = len(frames)
-    print(f"| {label} | {n} | {n / network:.2f} | {n / total:.2f} | {total / network:.2f}x |", flush=True)
+    networks, totals = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(0, len(frames), 4):
+            stylizer(torch.stack(frames[i: i + 4]))
+        networks.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        stylize_video(stylizer, clip, scratch / "speed.mp4", progress=False)
+        totals.append(time.perf_counter() - start)
+    n, network, total = len(frames), float(np.median(networks)), float(np.median(totals))
+    print(f"| {label} | {n} x {repeats} | {n / network:.2f} | {n / total:.2f} | {total / network:.2f}x |", flush=True)
+
+
+def denoise_cost(clip: Path, count: int, sizes: list[int]) -> None:
+    """Milliseconds per frame of the source denoiser (it runs in the decode thread) on the first ``count`` frames of
+    ``clip`` resized to each long side."""
+    cv2 = opencv()
+    source = list(itertools.islice(read_frames(clip), count))
+    for side in sizes:
+        h, w = source[0].shape[:2]
+        frames = [cv2.resize(f, (round(w * side / max(h, w)), round(h * side / max(h, w)))) for f in source]
+        denoiser = FlowDenoiser()
+        denoiser(frames[0])
+        start = time.perf_counter()
+        for frame in frames[1:]:
+            denoiser(frame)
+        ms = (time.perf_counter() - start) / (len(frames) - 1) * 1000
+        print(f"| {frames[0].shape[1]}x{frames[0].shape[0]} | {ms:.1f} ms | {1000 / ms:.0f} |", flush=True)
 
 
 def flicker(baseline: Path, models: list[Path], clip: Path, scratch: Path, device: torch.device,
@@ -118,6 +143,7 @@ def main() -> None:
     parser.add_argument("--max-size", type=int, default=320)
     parser.add_argument("--weights", type=float, nargs="*", default=[0.5, 0.7])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3, help="speed runs; medians are printed")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-flicker", action="store_true")
     parser.add_argument("--baseline", type=Path, help="model to compare against, frame by frame, smoothed and "
@@ -138,7 +164,9 @@ def main() -> None:
         print("\n| precision | frames | network-only fps | end-to-end fps | end-to-end / network time |\n|---|---|---|---|---|")
         for precision in ("fp32", "auto"):
             stylizer = Stylizer(model, device, precision=precision, tile=None)
-            speed(stylizer, clip, scratch, f"{precision} ({stylizer.backend} {stylizer.precision})")
+            speed(stylizer, clip, scratch, f"{precision} ({stylizer.backend} {stylizer.precision})", args.repeats)
+        print("\n| source denoiser (decode thread) at | per frame | frames/s |\n|---|---|---|")
+        denoise_cost(args.clip, args.frames, [max(w, h), 640, 1920])
     if not args.skip_flicker:
         flicker(args.baseline or model_path, args.models, clip, scratch, device, args.weights, args.momentum)
 

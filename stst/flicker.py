@@ -14,6 +14,7 @@ an independent second method.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -48,13 +49,20 @@ def flow(a: np.ndarray, b: np.ndarray, method: str = "dis") -> np.ndarray:
     raise ValueError(f"unknown flow method '{method}' (use {' or '.join(FLOW_METHODS)})")
 
 
+@functools.lru_cache(maxsize=4)
+def pixel_grid(h: int, w: int) -> np.ndarray:
+    """(H, W, 2) float32 pixel coordinates (x, y), kept for the few frame sizes of a run."""
+    y, x = np.indices((h, w), dtype=np.float32)
+    grid = np.stack([x, y], -1)
+    grid.flags.writeable = False
+    return grid
+
+
 def warp(image: np.ndarray, flow_to_source: np.ndarray) -> np.ndarray:
     """``image`` sampled at x + flow(x): the previous frame carried onto the current one."""
     cv2 = opencv()
-    h, w = flow_to_source.shape[:2]
-    grid = np.mgrid[0:h, 0:w].astype(np.float32)
-    map_x, map_y = grid[1] + flow_to_source[..., 0], grid[0] + flow_to_source[..., 1]
-    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    where = pixel_grid(*flow_to_source.shape[:2]) + flow_to_source
+    return cv2.remap(image, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def reliable(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
