@@ -284,20 +284,29 @@ def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, bat
         for future in pending:
             future.result()
         writer.submit(finish).result()
+    failure = error or _truncation(container, video, counter["frames"], counter["end"])
+    if not failure:
+        bar.total = bar.n  # the header may count frames that are not coded (see _truncation)
+        bar.refresh()
     bar.close()
-    return ClipReport(counter["frames"], error or _truncation(container, video, counter["frames"], counter["end"]))
+    return ClipReport(counter["frames"], failure)
 
 
 def _truncation(container, video, frames: int, last: float) -> str | None:
-    """Why the clip seems cut short (fewer frames or seconds than its header says), or None.
+    """Why the clip seems cut short (fewer seconds, or without a duration fewer frames, than its header says), or None.
 
     FFmpeg reaches the end of a truncated file without an error, so the
-    header's frame count and duration are the only witnesses.
+    header's duration and frame count are the only witnesses. The duration
+    is asked first: a header's frame count may include frames that are not
+    coded (an AVI's empty chunks repeat the previous frame), which FFmpeg
+    rightly does not return.
     """
-    if video.frames and frames < video.frames:
-        return f"the file ends after {frames} of its {video.frames} frames (truncated?)"
     duration = container.duration / 1e6 if container.duration else None
+    if not duration:
+        if video.frames and frames < video.frames:
+            return f"the file ends after {frames} of its {video.frames} frames (truncated?)"
+        return None
     interval = 1 / float(video.average_rate) if video.average_rate else 0.1
-    if duration and frames and last + 3 * interval < duration - float((video.start_time or 0) * video.time_base):
+    if frames and last + 3 * interval < duration - float((video.start_time or 0) * video.time_base):
         return f"the file ends at {last + interval:.2f} s of its {duration:.2f} s (truncated?)"
     return None

@@ -138,6 +138,19 @@ def test_truncated_clip_writes_the_frames_that_decoded_and_fails(tmp_path, small
     assert "Traceback" not in result.output
 
 
+def test_avi_whose_header_counts_repeated_frames_is_whole(tmp_path, small_model):
+    """Like OpenCV's tree.avi: 444 frames in the header, 68 coded, the rest empty chunks (repeat the last frame)."""
+    src = make_clip(tmp_path / "gaps.avi", frames=8, size=(48, 32), audio=None, pts=[3 * i for i in range(8)])
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].frames == 22  # the muxer filled the gaps with empty chunks
+    result = run("stylize", src, "-m", small_model)
+    assert result.exit_code == 0, result.output
+    assert "truncated" not in result.output
+    before, after = probe(src), probe(tmp_path / "gaps-small.mp4")
+    assert after["frames"] == before["frames"] == 8
+    assert after["pts"] == pytest.approx(before["pts"], abs=1e-3)
+
+
 def test_folder_of_photos_and_clips_converts_all(tmp_path, small_model):
     src = tmp_path / "mixed"
     src.mkdir()
