@@ -90,13 +90,18 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         raise FileProblem(path, f"not a readable image ({what})") from None
 
 
+def shrunk_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """``(width, height)`` scaled so the longest side is at most ``long_side`` (never enlarged, at least 1 pixel)."""
+    scale = min(1.0, long_side / max(width, height))
+    return (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else (width, height)
+
+
 def read_photo(path: str | Path, max_size: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Photo:
     """Load ``path``; ``max_size`` shrinks it so the longest side is at most that many pixels."""
     img, fmt, frames = open_image(path, max_pixels)
     try:
         if max_size and max(img.size) > max_size:
-            scale = max_size / max(img.size)
-            new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+            new = shrunk_size(img.width, img.height, max_size)
             if img.mode in _SIXTEEN_BIT_MODES:
                 img = img.convert("F")  # Pillow resamples 32-bit float, not 16-bit integer modes
                 img = img.resize(new, Image.Resampling.LANCZOS).convert("I")

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .flicker import gray, opencv, reliable_flow, warp
+from .imageio import shrunk_size
 
 DEFAULT_WEIGHT = 0.6
 DEFAULT_DENOISE = 0.8
@@ -67,9 +68,8 @@ class FlowDenoiser:
         """
         cv2 = opencv()
         h, w = rgb.shape[:2]
-        scale = min(1.0, FLOW_SIDE / max(h, w))
-        small = gray(rgb if scale == 1 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                                       interpolation=cv2.INTER_AREA))
+        scale = min(1.0, FLOW_SIDE / max(h, w))  # of the flow's vectors, too
+        small = gray(rgb if scale == 1 else cv2.resize(rgb, shrunk_size(w, h, FLOW_SIDE), interpolation=cv2.INTER_AREA))
         frame, small_filtered = rgb.astype(np.float32), small.astype(np.float32)
         if self.previous is not None and self.strength > 0 and self.previous[2].shape == frame.shape:
             small0, small_filtered0, frame0 = self.previous

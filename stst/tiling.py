@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .imageio import shrunk_size
 from .network import (SIZE_MULTIPLE, TransformerNet, instance_statistics, norm_layers, normalise_with,
                       pad_to_multiple)
 
@@ -39,10 +40,9 @@ Stats = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
 def norm_statistics(model: TransformerNet, image: torch.Tensor, size: int = STATS_SIZE) -> Stats:
     """Per-channel mean and variance at every instance norm, from ``image`` shrunk to long side ``size``."""
     h, w = image.shape[-2:]
-    scale = min(1.0, size / max(h, w))
-    if scale < 1:
-        image = F.interpolate(image, size=(max(1, round(h * scale)), max(1, round(w * scale))),
-                              mode="bilinear", antialias=True, align_corners=False)
+    width, height = shrunk_size(w, h, size)
+    if (width, height) != (w, h):
+        image = F.interpolate(image, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
     stats: Stats = {}
 
     def record(module, inputs):
