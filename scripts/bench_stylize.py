@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from stst.bundled import DEFAULT_MODEL, bundled_models
-from stst.checkpoint import load_model, save_checkpoint
-from stst.devices import resolve_device
-from stst.imageio import read_photo
-from stst.network import ArchConfig, TransformerNet
-from stst.engine import Stylizer
+from stst.model.bundled import DEFAULT_MODEL, bundled_models
+from stst.model.checkpoint import load_model, save_checkpoint
+from stst.base.devices import resolve_device
+from stst.base.imageio import read_photo
+from stst.model.network import ArchConfig, TransformerNet
+from stst.infer.engine import Stylizer
 from stst.stylize import plan_jobs, run_jobs
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"

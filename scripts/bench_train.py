@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from stst.devices import resolve_device
-from stst.losses import build_loss, gram
-from stst.network import TransformerNet
-from stst.options import make_options
-from stst.train import _load_style, backward_step, forward_losses, training_precision
-from stst.vgg import VGGFeatures
-from stst.weights import resolve_vgg_weights
+from stst.base.devices import resolve_device
+from stst.training.losses import build_loss, gram
+from stst.model.network import TransformerNet
+from stst.training.options import make_options
+from stst.training.train import _load_style, backward_step, forward_losses, training_precision
+from stst.training.vgg import VGGFeatures
+from stst.training.weights import resolve_vgg_weights
 
 STYLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "styles" / "starry_night.jpg"
 

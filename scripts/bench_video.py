@@ -8,7 +8,7 @@ Speed: medians of --repeats runs of the network alone on the decoded frames and
 of the whole video path (decode, denoise, stylize, encode), and the source
 denoiser's own cost per frame at the clip's size, 640 and 1920 px.
 
-Flicker: the warping error of Lai et al. 2018 (stst.flicker), measured with
+Flicker: the warping error of Lai et al. 2018 (stst.video.flicker), measured with
 Farneback flow (the blend uses DIS), and the frames' content/style losses under
 the baseline model's training losses (every 5th frame). Rows: the baseline
 frame by frame, with instance-norm statistics smoothing, with --temporal-blend
@@ -29,18 +29,18 @@ import av
 import numpy as np
 import torch
 
-from stst.bundled import DEFAULT_MODEL, bundled_models
-from stst.checkpoint import load_checkpoint, load_model
-from stst.devices import resolve_device
-from stst.flicker import opencv, read_frames, warping_error
-from stst.imageio import array_tensor
-from stst.options import options_from_dict
-from stst.engine import Stylizer
-from stst.losses import build_loss
-from stst.smoothing import StatisticsSmoother
-from stst.temporal import DEFAULT_DENOISE, FlowDenoiser
-from stst.video import stylize_video
-from stst.weights import resolve_vgg_weights
+from stst.model.bundled import DEFAULT_MODEL, bundled_models
+from stst.model.checkpoint import load_checkpoint, load_model
+from stst.base.devices import resolve_device
+from stst.video.flicker import opencv, read_frames, warping_error
+from stst.base.imageio import array_tensor
+from stst.training.options import options_from_dict
+from stst.infer.engine import Stylizer
+from stst.training.losses import build_loss
+from stst.video.smoothing import StatisticsSmoother
+from stst.video.temporal import DEFAULT_DENOISE, FlowDenoiser
+from stst.video.video import stylize_video
+from stst.training.weights import resolve_vgg_weights
 
 CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "cup.mp4"
 

@@ -16,9 +16,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from stst.evaluate import evaluate, mean_score
-from stst.options import RunSettings, TrainOptions
-from stst.train import train
+from stst.training.evaluate import evaluate, mean_score
+from stst.training.options import RunSettings, TrainOptions
+from stst.training.train import train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from stst.bundled import bundled_models
-from stst.checkpoint import load_model
-from stst.imageio import read_photo, to_uint8
-from stst.engine import stylize_tensor
+from stst.model.bundled import bundled_models
+from stst.model.checkpoint import load_model
+from stst.base.imageio import read_photo, to_uint8
+from stst.infer.engine import stylize_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"

@@ -12,10 +12,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from make_gallery import LABEL, PHOTOS, ROOT, cell
-from stst.bundled import bundled_models
-from stst.checkpoint import load_model
-from stst.imageio import read_photo, to_uint8
-from stst.look import Look
+from stst.model.bundled import bundled_models
+from stst.model.checkpoint import load_model
+from stst.base.imageio import read_photo, to_uint8
+from stst.infer.look import Look
 
 ROWS = [
     ("strength", [(f"--strength {s}", Look(strength=s)) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]),

@@ -20,11 +20,11 @@ import argparse
 import time
 from pathlib import Path
 
-from stst.checkpoint import load_checkpoint, load_model, save_checkpoint
-from stst.distill import DistillOptions, distill
-from stst.evaluate import evaluate, mean_score
-from stst.options import RunSettings, make_options
-from stst.train import train
+from stst.model.checkpoint import load_checkpoint, load_model, save_checkpoint
+from stst.training.distill import DistillOptions, distill
+from stst.training.evaluate import evaluate, mean_score
+from stst.training.options import RunSettings, make_options
+from stst.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_USAGE, StstError, first_line, os_problem
-from .limits import DEFAULT_MAX_PIXELS
-from .options import PRESETS, RunSettings, default
+from .base.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_USAGE, StstError, first_line, os_problem
+from .base.limits import DEFAULT_MAX_PIXELS
+from .training.options import PRESETS, RunSettings, default
 
 FORMAT_CHOICES = click.Choice(["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"], case_sensitive=False)
 
@@ -22,7 +22,7 @@ def _parse_tile(value: str):
     """--tile: a size in pixels, 'auto' or 'off'."""
     if value in ("auto", "off"):
         return None if value == "off" else "auto"
-    from .tiling import MIN_TILE
+    from .infer.tiling import MIN_TILE
 
     if not value.isdigit() or int(value) % 4 or int(value) < MIN_TILE:
         raise click.BadParameter(f"'{value}': use auto, off, or a multiple of 4 of at least {MIN_TILE}", param_hint="--tile")
@@ -33,7 +33,7 @@ class _Cli(click.Group):
     """The command group, with one error style for every subcommand.
 
     Every failure is one line on stderr, ``stst: error: <what>``, and an exit
-    code from :mod:`stst.errors` (2 usage or bad model, 130 interrupted);
+    code from :mod:`stst.base.errors` (2 usage or bad model, 130 interrupted);
     ``--debug`` or ``STST_DEBUG=1`` adds the traceback.
     """
 
@@ -134,11 +134,11 @@ def stylize(inputs, model_spec, light, output, recursive, fmt, quality, max_size
             precision, backend, tile, compile_, example, strength, preserve_colors, stroke_scale, crf, codec,
             temporal_blend, denoise) -> None:
     """Stylize images, video clips and/or folders of them with a trained model (.pth or exported .onnx)."""
-    from .bundled import example_photo, resolve_model
-    from .checkpoint import load_model
-    from .look import Look
-    from . import distributed
-    from .engine import Stylizer
+    from .model.bundled import example_photo, resolve_model
+    from .model.checkpoint import load_model
+    from .infer.look import Look
+    from .base import distributed
+    from .infer.engine import Stylizer
     from .stylize import Report, plan_jobs, run_jobs
 
     if example:
@@ -156,7 +156,7 @@ def stylize(inputs, model_spec, light, output, recursive, fmt, quality, max_size
     # Under torchrun each process takes every N-th job on its own device; rank 0 reports for all.
     ctx, torch_device = distributed.setup(device)
     if model_path.suffix.lower() == ".onnx":
-        from .onnxrt import OnnxStylizer
+        from .infer.onnxrt import OnnxStylizer
 
         if tile_setting not in ("auto", None):
             raise click.UsageError("--tile is not available for ONNX models")
@@ -267,12 +267,12 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
     run settings (--device, --workers, --checkpoint-every, --preview*, --loss-log, --precision,
     --compile, --vgg-weights) may be given; the options that shape the weights are the run's.
     """
-    from .data import find_images
-    from .datasets import resolve_dataset
-    from .distributed import context
-    from .devices import resolve_device
-    from .options import make_options, preset_for
-    from .train import iterations_for_epochs, train as run_training
+    from .training.data import find_images
+    from .training.datasets import resolve_dataset
+    from .base.distributed import context
+    from .base.devices import resolve_device
+    from .training.options import make_options, preset_for
+    from .training.train import iterations_for_epochs, train as run_training
 
     if iterations and epochs:
         raise click.UsageError("give --iterations or --epochs, not both")
@@ -320,8 +320,8 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
 @click.option("--vgg-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="torchvision vgg16 state_dict to convert and cache.")
 def weights(vgg_weights) -> None:
     """Fetch, verify and cache the VGG16 loss-network weights (for offline machines and images)."""
-    from .home import stst_home
-    from .weights import CACHE_NAME, FEATURES_SHA256, resolve_vgg_weights
+    from .base.home import stst_home
+    from .training.weights import CACHE_NAME, FEATURES_SHA256, resolve_vgg_weights
 
     _, source = resolve_vgg_weights(vgg_weights, log=lambda message: click.echo(message, err=True))
     click.echo(f"VGG16 weights verified (sha256 {FEATURES_SHA256[:16]}...) from {source}")
@@ -342,9 +342,9 @@ def evaluate(model_path, inputs, size, device, as_json) -> None:
     import json
     from dataclasses import asdict
 
-    from .devices import resolve_device
-    from .bundled import resolve_model
-    from .evaluate import evaluate as run_evaluation, mean_score
+    from .base.devices import resolve_device
+    from .model.bundled import resolve_model
+    from .training.evaluate import evaluate as run_evaluation, mean_score
 
     skipped = []
 
@@ -381,9 +381,9 @@ def evaluate(model_path, inputs, size, device, as_json) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the teacher).")
 def distill(model_spec, dataset, output, width, iterations, device, workers, overwrite) -> None:
     """Make a light variant of a model: a narrower network taught the model's outputs (about 3x faster)."""
-    from .bundled import resolve_model
-    from .datasets import resolve_dataset
-    from .distill import DistillOptions, distill as run_distillation
+    from .model.bundled import resolve_model
+    from .training.datasets import resolve_dataset
+    from .training.distill import DistillOptions, distill as run_distillation
 
     teacher, name = resolve_model(model_spec)
     output = output or Path(f"{name}-light.pth")
@@ -395,8 +395,8 @@ def distill(model_spec, dataset, output, width, iterations, device, workers, ove
 @main.command()
 def models() -> None:
     """List the bundled style models."""
-    from .bundled import DEFAULT_MODEL, bundled_models
-    from .checkpoint import load_checkpoint
+    from .model.bundled import DEFAULT_MODEL, bundled_models
+    from .model.checkpoint import load_checkpoint
 
     found = bundled_models()
     if not found:
@@ -418,8 +418,8 @@ def info(model_spec, as_json) -> None:
     """Show what a model file holds: style, training, losses, hardware, sha256, architecture and cost."""
     import json
 
-    from .bundled import resolve_model
-    from .info import describe, model_info
+    from .model.bundled import resolve_model
+    from .model.info import describe, model_info
 
     details = model_info(resolve_model(model_spec)[0])
     click.echo(json.dumps(details, indent=2) if as_json else "\n".join(describe(details)))
@@ -432,10 +432,10 @@ def info(model_spec, as_json) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing file (never the source model).")
 def export(model_spec, fmt, output, overwrite) -> None:
     """Export a model to ONNX or TorchScript (any image size, RGB 0..1 in and out)."""
-    from .bundled import resolve_model
-    from .checkpoint import load_model
-    from .export import export_model
-    from .fileio import check_target, check_writable
+    from .model.bundled import resolve_model
+    from .model.checkpoint import load_model
+    from .model.export import export_model
+    from .base.fileio import check_target, check_writable
 
     model_path, name = resolve_model(model_spec)
     output = output or Path(f"{name}.{'onnx' if fmt == 'onnx' else 'pt'}")

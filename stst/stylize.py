@@ -1,4 +1,4 @@
-"""Stylizing files and folders: the job runner behind ``stst stylize`` (the network runs in :mod:`stst.engine`)."""
+"""Stylizing files and folders: the job runner behind ``stst stylize`` (the network runs in :mod:`stst.infer.engine`)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .errors import FileProblem, StstError, first_line
-from .imageio import WRITE_FORMATS, Photo, format_of_suffix, output_format, read_photo, write_photo
-from .limits import DEFAULT_MAX_PIXELS
-from .prefetch import prefetch
-from .temporal import DEFAULT_DENOISE
-from .video import DEFAULT_CRF, is_video, output_suffix, stylize_video
+from .base.errors import FileProblem, StstError, first_line
+from .base.imageio import WRITE_FORMATS, Photo, format_of_suffix, output_format, read_photo, write_photo
+from .base.limits import DEFAULT_MAX_PIXELS
+from .base.prefetch import prefetch
+from .video.temporal import DEFAULT_DENOISE
+from .video.video import DEFAULT_CRF, is_video, output_suffix, stylize_video
 
 
 @dataclass(frozen=True)
@@ -166,10 +166,10 @@ def run_jobs(
     """Stylize every job, continuing past bad files; returns what happened to each.
 
     Decoding runs ahead in one thread and encoding behind in another, so that
-    the network (``stylizer``, e.g. a :class:`stst.engine.Stylizer`) is rarely idle. A
+    the network (``stylizer``, e.g. a :class:`stst.infer.engine.Stylizer`) is rarely idle. A
     non-finite result (a broken model, fp16 overflow) is a failure, never a
     written file. Video clips follow the images, each through
-    :func:`stst.video.stylize_video` (``crf``, ``codec``, ``temporal``, ``denoise``). Ctrl-C stops after
+    :func:`stst.video.video.stylize_video` (``crf``, ``codec``, ``temporal``, ``denoise``). Ctrl-C stops after
     the writes in flight and sets ``report.interrupted``.
     """
     if batch_size < 1:

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import os
 import signal
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from stst.checkpoint import save_checkpoint
-from stst.network import ArchConfig, TransformerNet
+from stst.model.checkpoint import save_checkpoint
+from stst.model.network import ArchConfig, TransformerNet
 
 DATA = Path(__file__).resolve().parent / "data"
 PHOTOS = DATA / "photos"  # five Kodak photos, 384x256 JPEG
@@ -58,4 +62,53 @@ def untrained_model_path(tmp_path: Path) -> Path:
     """A stst checkpoint of a freshly initialised, untrained network."""
     path = tmp_path / "untrained.pth"
     save_checkpoint(path, fresh_network(), {"note": "freshly initialised, untrained"})
+    return path
+
+
+def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12, audio: str | None = "aac",
+              rotation: int = 0, pts: list[int] | None = None, levels: list[float] | None = None,
+              pan: int = 1, noise: float = 0.0) -> Path:
+    """A clip of a real photo panning by ``pan`` pixels a frame (0: a still shot), with a sine tone; ``pts``
+    (in 1/fps units) makes it variable-rate, ``levels`` scale each frame's brightness (a fade), ``noise``
+    adds Gaussian noise of that standard deviation (0..255) to each frame."""
+    photo = np.asarray(Image.open(PHOTOS / "kodim23.jpg").convert("RGB"))
+    rng = np.random.default_rng(0)
+    w, h = size
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264" if path.suffix != ".avi" else "mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+        if path.suffix == ".avi":
+            video.width, video.height = w, h
+        video.time_base = Fraction(1, fps)
+        if rotation:
+            video.set_display_rotation(rotation)
+        sound = out.add_stream(audio, rate=16000) if audio else None
+        for i in range(frames):
+            top, left = pan * i % (photo.shape[0] - video.height + 1), 2 * pan * i % (photo.shape[1] - video.width + 1)
+            crop = photo[top: top + video.height, left: left + video.width]
+            if levels:
+                crop = (crop * levels[i]).round().astype(np.uint8)
+            if noise:
+                crop = np.clip(crop + rng.normal(0, noise, crop.shape), 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), format="rgb24")
+            frame.pts = pts[i] if pts else i
+            frame.time_base = Fraction(1, fps)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        if sound:
+            samples = 16000 * frames // fps
+            tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+            chunk = sound.codec_context.frame_size or 1024
+            layout_fmt = "fltp" if audio in ("aac", "libopus") else "s16"
+            for start in range(0, samples, chunk):
+                part = tone[start: start + chunk]
+                data = part[None] if layout_fmt == "fltp" else (part * 32767).astype(np.int16)[None]
+                frame = av.AudioFrame.from_ndarray(data, format=layout_fmt, layout="mono")
+                frame.sample_rate, frame.pts = 16000, start
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode(None):
+                out.mux(packet)
     return path

@@ -8,11 +8,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stst.bundled import DEFAULT_MODEL, LIGHT_SUFFIX, bundled_models, resolve_model
-from stst.checkpoint import load_model
+from stst.model.bundled import DEFAULT_MODEL, LIGHT_SUFFIX, bundled_models, resolve_model
+from stst.model.checkpoint import load_model
 from stst.cli import main
-from stst.imageio import read_photo
-from stst.tiling import stylize_tiled
+from stst.base.imageio import read_photo
+from stst.infer.tiling import stylize_tiled
 
 from conftest import PHOTOS, SHARED, needs_shared
 
@@ -32,7 +32,7 @@ def test_at_least_four_models_ship_and_carry_their_metadata():
 
 def test_the_installed_package_carries_the_models(tmp_path):
     # From another folder, so that the installed stst is imported, not this checkout.
-    code = "from stst.bundled import bundled_models; print(sorted(bundled_models()))"
+    code = "from stst.model.bundled import bundled_models; print(sorted(bundled_models()))"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(sorted(MODELS))
 

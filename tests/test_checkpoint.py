@@ -3,9 +3,9 @@ import os
 import pytest
 import torch
 
-from stst.checkpoint import load_checkpoint, load_model, save_checkpoint
-from stst.errors import FileProblem
-from stst.network import ArchConfig
+from stst.model.checkpoint import load_checkpoint, load_model, save_checkpoint
+from stst.base.errors import FileProblem
+from stst.model.network import ArchConfig
 
 from conftest import fresh_network
 

@@ -10,9 +10,9 @@ import zipfile
 import pytest
 from click.testing import CliRunner
 
-from stst import datasets
+from stst.training import datasets
 from stst.cli import main
-from stst.datasets import COLLECTIONS, DEFAULT_DATASET, Collection, DownloadError, fetch
+from stst.training.datasets import COLLECTIONS, DEFAULT_DATASET, Collection, DownloadError, fetch
 
 from conftest import PHOTOS, STYLES
 

@@ -10,14 +10,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from stst.bundled import resolve_model
-from stst.checkpoint import load_model
+from stst.model.bundled import resolve_model
+from stst.model.checkpoint import load_model
 from stst.cli import main
-from stst.distill import DistillOptions, distill, distillation_loss
-from stst.engine import stylize_tensor
-from stst.imageio import read_photo
-from stst.network import ArchConfig, TransformerNet
-from stst.options import options_from_dict
+from stst.training.distill import DistillOptions, distill, distillation_loss
+from stst.infer.engine import stylize_tensor
+from stst.base.imageio import read_photo
+from stst.model.network import ArchConfig, TransformerNet
+from stst.training.options import options_from_dict
 
 from conftest import PHOTOS, TRAIN
 

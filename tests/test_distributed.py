@@ -18,7 +18,7 @@ import time
 import pytest
 from torch.distributed.run import get_args_parser
 
-from stst.checkpoint import load_checkpoint
+from stst.model.checkpoint import load_checkpoint
 from stst.cli import main
 
 from conftest import PHOTOS, STYLES, TRAIN
@@ -115,7 +115,7 @@ def test_every_option_survives_torchruns_parser(command):
 
 
 def test_a_batch_that_does_not_split_evenly_is_refused():
-    from stst.data import crop_loader
+    from stst.training.data import crop_loader
 
     with pytest.raises(Exception, match="the batch size 3 is not a multiple of the 2 processes"):
         crop_loader([PHOTOS / "kodim01.jpg"], 32, 3, 0, world=2)

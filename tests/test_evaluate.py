@@ -4,10 +4,10 @@ import pytest
 from click.testing import CliRunner
 
 from stst.cli import main
-from stst.errors import FileProblem
-from stst.evaluate import evaluate, mean_score
-from stst.options import RunSettings, TrainOptions
-from stst.train import train
+from stst.base.errors import FileProblem
+from stst.training.evaluate import evaluate, mean_score
+from stst.training.options import RunSettings, TrainOptions
+from stst.training.train import train
 
 from conftest import PHOTOS, STYLES, TRAIN
 

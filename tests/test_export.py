@@ -7,10 +7,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stst.checkpoint import save_checkpoint
+from stst.model.checkpoint import save_checkpoint
 from stst.cli import main
-from stst.imageio import read_photo
-from stst.network import ArchConfig
+from stst.base.imageio import read_photo
+from stst.model.network import ArchConfig
 
 from conftest import PHOTOS, fresh_network
 

@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from stst.checkpoint import load_checkpoint, save_checkpoint
+from stst.model.checkpoint import load_checkpoint, save_checkpoint
 from stst.cli import main
-from stst.errors import FileProblem
-from stst.imageio import read_photo
-from stst.network import ArchConfig
+from stst.base.errors import FileProblem
+from stst.base.imageio import read_photo
+from stst.model.network import ArchConfig
 
 from conftest import PHOTOS, fresh_network
 

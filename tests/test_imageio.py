@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from stst.errors import FileProblem
-from stst.imageio import read_photo, write_photo
+from stst.base.errors import FileProblem
+from stst.base.imageio import read_photo, write_photo
 
 from conftest import PHOTOS
 

@@ -11,14 +11,14 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from PIL import Image
 
-from stst.bundled import bundled_models
-from stst.checkpoint import load_checkpoint, load_model
+from stst.model.bundled import bundled_models
+from stst.model.checkpoint import load_checkpoint, load_model
 from stst.cli import main
-from stst.imageio import read_photo
-from stst.look import Look, luminance
-from stst.options import options_from_dict
-from stst.losses import build_loss
-from stst.weights import resolve_vgg_weights
+from stst.base.imageio import read_photo
+from stst.infer.look import Look, luminance
+from stst.training.options import options_from_dict
+from stst.training.losses import build_loss
+from stst.training.weights import resolve_vgg_weights
 
 from conftest import PHOTOS
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stst.network import ArchConfig, TransformerNet, pad_to_multiple
+from stst.model.network import ArchConfig, TransformerNet, pad_to_multiple
 
 from conftest import fresh_network
 

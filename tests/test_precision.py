@@ -7,9 +7,9 @@ import sys
 
 import torch
 
-from stst import engine
-from stst.engine import Stylizer, choose_engine
-from stst.precision import CALIBRATION_FILE, fastest, machine_key, median_seconds
+from stst.infer import engine
+from stst.infer.engine import Stylizer, choose_engine
+from stst.infer.precision import CALIBRATION_FILE, fastest, machine_key, median_seconds
 
 from conftest import fresh_network
 

@@ -19,11 +19,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stst.checkpoint import load_checkpoint, save_checkpoint
+from stst.model.checkpoint import load_checkpoint, save_checkpoint
 from stst.cli import main
-from stst.network import ArchConfig
-from stst.options import RunSettings, TrainOptions
-from stst.train import TrainingError, train
+from stst.model.network import ArchConfig
+from stst.training.options import RunSettings, TrainOptions
+from stst.training.train import TrainingError, train
 
 from conftest import PHOTOS, STYLES, TRAIN, answers_ctrl_c, fresh_network
 
@@ -319,7 +319,7 @@ def test_row5_unwritable_output_or_log_fails_before_training(tmp_path):
 
 
 def test_row5_failed_final_write_keeps_the_work_and_says_where(tmp_path, monkeypatch):
-    import stst.train as train_module
+    import stst.training.train as train_module
 
     real_save = train_module.save_checkpoint
     out = tmp_path / "m.pth"
@@ -404,7 +404,7 @@ def test_row6_unusable_stst_home_only_matters_to_commands_that_cache(tmp_path, s
     src = photo(tmp_path / "a.jpg")
     assert run("stylize", src, "-m", small_model, env=env).exit_code == 0
     assert run("models", env=env).exit_code == 0
-    from stst.weights import resolve_vgg_weights
+    from stst.training.weights import resolve_vgg_weights
 
     state, _ = resolve_vgg_weights()
     torch.save(state, tmp_path / "vgg.pth")
@@ -432,7 +432,7 @@ def test_example_photo_needs_nothing(tmp_path, monkeypatch):
 
 
 def test_file_type_sniffing():
-    from stst.filetypes import sniff
+    from stst.base.filetypes import sniff
 
     assert sniff(PHOTOS / "kodim01.jpg") == "a JPEG image"
     assert sniff(Path(os.devnull)) == "an empty file"

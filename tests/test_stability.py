@@ -8,15 +8,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from stst.bundled import DEFAULT_MODEL, bundled_models
-from stst.checkpoint import load_checkpoint, load_model, save_checkpoint
+from stst.model.bundled import DEFAULT_MODEL, bundled_models
+from stst.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from stst.cli import main
-from stst.fileio import file_sha256
-from stst.imageio import read_photo
-from stst.losses import TemporalLoss
-from stst.network import ArchConfig, TransformerNet
-from stst.smoothing import DARK, StatisticsSmoother, keep_dark
-from stst.temporal import DEFAULT_DENOISE, FlowDenoiser
+from stst.base.fileio import file_sha256
+from stst.base.imageio import read_photo
+from stst.training.losses import TemporalLoss
+from stst.model.network import ArchConfig, TransformerNet
+from stst.video.smoothing import DARK, StatisticsSmoother, keep_dark
+from stst.video.temporal import DEFAULT_DENOISE, FlowDenoiser
 
 from conftest import PHOTOS, STYLES, TRAIN
 

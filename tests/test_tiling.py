@@ -3,12 +3,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stst import engine as engine_module
+from stst.infer import engine as engine_module
 from stst.cli import main
-from stst.imageio import read_photo, rgb_tensor
-from stst.network import ArchConfig
-from stst.engine import Stylizer
-from stst.tiling import MIN_TILE, stylize_tiled
+from stst.base.imageio import read_photo, rgb_tensor
+from stst.model.network import ArchConfig
+from stst.infer.engine import Stylizer
+from stst.infer.tiling import MIN_TILE, stylize_tiled
 
 from conftest import PHOTOS, fresh_network
 

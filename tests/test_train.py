@@ -10,13 +10,13 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stst.checkpoint import load_checkpoint, load_model
+from stst.model.checkpoint import load_checkpoint, load_model
 from stst.cli import main
-from stst.errors import FileProblem
-from stst.imageio import read_photo
-from stst.network import ArchConfig, TransformerNet
-from stst.options import RunSettings, TrainOptions
-from stst.train import TrainingError, train
+from stst.base.errors import FileProblem
+from stst.base.imageio import read_photo
+from stst.model.network import ArchConfig, TransformerNet
+from stst.training.options import RunSettings, TrainOptions
+from stst.training.train import TrainingError, train
 
 from conftest import PHOTOS, STYLES, TRAIN
 
@@ -148,9 +148,9 @@ def test_bad_style_layer_is_a_usage_error(tmp_path):
 
 
 def test_bf16_autocast_keeps_grams_and_losses_in_fp32_and_trains(tmp_path):
-    from stst.losses import build_loss, gram
-    from stst.train import _load_style, backward_step, forward_losses, training_precision
-    from stst.weights import resolve_vgg_weights
+    from stst.training.losses import build_loss, gram
+    from stst.training.train import _load_style, backward_step, forward_losses, training_precision
+    from stst.training.weights import resolve_vgg_weights
 
     assert gram(torch.rand(2, 8, 5, 5, dtype=torch.bfloat16)).dtype == torch.float32
     options = small_options(iterations=3)

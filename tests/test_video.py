@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -16,67 +15,18 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stst.checkpoint import save_checkpoint
+from stst.model.checkpoint import save_checkpoint
 from stst.cli import main
-from stst.network import ArchConfig
-from stst.video import is_video
+from stst.model.network import ArchConfig
+from stst.video.video import is_video
 
-from conftest import PHOTOS, SHARED, answers_ctrl_c, fresh_network, needs_shared
+from conftest import PHOTOS, SHARED, answers_ctrl_c, fresh_network, make_clip, needs_shared
 
 
 @pytest.fixture
 def small_model(tmp_path: Path) -> Path:
     path = tmp_path / "small.pth"
     save_checkpoint(path, fresh_network(config=ArchConfig(channels=8)))
-    return path
-
-
-def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12, audio: str | None = "aac",
-              rotation: int = 0, pts: list[int] | None = None, levels: list[float] | None = None,
-              pan: int = 1, noise: float = 0.0) -> Path:
-    """A clip of a real photo panning by ``pan`` pixels a frame (0: a still shot), with a sine tone; ``pts``
-    (in 1/fps units) makes it variable-rate, ``levels`` scale each frame's brightness (a fade), ``noise``
-    adds Gaussian noise of that standard deviation (0..255) to each frame."""
-    photo = np.asarray(Image.open(PHOTOS / "kodim23.jpg").convert("RGB"))
-    rng = np.random.default_rng(0)
-    w, h = size
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264" if path.suffix != ".avi" else "mpeg4", rate=fps)
-        video.width, video.height, video.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-        if path.suffix == ".avi":
-            video.width, video.height = w, h
-        video.time_base = Fraction(1, fps)
-        if rotation:
-            video.set_display_rotation(rotation)
-        sound = out.add_stream(audio, rate=16000) if audio else None
-        for i in range(frames):
-            top, left = pan * i % (photo.shape[0] - video.height + 1), 2 * pan * i % (photo.shape[1] - video.width + 1)
-            crop = photo[top: top + video.height, left: left + video.width]
-            if levels:
-                crop = (crop * levels[i]).round().astype(np.uint8)
-            if noise:
-                crop = np.clip(crop + rng.normal(0, noise, crop.shape), 0, 255).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), format="rgb24")
-            frame.pts = pts[i] if pts else i
-            frame.time_base = Fraction(1, fps)
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode(None):
-            out.mux(packet)
-        if sound:
-            samples = 16000 * frames // fps
-            tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)
-            chunk = sound.codec_context.frame_size or 1024
-            layout_fmt = "fltp" if audio in ("aac", "libopus") else "s16"
-            for start in range(0, samples, chunk):
-                part = tone[start: start + chunk]
-                data = part[None] if layout_fmt == "fltp" else (part * 32767).astype(np.int16)[None]
-                frame = av.AudioFrame.from_ndarray(data, format=layout_fmt, layout="mono")
-                frame.sample_rate, frame.pts = 16000, start
-                for packet in sound.encode(frame):
-                    out.mux(packet)
-            for packet in sound.encode(None):
-                out.mux(packet)
     return path
 
 
@@ -196,8 +146,8 @@ def test_real_clip_with_audio(tmp_path):
 
 
 def test_warping_error_measures_flicker_and_the_flow_blend_reduces_it(tmp_path):
-    from stst.flicker import read_frames, warping_error
-    from stst.temporal import FlowBlend
+    from stst.video.flicker import read_frames, warping_error
+    from stst.video.temporal import FlowBlend
 
     src = list(read_frames(make_clip(tmp_path / "pan.mp4", frames=10, size=(128, 96), audio=None)))
     rng = np.random.default_rng(0)
@@ -219,7 +169,7 @@ def test_temporal_blend_option_writes_the_clip(tmp_path, small_model):
 
 
 def test_a_fade_from_black_starts_black_and_brightens_steadily(tmp_path):
-    from stst.flicker import read_frames
+    from stst.video.flicker import read_frames
 
     levels = [0.0, 0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 1.0]
     src = make_clip(tmp_path / "fade.mp4", frames=len(levels), audio=None, levels=levels)
@@ -232,7 +182,7 @@ def test_a_fade_from_black_starts_black_and_brightens_steadily(tmp_path):
 
 
 def test_the_default_video_path_denoises_the_source_and_flickers_less(tmp_path):
-    from stst.flicker import read_frames, warping_error
+    from stst.video.flicker import read_frames, warping_error
 
     src = make_clip(tmp_path / "still.mp4", frames=10, size=(128, 96), audio=None, pan=0, noise=8)
     plain = tmp_path / "plain.mp4"

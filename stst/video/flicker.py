@@ -28,7 +28,7 @@ def opencv():
     try:
         import cv2
     except ImportError as exc:
-        from .errors import StstError
+        from ..base.errors import StstError
 
         raise StstError("video flow needs OpenCV, which did not import: pip install opencv-python-headless") from exc
     return cv2

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..base.fileio import file_sha256
 from .checkpoint import load_checkpoint
-from .fileio import file_sha256
 
 
 def model_info(path: str | Path) -> dict[str, Any]:

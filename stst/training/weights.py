@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import StstError, first_line, os_problem
-from .fileio import atomic_path
-from .home import stst_home
+from ..base.errors import StstError, first_line, os_problem
+from ..base.fileio import atomic_path
+from ..base.home import stst_home
 
 # features[i] indices of VGG16's 13 convolutions, in order.
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)

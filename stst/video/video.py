@@ -22,10 +22,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .errors import FileProblem, first_line
-from .fileio import atomic_path
-from .imageio import array_tensor, to_uint8
-from .prefetch import prefetch
+from ..base.errors import FileProblem, first_line
+from ..base.fileio import atomic_path
+from ..base.imageio import array_tensor, to_uint8
+from ..base.prefetch import prefetch
 from .smoothing import keep_dark
 from .temporal import DEFAULT_DENOISE, FlowBlend, FlowDenoiser
 
@@ -48,7 +48,7 @@ def _av():
     try:
         import av
     except ImportError as exc:  # pragma: no cover - av is a dependency; a broken install still gets one line
-        from .errors import StstError
+        from ..base.errors import StstError
 
         raise StstError(f"video needs the package 'av': {VIDEO_HINT}") from exc
     return av
@@ -131,11 +131,11 @@ def stylize_video(
     Raises :class:`FileProblem` when nothing could be written (not a clip,
     unknown codec). ``max_size`` shrinks frames so the long side is at most that.
     ``temporal`` > 0 blends each frame with the previous output along the
-    optical flow (:class:`stst.temporal.FlowBlend`, less flicker, softer strokes).
+    optical flow (:class:`stst.video.temporal.FlowBlend`, less flicker, softer strokes).
     ``denoise`` is the strength of the temporal noise filter on the source
-    frames along the optical flow (:class:`stst.temporal.FlowDenoiser`, less
+    frames along the optical flow (:class:`stst.video.temporal.FlowDenoiser`, less
     flicker; 0 is off).
-    ``dark`` keeps dark frames dark (:func:`stst.smoothing.keep_dark`; a fade
+    ``dark`` keeps dark frames dark (:func:`stst.video.smoothing.keep_dark`; a fade
     from black then stays continuous instead of starting from a full painting).
     """
     av = _av()

@@ -22,9 +22,9 @@ from datetime import datetime, timezone
 
 import torch
 
-from .devices import cpu_name
-from .fileio import atomic_path
-from .home import stst_home
+from ..base.devices import cpu_name
+from ..base.fileio import atomic_path
+from ..base.home import stst_home
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 CALIBRATION_FILE = "precision.json"

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..base.devices import hardware_info, resolve_device
+from ..base.fileio import check_target, check_writable, file_sha256
+from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..model.network import ArchConfig, TransformerNet
 from .data import crop_loader, find_images
-from .devices import hardware_info, resolve_device
-from .fileio import check_target, check_writable, file_sha256
-from .network import ArchConfig, TransformerNet
 from .options import cosine_rate, options_from_dict
 
 

@@ -33,8 +33,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..base.imageio import shrunk_size
 from .flicker import gray, opencv, reliable_flow, warp
-from .imageio import shrunk_size
 
 DEFAULT_WEIGHT = 0.6
 DEFAULT_DENOISE = 0.8

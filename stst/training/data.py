@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .errors import FileProblem, StstError, first_line
-from .imageio import open_image, rgb_tensor
+from ..base.errors import FileProblem, StstError, first_line
+from ..base.imageio import open_image, rgb_tensor
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 MIN_CROP_FRACTION = 0.5  # crop sides span 50-100% of the shorter side

@@ -26,10 +26,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..base.errors import StstError, first_line, os_problem
+from ..base.fileio import check_writable
+from ..base.home import stst_home
 from .data import IMAGE_SUFFIXES
-from .errors import StstError, first_line, os_problem
-from .fileio import check_writable
-from .home import stst_home
 
 CHUNK = 1 << 20
 TIMEOUT_SECONDS = 30

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from .errors import FileProblem
+from ..base.errors import FileProblem
 
 DEFAULT_MODEL = "starry_night"
 # A light variant (``stst distill``) sits beside its model as NAME-light.pth.

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from . import onnxrt
-from .errors import StstError
-from .export import require
-from .imageio import rgb_tensor, to_uint8
-from .network import TransformerNet
+from ..base.errors import StstError
+from ..base.imageio import rgb_tensor, to_uint8
+from ..model.export import require
+from ..model.network import TransformerNet
 from .precision import PRECISIONS, cpu_has_bf16, fastest
 from .tiling import AUTO_PIXELS, AUTO_TILE, stylize_tiled
 
@@ -34,7 +34,7 @@ def choose_engine(device: torch.device, model: TransformerNet, precision: str = 
 
     CUDA: torch with fp16 autocast. CPUs: among eager fp32, bf16 autocast
     (only where oneDNN has native bf16) and ONNX Runtime fp32 (where it is
-    installed), whichever measures fastest here (see :mod:`stst.precision`);
+    installed), whichever measures fastest here (see :mod:`stst.infer.precision`);
     an explicit ``precision`` or ``backend`` narrows the candidates.
     """
     if backend not in BACKENDS:

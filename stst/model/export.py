@@ -1,13 +1,13 @@
 """Exporting a model to ONNX or TorchScript.
 
 Both exports take any height and width: the pad-to-a-multiple-of-4 step is part
-of the graph (branch-free integer arithmetic in :mod:`stst.network`). Inputs and
+of the graph (branch-free integer arithmetic in :mod:`stst.model.network`). Inputs and
 outputs are ``(N, 3, H, W)`` float32 RGB in 0..1 (outputs unclamped).
 
 ONNX goes through torch's TorchScript-based exporter: it needs only the
 ``onnx`` package and takes about 2 s, where the dynamo exporter needs
 ``onnxscript`` and took 13 s for the same graph (2-core AVX2 CPU), which
-matters because :mod:`stst.onnxrt` exports each model on first use.
+matters because :mod:`stst.infer.onnxrt` exports each model on first use.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import StstError
-from .fileio import atomic_path
+from ..base.errors import StstError
+from ..base.fileio import atomic_path
 from .network import TransformerNet
 
 FORMATS = ("onnx", "torchscript")

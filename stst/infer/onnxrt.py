@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from .errors import FileProblem, StstError, first_line, os_problem
-from .export import export_model, require
-from .home import stst_home
-from .network import TransformerNet
+from ..base.errors import FileProblem, StstError, first_line, os_problem
+from ..base.home import stst_home
+from ..model.export import export_model, require
+from ..model.network import TransformerNet
 
 
 def available() -> bool:
@@ -63,7 +63,7 @@ def cached_graph(model: TransformerNet) -> Path:
 
 
 class OnnxStylizer:
-    """Runs an ONNX graph with onnxruntime, with the call signature of :class:`stst.engine.Stylizer`."""
+    """Runs an ONNX graph with onnxruntime, with the call signature of :class:`stst.infer.engine.Stylizer`."""
 
     def __init__(self, path: str | Path, device: torch.device) -> None:
         require("onnxruntime", "Running ONNX models")

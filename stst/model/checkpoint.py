@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
-from . import __version__
-from .errors import FileProblem, first_line
-from .fileio import atomic_path
-from .filetypes import sniff
-from .limits import MAX_CHANNELS, MAX_STYLE_SIDE
+from .. import __version__
+from ..base.errors import FileProblem, first_line
+from ..base.fileio import atomic_path
+from ..base.filetypes import sniff
+from ..base.limits import MAX_CHANNELS, MAX_STYLE_SIDE
 from .network import ArchConfig, TransformerNet
 
 FORMAT_TAG = "stst-model"

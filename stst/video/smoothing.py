@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from .look import luminance
-from .network import TransformerNet, instance_statistics, norm_layers, normalise_with
+from ..infer.look import luminance
+from ..model.network import TransformerNet, instance_statistics, norm_layers, normalise_with
 
 DEFAULT_MOMENTUM = 0.9
 CUT = 0.2  # mean absolute difference of 32x32 grey thumbnails (0..1) that starts a new shot

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .imageio import shrunk_size
-from .network import (SIZE_MULTIPLE, TransformerNet, instance_statistics, norm_layers, normalise_with,
+from ..base.imageio import shrunk_size
+from ..model.network import (SIZE_MULTIPLE, TransformerNet, instance_statistics, norm_layers, normalise_with,
                       pad_to_multiple)
 
 MARGIN = 64  # discarded context on inner tile edges, > receptive field radius

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_model
+from ..base.errors import FileProblem
+from ..base.imageio import read_photo
+from ..infer.engine import stylize_tensor
+from ..model.checkpoint import load_model
 from .data import IMAGE_SUFFIXES
-from .errors import FileProblem
-from .imageio import read_photo
-from .options import options_from_dict
-from .engine import stylize_tensor
 from .losses import build_loss
+from .options import options_from_dict
 from .weights import resolve_vgg_weights
 
 TERMS = ("content", "style", "tv", "total")

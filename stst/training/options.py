@@ -31,7 +31,7 @@ class TrainOptions:
     seed: int = 0
     channels: int = 32
     residual: bool = False
-    temporal_weight: float = 0.0  # stability under small camera motion, for video (stst.losses.TemporalLoss)
+    temporal_weight: float = 0.0  # stability under small camera motion, for video (stst.training.losses.TemporalLoss)
     init: str = ""  # a model file whose weights the run starts from (fine-tuning) instead of random ones
 
 
@@ -97,7 +97,7 @@ class RunSettings:
     vgg_weights: Path | None = None
     progress: bool = True
     overwrite: bool = False  # replace an existing output file (never an input)
-    precision: str = "auto"  # auto, fp32, bf16 or fp16 autocast for the forward passes (see stst.train)
+    precision: str = "auto"  # auto, fp32, bf16 or fp16 autocast for the forward passes (see stst.training.train)
     compile: bool = False  # torch.compile the transformer (pays off on GPUs and long runs)
 
 

@@ -1,0 +1,456 @@
+"""Training a style: the loop behind ``stst train``, resumable and interruptible."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..base import distributed
+from ..base.devices import hardware_info
+from ..base.errors import EXIT_INTERRUPTED, FileProblem, StstError, first_line, os_problem
+from ..base.fileio import check_target, check_writable, file_sha256
+from ..base.imageio import read_photo, to_uint8, write_photo
+from ..infer.engine import choose_engine, stylize_tensor
+from ..infer.precision import PRECISIONS
+from ..model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..model.network import ArchConfig, TransformerNet
+from .data import crop_loader, find_images
+from .losses import PerceptualLoss, build_loss
+from .options import RunSettings, TrainOptions, cosine_rate, options_from_dict
+from .weights import resolve_vgg_weights
+
+# Training stops when more than this share of the data set cannot be read.
+MAX_UNREADABLE_SHARE = 0.5
+# Room to ask for beside the output before training starts: a checkpoint holds
+# the float32 weights and Adam's two moments (3x), twice for the temporary copy.
+CHECKPOINT_BYTES_PER_PARAMETER = 4 * 3 * 2
+
+
+class TrainingError(StstError):
+    """Training cannot go on (non-finite loss, nothing to resume)."""
+
+
+class TrainingInterrupted(StstError):
+    """Ctrl-C: a resumable checkpoint was written."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+def iterations_for_epochs(epochs: float, images: int, batch_size: int) -> int:
+    """Iterations that show every training image ``epochs`` times."""
+    return max(1, math.ceil(epochs * images / batch_size))
+
+
+@dataclass(frozen=True)
+class TrainingPrecision:
+    """The autocast dtype of the forward passes (None: fp32), and the gradient scaler fp16 needs."""
+
+    name: str
+    dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+
+def training_precision(device: torch.device, setting: str, net: TransformerNet) -> TrainingPrecision:
+    """``auto``: bf16 on CUDA GPUs that run it (else fp16 with loss scaling); on CPUs bf16 only where
+    :func:`stst.infer.engine.choose_engine` measured the network faster in bf16 than fp32 (native bf16, and
+    not every such CPU); fp32 elsewhere. Gram matrices and loss sums stay fp32 (see :mod:`stst.training.losses`).
+    """
+    if setting == "auto":
+        if device.type == "cuda":
+            setting = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif device.type == "cpu":
+            setting = choose_engine(device, net, "auto", backend="torch")[1]
+        else:
+            setting = "fp32"
+    if setting not in PRECISIONS:
+        raise TrainingError(f"unknown precision '{setting}' (use auto, fp32, bf16 or fp16)")
+    scaler = torch.amp.GradScaler(device.type) if setting == "fp16" else None
+    return TrainingPrecision(setting, PRECISIONS[setting], scaler)
+
+
+def forward_losses(net: torch.nn.Module, loss_fn: PerceptualLoss, x: torch.Tensor,
+                   precision: TrainingPrecision) -> dict[str, torch.Tensor]:
+    """The loss terms of one batch, the forward passes under the run's autocast."""
+    with torch.autocast(x.device.type, dtype=precision.dtype or torch.float32, enabled=precision.dtype is not None):
+        if loss_fn.temporal is None:
+            return loss_fn(net(x), x)
+        output, temporal = loss_fn.temporal(net, x)
+        terms = loss_fn(output, x)
+        terms["temporal"] = temporal
+        terms["total"] = terms["total"] + temporal
+        return terms
+
+
+def backward_step(terms: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+                  precision: TrainingPrecision) -> None:
+    """Gradients of the total and one optimiser step (scaled for fp16, so that small gradients survive)."""
+    optimizer.zero_grad(set_to_none=True)
+    if precision.scaler is None:
+        terms["total"].backward()
+        optimizer.step()
+        return
+    precision.scaler.scale(terms["total"]).backward()
+    precision.scaler.step(optimizer)
+    precision.scaler.update()
+
+
+def learning_rate(options: TrainOptions, iteration: int) -> float:
+    """The rate for step ``iteration`` (0-based): a function of position, so resuming needs no scheduler state."""
+    if options.lr_schedule == "cosine":
+        return cosine_rate(options.lr, iteration, options.iterations)
+    return options.lr
+
+
+def _load_style(path: str | Path, long_side: int) -> torch.Tensor:
+    """The style image with its long side resized to ``long_side``, aspect kept, as (3, H, W) uint8."""
+    photo = read_photo(path)
+    h, w = photo.size
+    scale = long_side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    rgb = torch.nn.functional.interpolate(photo.rgb[None], size=size, mode="bicubic", antialias=True)[0]
+    return torch.from_numpy(to_uint8(rgb)).permute(2, 0, 1).contiguous()
+
+
+def _check_outputs(run: RunSettings, resume: str | Path | None, continuing: bool, inputs: list[Path],
+                   arch: ArchConfig) -> None:
+    """Before any work: the model and log can be written, and replace no input and (without --overwrite) no file.
+
+    Continuing a run into its own checkpoint (and appending to its log) is the one allowed replacement.
+    """
+    check_target(run.output, run.overwrite or continuing, inputs, what="model")
+    with torch.device("meta"):  # counts the parameters without allocating them
+        params = sum(p.numel() for p in TransformerNet(arch).parameters())
+    check_writable(run.output, params * CHECKPOINT_BYTES_PER_PARAMETER, what="model")
+    if run.log:
+        check_target(run.log, run.overwrite or resume is not None, [*inputs, run.output], what="log")
+        check_writable(run.log, what="log")
+
+
+def _next_batch(batches) -> dict:
+    """The next batch; a failure inside a DataLoader worker becomes one line, not the worker's traceback."""
+    try:
+        return next(batches)
+    except Exception as exc:  # the loader re-raises a worker's error with its traceback in the message
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        if isinstance(exc, StstError) and len(lines) == 1:
+            raise
+        last = re.sub(r"^[\w.]+: ", "", lines[-1]) if lines else repr(exc)  # "stst.base.errors.StstError: ..."
+        raise TrainingError(f"reading the training images failed: {last}") from None
+
+
+class _InterruptFlag:
+    """First Ctrl-C asks the loop to checkpoint and stop; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self.previous = None
+
+    def __enter__(self) -> "_InterruptFlag":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+@dataclass
+class _Start:
+    """Where a run begins: the options it trains with, its position, and what it continues from."""
+
+    options: TrainOptions
+    iteration: int = 0
+    seconds: float = 0.0
+    style_image: torch.Tensor | None = None  # a resumed run's own; a new run loads its style after the checks
+    resumed: Checkpoint | None = None
+    init: Checkpoint | None = None  # fine-tuning: the model whose shape and weights the run starts from
+
+    @property
+    def arch(self) -> ArchConfig:
+        return ArchConfig(channels=self.options.channels, residual=self.options.residual)
+
+
+def _resumed(resume: str | Path, dataset: str | Path | None, log: Callable[[str], None]) -> _Start:
+    """The options, position and style image of a checkpoint to continue; ``dataset`` moves its data set."""
+    ckpt = load_checkpoint(resume)
+    if not ckpt.training or ckpt.style_image is None:
+        raise TrainingError(f"{resume}: holds no training state, so it cannot be resumed")
+    state = ckpt.metadata
+    try:
+        options = options_from_dict(state.get("options"))
+        start, seconds = int(state["iterations"]), float(state["train_seconds"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FileProblem(resume, f"cannot be resumed: corrupt training state ({first_line(exc)})") from None
+    moved = str(Path(dataset).resolve()) if dataset is not None else options.dataset
+    if moved != options.dataset:
+        log(f"note: resuming with the data set {moved} (was {options.dataset})")
+        options = replace(options, dataset=moved)
+    return _Start(options, start, seconds, ckpt.style_image, resumed=ckpt)
+
+
+def _starting_point(options: TrainOptions | None, resume: str | Path | None, iterations: int | None,
+                    dataset: str | Path | None, log: Callable[[str], None]) -> _Start:
+    """Step 1: the run's options (paths made absolute) and where it starts, new, resumed or fine-tuned."""
+    if resume is not None:
+        begin = _resumed(resume, dataset, log)
+    elif options is None:
+        raise TrainingError("give the training options or a checkpoint to resume")
+    else:
+        begin = _Start(replace(options, style=str(Path(options.style).resolve()),
+                               dataset=str(Path(options.dataset).resolve()),
+                               init=str(Path(options.init).resolve()) if options.init else ""))
+    if iterations is not None:
+        begin.options = replace(begin.options, iterations=iterations)
+    if begin.options.init and begin.resumed is None:
+        begin.init = load_checkpoint(begin.options.init)
+        begin.options = replace(begin.options, channels=begin.init.arch.channels, residual=begin.init.arch.residual)
+    return begin
+
+
+def _provenance(begin: _Start) -> tuple[dict, dict | None]:
+    """What the checkpoint says of the style image and of the model fine-tuned from (kept when resuming)."""
+    if begin.resumed is not None:
+        return begin.resumed.metadata.get("style", {}), begin.resumed.metadata.get("init")
+    options, init = begin.options, begin.init
+    style = {"name": Path(options.style).name, "size": list(begin.style_image.shape[1:]),
+             "sha256": file_sha256(options.style)}
+    if init is None:
+        return style, None
+    return style, {"name": Path(options.init).name, "sha256": file_sha256(options.init),
+                   **{k: init.metadata[k] for k in ("iterations", "train_seconds") if k in init.metadata}}
+
+
+class _Session:
+    """Step 2: a run set up on this process's device: network, optimiser, losses, data, log and progress bar.
+
+    :meth:`loop` trains to the last iteration, :meth:`save` writes the checkpoint.
+    """
+
+    def __init__(self, begin: _Start, run: RunSettings, ctx: distributed.Context, device: torch.device,
+                 files: list[Path], resume: str | Path | None, continuing: bool, log: Callable[[str], None]) -> None:
+        options = self.options = begin.options
+        self.run, self.ctx, self.device, self.files = run, ctx, device, files
+        self.iteration, self.seconds, self.style_image = begin.iteration, begin.seconds, begin.style_image
+        vgg_state, vgg_source = resolve_vgg_weights(run.vgg_weights, log)
+        self.loss_fn = build_loss(options, begin.style_image, vgg_state, device)
+        self._network(begin, resume)
+        self.loader = crop_loader(files, options.image_size, options.batch_size, options.seed,
+                                  begin.iteration * options.batch_size, run.workers,
+                                  pin_memory=device.type == "cuda", rank=ctx.rank, world=ctx.world)
+        self.preview = read_photo(run.preview, max_size=512).rgb[None] if run.preview and ctx.main else None
+        style_meta, init_meta = _provenance(begin)
+        self.metadata = {  # the checkpoint's unchanging part; save() adds the position and losses
+            "style": style_meta,
+            "hardware": {**hardware_info(device), **({"processes": ctx.world} if ctx.active else {})},
+            "vgg_weights": vgg_source,
+            **({"init": init_meta} if init_meta else {}),
+        }
+        self.unreadable: set[str] = set()
+        self.losses: dict[str, float] = begin.resumed.metadata.get("losses", {}) if begin.resumed else {}
+        try:
+            self.log_file = open(run.log, "a" if resume else "w") if run.log and ctx.main else None
+        except OSError as exc:
+            raise FileProblem(run.log, f"cannot write the log ({os_problem(exc)})") from None
+        self.saved_at = begin.iteration if continuing else None
+        self.bar = tqdm(total=options.iterations, initial=begin.iteration, unit="it", desc="training",
+                        disable=not (run.progress and ctx.main), dynamic_ncols=True)
+
+    def _network(self, begin: _Start, resume: str | Path | None) -> None:
+        """The seeded network, its first weights (fine-tuned or resumed), the optimiser, DDP and compile."""
+        options, device = self.options, self.device
+        torch.manual_seed(options.seed)
+        model = TransformerNet(begin.arch).to(device).train()
+        self.dtype = next(model.parameters()).dtype
+        self.precision = training_precision(device, self.run.precision, model)
+        if device.type == "cuda":  # cuDNN's convolutions prefer channels_last, in fp16/bf16 most of all
+            model = model.to(memory_format=torch.channels_last)
+            self.loss_fn.encoder.to(memory_format=torch.channels_last)
+        if begin.init is not None:
+            model.load_state_dict(begin.init.state_dict)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
+        if begin.resumed is not None:
+            model.load_state_dict(begin.resumed.state_dict)
+            try:
+                self.optimizer.load_state_dict(begin.resumed.training["optimizer"])
+            except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+                raise FileProblem(resume, f"cannot be resumed: corrupt optimiser state ({first_line(exc)})") from None
+        self.model = model
+        # Under torchrun each process computes its share of every global batch; DDP averages the gradients.
+        ddp = self.ctx.active
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if ddp else model
+        # compile the wrapped module, so that DDP's gradient hooks stay outside the compiled graph
+        self.net = torch.compile(net) if self.run.compile else net
+
+    def save(self, final: bool = False) -> None:
+        """Write the checkpoint; when the output cannot be written, keep the work in a rescue file."""
+        options, output, iteration = self.options, self.run.output, self.iteration
+        metadata = {
+            "style": self.metadata["style"],
+            "options": asdict(options),
+            "iterations": iteration,
+            "losses": self.losses,
+            "train_seconds": self.seconds,
+            "hardware": self.metadata["hardware"],
+            "dataset": {"path": str(options.dataset), "images": len(self.files), "unreadable": len(self.unreadable)},
+            "vgg_weights": self.metadata["vgg_weights"],
+            **({"init": self.metadata["init"]} if "init" in self.metadata else {}),
+        }
+        training = {"optimizer": self.optimizer.state_dict()}
+        try:
+            save_checkpoint(output, self.model, metadata, training=training, style_image=self.style_image)
+            self.saved_at = iteration
+            return
+        except OSError as exc:
+            problem = f"cannot write {output} ({os_problem(exc)})"
+        if not final:
+            self.bar.write(f"warning: {problem}; training goes on, the next checkpoint will try again")
+            return
+        rescue = Path(tempfile.gettempdir()) / f"{Path(output).stem}-rescued-{iteration}.pth"
+        try:
+            save_checkpoint(rescue, self.model, metadata, training=training, style_image=self.style_image)
+            kept = f"the model at iteration {iteration} was saved to {rescue} instead"
+        except OSError:
+            kept = (f"the last checkpoint (iteration {self.saved_at}) is {output}" if self.saved_at is not None
+                    else "nothing could be saved")
+        raise TrainingError(f"{problem}; {kept}")
+
+    def _step_losses(self, batches) -> dict[str, torch.Tensor]:
+        """This process's share of one batch through the network and the losses; raises TrainingError."""
+        batch = _next_batch(batches)
+        for message in batch["skipped"]:
+            if message not in self.unreadable:
+                self.unreadable.add(message)
+                self.bar.write(f"warning: skipping unreadable training image {message}")
+        if len(self.unreadable) > MAX_UNREADABLE_SHARE * len(self.files):
+            raise TrainingError(f"{len(self.unreadable)} of the {len(self.files)} images in {self.options.dataset} "
+                                "are unreadable; fix or remove them")
+        x = batch["image"].to(self.device, self.dtype, non_blocking=True)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        terms = forward_losses(self.net, self.loss_fn, x, self.precision)
+        if not torch.isfinite(terms["total"]):
+            values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+            raise TrainingError(f"loss is not finite at iteration {self.iteration + 1} ({values}); "
+                                "try a lower --lr or loss weights")
+        return terms
+
+    def _stop(self, failure: TrainingError | None, failed: bool, interrupted: bool, start: int) -> None:
+        """A rank failed or Ctrl-C came: rank 0 saves what changed, then every rank raises."""
+        ctx, iteration = self.ctx, self.iteration
+        if ctx.main and (iteration > (self.saved_at if self.saved_at is not None else start) or interrupted):
+            self.save(final=True)
+        if failure is not None:
+            raise failure
+        if failed:
+            raise TrainingError(f"another process failed at iteration {iteration + 1} (see its message)", shared=True)
+        raise TrainingInterrupted(
+            f"interrupted at iteration {iteration}; checkpoint saved to {self.run.output}. "
+            f"Resume with: stst train --resume {self.run.output}", shared=not ctx.main
+        )
+
+    def _record(self, terms: dict[str, torch.Tensor]) -> None:
+        """After a step: the ranks' mean losses to the bar and the log, a preview and a checkpoint when due."""
+        run, iteration = self.run, self.iteration
+        self.losses = losses = distributed.mean(terms, self.device)
+        self.bar.set_postfix(content=f"{losses['content']:.3g}", style=f"{losses['style']:.3g}",
+                             tv=f"{losses['tv']:.3g}", refresh=False)
+        self.bar.update()
+        if self.log_file:
+            self.log_file.write(json.dumps({"iteration": iteration, **losses, "seconds": round(self.seconds, 3)}) + "\n")
+            self.log_file.flush()
+        if self.preview is not None and iteration % run.preview_every == 0:
+            self.model.eval()
+            out = stylize_tensor(self.model, self.preview)[0]
+            self.model.train()
+            path = run.output.with_name(f"{run.output.stem}-preview-{iteration:06d}.jpg")
+            try:
+                write_photo(path, out, None, "JPEG")
+            except OSError as exc:
+                self.bar.write(f"warning: cannot write the preview {path} ({os_problem(exc)})")
+        if (self.ctx.main and run.checkpoint_every and iteration % run.checkpoint_every == 0
+                and iteration < self.options.iterations):
+            self.save()
+
+    def loop(self) -> None:
+        """Step 3: train to the last iteration; Ctrl-C or a failure on any rank stops all ranks at one iteration."""
+        start = self.iteration
+        with _InterruptFlag() as interrupt:
+            batches = iter(self.loader)
+            while self.iteration < self.options.iterations:
+                tick = time.perf_counter()
+                failure = None
+                try:
+                    terms = self._step_losses(batches)
+                except TrainingError as exc:
+                    failure = exc
+                # Before the backward pass (a collective under DDP), every rank learns whether any rank
+                # failed or was interrupted, so that all stop at the same iteration and rank 0 saves.
+                failed, interrupted = distributed.agree([failure is not None, interrupt.raised], self.device)
+                if failed or interrupted:
+                    self._stop(failure, failed, interrupted, start)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = learning_rate(self.options, self.iteration)
+                backward_step(terms, self.optimizer, self.precision)
+                self.iteration += 1
+                self.seconds += time.perf_counter() - tick
+                self._record(terms)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.log_file:
+            self.log_file.close()
+
+
+def train(
+    options: TrainOptions | None,
+    run: RunSettings,
+    resume: str | Path | None = None,
+    iterations: int | None = None,
+    log: Callable[[str], None] = print,
+    dataset: str | Path | None = None,
+) -> dict:
+    """Train a style network and write it to ``run.output``; returns the final losses.
+
+    With ``resume``, the options, weights, optimiser state and position in the
+    data stream come from that checkpoint; ``iterations`` (if given) extends
+    or shortens the run and ``dataset`` points it at a moved data set.
+    """
+    ctx, device = distributed.setup(run.device)
+    begin = _starting_point(options, resume, iterations, dataset, log)
+    options = begin.options
+    files = find_images(options.dataset)
+    continuing = resume is not None and Path(resume).resolve() == Path(run.output).resolve()
+    if ctx.main:
+        sources = [] if resume else [Path(options.style), *([Path(options.init)] if options.init else [])]
+        _check_outputs(run, resume, continuing, files + sources, begin.arch)
+    if begin.style_image is None:
+        begin.style_image = _load_style(options.style, options.style_size)
+    session = _Session(begin, run, ctx, device, files, resume, continuing, log)
+    try:
+        session.loop()
+    finally:
+        session.close()
+        distributed.shutdown()
+    if ctx.main:
+        session.save(final=True)
+    if session.unreadable:
+        log(f"{len(session.unreadable)} unreadable training image(s) were skipped")
+    return session.losses
