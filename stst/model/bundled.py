@@ -17,7 +17,7 @@ def models_folder() -> Path:
     try:
         return Path(str(resources.files("stst.models")))
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[1] / "models"
+        return Path(__file__).resolve().parents[2] / "models"
 
 
 def example_photo() -> Path:
