@@ -107,6 +107,7 @@ def engines_table(settings: dict[str, tuple[TransformerNet, dict]], device: torc
     for label, (model, options) in settings.items():
         start = time.perf_counter()
         stylizer = Stylizer(copy.deepcopy(model), device, tile=None, **options)
+        stylizer(read_photo(photos[0]).rgb[None])  # the engine is chosen (measured) on first use at this size
         setup = time.perf_counter() - start
         total = statistics.median(folder_seconds(stylizer, photos) for _ in range(passes))
         reference = reference or total
@@ -160,8 +161,7 @@ def main() -> None:
         }, device, args.passes)
     if not args.skip_sizes:
         default = variant()
-        variants = {f"default ({default.backend}, {'channels_last, ' if default.channels_last else ''}"
-                    f"{default.precision})": default}
+        variants = {f"default (engine chosen per size{', channels_last' if default.channels_last else ''})": default}
         if args.variants:
             variants["eager fp32, contiguous"] = variant(precision="fp32", channels_last=False, backend="torch")
             variants["onnxruntime fp32"] = variant(backend="onnxruntime")

@@ -412,12 +412,22 @@ def models() -> None:
 
 
 @main.command()
-@click.argument("model_spec", metavar="MODEL")
+@click.argument("model_spec", metavar="[MODEL]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (the metadata exactly as stored).")
-def info(model_spec, as_json) -> None:
+@click.option("--engines", is_flag=True, help="Show the engines measured on this machine (by network width and "
+              "image size) and which was chosen, instead of a model.")
+def info(model_spec, as_json, engines) -> None:
     """Show what a model file holds: style, training, losses, hardware, sha256, architecture and cost."""
     import json
 
+    if engines:
+        from .infer.precision import describe_measurements, measured_here
+
+        measured = measured_here()
+        click.echo(json.dumps(measured, indent=2) if as_json else "\n".join(describe_measurements(measured)))
+        return
+    if model_spec is None:
+        raise click.UsageError("give a MODEL (a file or a bundled name), or --engines")
     from .model.bundled import resolve_model
     from .model.info import describe, model_info
 

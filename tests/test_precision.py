@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import json
+import random
 import sys
 
+import pytest
 import torch
 
 from stst.infer import engine
 from stst.infer.engine import Stylizer, choose_engine
-from stst.infer.precision import CALIBRATION_FILE, fastest, machine_key, median_seconds
+from stst.base.errors import StstError
+from stst.infer.precision import (CALIBRATION_FILE, MAX_ROUNDS, MIN_ROUNDS, STABLE_ROUNDS, fastest, machine_key,
+                                    measure_candidates, size_bucket, time_once)
 
 from conftest import fresh_network
 
 
-def fake_timer(seconds: dict[str, float], calls: list):
-    """A measure() that reports ``seconds`` by candidate name (the built runner is the name)."""
-    def measure(runner):
-        calls.append(runner)
-        return seconds[runner]
+def fake_timer(seconds: dict[str, float], calls: list, jitter: float = 0.0, seed: int = 0):
+    """A measure() that reports ``seconds`` by candidate name (the built runner is the name), each
+    timing off by up to ``jitter`` (a share, uniformly at random) as on a noisy machine."""
+    rng = random.Random(seed)
+
+    def measure(runner, size):
+        calls.append((runner, size))
+        return seconds[runner] * (1 + rng.uniform(-jitter, jitter))
     return measure
 
 
@@ -31,26 +38,81 @@ def test_a_candidate_must_beat_the_reference_by_its_margin_and_the_answer_is_cac
     calls = []
     # a Xeon with AVX512-BF16 but no AMX: bf16 slower, so fp32
     candidates = named("torch-fp32", "torch-bf16")
-    assert fastest(32, candidates, fake_timer({"torch-fp32": 2.86, "torch-bf16": 3.34}, calls)) == "torch-fp32"
-    assert len(calls) == 2
-    assert fastest(32, candidates, fake_timer({"torch-fp32": 1.0, "torch-bf16": 0.1}, calls)) == "torch-fp32"  # cached
-    assert len(calls) == 2
-    saved = json.loads((tmp_path / CALIBRATION_FILE).read_text())[machine_key(32, list(candidates))]
+    assert fastest(32, candidates, measure=fake_timer({"torch-fp32": 2.86, "torch-bf16": 3.34}, calls)) == "torch-fp32"
+    measured = len(calls)
+    assert measured >= 2 * (1 + MIN_ROUNDS)  # a warm-up, then rounds of both
+    assert fastest(32, candidates, measure=fake_timer({"torch-fp32": 1.0, "torch-bf16": 0.1}, calls)) == "torch-fp32"
+    assert len(calls) == measured  # cached
+    saved = json.loads((tmp_path / CALIBRATION_FILE).read_text())[machine_key(32, list(candidates), (256, 256))]
     assert saved["choice"] == "torch-fp32" and saved["seconds"]["torch-bf16"] == 3.34
     (tmp_path / CALIBRATION_FILE).unlink()
     # the AMD EPYC case; then bf16 only 1.05x faster: within its 1.1x margin, so not chosen
-    assert fastest(32, candidates, fake_timer({"torch-fp32": 0.707, "torch-bf16": 0.419}, calls)) == "torch-bf16"
-    assert fastest(16, candidates, fake_timer({"torch-fp32": 1.05, "torch-bf16": 1.0}, calls)) == "torch-fp32"
+    assert fastest(32, candidates, measure=fake_timer({"torch-fp32": 0.707, "torch-bf16": 0.419}, calls)) == "torch-bf16"
+    assert fastest(16, candidates, measure=fake_timer({"torch-fp32": 1.05, "torch-bf16": 1.0}, calls)) == "torch-fp32"
     # ONNX Runtime 1.55x faster on an AVX2-only CPU
     three = named("torch-fp32", "torch-bf16", "onnxruntime-fp32")
     timer = fake_timer({"torch-fp32": 1.97, "torch-bf16": 2.5, "onnxruntime-fp32": 1.27}, calls)
-    assert fastest(32, three, timer) == "onnxruntime-fp32"
+    assert fastest(32, three, measure=timer) == "onnxruntime-fp32"
+
+
+def test_each_size_bucket_is_measured_at_its_own_size(tmp_path, monkeypatch):
+    """The measured case: a tie at 256x256, ONNX Runtime 1.32x faster at 768x512."""
+    monkeypatch.setenv("STST_HOME", str(tmp_path))
+    timings = {(256, 256): {"torch-fp32": 0.1842, "onnxruntime-fp32": 0.1800},
+               (512, 768): {"torch-fp32": 1.32, "onnxruntime-fp32": 1.0}}
+    calls = []
+
+    def measure(runner, size):
+        calls.append(size)
+        return timings[size][runner]
+    candidates = named("torch-fp32", "onnxruntime-fp32")
+    assert [size_bucket(*hw) for hw in [(64, 64), (256, 256), (300, 400), (480, 640), (512, 768), (4000, 6000)]] == [
+        (256, 256), (256, 256), (384, 512), (512, 768), (512, 768), (512, 768)]
+    assert fastest(32, candidates, (256, 256), measure) == "torch-fp32"
+    assert fastest(32, candidates, (512, 768), measure) == "onnxruntime-fp32"
+    assert set(calls) == {(256, 256), (512, 768)}
+    assert fastest(32, candidates, (256, 256), measure) == "torch-fp32"  # each cached under its size
+
+
+@pytest.mark.parametrize("truth, expected", [
+    ({"torch-fp32": 1.0, "onnxruntime-fp32": 1 / 1.32}, "onnxruntime-fp32"),  # clearly faster: always chosen
+    ({"torch-fp32": 1.0, "onnxruntime-fp32": 1.03}, "torch-fp32"),  # a little slower: never chosen
+    ({"torch-fp32": 1.0, "torch-bf16": 1 / 1.7, "onnxruntime-fp32": 1 / 1.3}, "torch-bf16"),
+    ({"torch-fp32": 1.0, "torch-bf16": 1.2, "onnxruntime-fp32": 1.1}, "torch-fp32"),
+])
+def test_a_3_percent_jitter_cannot_flip_the_choice(truth, expected):
+    for seed in range(200):
+        calls = []
+        choice, medians, rounds = measure_candidates(dict(zip(truth, truth)), (256, 256),
+                                                     fake_timer(truth, calls, jitter=0.03, seed=seed))
+        assert choice == expected, (seed, medians)
+        assert MIN_ROUNDS <= rounds <= MAX_ROUNDS
+
+
+def test_timings_are_interleaved_and_stop_once_the_choice_is_stable():
+    calls = []
+    truth = {"torch-fp32": 1.0, "torch-bf16": 0.5, "onnxruntime-fp32": 0.8}
+    choice, _, rounds = measure_candidates(dict(zip(truth, truth)), (256, 256), fake_timer(truth, calls))
+    assert choice == "torch-bf16" and rounds == max(MIN_ROUNDS, STABLE_ROUNDS)
+    order = [name for name, _ in calls[3:]]  # after the warm-ups, each round starts with the next candidate
+    assert order[:6] == ["torch-fp32", "torch-bf16", "onnxruntime-fp32", "torch-bf16", "onnxruntime-fp32", "torch-fp32"]
+
+
+def test_a_candidate_that_cannot_be_set_up_is_left_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("STST_HOME", str(tmp_path))
+
+    def unwritable():
+        raise StstError("cannot write the ONNX graph")
+    candidates = {**named("torch-fp32", "torch-bf16"), "onnxruntime-fp32": unwritable}
+    timer = fake_timer({"torch-fp32": 1.0, "torch-bf16": 0.5}, [])
+    assert fastest(32, candidates, measure=timer) == "torch-bf16"
+    assert not (tmp_path / CALIBRATION_FILE).exists()  # measured again, with it, next time
 
 
 def test_a_single_candidate_is_not_measured(tmp_path, monkeypatch):
     monkeypatch.setenv("STST_HOME", str(tmp_path))
     calls = []
-    assert fastest(32, named("torch-fp32"), fake_timer({}, calls)) == "torch-fp32"
+    assert fastest(32, named("torch-fp32"), measure=fake_timer({}, calls)) == "torch-fp32"
     assert calls == [] and not (tmp_path / CALIBRATION_FILE).exists()
 
 
@@ -59,12 +121,12 @@ def test_an_unwritable_cache_still_gives_an_answer(monkeypatch, tmp_path):
     blocker.write_text("x")
     monkeypatch.setenv("STST_HOME", str(blocker / "home"))
     timer = fake_timer({"torch-fp32": 1.0, "torch-bf16": 0.5}, [])
-    assert fastest(32, named("torch-fp32", "torch-bf16"), timer) == "torch-bf16"
+    assert fastest(32, named("torch-fp32", "torch-bf16"), measure=timer) == "torch-bf16"
 
 
 def test_candidates_follow_the_machine_and_the_options(monkeypatch):
     seen = []
-    monkeypatch.setattr(engine, "fastest", lambda width, candidates: seen.append(list(candidates)) or "torch-fp32")
+    monkeypatch.setattr(engine, "fastest", lambda width, candidates, size: seen.append(list(candidates)) or next(iter(candidates)))
     cpu, net = torch.device("cpu"), fresh_network()
     monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
     choose_engine(cpu, net)
@@ -94,4 +156,43 @@ def test_the_onnxruntime_engine_gives_the_torch_output_and_caches_its_graph(stst
 
 
 def test_the_real_measurement_times_a_runner():
-    assert 0 < median_seconds(engine._torch_runner(fresh_network(), None), runs=1) < 30
+    assert 0 < time_once(engine._torch_runner(fresh_network(), None), (64, 96)) < 30
+
+
+def test_the_stylizer_chooses_per_size_on_first_use(monkeypatch):
+    """Nothing is measured until a batch comes; then once per size bucket, at that bucket."""
+    asked = []
+
+    def choose(width, candidates, size):
+        asked.append(size)
+        return "onnxruntime-fp32" if size == (384, 512) else "torch-fp32"
+    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(engine, "fastest", choose)
+    stylizer = Stylizer(fresh_network(1), "cpu", tile=None)
+    assert asked == [] and stylizer.backend is None
+    small = stylizer(torch.rand(1, 3, 40, 60))
+    assert (stylizer.backend, asked) == ("torch", [(256, 256)])
+    large = stylizer(torch.rand(1, 3, 300, 400))
+    assert (stylizer.backend, asked) == ("onnxruntime", [(256, 256), (384, 512)])
+    stylizer(torch.rand(2, 3, 48, 48))
+    assert (stylizer.backend, len(asked)) == ("torch", 2)  # known bucket: not asked again
+    assert small.shape == (1, 3, 40, 60) and large.shape == (1, 3, 300, 400)
+
+
+def test_info_engines_shows_what_was_measured_and_chosen(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from stst.cli import main
+
+    monkeypatch.setenv("STST_HOME", str(tmp_path))
+    runner = CliRunner()
+    first = runner.invoke(main, ["info", "--engines"])
+    assert first.exit_code == 0 and "no engine measured yet" in first.output
+    fastest(32, named("torch-fp32", "torch-bf16"), (512, 768), fake_timer({"torch-fp32": 0.5, "torch-bf16": 0.25}, []))
+    shown = runner.invoke(main, ["info", "--engines"])
+    assert shown.exit_code == 0
+    [line] = [line for line in shown.output.splitlines() if "512x768" in line]
+    rounds = max(MIN_ROUNDS, STABLE_ROUNDS)
+    assert "width 32" in line and f"chose torch-bf16 (torch-bf16 250 ms, torch-fp32 500 ms; {rounds} rounds" in line
+    missing = runner.invoke(main, ["info"])
+    assert missing.exit_code == 2 and "give a MODEL" in missing.output

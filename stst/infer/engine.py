@@ -14,7 +14,7 @@ from ..base.errors import StstError
 from ..base.imageio import rgb_tensor, to_uint8
 from ..model.export import require
 from ..model.network import TransformerNet
-from .precision import PRECISIONS, cpu_has_bf16, fastest
+from .precision import PRECISIONS, SIZE_BUCKETS, Runner, cpu_has_bf16, fastest, size_bucket
 from .tiling import AUTO_PIXELS, AUTO_TILE, stylize_tiled
 
 TileSetting = Union[int, Literal["auto"], None]
@@ -28,35 +28,48 @@ def _torch_runner(model: TransformerNet, dtype: torch.dtype | None) -> Callable[
     return run
 
 
-def choose_engine(device: torch.device, model: TransformerNet, precision: str = "auto",
-                  backend: str = "auto") -> tuple[str, str]:
-    """``(backend, precision)`` to run ``model`` with on ``device``.
+def engine_candidates(device: torch.device, model: TransformerNet, precision: str = "auto",
+                      backend: str = "auto") -> dict[str, Callable[[], Runner]]:
+    """The engines ``model`` may run with on ``device``, as ``{"backend-precision": build runner}``.
 
-    CUDA: torch with fp16 autocast. CPUs: among eager fp32, bf16 autocast
-    (only where oneDNN has native bf16) and ONNX Runtime fp32 (where it is
-    installed), whichever measures fastest here (see :mod:`stst.infer.precision`);
-    an explicit ``precision`` or ``backend`` narrows the candidates.
+    CUDA: torch with fp16 autocast. CPUs: eager fp32 (the reference), bf16
+    autocast (only where oneDNN has native bf16) and ONNX Runtime fp32 (where it
+    is installed); an explicit ``precision`` or ``backend`` narrows them. A
+    single candidate is settled without measuring.
     """
     if backend not in BACKENDS:
         raise StstError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
     if precision != "auto" and precision not in PRECISIONS:
         raise StstError(f"unknown precision '{precision}' (use auto, fp32, fp16 or bf16)")
+    onnx = {"onnxruntime-fp32": lambda: onnxrt.OnnxStylizer(onnxrt.cached_graph(model), device)}
     if backend == "onnxruntime":
         if precision not in ("auto", "fp32"):
             raise StstError(f"--backend onnxruntime runs fp32 only, not {precision}")
         require("onnxruntime", "--backend onnxruntime")
         require("onnx", "--backend onnxruntime")
-        return "onnxruntime", "fp32"
+        return onnx
     if device.type != "cpu":
-        return "torch", ("fp16" if device.type == "cuda" else "fp32") if precision == "auto" else precision
+        settled = ("fp16" if device.type == "cuda" else "fp32") if precision == "auto" else precision
+        return {f"torch-{settled}": lambda: _torch_runner(model, PRECISIONS[settled])}
     if precision not in ("auto", "fp32"):
-        return "torch", precision
+        return {f"torch-{precision}": lambda: _torch_runner(model, PRECISIONS[precision])}
     candidates = {"torch-fp32": lambda: _torch_runner(model, None)}
     if precision == "auto" and cpu_has_bf16():
         candidates["torch-bf16"] = lambda: _torch_runner(model, torch.bfloat16)
     if backend == "auto" and onnxrt.available():
-        candidates["onnxruntime-fp32"] = lambda: onnxrt.OnnxStylizer(onnxrt.cached_graph(model), device)
-    chosen, dtype = fastest(model.config.channels, candidates).split("-")
+        candidates.update(onnx)
+    return candidates
+
+
+def choose_engine(device: torch.device, model: TransformerNet, precision: str = "auto",
+                  backend: str = "auto", size: tuple[int, int] = SIZE_BUCKETS[0]) -> tuple[str, str]:
+    """``(backend, precision)`` to run ``model`` with on ``device`` for images near ``size``.
+
+    Among :func:`engine_candidates`, whichever measures fastest here at the
+    nearest of the measured sizes (see :mod:`stst.infer.precision`).
+    """
+    candidates = engine_candidates(device, model, precision, backend)
+    chosen, dtype = fastest(model.config.channels, candidates, size_bucket(*size)).split("-")
     return chosen, dtype
 
 
@@ -88,11 +101,12 @@ class Stylizer:
         self.model = model.to(self.device).eval()
         if compile and backend == "onnxruntime":
             raise StstError("--compile applies to the torch backend, not onnxruntime")
-        self.backend, self.precision = choose_engine(self.device, self.model, precision,
-                                                     "torch" if compile else backend)
-        self.dtype = PRECISIONS[self.precision]
-        self.onnx = (onnxrt.OnnxStylizer(onnxrt.cached_graph(self.model), self.device)
-                     if self.backend == "onnxruntime" else None)
+        self.candidates = engine_candidates(self.device, self.model, precision, "torch" if compile else backend)
+        self._runners: dict[str, Runner] = {}  # built once, shared by the measurement and the work
+        self._engines: dict[tuple[int, int], str] = {}  # measured size -> "backend-precision"
+        self.backend = self.precision = None  # the engine of the latest batch; settled ones are known now
+        if len(self.candidates) == 1:
+            self._use(self._engine_at(*SIZE_BUCKETS[0]))
         self.channels_last = cuda if channels_last is None else channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -100,6 +114,24 @@ class Stylizer:
         self.tile = tile
         if cuda:
             torch.backends.cudnn.benchmark = True  # folders often repeat sizes
+
+    def _runner(self, name: str) -> Runner:
+        if name not in self._runners:
+            self._runners[name] = self.candidates[name]()
+        return self._runners[name]
+
+    def _engine_at(self, height: int, width: int) -> str:
+        """The engine for images of about this size: measured the first time a size bucket is met (then cached)."""
+        bucket = size_bucket(height, width)
+        if bucket not in self._engines:
+            builders = {name: (lambda n=name: self._runner(n)) for name in self.candidates}
+            self._engines[bucket] = fastest(self.model.config.channels, builders, bucket)
+        return self._engines[bucket]
+
+    def _use(self, name: str) -> None:
+        self.backend, self.precision = name.split("-")
+        self.dtype = PRECISIONS[self.precision]
+        self.onnx = self._runner(name) if self.backend == "onnxruntime" else None
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
@@ -124,6 +156,7 @@ class Stylizer:
         """Stylize a ``(N, 3, H, W)`` batch of 0..1 images; returns 0..1 float32 on the CPU."""
         h, w = batch.shape[-2:]
         tile = (AUTO_TILE if h * w > AUTO_PIXELS else None) if self.tile == "auto" else self.tile
+        self._use(self._engine_at(*((tile, tile) if tile else (h, w))))  # tiles run in torch, at the choice's precision
         if tile:
             return self._tiled(batch, tile)
         try:

@@ -3,18 +3,22 @@
 A CPU flag is not enough: bf16 autocast ran 1.7x faster than fp32 on an AMD
 EPYC with AVX512-BF16, but 1.2x slower on an Intel Xeon with AVX512-BF16 and
 no AMX; ONNX Runtime ran 1.55x faster than eager fp32 on an AMD EPYC with AVX2
-only. So the first stylization measures the candidates that can run here
-(about a second, plus the one-off ONNX export) on the model at hand and caches
-the answer per CPU, library versions, thread count, network width and set of
-candidates in ``$STST_HOME/precision.json``. A candidate must beat the first
-(the reference, eager fp32) by its margin: bf16 changes the output slightly
-(0.24 grey levels on average), so it must pay clearly; ONNX Runtime's fp32
-output equals eager fp32 within 2e-6.
+only. And the size matters: on one machine ONNX Runtime and eager fp32 tied at
+256x256 while ONNX Runtime was 1.32x faster at 768x512. So the candidates that
+can run here are timed on the model at hand at the size at hand (the nearest
+of :data:`SIZE_BUCKETS`), interleaved, round after round until the choice has
+stopped changing, and the answer is cached per CPU, library versions, thread
+count, network width, set of candidates and size in ``$STST_HOME/precision.json``
+(``stst info --engines`` prints it). A candidate must beat the first (the
+reference, eager fp32) by its margin: bf16 changes the output slightly (0.24
+grey levels on average), so it must pay clearly; ONNX Runtime's fp32 output
+equals eager fp32 within 2e-6.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -23,17 +27,23 @@ from datetime import datetime, timezone
 import torch
 
 from ..base.devices import cpu_name
+from ..base.errors import StstError
 from ..base.fileio import atomic_path
 from ..base.home import stst_home
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 CALIBRATION_FILE = "precision.json"
-CALIBRATION_SIZE = 256
+# The sizes (height, width) measured at: an image is timed at the nearest in pixel count (log scale).
+# Larger images run at the largest's choice; above 4 megapixels they run in tiles, always in torch.
+SIZE_BUCKETS = ((256, 256), (384, 512), (512, 768))
 # How much faster than the reference a candidate must measure to be chosen.
 MARGINS = {"torch-bf16": 1.1, "onnxruntime-fp32": 1.05}
+# Rounds of interleaved timings: at least MIN_ROUNDS, until the choice is the same after STABLE_ROUNDS
+# rounds in a row, at most MAX_ROUNDS (or fewer once BUDGET_SECONDS are spent).
+MIN_ROUNDS, STABLE_ROUNDS, MAX_ROUNDS, BUDGET_SECONDS = 2, 2, 9, 12.0
 
 Runner = Callable[[torch.Tensor], object]
-Measure = Callable[[Runner], float]
+Measure = Callable[[Runner, tuple[int, int]], float]
 
 
 def cpu_has_bf16() -> bool:
@@ -42,31 +52,92 @@ def cpu_has_bf16() -> bool:
     return bool(check and check())
 
 
-def machine_key(width: object, candidates: list[str]) -> str:
-    """What a measurement depends on: CPU, library versions, threads, the network's width and the candidates."""
+def machine_prefix() -> str:
+    """What every measurement here depends on: CPU, library versions and threads."""
     try:
         import onnxruntime
 
         libraries = f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}"
     except ImportError:
         libraries = f"torch {torch.__version__}"
-    return f"{cpu_name()} | {libraries} | {torch.get_num_threads()} threads | width {width} | {', '.join(candidates)}"
+    return f"{cpu_name()} | {libraries} | {torch.get_num_threads()} threads"
 
 
-def median_seconds(runner: Runner, runs: int = 3) -> float:
-    """Median time of one 256x256 image through ``runner``, after a warm-up run."""
-    x = torch.rand(1, 3, CALIBRATION_SIZE, CALIBRATION_SIZE)
-    times = []
-    for i in range(runs + 1):
-        start = time.perf_counter()
-        runner(x)
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def machine_key(width: object, candidates: list[str], size: tuple[int, int]) -> str:
+    """The cache key of one measurement: the machine, the network's width, the candidates and the size."""
+    return f"{machine_prefix()} | width {width} | {', '.join(candidates)} | {size[0]}x{size[1]}"
 
 
-def fastest(width: object, candidates: dict[str, Callable[[], Runner]], measure: Measure = median_seconds) -> str:
-    """The name of the candidate to use, measured once per machine and cached.
+def size_bucket(height: int, width: int) -> tuple[int, int]:
+    """The measured size nearest to ``height`` x ``width`` in pixel count (on a log scale)."""
+    pixels = max(1, height * width)
+    return min(SIZE_BUCKETS, key=lambda hw: abs(math.log(hw[0] * hw[1] / pixels)))
+
+
+def time_once(runner: Runner, size: tuple[int, int]) -> float:
+    """Seconds of one image of ``size`` through ``runner``."""
+    x = torch.rand(1, 3, *size)
+    start = time.perf_counter()
+    runner(x)
+    return time.perf_counter() - start
+
+
+def _choice(names: list[str], seconds: dict[str, float]) -> str:
+    """The fastest candidate once the margins are applied (the reference, first, has none)."""
+    return min(names, key=lambda n: seconds[n] * (MARGINS.get(n, 1.0) if n != names[0] else 1.0))
+
+
+def measure_candidates(runners: dict[str, Runner], size: tuple[int, int],
+                       measure: Measure = time_once) -> tuple[str, dict[str, float], int]:
+    """``(choice, median seconds by name, rounds)``: each runner is warmed up once, then timed in rounds.
+
+    Every round times each runner once, starting with a different one each round, so that a slow
+    spell of the machine hits all of them; the medians decide. It stops when the choice has been
+    the same for :data:`STABLE_ROUNDS` rounds in a row (after at least :data:`MIN_ROUNDS`).
+    """
+    names = list(runners)
+    for runner in runners.values():
+        measure(runner, size)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    choices: list[str] = []
+    spent = 0.0
+    for round_ in range(MAX_ROUNDS):
+        for i in range(len(names)):
+            name = names[(round_ + i) % len(names)]
+            samples[name].append(measure(runners[name], size))
+            spent += samples[name][-1]
+        medians = {name: statistics.median(times) for name, times in samples.items()}
+        choices.append(_choice(names, medians))
+        stable = len(choices) >= STABLE_ROUNDS and len(set(choices[-STABLE_ROUNDS:])) == 1
+        if round_ + 1 >= MIN_ROUNDS and (stable or spent > BUDGET_SECONDS):
+            break
+    return choices[-1], medians, len(choices)
+
+
+def _read_cache() -> dict:
+    try:
+        known = json.loads((stst_home() / CALIBRATION_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _built(candidates: dict[str, Callable[[], Runner]]) -> dict[str, Runner]:
+    """The candidates' runners; one other than the reference that cannot be set up (e.g. its ONNX
+    graph cannot be written) is left out, so that ``auto`` still runs."""
+    runners = {}
+    for i, (name, build) in enumerate(candidates.items()):
+        try:
+            runners[name] = build()
+        except StstError:
+            if i == 0:
+                raise
+    return runners
+
+
+def fastest(width: object, candidates: dict[str, Callable[[], Runner]], size: tuple[int, int] = SIZE_BUCKETS[0],
+            measure: Measure = time_once) -> str:
+    """The name of the candidate to use at ``size``, measured once per machine and size, and cached.
 
     ``candidates`` maps names to functions that build a runner; the first is
     the reference. With a single candidate nothing is measured.
@@ -74,23 +145,39 @@ def fastest(width: object, candidates: dict[str, Callable[[], Runner]], measure:
     names = list(candidates)
     if len(names) == 1:
         return names[0]
-    cache = stst_home() / CALIBRATION_FILE
-    try:
-        known = json.loads(cache.read_text())
-        if not isinstance(known, dict):
-            known = {}
-    except (OSError, ValueError):
-        known = {}
-    key = machine_key(width, names)
+    known = _read_cache()
+    key = machine_key(width, names, size)
     if isinstance(known.get(key), dict) and known[key].get("choice") in names:
         return known[key]["choice"]
-    seconds = {name: measure(build()) for name, build in candidates.items()}
-    choice = min(names, key=lambda n: seconds[n] * (MARGINS.get(n, 1.0) if n != names[0] else 1.0))
-    known[key] = {"choice": choice, "seconds": {n: round(s, 4) for n, s in seconds.items()},
+    runners = _built(candidates)
+    if len(runners) < len(names):  # measured without a candidate that could not be set up: not cached
+        return measure_candidates(runners, size, measure)[0] if len(runners) > 1 else next(iter(runners))
+    choice, seconds, rounds = measure_candidates(runners, size, measure)
+    known[key] = {"choice": choice, "seconds": {n: round(s, 4) for n, s in seconds.items()}, "rounds": rounds,
                   "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     try:
-        with atomic_path(cache) as tmp:
+        with atomic_path(stst_home() / CALIBRATION_FILE) as tmp:
             tmp.write_text(json.dumps(known, indent=1))
     except OSError:  # a read-only cache only means measuring again next time
         pass
     return choice
+
+
+def measured_here() -> dict[str, dict]:
+    """The cached measurements of this machine (CPU, libraries, threads), by the rest of their key."""
+    prefix = machine_prefix() + " | "
+    return {key[len(prefix):]: value for key, value in _read_cache().items()
+            if key.startswith(prefix) and isinstance(value, dict)}
+
+
+def describe_measurements(measured: dict[str, dict]) -> list[str]:
+    """``stst info --engines``: one line per measured network width and size, fastest first."""
+    if not measured:
+        return [f"no engine measured yet on this machine ({machine_prefix()}); the first stylization measures"]
+    lines = [f"measured on {machine_prefix()} (in {stst_home() / CALIBRATION_FILE}):"]
+    for key, entry in sorted(measured.items()):
+        seconds = entry.get("seconds", {})
+        times = ", ".join(f"{name} {s * 1000:.0f} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1]))
+        lines.append(f"  {key}: chose {entry.get('choice')} ({times}; {entry.get('rounds', '?')} rounds, "
+                     f"{entry.get('measured', '?')})")
+    return lines
