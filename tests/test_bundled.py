@@ -4,11 +4,12 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stst.model.bundled import DEFAULT_MODEL, LIGHT_SUFFIX, bundled_models, resolve_model
+from stst.model.bundled import DEFAULT_MODEL, TIERS, bundled_models, bundled_styles, resolve_model, split_tier
 from stst.model.checkpoint import load_model
 from stst.cli import main
 from stst.base.imageio import read_photo
@@ -37,31 +38,60 @@ def test_the_installed_package_carries_the_models(tmp_path):
     assert out.stdout.strip() == str(sorted(MODELS))
 
 
-def test_seven_styles_ship_and_the_default_has_a_light_variant():
-    full = [n for n in MODELS if not n.endswith(LIGHT_SUFFIX)]
-    assert len(full) == 7
-    assert f"{DEFAULT_MODEL}{LIGHT_SUFFIX}" in MODELS
-    for name in MODELS:
-        if name.endswith(LIGHT_SUFFIX):
-            _, light = load_model(MODELS[name])
-            teacher = name.removesuffix(LIGHT_SUFFIX)
-            assert light.arch.channels == 16 and light.metadata["distilled_from"]["model"] == f"{teacher}.pth"
+def test_seven_styles_ship_and_each_faster_tier_is_distilled_from_its_full_model():
+    styles = bundled_styles()
+    assert len(styles) == 7 and all("full" in tiers for tiers in styles.values())
+    assert {"light", "realtime"} <= set(styles[DEFAULT_MODEL])
+    for style, tiers in styles.items():
+        for tier, path in tiers.items():
+            _, ckpt = load_model(path)
+            if tier == "full":
+                assert ckpt.arch.design == "johnson" and "distilled_from" not in ckpt.metadata
+                continue
+            assert ckpt.metadata["distilled_from"]["model"] == f"{style}.pth"
+            assert ckpt.arch.channels == 16 and ckpt.arch.design == ("realtime" if tier == "realtime" else "johnson")
 
 
-def test_stst_models_lists_them_and_marks_light_variants():
+def test_stst_models_lists_each_style_with_its_tiers():
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0
-    lines = {line.split()[0]: line for line in result.output.splitlines()}
-    assert set(lines) == set(MODELS)
-    assert "(default)" in lines[DEFAULT_MODEL]
-    for name, line in lines.items():
-        assert ("[light: width 16, distilled from" in line) == name.endswith(LIGHT_SUFFIX)
+    heads = [line for line in result.output.splitlines() if not line.startswith(" ")]
+    assert [line.split(":")[0].removesuffix(" (default)") for line in heads] == sorted(bundled_styles())
+    assert f"{DEFAULT_MODEL} (default): Vincent van Gogh, The Starry Night (1889)" in heads
+    rows = [line.split() for line in result.output.splitlines() if line.startswith("  ")]
+    assert len(rows) == len(MODELS)
+    for row in rows:
+        name = row[row.index("--model") + 1]
+        assert split_tier(name)[1] == row[0] and (("(distilled" in row) == (row[0] != "full"))
 
 
-def test_light_uses_the_bundled_variant(tmp_path):
-    result = CliRunner().invoke(main, ["stylize", str(PHOTOS / "kodim23.jpg"), "--light", "-o", str(tmp_path)])
+@pytest.mark.parametrize("args, suffix", [(["--light"], "-light"), (["--tier", "light"], "-light"),
+                                          (["--tier", "realtime"], "-realtime"), (["--tier", "full"], "")])
+def test_a_tier_uses_the_bundled_variant(tmp_path, args, suffix):
+    result = CliRunner().invoke(main, ["stylize", str(PHOTOS / "kodim23.jpg"), *args, "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / f"kodim23-{DEFAULT_MODEL}{LIGHT_SUFFIX}.jpg").size == (384, 256)
+    assert Image.open(tmp_path / f"kodim23-{DEFAULT_MODEL}{suffix}.jpg").size == (384, 256)
+
+
+def test_a_missing_tier_is_one_line_naming_what_exists(tmp_path):
+    own = tmp_path / "mine.pth"
+    own.write_bytes(MODELS[DEFAULT_MODEL].read_bytes())
+    (tmp_path / "mine-light.pth").write_bytes(MODELS[f"{DEFAULT_MODEL}-light"].read_bytes())
+    result = CliRunner().invoke(main, ["stylize", str(PHOTOS / "kodim23.jpg"), "-m", str(own), "--tier", "realtime",
+                                       "-o", str(tmp_path / "out.jpg")])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"stst: error: {tmp_path / 'mine-realtime.pth'}: no realtime tier of mine (it "
+                                     f"has: full, light; make one with: stst distill {own} --tier realtime --dataset "
+                                     "PHOTOS)")
+    assert resolve_model(str(tmp_path / "mine-light.pth"), "full") == (tmp_path / "mine-light.pth", "mine-light")
+    clash = CliRunner().invoke(main, ["stylize", str(PHOTOS / "kodim23.jpg"), "--light", "--tier", "realtime"])
+    assert clash.exit_code == 2 and "--light is short for --tier light" in clash.output
+
+
+def test_tiers_are_named_in_order():
+    assert TIERS == ("full", "light", "realtime")
+    assert [split_tier(n) for n in ["udnie", "udnie-light", "udnie-realtime", "a-b"]] == [
+        ("udnie", "full"), ("udnie", "light"), ("udnie", "realtime"), ("a-b", "full")]
 
 
 def test_stylize_without_model_uses_the_default_beside_the_photo(tmp_path):

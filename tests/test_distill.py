@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -16,7 +16,7 @@ from stst.cli import main
 from stst.training.distill import DistillOptions, distill, distillation_loss
 from stst.infer.engine import stylize_tensor
 from stst.base.imageio import read_photo
-from stst.model.network import ArchConfig, TransformerNet
+from stst.model.network import ArchConfig, RealtimeNet, TransformerNet, build_network
 from stst.training.options import options_from_dict
 
 from conftest import PHOTOS, TRAIN
@@ -79,8 +79,8 @@ def test_light_without_a_variant_is_a_one_line_error(tmp_path):
     shutil.copy(resolve_model(TEACHER)[0], model)
     result = CliRunner().invoke(main, ["stylize", str(PHOTOS / "kodim23.jpg"), "-m", str(model), "--light"])
     assert result.exit_code == 2
-    assert result.output.strip() == (f"stst: error: {tmp_path / 'solo-light.pth'}: no light variant of solo "
-                                     f"(make one with: stst distill {model} --dataset PHOTOS)")
+    assert result.output.strip() == (f"stst: error: {tmp_path / 'solo-light.pth'}: no light tier of solo "
+                                     f"(it has: full; make one with: stst distill {model} --tier light --dataset PHOTOS)")
 
 
 def test_distill_refuses_to_overwrite_and_names_a_missing_teacher(distilled, tmp_path):
@@ -89,3 +89,30 @@ def test_distill_refuses_to_overwrite_and_names_a_missing_teacher(distilled, tmp
     assert result.exit_code == 2 and "exists" in result.output and result.output.count("\n") == 1
     result = CliRunner().invoke(main, ["distill", str(tmp_path / "nope.pth"), "--dataset", str(TRAIN)])
     assert result.exit_code == 2 and result.output.startswith(f"stst: error: {tmp_path / 'nope.pth'}: model file not found")
+
+
+def test_a_realtime_tier_is_distilled_into_the_realtime_design(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    teacher = tmp_path / f"{TEACHER}.pth"
+    shutil.copy(resolve_model(TEACHER)[0], teacher)
+    result = CliRunner().invoke(main, ["distill", str(teacher), "--tier", "realtime", "--dataset", str(TRAIN),
+                                       "--iterations", "2", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    _, ckpt = load_model(tmp_path / f"{TEACHER}-realtime.pth")  # the name --tier realtime looks for
+    assert ckpt.arch == ArchConfig(channels=16, design="realtime") and ckpt.metadata["distilled_from"]["design"] == "realtime"
+    shown = CliRunner().invoke(main, ["info", str(tmp_path / f"{TEACHER}-realtime.pth")])
+    assert "realtime design, width 16" in shown.output and "7,848 MACs per pixel" in shown.output
+
+
+def test_the_realtime_student_learns_the_teachers_output(tmp_path):
+    options = replace(OPTIONS, design="realtime", lr=2e-2)  # it starts slower than Johnson's network
+    teacher = resolve_model(TEACHER)[0]
+    distill(teacher, TRAIN, tmp_path / "r.pth", options, device="cpu", progress=False, log=lambda message: None)
+    student, ckpt = load_model(tmp_path / "r.pth")
+    assert isinstance(student, RealtimeNet)
+    photo = read_photo(PHOTOS / "kodim23.jpg", max_size=128).rgb[None]
+    target = stylize_tensor(load_model(teacher)[0], photo)
+    torch.manual_seed(options.seed)
+    untrained = build_network(ckpt.arch).eval()
+    before = distillation_loss(stylize_tensor(untrained, photo), target).item()
+    assert distillation_loss(stylize_tensor(student, photo), target).item() < 0.9 * before

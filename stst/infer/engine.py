@@ -69,7 +69,7 @@ def choose_engine(device: torch.device, model: TransformerNet, precision: str = 
     nearest of the measured sizes (see :mod:`stst.infer.precision`).
     """
     candidates = engine_candidates(device, model, precision, backend)
-    chosen, dtype = fastest(model.config.channels, candidates, size_bucket(*size)).split("-")
+    chosen, dtype = fastest(model.config.tag, candidates, size_bucket(*size)).split("-")
     return chosen, dtype
 
 
@@ -125,7 +125,7 @@ class Stylizer:
         bucket = size_bucket(height, width)
         if bucket not in self._engines:
             builders = {name: (lambda n=name: self._runner(n)) for name in self.candidates}
-            self._engines[bucket] = fastest(self.model.config.channels, builders, bucket)
+            self._engines[bucket] = fastest(self.model.config.tag, builders, bucket)
         return self._engines[bucket]
 
     def _use(self, name: str) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 from ..base.errors import FileProblem
 
 DEFAULT_MODEL = "starry_night"
-# A light variant (``stst distill``) sits beside its model as NAME-light.pth.
-LIGHT_SUFFIX = "-light"
+# The tiers of a style: the full model NAME.pth, and faster networks taught its outputs
+# (``stst distill --tier``) that sit beside it as NAME-light.pth and NAME-realtime.pth.
+TIERS = ("full", "light", "realtime")
 
 
 def models_folder() -> Path:
@@ -26,16 +27,36 @@ def example_photo() -> Path:
 
 
 def bundled_models() -> dict[str, Path]:
-    """Name -> file of every shipped model."""
+    """Name -> file of every shipped model, each tier under its own name (``starry_night-light``)."""
     return {p.stem: p for p in sorted(models_folder().glob("*.pth"))}
 
 
-def resolve_model(spec: str | Path | None, light: bool = False) -> tuple[Path, str]:
+def split_tier(name: str) -> tuple[str, str]:
+    """``starry_night-realtime`` -> ``("starry_night", "realtime")``; a name without a tier suffix is full."""
+    for tier in TIERS[1:]:
+        if name.endswith(f"-{tier}"):
+            return name.removesuffix(f"-{tier}"), tier
+    return name, "full"
+
+
+def bundled_styles() -> dict[str, dict[str, Path]]:
+    """Style -> {tier: file} of the shipped models, tiers in the order of :data:`TIERS`."""
+    styles: dict[str, dict[str, Path]] = {}
+    for name, path in bundled_models().items():
+        style, tier = split_tier(name)
+        styles.setdefault(style, {})[tier] = path
+    return {style: {t: tiers[t] for t in TIERS if t in tiers} for style, tiers in styles.items()}
+
+
+def resolve_model(spec: str | Path | None, tier: str = "full") -> tuple[Path, str]:
     """A model file and the name used in output file names, for a path or a bundled model's name.
 
     ``None`` means the default bundled model. An existing file wins over a
-    bundled name. ``light`` asks for the model's light variant instead.
+    bundled name. ``tier`` asks for the model's light or realtime tier, the
+    file beside it named ``NAME-light.pth`` or ``NAME-realtime.pth``.
     """
+    if tier not in TIERS:
+        raise FileProblem(Path(str(spec)), f"unknown tier '{tier}' (use {', '.join(TIERS)})")
     spec = DEFAULT_MODEL if spec is None else spec
     path = Path(spec)
     models = bundled_models()
@@ -44,11 +65,15 @@ def resolve_model(spec: str | Path | None, light: bool = False) -> tuple[Path, s
     elif str(spec) in models:
         found = models[str(spec)], str(spec)
     else:
-        hint = f" (bundled models: {', '.join(models)})" if models else ""
+        hint = f" (bundled models: {', '.join(bundled_styles())})" if models else ""
         raise FileProblem(path, f"model file not found{hint}")
-    if not light or found[1].endswith(LIGHT_SUFFIX):
+    style, own_tier = split_tier(found[1])
+    if tier == "full" or tier == own_tier:
         return found
-    variant = found[0].with_name(f"{found[0].stem}{LIGHT_SUFFIX}{found[0].suffix}")
+    variant = found[0].with_name(f"{found[0].stem.removesuffix(f'-{own_tier}')}-{tier}{found[0].suffix}")
     if not variant.is_file():
-        raise FileProblem(variant, f"no light variant of {found[1]} (make one with: stst distill {spec} --dataset PHOTOS)")
-    return variant, f"{found[1]}{LIGHT_SUFFIX}"
+        have = [t for t in TIERS if found[0].with_name(f"{style}{'' if t == 'full' else '-' + t}{found[0].suffix}")
+                .is_file()]
+        raise FileProblem(variant, f"no {tier} tier of {style} (it has: {', '.join(have) or 'none'}; make one with: "
+                                   f"stst distill {spec} --tier {tier} --dataset PHOTOS)")
+    return variant, f"{style}-{tier}"

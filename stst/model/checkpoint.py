@@ -29,7 +29,7 @@ from ..base.errors import FileProblem, first_line
 from ..base.fileio import atomic_path
 from ..base.filetypes import sniff
 from ..base.limits import MAX_CHANNELS, MAX_STYLE_SIDE
-from .network import ArchConfig, TransformerNet
+from .network import DESIGNS, ArchConfig, TransformerNet, build_network
 
 FORMAT_TAG = "stst-model"
 FORMAT_VERSION = 1
@@ -50,7 +50,7 @@ class Checkpoint:
 
     def build(self, device: torch.device | str = "cpu") -> TransformerNet:
         """A network in eval mode with these weights, in float32 on ``device``."""
-        model = TransformerNet(self.arch)
+        model = build_network(self.arch)
         model.load_state_dict(self.state_dict)
         return model.to(device).eval()
 
@@ -115,6 +115,8 @@ def _arch(path: Path, raw: Any) -> ArchConfig:
         raise FileProblem(path, f"invalid architecture: {arch.channels!r} channels (allowed: 1 to {MAX_CHANNELS})")
     if type(arch.residual) is not bool:
         raise FileProblem(path, f"invalid architecture: residual is {arch.residual!r}, not true or false")
+    if arch.design not in DESIGNS:
+        raise FileProblem(path, f"invalid architecture: design {arch.design!r} (known: {', '.join(DESIGNS)})")
     return arch
 
 
@@ -123,7 +125,7 @@ def _check_weights(path: Path, arch: ArchConfig, state: Any) -> None:
     if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
         raise FileProblem(path, "no weights in the file (state_dict is missing or not a dict of tensors)")
     with torch.device("meta"):
-        expected = {k: v.shape for k, v in TransformerNet(arch).state_dict().items()}
+        expected = {k: v.shape for k, v in build_network(arch).state_dict().items()}
     missing = sorted(expected.keys() - state.keys())
     unexpected = sorted(state.keys() - expected.keys())
     wrong = [k for k in expected.keys() & state.keys() if state[k].shape != expected[k]]

@@ -64,9 +64,10 @@ def describe(info: dict[str, Any]) -> list[str]:
         ("dataset", f"{meta.get('dataset', {}).get('path', '?')} ({meta.get('dataset', {}).get('images', '?')} images)"),
         ("losses", f"content {_g(losses.get('content'))}, style {_g(losses.get('style'))}, tv {_g(losses.get('tv'))}, "
                    f"total {_g(losses.get('total'))} (last training batch)"),
-        ("network", f"width {arch['channels']}, residual {'on' if arch['residual'] else 'off'}, "
-                    f"{arch['parameters'] / 1e6:.2f} M parameters stored as {'/'.join(arch['stored_as'])}, "
-                    f"{arch['gflop_per_megapixel']} GFLOP per megapixel"
+        ("network", f"{arch.get('design', 'johnson')} design, width {arch['channels']}, residual "
+                    f"{'on' if arch['residual'] else 'off'}, {arch['parameters'] / 1e6:.2f} M parameters stored as "
+                    f"{'/'.join(arch['stored_as'])}, {arch['macs_per_pixel']:,} MACs per pixel "
+                    f"({arch['gflop_per_megapixel']} GFLOP per megapixel)"
                     f"{', resumable' if info['resumable'] else ''}"),
         *([("from", f"fine-tuned from {init.get('name', '?')} (sha256 {init.get('sha256', '?')}, "
                     f"{init.get('iterations', '?')} iterations, {_g(_minutes(init.get('train_seconds')))} min); "

@@ -33,6 +33,12 @@ MIN_SIZE = 8
 BORDER = 16
 
 
+# The network designs: Johnson et al.'s (the full and light tiers, by width) and a realtime one.
+DESIGNS = ("johnson", "realtime")
+# Residual blocks of the realtime design.
+REALTIME_BLOCKS = 4
+
+
 @dataclass(frozen=True)
 class ArchConfig:
     """Architecture settings stored in every checkpoint."""
@@ -42,17 +48,30 @@ class ArchConfig:
     # layer zero-initialised, an untrained network is the identity instead of
     # noise, so short CPU trainings start from the photo.
     residual: bool = False
+    design: str = "johnson"  # or "realtime" (:class:`RealtimeNet`)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def tag(self) -> str:
+        """A short name of the shape, for cache keys and listings: ``32``, ``16 realtime``."""
+        return str(self.channels) if self.design == "johnson" else f"{self.channels} {self.design}"
+
     def macs_per_pixel(self) -> int:
         """Multiply-adds per input pixel (borders aside): each convolution's k*k*cin*cout at its resolution.
 
-        The stride-2 layers and the residual blocks run at 1/4 and 1/16 of the
-        pixels; 153,792 for the default width of 32 (307.6 GFLOP per megapixel).
+        Johnson's design: the stride-2 layers and the residual blocks run at
+        1/4 and 1/16 of the pixels; 153,792 for the default width of 32 (307.6
+        GFLOP per megapixel). The realtime design: see :class:`RealtimeNet`;
+        7,848 at width 16.
         """
         c = self.channels
+        if self.design == "realtime":
+            half = 9 * 12 * c + 9 * 2 * c * c  # stem (after space-to-depth), up1
+            sixteenth = 9 * c * 2 * c + REALTIME_BLOCKS * 2 * 9 * (2 * c) ** 2  # down, residual blocks
+            full = 9 * c * (c // 2) + 9 * (c // 2) * 3  # up2, out
+            return half // 4 + sixteenth // 16 + full
         full = 81 * 3 * c + 9 * 2 * c * c + 81 * c * 3  # conv1, deconv2, deconv3
         quarter = 9 * c * 2 * c + 9 * 4 * c * 2 * c  # conv2, deconv1
         sixteenth = 9 * 2 * c * 4 * c + 10 * 9 * (4 * c) ** 2  # conv3, 5 residual blocks of 2 convs
@@ -96,6 +115,8 @@ class ResidualBlock(nn.Module):
 class TransformerNet(nn.Module):
     """Image transformation network: any RGB image in 0..1 to a stylized one of the same size."""
 
+    __jit_unused_properties__ = ["last"]  # TorchScript compiles forward(), not this Python-side helper
+
     def __init__(self, config: ArchConfig = ArchConfig()) -> None:
         super().__init__()
         self.config = config
@@ -103,7 +124,12 @@ class TransformerNet(nn.Module):
         self.residual = config.residual
         self.pixel_scale = PIXEL_SCALE
         self.border = BORDER
-        c = config.channels
+        self._layers(config.channels)
+        if config.residual:
+            nn.init.zeros_(self.last.conv2d.weight)
+            nn.init.zeros_(self.last.conv2d.bias)
+
+    def _layers(self, c: int) -> None:
         self.conv1 = ConvLayer(3, c, 9)
         self.in1 = nn.InstanceNorm2d(c, affine=True)
         self.conv2 = ConvLayer(c, 2 * c, 3, stride=2)
@@ -120,9 +146,11 @@ class TransformerNet(nn.Module):
         self.deconv2 = UpsampleConvLayer(2 * c, c, 3)
         self.in5 = nn.InstanceNorm2d(c, affine=True)
         self.deconv3 = ConvLayer(c, 3, 9)
-        if config.residual:
-            nn.init.zeros_(self.deconv3.conv2d.weight)
-            nn.init.zeros_(self.deconv3.conv2d.bias)
+
+    @property
+    def last(self) -> ConvLayer:
+        """The layer that paints the output (zero-initialised for residual networks)."""
+        return self.deconv3
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         """The network proper, on 0..255 images whose sides are multiples of 4 and >= 8."""
@@ -147,6 +175,52 @@ class TransformerNet(nn.Module):
         top, left = offsets
         y = self.body(padded)
         return y[..., top : top + h, left : left + w] / self.pixel_scale
+
+
+class RealtimeNet(TransformerNet):
+    """The realtime design: Johnson's family (instance norm, residual blocks, nearest-neighbour
+    upsampling + convolution, reflection padding, any image size) with the work moved off full
+    resolution: 7,848 multiply-adds per pixel at width 16 instead of 153,792.
+
+    - stem: space-to-depth (each 2x2 block of pixels becomes 12 channels at half resolution, so no
+      pixel is skipped, unlike a strided convolution), then a 3x3 convolution to ``c`` channels;
+    - a stride-2 3x3 convolution to ``2c`` channels at a quarter resolution, where
+      :data:`REALTIME_BLOCKS` residual blocks run;
+    - two nearest-neighbour upsamplings, each followed by a 3x3 convolution (``c``, then ``c/2``
+      channels), and a last 3x3 convolution to RGB: the full resolution gets two thin 3x3 layers
+      and a nonlinearity, enough for fine strokes, where Johnson's runs two 9x9 layers there.
+    """
+
+    def _layers(self, c: int) -> None:
+        self.stem = ConvLayer(12, c, 3)
+        self.in1 = nn.InstanceNorm2d(c, affine=True)
+        self.down = ConvLayer(c, 2 * c, 3, stride=2)
+        self.in2 = nn.InstanceNorm2d(2 * c, affine=True)
+        self.blocks = nn.Sequential(*(ResidualBlock(2 * c) for _ in range(REALTIME_BLOCKS)))
+        self.up1 = UpsampleConvLayer(2 * c, c, 3)
+        self.in3 = nn.InstanceNorm2d(c, affine=True)
+        self.up2 = UpsampleConvLayer(c, c // 2, 3)
+        self.in4 = nn.InstanceNorm2d(c // 2, affine=True)
+        self.out = ConvLayer(c // 2, 3, 3)
+
+    @property
+    def last(self) -> ConvLayer:
+        return self.out
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """The network proper, on 0..255 images whose sides are multiples of 4 and >= 8."""
+        y = F.relu(self.in1(self.stem(F.pixel_unshuffle(x, 2))))
+        y = F.relu(self.in2(self.down(y)))
+        y = self.blocks(y)
+        y = F.relu(self.in3(self.up1(y)))
+        y = F.relu(self.in4(self.up2(y)))
+        y = self.out(y)
+        return y + x if self.residual else y
+
+
+def build_network(config: ArchConfig = ArchConfig()) -> TransformerNet:
+    """The network of ``config``'s design."""
+    return RealtimeNet(config) if config.design == "realtime" else TransformerNet(config)
 
 
 def _split(size: int, multiple: int = SIZE_MULTIPLE, minimum: int = MIN_SIZE) -> tuple[int, int]:

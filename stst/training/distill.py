@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..base.devices import hardware_info, resolve_device
 from ..base.fileio import check_target, check_writable, file_sha256
 from ..model.checkpoint import load_checkpoint, save_checkpoint
-from ..model.network import ArchConfig, TransformerNet
+from ..model.network import ArchConfig, build_network
 from .data import crop_loader, find_images
 from .options import cosine_rate, options_from_dict
 
@@ -35,6 +35,7 @@ class DistillOptions:
     """How a light variant is taught; stored in its metadata under ``distilled_from``."""
 
     width: int = 16
+    design: str = "johnson"  # or "realtime" (stst.model.network.RealtimeNet)
     iterations: int = 1500
     image_size: int = 128
     batch_size: int = 4
@@ -78,7 +79,8 @@ def distill(
     for p in teacher.parameters():
         p.requires_grad_(False)
     torch.manual_seed(options.seed)
-    student = TransformerNet(ArchConfig(channels=options.width, residual=ckpt.arch.residual)).to(dev).train()
+    arch = ArchConfig(channels=options.width, residual=ckpt.arch.residual, design=options.design)
+    student = build_network(arch).to(dev).train()
     optimizer = torch.optim.Adam(student.parameters(), lr=options.lr)
     loader = crop_loader(files, options.image_size, options.batch_size, options.seed, workers=workers,
                          pin_memory=dev.type == "cuda")
@@ -107,6 +109,7 @@ def distill(
         "model": teacher_path.name,
         "sha256": file_sha256(teacher_path),
         "teacher_width": ckpt.arch.channels,
+        "teacher_design": ckpt.arch.design,
         **asdict(options),
         "dataset": str(Path(dataset).resolve()),
         "loss": loss,
@@ -114,6 +117,6 @@ def distill(
         "hardware": hardware_info(dev),
     }
     save_checkpoint(output, student, metadata, style_image=ckpt.style_image)
-    log(f"distilled {teacher_path.name} (width {ckpt.arch.channels}) into {output} (width {options.width}): "
+    log(f"distilled {teacher_path.name} (width {ckpt.arch.tag}) into {output} (width {arch.tag}): "
         f"{options.iterations} iterations, {seconds / 60:.1f} min, final loss {loss:.4g}")
     return loss

@@ -221,6 +221,9 @@ def _starting_point(options: TrainOptions | None, resume: str | Path | None, ite
         begin.options = replace(begin.options, iterations=iterations)
     if begin.options.init and begin.resumed is None:
         begin.init = load_checkpoint(begin.options.init)
+        if begin.init.arch.design != "johnson":
+            raise TrainingError(f"{begin.options.init}: a {begin.init.arch.design} network cannot be fine-tuned; "
+                                "fine-tune its full model, then distill the tier again (stst distill --tier)")
         begin.options = replace(begin.options, channels=begin.init.arch.channels, residual=begin.init.arch.residual)
     return begin
 
