@@ -425,7 +425,7 @@ def models() -> None:
 @main.command()
 @click.argument("model_spec", metavar="[MODEL]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (the metadata exactly as stored).")
-@click.option("--engines", is_flag=True, help="Show the engines measured on this machine (by network width and "
+@click.option("--engines", is_flag=True, help="Show the engines measured on this machine (by network shape and "
               "image size) and which was chosen, instead of a model.")
 def info(model_spec, as_json, engines) -> None:
     """Show what a model file holds: style, training, losses, hardware, sha256, architecture and cost."""

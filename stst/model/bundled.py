@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from ..base.errors import FileProblem
+from ..base.errors import FileProblem, StstError
 
 DEFAULT_MODEL = "starry_night"
 # The tiers of a style: the full model NAME.pth, and faster networks taught its outputs
@@ -48,6 +48,11 @@ def bundled_styles() -> dict[str, dict[str, Path]]:
     return {style: {t: tiers[t] for t in TIERS if t in tiers} for style, tiers in styles.items()}
 
 
+def _tier_file(beside: Path, style: str, tier: str) -> Path:
+    """Where the ``tier`` of ``style`` lies, in the folder of ``beside``: NAME.pth, NAME-light.pth, ..."""
+    return beside.with_name(f"{style}{'' if tier == 'full' else f'-{tier}'}{beside.suffix}")
+
+
 def resolve_model(spec: str | Path | None, tier: str = "full") -> tuple[Path, str]:
     """A model file and the name used in output file names, for a path or a bundled model's name.
 
@@ -56,7 +61,7 @@ def resolve_model(spec: str | Path | None, tier: str = "full") -> tuple[Path, st
     file beside it named ``NAME-light.pth`` or ``NAME-realtime.pth``.
     """
     if tier not in TIERS:
-        raise FileProblem(Path(str(spec)), f"unknown tier '{tier}' (use {', '.join(TIERS)})")
+        raise StstError(f"unknown tier '{tier}' (use {', '.join(TIERS)})")
     spec = DEFAULT_MODEL if spec is None else spec
     path = Path(spec)
     models = bundled_models()
@@ -70,10 +75,9 @@ def resolve_model(spec: str | Path | None, tier: str = "full") -> tuple[Path, st
     style, own_tier = split_tier(found[1])
     if tier == "full" or tier == own_tier:
         return found
-    variant = found[0].with_name(f"{found[0].stem.removesuffix(f'-{own_tier}')}-{tier}{found[0].suffix}")
+    variant = _tier_file(found[0], style, tier)
     if not variant.is_file():
-        have = [t for t in TIERS if found[0].with_name(f"{style}{'' if t == 'full' else '-' + t}{found[0].suffix}")
-                .is_file()]
+        have = [t for t in TIERS if _tier_file(found[0], style, t).is_file()]
         raise FileProblem(variant, f"no {tier} tier of {style} (it has: {', '.join(have) or 'none'}; make one with: "
                                    f"stst distill {spec} --tier {tier} --dataset PHOTOS)")
     return variant, f"{style}-{tier}"

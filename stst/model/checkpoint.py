@@ -3,7 +3,7 @@
 A stst checkpoint is a plain dict::
 
     {"format": "stst-model", "version": 1,
-     "arch": {"channels": 32, "residual": False},
+     "arch": {"channels": 32, "residual": False, "design": "johnson"},  # older files: no design
      "state_dict": {...},
      "metadata": {...},            # style, training options, losses, versions
      "style_image": uint8 tensor,  # optional: the style image as trained on (for evaluation)

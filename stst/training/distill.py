@@ -1,4 +1,4 @@
-"""Light variants: a narrower network taught to reproduce a trained style model.
+"""The faster tiers: a smaller network (narrower, or of the realtime design) taught to reproduce a style model.
 
 Knowledge distillation (Hinton, Vinyals, Dean 2015, https://arxiv.org/abs/1503.02531;
 for style networks, Wang et al. 2020, "Collaborative Distillation for
@@ -32,7 +32,7 @@ from .options import cosine_rate, options_from_dict
 
 @dataclass(frozen=True)
 class DistillOptions:
-    """How a light variant is taught; stored in its metadata under ``distilled_from``."""
+    """How a faster tier is taught; stored in its metadata under ``distilled_from``."""
 
     width: int = 16
     design: str = "johnson"  # or "realtime" (stst.model.network.RealtimeNet)

@@ -259,13 +259,9 @@ class _Session:
                                   begin.iteration * options.batch_size, run.workers,
                                   pin_memory=device.type == "cuda", rank=ctx.rank, world=ctx.world)
         self.preview = read_photo(run.preview, max_size=512).rgb[None] if run.preview and ctx.main else None
-        style_meta, init_meta = _provenance(begin)
-        self.metadata = {  # the checkpoint's unchanging part; save() adds the position and losses
-            "style": style_meta,
-            "hardware": {**hardware_info(device), **({"processes": ctx.world} if ctx.active else {})},
-            "vgg_weights": vgg_source,
-            **({"init": init_meta} if init_meta else {}),
-        }
+        self.style_meta, self.init_meta = _provenance(begin)
+        self.hardware = {**hardware_info(device), **({"processes": ctx.world} if ctx.active else {})}
+        self.vgg_source = vgg_source
         self.unreadable: set[str] = set()
         self.losses: dict[str, float] = begin.resumed.metadata.get("losses", {}) if begin.resumed else {}
         try:
@@ -306,15 +302,15 @@ class _Session:
         """Write the checkpoint; when the output cannot be written, keep the work in a rescue file."""
         options, output, iteration = self.options, self.run.output, self.iteration
         metadata = {
-            "style": self.metadata["style"],
+            "style": self.style_meta,
             "options": asdict(options),
             "iterations": iteration,
             "losses": self.losses,
             "train_seconds": self.seconds,
-            "hardware": self.metadata["hardware"],
+            "hardware": self.hardware,
             "dataset": {"path": str(options.dataset), "images": len(self.files), "unreadable": len(self.unreadable)},
-            "vgg_weights": self.metadata["vgg_weights"],
-            **({"init": self.metadata["init"]} if "init" in self.metadata else {}),
+            "vgg_weights": self.vgg_source,
+            **({"init": self.init_meta} if self.init_meta else {}),
         }
         training = {"optimizer": self.optimizer.state_dict()}
         try:
