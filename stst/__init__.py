@@ -31,16 +31,23 @@ _API = {
     "model_info": "model.info",
     # stylizing photos and clips
     "Stylizer": "infer.engine",
+    "open_stylizer": "infer.engine",
     "stylize_image": "infer.engine",
     "stylize_tensor": "infer.engine",
     "Look": "infer.look",
     "read_photo": "base.imageio",
     "write_photo": "base.imageio",
     "stylize_video": "video.video",
+    "VideoSettings": "video.video",
     "ClipReport": "video.video",
     "plan_jobs": "stylize",
     "run_jobs": "stylize",
+    "JobSettings": "stylize",
+    "stylize_bytes": "stylize",
     "Report": "stylize",
+    # the web page and its API
+    "create_app": "serve.app",
+    "ServeConfig": "serve.app",
     # training, distilling, judging
     "TrainOptions": "training.options",
     "RunSettings": "training.options",

@@ -94,16 +94,18 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, allow_dash=True, path_type=Path))
 @click.option("-m", "--model", "model_spec", help="Model file (.pth, .onnx) or bundled model name (see `stst models`) "
               "[default: starry_night].")
 @click.option("--tier", type=click.Choice(["full", "light", "realtime"]), default=None,
               help="full: the model itself; light: its light tier (about 3x faster, a little less faithful); "
                    "realtime: its realtime tier (about 20x faster, simpler strokes) [default: full].")
 @click.option("--light", is_flag=True, help="Short for --tier light.")
-@click.option("-o", "--output", help="Output file (one input), or folder (several inputs, or a name ending in /).")
+@click.option("-o", "--output", help="Output file (one input), folder (several inputs, or a name ending in /), or - for "
+              "standard output (one image).")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders of folder inputs.")
-@click.option("--format", "fmt", type=FORMAT_CHOICES, help="Output format [default: the input's].")
+@click.option("--format", "fmt", type=FORMAT_CHOICES, help="Output format [default: the input's; PNG on standard "
+              "output].")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--max-size", type=click.IntRange(1), help="Shrink so the longest side is at most N pixels first.")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
@@ -136,13 +138,19 @@ def main() -> None:
 def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, max_size, max_pixels, overwrite, device, batch_size,
             precision, backend, tile, compile_, example, strength, preserve_colors, stroke_scale, crf, codec,
             temporal_blend, denoise) -> None:
-    """Stylize images, video clips and/or folders of them with a trained model (.pth or exported .onnx)."""
+    """Stylize images, video clips and/or folders of them with a trained model (.pth or exported .onnx).
+
+    An INPUT of - reads one image from standard input; -o - writes one image to
+    standard output (PNG unless --format says otherwise), e.g.
+    cat photo.jpg | stst stylize - -o - > out.png
+    """
     from .model.bundled import example_photo, resolve_model
-    from .model.checkpoint import load_model
     from .infer.look import Look
     from .base import distributed
-    from .infer.engine import Stylizer
-    from .stylize import Report, plan_jobs, run_jobs
+    from .base.devices import resolve_device
+    from .infer.engine import open_stylizer
+    from .stylize import JobSettings, Report, plan_jobs, run_jobs
+    from .video.video import VideoSettings
 
     if example:
         if inputs:
@@ -155,27 +163,25 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     if light and tier not in (None, "light"):
         raise click.UsageError(f"--light is short for --tier light; it cannot go with --tier {tier}")
     model_path, model_name = resolve_model(model_spec, "light" if light else tier or "full")
+    settings = JobSettings(max_size=max_size, quality=quality, overwrite=overwrite, batch_size=batch_size,
+                           max_pixels=max_pixels,
+                           video=VideoSettings(max_size=max_size, batch_size=max(batch_size, 4), crf=crf, codec=codec,
+                                               temporal=temporal_blend, denoise=denoise))
+    look = Look(stroke_scale, preserve_colors, strength)
+    if "-" in map(str, inputs) or output == "-":
+        _check_pipe(inputs, output)
+        stylizer = open_stylizer(model_path, resolve_device(device), precision, tile_setting, compile_, backend)
+        _stylize_pipe(look.around(stylizer), inputs[0], output or "-", fmt, settings)
+        return
     jobs = plan_jobs(inputs, model_name, output, recursive, fmt)
     if not jobs:
         raise StstError("no files found in the given folders" + ("" if recursive else " (try --recursive)"))
     # Under torchrun each process takes every N-th job on its own device; rank 0 reports for all.
     ctx, torch_device = distributed.setup(device)
-    if model_path.suffix.lower() == ".onnx":
-        from .infer.onnxrt import OnnxStylizer
-
-        if tile_setting not in ("auto", None):
-            raise click.UsageError("--tile is not available for ONNX models")
-        stylizer = OnnxStylizer(model_path, torch_device)
-    else:
-        model, _ = load_model(model_path, torch_device)
-        stylizer = Stylizer(model, torch_device, precision=precision, tile=tile_setting, compile=compile_,
-                            backend=backend)
-    report = run_jobs(
-        Look(stroke_scale, preserve_colors, strength).around(stylizer), jobs[ctx.rank::ctx.world], max_size=max_size,
-        quality=quality, overwrite=overwrite, batch_size=batch_size, warn=lambda message: click.echo(message, err=True),
-        max_pixels=max_pixels, model_name=str(model_path), crf=crf, codec=codec, temporal=temporal_blend,
-        denoise=denoise, progress=ctx.main,
-    )
+    stylizer = open_stylizer(model_path, torch_device, precision, tile_setting, compile_, backend)
+    report = run_jobs(look.around(stylizer), jobs[ctx.rank::ctx.world], settings,
+                      warn=lambda message: click.echo(message, err=True), progress=ctx.main,
+                      model_name=str(model_path))
     report = Report.merged(distributed.gather(report))
     distributed.shutdown()
     code = EXIT_INTERRUPTED if report.interrupted else EXIT_PARTIAL if report.failed else 0
@@ -191,6 +197,48 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     else:
         click.echo(report.summary())
     sys.exit(code)
+
+
+def _check_pipe(inputs: tuple[Path, ...], output: str | None) -> None:
+    """Pipes carry one image: refuse what they cannot (several inputs, a folder, a clip, binary on a terminal)."""
+    from .video.video import is_video
+
+    if len(inputs) != 1:
+        raise click.UsageError("- (standard input) and -o - (standard output) take one image; give one INPUT")
+    source = inputs[0]
+    if str(source) != "-" and (source.is_dir() or is_video(source)):
+        raise click.UsageError(f"-o - writes one image to standard output; {source} is a "
+                               f"{'folder' if source.is_dir() else 'video clip'} (give -o a file or folder)")
+    if (output is None or output == "-") and sys.stdout.isatty():
+        raise click.UsageError("standard output is a terminal; redirect it (> out.png) or give -o FILE")
+
+
+def _stylize_pipe(stylizer, source: Path, output: str, fmt: str | None, settings) -> None:
+    """One image from a file or standard input to a file or standard output; notes go to stderr only."""
+    from .base.fileio import atomic_path, check_target
+    from .base.imageio import format_of_suffix, output_format
+    from .stylize import stylize_bytes
+
+    name = "<stdin>" if str(source) == "-" else str(source)
+    data = sys.stdin.buffer.read() if str(source) == "-" else source.read_bytes()
+    fmt = output_format(None if output == "-" else format_of_suffix(Path(output)), fmt)
+    if output != "-":
+        check_target(output, settings.overwrite, [] if str(source) == "-" else [source])
+    try:
+        result = stylize_bytes(stylizer, data, name, fmt, settings)
+    except StstError as exc:  # the one input failed: exit 1, as for a file that fails
+        raise click.ClickException(str(exc)) from None
+    if output != "-":
+        with atomic_path(output) as tmp:
+            tmp.write_bytes(result)
+        click.echo(f"wrote {output}")
+        return
+    try:
+        sys.stdout.buffer.write(result)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say, and no traceback at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise StstError("standard output was closed before the image was written") from None
 
 
 # Options that shape the weights: a resumed run keeps the values it started with.
@@ -465,3 +513,36 @@ def export(model_spec, fmt, output, overwrite) -> None:
     model, _ = load_model(model_path)
     export_model(model, output, fmt)
     click.echo(f"wrote {output}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but this machine (127.0.0.1) lets others on the network use it.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the web browser.")
+@click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of .pth models to offer beside the bundled ones.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
+              help="As for stst stylize.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+              help="As for stst stylize.")
+@click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=200, show_default=True,
+              help="Refuse uploads (photos and clips) larger than this.")
+@click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse images with more pixels than this (checked before decoding).")
+def serve(host, port, open_browser, models_dir, device, precision, backend, max_upload_mb, max_pixels) -> None:
+    """Serve a web page to choose a style by eye: a photo in every style, clips, and a live webcam.
+
+    The page and its HTTP API (see the README) work offline. Stop with Ctrl-C.
+    """
+    from .serve.server import run
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}: anyone who can reach this machine on the network can use the "
+                   "server (and its CPU); use the default 127.0.0.1 to keep it to yourself", err=True)
+    from .serve.app import ServeConfig
+
+    config = ServeConfig(models=models_dir, device=device, precision=precision, backend=backend,
+                         max_upload_mb=max_upload_mb, max_pixels=max_pixels)
+    run(config, host, port, open_browser, announce=lambda url: click.echo(f"stst serve: {url} (Ctrl-C to stop)"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,11 +13,14 @@ import torch
 from tqdm import tqdm
 
 from .base.errors import FileProblem, StstError, first_line
-from .base.imageio import WRITE_FORMATS, Photo, format_of_suffix, output_format, read_photo, write_photo
+from .base.imageio import (WRITE_FORMATS, Photo, encode_photo, format_of_suffix, output_format, read_photo,
+                           write_photo)
 from .base.limits import DEFAULT_MAX_PIXELS
 from .base.prefetch import prefetch
-from .video.temporal import DEFAULT_DENOISE
-from .video.video import DEFAULT_CRF, is_video, output_suffix, stylize_video
+from .video.video import VideoSettings, is_video, output_suffix, stylize_video
+
+
+NOT_FINITE = "produced NaN or infinite values (a broken model?); nothing written"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,18 @@ class Report:
         """One report for the shares of several processes (torchrun)."""
         return cls([p for r in reports for p in r.stylized], [p for r in reports for p in r.skipped],
                    [f for r in reports for f in r.failed], any(r.interrupted for r in reports))
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How every job of a run is read and written: images by these fields, clips by ``video``."""
+
+    max_size: int | None = None
+    quality: int = 95
+    overwrite: bool = False
+    batch_size: int = 1
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    video: VideoSettings = VideoSettings()
 
 
 def _files_in(folder: Path, recursive: bool, exclude: list[Path]) -> list[Path]:
@@ -150,18 +166,10 @@ def _batches(
 def run_jobs(
     stylizer: Callable[[torch.Tensor], torch.Tensor],
     jobs: list[Job],
-    max_size: int | None = None,
-    quality: int = 95,
-    overwrite: bool = False,
-    batch_size: int = 1,
+    settings: JobSettings = JobSettings(),
     warn: Callable[[str], None] = lambda message: None,
     progress: bool = True,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     model_name: str = "the model",
-    crf: int = DEFAULT_CRF,
-    codec: str | None = None,
-    temporal: float = 0.0,
-    denoise: float = DEFAULT_DENOISE,
 ) -> Report:
     """Stylize every job, continuing past bad files; returns what happened to each.
 
@@ -169,9 +177,10 @@ def run_jobs(
     the network (``stylizer``, e.g. a :class:`stst.infer.engine.Stylizer`) is rarely idle. A
     non-finite result (a broken model, fp16 overflow) is a failure, never a
     written file. Video clips follow the images, each through
-    :func:`stst.video.video.stylize_video` (``crf``, ``codec``, ``temporal``, ``denoise``). Ctrl-C stops after
+    :func:`stst.video.video.stylize_video` with ``settings.video``. Ctrl-C stops after
     the writes in flight and sets ``report.interrupted``.
     """
+    batch_size = settings.batch_size
     if batch_size < 1:
         raise StstError("--batch-size must be at least 1")
     report = Report()
@@ -192,7 +201,7 @@ def run_jobs(
 
     def admitted(job: Job) -> bool:
         """Whether ``job`` may run; a skipped or refused one is reported here."""
-        problem = _check_target(job, sources, claimed, overwrite)
+        problem = _check_target(job, sources, claimed, settings.overwrite)
         if problem and problem.startswith("skip: "):
             report.skipped.append(job.source)
             warn(f"note: {job.target}: {problem[6:]}")
@@ -205,7 +214,7 @@ def run_jobs(
         for job in jobs:
             if admitted(job):
                 try:
-                    photo = read_photo(job.source, max_size, max_pixels)
+                    photo = read_photo(job.source, settings.max_size, settings.max_pixels)
                 except FileProblem as exc:
                     fail(job, exc.problem)
                     continue
@@ -235,9 +244,10 @@ def run_jobs(
             return
         for (job, photo), rgb in zip(batch, outputs):
             if not torch.isfinite(rgb).all():
-                fail(job, f"{model_name} produced NaN or infinite values (a broken model?); nothing written")
+                fail(job, f"{model_name} {NOT_FINITE}")
             else:
-                writes.append((job, writer.submit(write_photo, job.target, rgb, photo.alpha, job.format, quality)))
+                writes.append((job, writer.submit(write_photo, job.target, rgb, photo.alpha, job.format,
+                                                  settings.quality)))
 
     writer = ThreadPoolExecutor(max_workers=1)
     try:
@@ -258,9 +268,7 @@ def run_jobs(
         if not admitted(job):
             continue
         try:
-            clip = stylize_video(stylizer, job.source, job.target, batch_size=max(batch_size, 4), max_size=max_size,
-                                 crf=crf, codec=codec, progress=progress, temporal=temporal,
-                                 denoise=denoise)
+            clip = stylize_video(stylizer, job.source, job.target, settings.video, progress=progress)
         except FileProblem as exc:
             fail(job, exc.problem if exc.path == job.source else str(exc))
             continue
@@ -274,3 +282,23 @@ def run_jobs(
         else:
             report.stylized.append(job.target)
     return report
+
+
+def stylize_bytes(
+    stylizer: Callable[[torch.Tensor], torch.Tensor],
+    data: bytes,
+    name: str,
+    fmt: str = "PNG",
+    settings: JobSettings = JobSettings(),
+) -> bytes:
+    """One image file's bytes in, the stylized file's bytes out, in Pillow format ``fmt`` (for pipes and the server).
+
+    The same steps as a job of :func:`run_jobs` (``settings.max_size``,
+    ``max_pixels``, ``quality``), without a file on either side; errors are
+    :class:`FileProblem` naming ``name``.
+    """
+    photo = read_photo(io.BytesIO(data), settings.max_size, settings.max_pixels, name=name)
+    rgb = stylizer(photo.rgb[None])[0]
+    if not torch.isfinite(rgb).all():
+        raise FileProblem(name, f"the model {NOT_FINITE}")
+    return encode_photo(rgb, photo.alpha, fmt, settings.quality)

@@ -112,3 +112,35 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12, audio:
             for packet in sound.encode(None):
                 out.mux(packet)
     return path
+
+
+def start_serve(*args: str, log: Path):
+    """A real ``stst serve`` on a free loopback port with ``args``, its stderr into ``log``; the process, with
+    its base URL as ``.url`` (stop it with SIGINT, as Ctrl-C would)."""
+    import subprocess
+    import sys
+
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "stst", "serve", "--port", "0", *args],
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+    line = proc.stdout.readline()
+    if not line.startswith("stst serve: http://127.0.0.1:"):
+        proc.kill()
+        raise RuntimeError(f"stst serve did not start: {line!r} {log.read_text()}")
+    proc.log, proc.url = log, line.split()[2]
+    return proc
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    """A real ``stst serve`` (fp32 torch: no engine measurement), for the API and browser tests."""
+    import subprocess
+
+    proc = start_serve("--precision", "fp32", "--backend", "torch",
+                       log=tmp_path_factory.mktemp("serve") / "server.log")
+    yield proc
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -19,7 +19,8 @@ MAY_IMPORT = {
     "video": {"infer", "model", "base"},
     "training": {"infer", "model", "base"},
     "stylize": {"video", "infer", "model", "base"},
-    "cli": {"stylize", "training", "video", "infer", "model", "base"},
+    "serve": {"stylize", "video", "infer", "model", "base"},
+    "cli": {"serve", "stylize", "training", "video", "infer", "model", "base"},
     "__main__": {"cli"},
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 # Leading bytes of common formats that people pass by mistake, and their names.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -24,15 +25,19 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def sniff(path: str | Path) -> str | None:
-    """A short description of ``path``'s format when it is cheap to tell, else None.
+def sniff(source: str | Path | BinaryIO) -> str | None:
+    """A short description of the format of a file (or a seekable stream of one) when it is cheap to tell, else None.
 
     Recognises empty files, common image/archive/document formats and text.
     ZIP and pickle are not named: PyTorch model files are one or the other.
     """
     try:
-        with open(path, "rb") as f:
-            head = f.read(512)
+        if hasattr(source, "read"):
+            source.seek(0)
+            head = source.read(512)
+        else:
+            with open(source, "rb") as f:
+                head = f.read(512)
     except OSError:
         return None
     if not head:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import FileProblem, first_line
 from .fileio import atomic_path
@@ -23,6 +25,10 @@ _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 # stst checks the pixel count itself, from the header and before decoding (open_image's
 # max_pixels, the --max-pixels option), so Pillow's own check is off.
 Image.MAX_IMAGE_PIXELS = None
+
+
+class TooManyPixels(FileProblem):
+    """An image whose header declares more pixels than the limit (refused before decoding)."""
 
 
 @dataclass
@@ -64,18 +70,21 @@ def _alpha(img: Image.Image) -> np.ndarray | None:
     return None
 
 
-def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str | None, int]:
+def open_image(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               name: str | Path | None = None) -> tuple[Image.Image, str | None, int]:
     """Open and fully decode an image, upright per its EXIF orientation; returns it, its format and frame count.
 
-    Images above ``max_pixels`` are refused from their header, before decoding.
-    Any failure is a one-line :class:`FileProblem`.
+    ``source`` is a file or a seekable stream (an upload, stdin); errors name it
+    as ``name``. Images above ``max_pixels`` are refused from their header,
+    before decoding. Any failure is a one-line :class:`FileProblem`.
     """
+    path = source if name is None else name
     w = h = 0
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             w, h = img.size
             if max_pixels and w * h > max_pixels:
-                raise FileProblem(path, f"{w}x{h} is {w * h / 1e6:.0f} megapixels, more than the limit of "
+                raise TooManyPixels(path, f"{w}x{h} is {w * h / 1e6:.0f} megapixels, more than the limit of "
                                   f"{max_pixels / 1e6:g}", "raise it with --max-pixels if you have the memory")
             frames = getattr(img, "n_frames", 1)
             img.load()
@@ -85,8 +94,9 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     except MemoryError:
         raise FileProblem(path, f"not enough memory to decode this {w}x{h} image") from None
     except Exception as exc:  # Pillow's decoders raise many types (OSError, ValueError, struct.error, ...)
-        kind = sniff(path)
-        what = f"it is {kind}" if kind and not kind.endswith("image") else first_line(exc)
+        kind = sniff(source)
+        detail = "no image format that Pillow knows" if isinstance(exc, UnidentifiedImageError) else first_line(exc)
+        what = f"it is {kind}" if kind and not kind.endswith("image") else detail
         raise FileProblem(path, f"not a readable image ({what})") from None
 
 
@@ -96,9 +106,12 @@ def shrunk_size(width: int, height: int, long_side: int) -> tuple[int, int]:
     return (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else (width, height)
 
 
-def read_photo(path: str | Path, max_size: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Photo:
-    """Load ``path``; ``max_size`` shrinks it so the longest side is at most that many pixels."""
-    img, fmt, frames = open_image(path, max_pixels)
+def read_photo(source: str | Path | BinaryIO, max_size: int | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | Path | None = None) -> Photo:
+    """Load a file (or a seekable stream that errors call ``name``); ``max_size`` shrinks it so the longest
+    side is at most that many pixels."""
+    img, fmt, frames = open_image(source, max_pixels, name)
+    path = source if name is None else name
     try:
         if max_size and max(img.size) > max_size:
             new = shrunk_size(img.width, img.height, max_size)
@@ -119,14 +132,25 @@ def to_uint8(rgb: torch.Tensor) -> np.ndarray:
     return rgb.detach().cpu().clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def write_photo(path: str | Path, rgb: torch.Tensor, alpha: np.ndarray | None, fmt: str, quality: int = 95) -> None:
-    """Write atomically in Pillow format ``fmt``; alpha is kept where the format holds it."""
+def _save(target: str | Path | BinaryIO, rgb: torch.Tensor, alpha: np.ndarray | None, fmt: str, quality: int) -> None:
     img = Image.fromarray(to_uint8(rgb), "RGB")
     if alpha is not None and fmt in ALPHA_FORMATS:
         img.putalpha(Image.fromarray(alpha, "L"))
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    img.save(target, format=fmt, **options)
+
+
+def write_photo(path: str | Path, rgb: torch.Tensor, alpha: np.ndarray | None, fmt: str, quality: int = 95) -> None:
+    """Write atomically in Pillow format ``fmt``; alpha is kept where the format holds it."""
     with atomic_path(path) as tmp:
-        img.save(tmp, format=fmt, **options)
+        _save(tmp, rgb, alpha, fmt, quality)
+
+
+def encode_photo(rgb: torch.Tensor, alpha: np.ndarray | None, fmt: str, quality: int = 95) -> bytes:
+    """The file :func:`write_photo` would write, as bytes (for stdout and HTTP answers)."""
+    buffer = io.BytesIO()
+    _save(buffer, rgb, alpha, fmt, quality)
+    return buffer.getvalue()
 
 
 def output_format(source_format: str | None, requested: str | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal, Union
 
 import torch
@@ -12,6 +13,7 @@ from PIL import Image
 from . import onnxrt
 from ..base.errors import StstError
 from ..base.imageio import rgb_tensor, to_uint8
+from ..model.checkpoint import load_model
 from ..model.export import require
 from ..model.network import TransformerNet
 from .precision import PRECISIONS, SIZE_BUCKETS, Runner, cpu_has_bf16, fastest, size_bucket
@@ -171,6 +173,17 @@ class Stylizer:
             except torch.OutOfMemoryError:
                 continue
         raise StstError(f"out of GPU memory even in tiles of {AUTO_TILE // 2}; try --device cpu")
+
+
+def open_stylizer(model_path: str | Path, device: torch.device, precision: str = "auto", tile: TileSetting = "auto",
+                  compile: bool = False, backend: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
+    """The network in ``model_path`` (a stst .pth, or an exported .onnx run by ONNX Runtime) ready to stylize."""
+    if Path(model_path).suffix.lower() == ".onnx":
+        if tile not in ("auto", None):
+            raise StstError("--tile is not available for ONNX models")
+        return onnxrt.OnnxStylizer(model_path, device)
+    model, _ = load_model(model_path, device)
+    return Stylizer(model, device, precision=precision, tile=tile, compile=compile, backend=backend)
 
 
 def stylize_tensor(model: TransformerNet, batch: torch.Tensor) -> torch.Tensor:

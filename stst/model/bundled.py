@@ -41,8 +41,14 @@ def split_tier(name: str) -> tuple[str, str]:
 
 def bundled_styles() -> dict[str, dict[str, Path]]:
     """Style -> {tier: file} of the shipped models, tiers in the order of :data:`TIERS`."""
+    return styles_in(models_folder())
+
+
+def styles_in(folder: Path) -> dict[str, dict[str, Path]]:
+    """Style -> {tier: file} of the models (``*.pth``) in ``folder``, tiers in the order of :data:`TIERS`."""
     styles: dict[str, dict[str, Path]] = {}
-    for name, path in bundled_models().items():
+    for path in sorted(folder.glob("*.pth")):
+        name = path.stem
         style, tier = split_tier(name)
         styles.setdefault(style, {})[tier] = path
     return {style: {t: tiers[t] for t in TIERS if t in tiers} for style, tiers in styles.items()}

@@ -113,30 +113,42 @@ def _frames(container, video, audio: list) -> Iterator[tuple[str, object]]:
         yield "error", first_line(exc)
 
 
+@dataclass(frozen=True)
+class VideoSettings:
+    """How clips are stylized and encoded; one value travels from the CLI or the server to :func:`stylize_video`.
+
+    ``max_size`` shrinks frames so the long side is at most that. ``temporal``
+    > 0 blends each frame with the previous output along the optical flow
+    (:class:`stst.video.temporal.FlowBlend`, less flicker, softer strokes).
+    ``denoise`` is the strength of the temporal noise filter on the source
+    frames along the optical flow (:class:`stst.video.temporal.FlowDenoiser`,
+    less flicker; 0 is off). ``dark`` keeps dark frames dark
+    (:func:`stst.video.smoothing.keep_dark`; a fade from black then stays
+    continuous instead of starting from a full painting).
+    """
+
+    max_size: int | None = None
+    batch_size: int = 4
+    crf: int = DEFAULT_CRF
+    codec: str | None = None
+    temporal: float = 0.0
+    denoise: float = DEFAULT_DENOISE
+    dark: bool = True
+
+
 def stylize_video(
     stylizer: Callable[[torch.Tensor], torch.Tensor],
     source: str | Path,
     target: str | Path,
-    batch_size: int = 4,
-    max_size: int | None = None,
-    crf: int = DEFAULT_CRF,
-    codec: str | None = None,
+    settings: VideoSettings = VideoSettings(),
     progress: bool = True,
-    temporal: float = 0.0,
-    dark: bool = True,
-    denoise: float = DEFAULT_DENOISE,
+    on_frames: Callable[[int, int | None], None] | None = None,
 ) -> ClipReport:
     """Stylize every frame of ``source`` into ``target`` (written atomically); returns what was done.
 
     Raises :class:`FileProblem` when nothing could be written (not a clip,
-    unknown codec). ``max_size`` shrinks frames so the long side is at most that.
-    ``temporal`` > 0 blends each frame with the previous output along the
-    optical flow (:class:`stst.video.temporal.FlowBlend`, less flicker, softer strokes).
-    ``denoise`` is the strength of the temporal noise filter on the source
-    frames along the optical flow (:class:`stst.video.temporal.FlowDenoiser`, less
-    flicker; 0 is off).
-    ``dark`` keeps dark frames dark (:func:`stst.video.smoothing.keep_dark`; a fade
-    from black then stays continuous instead of starting from a full painting).
+    unknown codec). ``progress`` shows a bar on stderr; ``on_frames(done,
+    total)`` hears the same counts (total from the header, None when unknown).
     """
     av = _av()
     source, target = Path(source), Path(target)
@@ -144,7 +156,7 @@ def stylize_video(
     if fmt is None:
         raise FileProblem(target, f"cannot write video as {target.suffix or 'a file without suffix'}",
                           f"use one of {', '.join(sorted(CONTAINERS))}")
-    codec = codec or VIDEO_CODECS.get(fmt, "libx264")
+    codec = settings.codec or VIDEO_CODECS.get(fmt, "libx264")
     if codec not in av.codecs_available:
         raise FileProblem(target, f"the video codec '{codec}' is not in this FFmpeg build")
     try:
@@ -158,6 +170,7 @@ def stylize_video(
         video.thread_type = "AUTO"
         audio = list(container.streams.audio)
         width, height = video.codec_context.width, video.codec_context.height
+        max_size = settings.max_size
         if max_size and max(width, height) > max_size:
             scale = max_size / max(width, height)
             width, height = max(2, round(width * scale)), max(2, round(height * scale))
@@ -171,7 +184,7 @@ def stylize_video(
             vout.width, vout.height = even
             vout.pix_fmt = "yuv420p"
             vout.time_base = vout.codec_context.time_base = video.time_base  # exact source timestamps (VFR)
-            vout.options = {"crf": str(crf)} if codec in ("libx264", "libx265", "libvpx-vp9") else {}
+            vout.options = {"crf": str(settings.crf)} if codec in ("libx264", "libx265", "libvpx-vp9") else {}
             if codec == "libvpx-vp9":
                 vout.options["b"] = "0"
             rotation = _rotation(source)
@@ -188,25 +201,53 @@ def stylize_video(
                     audio_out[stream.index] = (encoder, encoder)
                     notes.append(f"audio stream {stream.index} ({stream.codec_context.name}) cannot go into "
                                  f"{target.suffix} as it is: re-encoded to {name}")
-            blend = FlowBlend(temporal) if temporal else None
-            denoiser = FlowDenoiser(denoise) if denoise else None
-            report = _pipeline(stylizer, container, video, audio, out, vout, audio_out, (width, height), batch_size,
-                               progress, source, blend, dark, denoiser)
+            report = _pipeline(stylizer, (container, video, audio), (out, vout, audio_out), (width, height),
+                               settings, source, _Progress(progress, on_frames, source, video.frames))
             report.notes = tuple(notes)
             if report.frames == 0:
                 raise FileProblem(source, f"no frame could be decoded ({report.error or 'empty clip'})")
     return report
 
 
-def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, batch_size, progress, source,
-              blend, dark, denoiser) -> ClipReport:
+class _Progress:
+    """Frames done, for the bar on stderr and for a listener (the server's progress bar)."""
+
+    def __init__(self, bar: bool, listener: Callable[[int, int | None], None] | None, source: Path,
+                 total: int) -> None:
+        self.bar = tqdm(total=total or None, unit="frame", desc=source.name, disable=not bar, dynamic_ncols=True)
+        self.listener = listener
+        self.done, self.total = 0, total or None
+
+    def update(self, frames: int) -> None:
+        self.done += frames
+        self.bar.update(frames)
+        if self.listener is not None:
+            self.listener(self.done, self.total)
+
+    def close(self, complete: bool) -> None:
+        if complete:  # the header may count frames that are not coded (see _truncation)
+            self.total = self.bar.total = self.done
+            self.bar.refresh()
+            if self.listener is not None:
+                self.listener(self.done, self.total)
+        self.bar.close()
+
+
+def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int], settings: VideoSettings,
+              source: Path, bar: _Progress) -> ClipReport:
     """Decode ahead in a thread, stylize in batches here, encode and mux behind in one writer thread.
 
-    Frames are decoded at ``size``, denoised in the decoding thread (the filter
-    runs in order, beside the network), and cropped to the encoder's even size
-    when written.
+    ``decoding`` is (container, video stream, audio streams), ``encoding`` (container,
+    video stream, audio streams by source index). Frames are decoded at
+    ``size``, denoised in the decoding thread (the filter runs in order, beside
+    the network), and cropped to the encoder's even size when written.
     """
     av = _av()
+    container, video, audio = decoding
+    out, vout, audio_out = encoding
+    blend = FlowBlend(settings.temporal) if settings.temporal else None
+    denoiser = FlowDenoiser(settings.denoise) if settings.denoise else None
+    batch_size = settings.batch_size
     width, height = size
     counter = {"frames": 0, "last_pts": None, "end": 0.0}
     step = max(1, round(1 / (video.time_base * (video.average_rate or Fraction(25))))) if video.time_base else 1
@@ -251,7 +292,6 @@ def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, bat
         return array_tensor(denoiser(rgb) if denoiser is not None else rgb)
 
     error = None
-    bar = tqdm(total=video.frames or None, unit="frame", desc=source.name, disable=not progress, dynamic_ncols=True)
     batch: list = []
     pending = []
     with ThreadPoolExecutor(max_workers=1) as writer:
@@ -260,7 +300,7 @@ def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, bat
                 return
             frames = torch.stack([t for _, t in batch])
             outputs = stylizer(frames)
-            if dark:
+            if settings.dark:
                 outputs = keep_dark(frames, outputs)
             if not torch.isfinite(outputs).all():
                 raise FileProblem(source, "the model produced NaN or infinite values (a broken model?)")
@@ -285,10 +325,7 @@ def _pipeline(stylizer, container, video, audio, out, vout, audio_out, size, bat
             future.result()
         writer.submit(finish).result()
     failure = error or _truncation(container, video, counter["frames"], counter["end"])
-    if not failure:
-        bar.total = bar.n  # the header may count frames that are not coded (see _truncation)
-        bar.refresh()
-    bar.close()
+    bar.close(complete=not failure)
     return ClipReport(counter["frames"], failure)
 
 

@@ -1,0 +1,225 @@
+"""The server's ASGI app: the page, and the HTTP API it uses (which scripts can use too).
+
+Routes are plain functions over one :class:`Server` (catalog, engines, clips).
+Every error is JSON ``{"error": "..."}`` with a 4xx status and one line in
+the log, and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from ..base.devices import resolve_device
+from ..base.errors import FileProblem, StstError
+from ..base.imageio import FORMAT_ALIASES, TooManyPixels
+from ..base.limits import DEFAULT_MAX_PIXELS
+from ..stylize import JobSettings, stylize_bytes
+from ..video.video import VideoSettings
+from .catalog import Catalog, UnknownModel
+from .clips import ClipJobs
+from .engines import Engines
+from .fields import ApiError, field, look_of
+from .live import live
+
+PAGE = Path(__file__).resolve().parent / "page"
+log = logging.getLogger("stst.serve")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What ``stst serve`` was started with (besides where it listens)."""
+
+    models: Path | None = None  # a folder of .pth models offered beside the bundled ones
+    device: str = "auto"
+    precision: str = "auto"
+    backend: str = "auto"
+    max_upload_mb: float = 200.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    video: VideoSettings = VideoSettings()
+
+
+class Server:
+    """What every route shares: the models, their engines, the clips, and the limits."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.catalog = Catalog(config.models)
+        self.engines = Engines(resolve_device(config.device), config.precision, config.backend)
+        self.clips = ClipJobs(config.video)
+
+    def settings(self, max_size: int | None = None, quality: int = 95) -> JobSettings:
+        return JobSettings(max_size=max_size, quality=quality, max_pixels=self.config.max_pixels)
+
+
+def _server(request: Request) -> Server:
+    return request.app.state.server
+
+
+async def _upload(form: FormData, name: str) -> UploadFile:
+    upload = form.get(name)
+    if not isinstance(upload, UploadFile):
+        raise ApiError(400, f"no file in the multipart field '{name}'")
+    return upload
+
+
+async def page(request: Request) -> Response:
+    return FileResponse(PAGE / "index.html", media_type="text/html")
+
+
+async def models(request: Request) -> Response:
+    return JSONResponse(_server(request).catalog.describe())
+
+
+async def stylize(request: Request) -> Response:
+    """``POST /api/stylize``: multipart ``image`` and the fields of :func:`look_of`, ``model``, ``tier``,
+    ``format`` (default png) and ``max_size``; answers the stylized image."""
+    server = _server(request)
+    async with request.form(max_files=1, max_fields=16) as form:
+        path = server.catalog.file(form.get("model"), form.get("tier"))
+        look = look_of(form)
+        fmt = field(form, "format", lambda v: FORMAT_ALIASES[v.lower()], "PNG",
+                     what=f"one of {', '.join(FORMAT_ALIASES)}")
+        max_size = field(form, "max_size", int, None, lambda v: v >= 16, "a whole number of at least 16")
+        upload = await _upload(form, "image")
+        data = await upload.read()
+        name = Path(upload.filename or "upload").name
+    if not data:
+        raise ApiError(422, f"{name}: empty upload")
+    start = time.perf_counter()
+    result = await run_in_threadpool(stylize_bytes, server.engines.bound(path, look), data, name, fmt,
+                                     server.settings(max_size))
+    seconds = time.perf_counter() - start
+    log.info("POST /api/stylize %s %s: %.2f s", path.stem, name, seconds)
+    return Response(result, media_type=Image.MIME[fmt], headers={"X-Stst-Model": path.stem,
+                                                                 "X-Stst-Seconds": f"{seconds:.3f}"})
+
+
+async def submit_clip(request: Request) -> Response:
+    """``POST /api/clips``: multipart ``video``, ``model``, ``tier`` and the look fields; answers the job (202)."""
+    server = _server(request)
+    async with request.form(max_files=1, max_fields=16) as form:
+        model = form.get("model")
+        path = server.catalog.file(model, form.get("tier"))
+        look = look_of(form)
+        upload = await _upload(form, "video")
+        filename = upload.filename
+        target = server.clips.new_upload()
+        with target.open("wb") as out:
+            while chunk := await upload.read(1 << 20):
+                out.write(chunk)
+    if target.stat().st_size == 0:
+        target.unlink()
+        raise ApiError(422, f"{Path(filename or 'upload').name}: empty upload")
+    job = await run_in_threadpool(server.clips.submit, target, filename, path.stem, server.engines.bound(path, look))
+    log.info("POST /api/clips %s %s: queued as %s", path.stem, Path(filename or "upload").name, job.id)
+    return JSONResponse(job.describe(), status_code=202)
+
+
+def _clip(request: Request):
+    job = _server(request).clips.jobs.get(request.path_params["clip"])
+    if job is None:
+        raise ApiError(404, f"no clip '{request.path_params['clip'][:40]}' (finished clips are kept for a while only)")
+    return job
+
+
+async def clip_status(request: Request) -> Response:
+    return JSONResponse(_clip(request).describe())
+
+
+async def clip_video(request: Request) -> Response:
+    job = _clip(request)
+    if job.state != "done":
+        raise ApiError(409, f"clip {job.id} is {job.state}" + (f": {job.error}" if job.error else ""))
+    return FileResponse(job.target, media_type="video/mp4", filename=job.name)
+
+
+def _status(exc: Exception) -> int:
+    if isinstance(exc, ApiError):
+        return exc.status
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    if isinstance(exc, UnknownModel):
+        return 404
+    if isinstance(exc, TooManyPixels):
+        return 413
+    if isinstance(exc, FileProblem):
+        return 422
+    return 400
+
+
+async def refuse(request: Request, exc: Exception) -> Response:
+    """Every refusal: JSON with a 4xx status, and one line in the log."""
+    status = _status(exc)
+    message = str(exc.detail if isinstance(exc, HTTPException) else exc)
+    log.warning("%s %s %d: %s", request.method, request.url.path, status, message)
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class BodyLimit:
+    """Refuses request bodies over ``limit`` bytes (413): by Content-Length at once, else while they arrive."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_big = f"the upload is larger than the limit of {self.limit / 1e6:g} MB (--max-upload-mb)"
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            log.warning("%s %s 413: %s", scope["method"], scope["path"], too_big)
+            return await JSONResponse({"error": too_big}, status_code=413)(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise ApiError(413, too_big)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def create_app(config: ServeConfig = ServeConfig()) -> Starlette:
+    """The app for ``config``; models are listed now, engines are built on first use."""
+    server = Server(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        server.clips.close()
+
+    app = Starlette(
+        routes=[
+            Route("/", page),
+            Route("/api/models", models),
+            Route("/api/stylize", stylize, methods=["POST"]),
+            Route("/api/clips", submit_clip, methods=["POST"]),
+            Route("/api/clips/{clip}", clip_status),
+            Route("/api/clips/{clip}/video", clip_video),
+            WebSocketRoute("/api/live", live),
+            Mount("/static", StaticFiles(directory=PAGE)),
+        ],
+        middleware=[Middleware(BodyLimit, limit=int(config.max_upload_mb * 1e6))],
+        exception_handlers={HTTPException: refuse, ApiError: refuse, StstError: refuse},
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    return app

@@ -1,0 +1,113 @@
+"""The page in a real browser: Debian's Chromium driven by Playwright, with a fake camera playing a clip we make.
+
+Skips with the reason where Chromium or Playwright is missing (``.ci/run`` installs both).
+Set ``STST_SCREENSHOTS=FOLDER`` to keep screenshots of the page (the README's come from here).
+"""
+
+import base64
+import os
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import PHOTOS, make_clip
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install '.[test]')")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+
+
+def camera_clip(path: Path, frames: int = 8) -> Path:
+    """A 640x480 .y4m clip of a real photo panning, for Chromium's fake camera."""
+    photo = np.asarray(Image.open(PHOTOS / "kodim05.jpg").convert("RGB").resize((800, 533)))
+    with av.open(str(path), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=15)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        for i in range(frames):
+            crop = np.ascontiguousarray(photo[20: 500, 10 * i: 10 * i + 640])
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def open_page(p, url: str, camera: Path):
+    """Headless Chromium (Debian's) on the page at ``url``, its fake camera playing ``camera``; the page once ready."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream", f"--use-file-for-fake-video-capture={camera}"])
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, served):
+    clip = camera_clip(tmp_path_factory.mktemp("camera") / "camera.y4m")
+    with playwright.sync_playwright() as p:
+        page = open_page(p, served.url, clip)
+        yield page
+        page.context.browser.close()
+
+
+def screenshot(page, name: str) -> None:
+    folder = os.environ.get("STST_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / name), full_page=True)
+
+
+def test_a_dropped_photo_fills_the_grid_and_shows_the_chosen_style(page):
+    photo = PHOTOS / "kodim23.jpg"
+    page.evaluate("""([data, name]) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const files = new DataTransfer();
+        files.items.add(new File([bytes], name, { type: "image/jpeg" }));
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: files, bubbles: true }));
+    }""", [base64.b64encode(photo.read_bytes()).decode(), photo.name])
+    page.wait_for_function("document.getElementById('after').naturalWidth === 384", timeout=60_000)
+    cards = page.locator(".card").count()
+    assert cards == len(page.evaluate("fetch('/api/models').then((r) => r.json()).then((c) => c.models)"))
+    page.wait_for_function(f"document.querySelectorAll('.card[data-state=done]').length === {cards}", timeout=120_000)
+    assert page.evaluate("[...document.querySelectorAll('.card img')].every((i) => i.naturalWidth === 320)")
+    assert page.locator("#download").get_attribute("download") == "kodim23-starry_night.png"
+    assert page.locator("#message").is_hidden()
+    screenshot(page, "serve-photo.png")
+
+
+def test_the_live_view_shows_stylized_camera_frames_and_their_rate(page):
+    page.click("button[data-tab=live]")
+    page.click("#live-start")
+    page.wait_for_function("/^[0-9.]+ frames\\/s$/.test(document.getElementById('fps').textContent)", timeout=60_000)
+    assert float(page.locator("#fps").text_content().split()[0]) > 0
+    assert page.locator("#live-tier").input_value() == "realtime"  # the fastest tier by default
+    size, spread = page.evaluate("""() => {
+        const canvas = document.getElementById("live-out");
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        let low = 255, high = 0;
+        for (let i = 0; i < data.length; i += 4) { low = Math.min(low, data[i]); high = Math.max(high, data[i]); }
+        return [[canvas.width, canvas.height], high - low];
+    }""")
+    assert size == [640, 480] and spread > 50  # a real picture, not a blank canvas
+    screenshot(page, "serve-live.png")
+
+
+def test_a_clip_uploads_shows_its_progress_and_can_be_downloaded(page, tmp_path):
+    clip = make_clip(tmp_path / "holiday.mp4", frames=12, size=(64, 48))
+    page.click("button[data-tab=clip]")
+    page.select_option("#clip-style", "udnie")
+    page.select_option("#clip-tier", "realtime")
+    page.set_input_files("#clip-input", str(clip))
+    page.click("#clip-form button[type=submit]")
+    page.wait_for_selector("#clip-download:not([hidden])", timeout=120_000)
+    assert page.locator("#clip-status").text_content() == "done: 12 frames"
+    assert page.locator("#clip-progress").evaluate("(p) => [p.value, p.max]") == [12, 12]
+    assert page.locator("#clip-download").get_attribute("download") == "holiday-udnie-realtime.mp4"
+    with page.expect_download() as download:
+        page.click("#clip-download")
+    with av.open(download.value.path()) as video:
+        assert sum(1 for _ in video.decode(video=0)) == 12
