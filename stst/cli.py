@@ -113,8 +113,9 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (inputs are never overwritten).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Images of equal size per forward pass.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
-              help="auto: fp16 on CUDA; on CPUs fp32, or bf16 where it measures faster (native bf16 only).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto",
+              show_default=True, help="auto: fp16 on CUDA; on CPUs fp32, or bf16 (native bf16 only) or int8 (ONNX "
+              "Runtime, where faithful to fp32) where it measures faster.")
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
               help="auto: on CPUs, ONNX Runtime where installed and measured faster than torch (graph cached).")
 @click.option("--tile", default="auto", show_default=True,
@@ -389,8 +390,11 @@ def weights(vgg_weights) -> None:
 @click.argument("inputs", metavar="PHOTO_OR_FOLDER...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--size", type=click.IntRange(16), default=512, show_default=True, help="Shrink photos so the long side is at most N.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--engine", type=click.Choice(["torch-fp32", "torch-bf16", "torch-fp16", "onnxruntime-fp32",
+                                            "onnxruntime-int8"]), default="torch-fp32", show_default=True,
+              help="The engine that stylizes (names as in `stst info --engines`), to judge what it does to the picture.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def evaluate(model_path, inputs, size, device, as_json) -> None:
+def evaluate(model_path, inputs, size, device, engine, as_json) -> None:
     """Score a model on photos: content, style and TV losses under its own training weights."""
     import json
     from dataclasses import asdict
@@ -405,7 +409,9 @@ def evaluate(model_path, inputs, size, device, as_json) -> None:
         skipped.append(path)
         click.echo(f"warning: {path}: {problem}; skipped", err=True)
 
-    scores = run_evaluation(resolve_model(model_path)[0], list(inputs), size, resolve_device(device), skip=skip)
+    backend, precision = engine.split("-")
+    scores = run_evaluation(resolve_model(model_path)[0], list(inputs), size, resolve_device(device), skip=skip,
+                            precision=precision, backend=backend)
     mean = mean_score(scores)
     if as_json:
         click.echo(json.dumps({"model": str(model_path), "size": size, "photos": [asdict(s) for s in scores],
@@ -523,8 +529,8 @@ def export(model_spec, fmt, output, overwrite) -> None:
 @click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A folder of .pth models to offer beside the bundled ones.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
-              help="As for stst stylize.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto",
+              show_default=True, help="As for stst stylize.")
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
               help="As for stst stylize.")
 @click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=200, show_default=True,
@@ -534,15 +540,25 @@ def export(model_spec, fmt, output, overwrite) -> None:
 def serve(host, port, open_browser, models_dir, device, precision, backend, max_upload_mb, max_pixels) -> None:
     """Serve a web page to choose a style by eye: a photo in every style, clips, and a live webcam.
 
-    The page and its HTTP API (see the README) work offline. Stop with Ctrl-C.
+    The page and its HTTP API (see the README) work offline. Stop with Ctrl-C
+    (exit 0: uploads and results are removed first).
     """
-    from .serve.server import run
+    import logging
+    import webbrowser
+
+    from .serve.app import ServeConfig, create_app
+    from .serve.server import bind, serve as run_server, url_of
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}: anyone who can reach this machine on the network can use the "
                    "server (and its CPU); use the default 127.0.0.1 to keep it to yourself", err=True)
-    from .serve.app import ServeConfig
-
-    config = ServeConfig(models=models_dir, device=device, precision=precision, backend=backend,
-                         max_upload_mb=max_upload_mb, max_pixels=max_pixels)
-    run(config, host, port, open_browser, announce=lambda url: click.echo(f"stst serve: {url} (Ctrl-C to stop)"))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the server's one line per request, on stderr
+    app = create_app(ServeConfig(models=models_dir, device=device, precision=precision, backend=backend,
+                                 max_upload_mb=max_upload_mb, max_pixels=max_pixels))
+    sock = bind(host, port)
+    url = url_of(sock)
+    click.echo(f"stst serve: {url} (Ctrl-C to stop)")
+    if open_browser and not webbrowser.open(url):
+        click.echo(f"note: no web browser could be started here; open {url} in one", err=True)
+    run_server(app, sock)
+    click.echo("stst serve: stopped", err=True)

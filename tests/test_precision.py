@@ -130,12 +130,15 @@ def test_candidates_follow_the_machine_and_the_options(monkeypatch):
     cpu, net = torch.device("cpu"), fresh_network()
     monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
     choose_engine(cpu, net)
-    assert seen[-1] == ["torch-fp32", "onnxruntime-fp32"]  # no native bf16: never emulated bf16
+    assert seen[-1] == ["torch-fp32", "onnxruntime-fp32", "onnxruntime-int8"]  # no native bf16: never emulated bf16
     monkeypatch.setattr(engine, "cpu_has_bf16", lambda: True)
     choose_engine(cpu, net)
-    assert seen[-1] == ["torch-fp32", "torch-bf16", "onnxruntime-fp32"]
+    assert seen[-1] == ["torch-fp32", "torch-bf16", "onnxruntime-fp32", "onnxruntime-int8"]
     choose_engine(cpu, net, precision="fp32")
     assert seen[-1] == ["torch-fp32", "onnxruntime-fp32"]  # --precision fp32 still gets the fastest fp32 engine
+    monkeypatch.setattr(engine, "_faithful_int8", lambda model, device: None)  # a model int8 cannot follow
+    choose_engine(cpu, net)
+    assert seen[-1] == ["torch-fp32", "torch-bf16", "onnxruntime-fp32"]
     choose_engine(cpu, net, backend="torch")
     assert seen[-1] == ["torch-fp32", "torch-bf16"]
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed

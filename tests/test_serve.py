@@ -217,3 +217,15 @@ def test_another_host_is_warned_about(tmp_path):
 def test_the_command_line_does_not_import_the_server():
     code = "import sys, stst.cli; print(sorted(m for m in ('starlette', 'uvicorn', 'multipart') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
+def test_models_dir_adds_its_styles_and_skips_a_broken_file(tmp_path, untrained_model_path, caplog):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "mystyle.pth").write_bytes(untrained_model_path.read_bytes())
+    (folder / "broken.pth").write_bytes(b"not a model")
+    with TestClient(create_app(ServeConfig(models=folder, precision="fp32", backend="torch"))) as mine:
+        names = [m["name"] for m in mine.get("/api/models").json()["models"]]
+        assert "mystyle" in names and "starry_night" in names and "broken" not in names
+        assert post(mine, model="mystyle").status_code == 200
+    assert "broken.pth" in caplog.text and "broken is not served" in caplog.text

@@ -10,7 +10,7 @@ from typing import Literal, Union
 import torch
 from PIL import Image
 
-from . import onnxrt
+from . import int8, onnxrt
 from ..base.errors import StstError
 from ..base.imageio import rgb_tensor, to_uint8
 from ..model.checkpoint import load_model
@@ -21,6 +21,7 @@ from .tiling import AUTO_PIXELS, AUTO_TILE, stylize_tiled
 
 TileSetting = Union[int, Literal["auto"], None]
 BACKENDS = ("auto", "torch", "onnxruntime")
+ENGINE_PRECISIONS = (*PRECISIONS, "int8")
 
 
 def _torch_runner(model: TransformerNet, dtype: torch.dtype | None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -30,23 +31,37 @@ def _torch_runner(model: TransformerNet, dtype: torch.dtype | None) -> Callable[
     return run
 
 
+def _faithful_int8(model: TransformerNet, device: torch.device) -> Path | None:
+    """The model's int8 graph where it is faithful to fp32 (see :mod:`stst.infer.int8`), else None."""
+    try:
+        return int8.quantized_graph(model, device)
+    except StstError:
+        return None
+
+
 def engine_candidates(device: torch.device, model: TransformerNet, precision: str = "auto",
                       backend: str = "auto") -> dict[str, Callable[[], Runner]]:
     """The engines ``model`` may run with on ``device``, as ``{"backend-precision": build runner}``.
 
     CUDA: torch with fp16 autocast. CPUs: eager fp32 (the reference), bf16
-    autocast (only where oneDNN has native bf16) and ONNX Runtime fp32 (where it
-    is installed); an explicit ``precision`` or ``backend`` narrows them. A
+    autocast (only where oneDNN has native bf16), ONNX Runtime fp32 (where it
+    is installed) and ONNX Runtime int8 (where the model's quantized graph is
+    faithful to fp32); an explicit ``precision`` or ``backend`` narrows them. A
     single candidate is settled without measuring.
     """
     if backend not in BACKENDS:
         raise StstError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
-    if precision != "auto" and precision not in PRECISIONS:
-        raise StstError(f"unknown precision '{precision}' (use auto, fp32, fp16 or bf16)")
+    if precision != "auto" and precision not in ENGINE_PRECISIONS:
+        raise StstError(f"unknown precision '{precision}' (use auto, {', '.join(ENGINE_PRECISIONS)})")
     onnx = {"onnxruntime-fp32": lambda: onnxrt.OnnxStylizer(onnxrt.cached_graph(model), device)}
+    if precision == "int8":
+        if device.type != "cpu" or backend == "torch":
+            raise StstError("--precision int8 runs on CPUs, through ONNX Runtime only")
+        require("onnxruntime", "--precision int8")
+        return {"onnxruntime-int8": lambda: onnxrt.OnnxStylizer(int8.quantized_graph(model, device), device)}
     if backend == "onnxruntime":
         if precision not in ("auto", "fp32"):
-            raise StstError(f"--backend onnxruntime runs fp32 only, not {precision}")
+            raise StstError(f"--backend onnxruntime runs fp32 or int8, not {precision}")
         require("onnxruntime", "--backend onnxruntime")
         require("onnx", "--backend onnxruntime")
         return onnx
@@ -60,6 +75,9 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
         candidates["torch-bf16"] = lambda: _torch_runner(model, torch.bfloat16)
     if backend == "auto" and onnxrt.available():
         candidates.update(onnx)
+        graph = _faithful_int8(model, device) if precision == "auto" else None
+        if graph is not None:
+            candidates["onnxruntime-int8"] = lambda: onnxrt.OnnxStylizer(graph, device)
     return candidates
 
 
@@ -132,7 +150,7 @@ class Stylizer:
 
     def _use(self, name: str) -> None:
         self.backend, self.precision = name.split("-")
-        self.dtype = PRECISIONS[self.precision]
+        self.dtype = PRECISIONS.get(self.precision)  # int8: tiles run in fp32 torch
         self.onnx = self._runner(name) if self.backend == "onnxruntime" else None
 
     def _autocast(self) -> contextlib.AbstractContextManager:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from ..base.errors import FileProblem, StstError, first_line, os_problem
+from ..base.fileio import atomic_path
 from ..base.home import stst_home
 from ..model.export import export_model, require
 from ..model.network import TransformerNet
@@ -40,26 +42,35 @@ def weights_digest(model: TransformerNet) -> str:
     return digest.hexdigest()[:20]
 
 
-def cached_graph(model: TransformerNet) -> Path:
-    """The model's ONNX graph in the cache, exported first if it is not there yet.
+def cached_file(name: str, make: Callable[[Path], None] | None = None) -> Path | None:
+    """A file of the graph cache (``$STST_HOME/onnx/``): the one there, else made by ``make(path)`` (atomically),
+    or None without ``make``.
 
     Where ``$STST_HOME`` cannot be written (read-only home, a file in the way),
-    the graph goes to the system's temporary folder instead: a cache that
+    the file goes to the system's temporary folder instead: a cache that
     cannot be written only costs speed, never the run.
     """
-    name = f"{weights_digest(model)}-torch{torch.__version__.split('+')[0]}.onnx"
     folders = (stst_home() / "onnx", Path(tempfile.gettempdir()) / "stst-onnx")
     for folder in folders:
         if (folder / name).is_file():
             return folder / name
+    if make is None:
+        return None
     for folder in folders:
         try:
-            export_model(model, folder / name, "onnx")
+            with atomic_path(folder / name) as tmp:
+                make(tmp)
             return folder / name
         except OSError as exc:
             problem = exc
-    raise StstError(f"cannot write the ONNX graph to {folders[0]} or {folders[1]} ({os_problem(problem)}); "
+    raise StstError(f"cannot write {name} to {folders[0]} or {folders[1]} ({os_problem(problem)}); "
                     "use --backend torch or set STST_HOME to a writable folder")
+
+
+def cached_graph(model: TransformerNet) -> Path:
+    """The model's ONNX graph in the cache, exported first if it is not there yet."""
+    name = f"{weights_digest(model)}-torch{torch.__version__.split('+')[0]}.onnx"
+    return cached_file(name, lambda path: export_model(model, path, "onnx"))
 
 
 class OnnxStylizer:

@@ -58,7 +58,7 @@ class Server:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.catalog = Catalog(config.models)
+        self.catalog = Catalog(config.models, warn=log.warning)
         self.engines = Engines(resolve_device(config.device), config.precision, config.backend)
         self.clips = ClipJobs(config.video)
 

@@ -6,6 +6,7 @@ else, so no path a client sends is ever opened.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +40,12 @@ def _style(name: str, tiers: dict[str, Path]) -> Style:
 
 
 class Catalog:
-    """Style name -> :class:`Style`: the bundled ones, then those of ``folder`` (which win a clash of names)."""
+    """Style name -> :class:`Style`: the bundled ones, then those of ``folder`` (which win a clash of names).
 
-    def __init__(self, folder: Path | None = None) -> None:
+    A model file that cannot be read is left out and named to ``warn``; the others are served.
+    """
+
+    def __init__(self, folder: Path | None = None, warn: Callable[[str], None] = lambda message: None) -> None:
         found = bundled_styles()
         if folder is not None:
             if not folder.is_dir():
@@ -49,7 +53,14 @@ class Catalog:
             found.update(styles_in(folder))
         if not found:
             raise StstError("no models to serve: none are bundled and --models found no .pth file")
-        self.styles = {name: _style(name, tiers) for name, tiers in found.items()}
+        self.styles = {}
+        for name, tiers in found.items():
+            try:
+                self.styles[name] = _style(name, tiers)
+            except StstError as exc:
+                warn(f"warning: {exc}; {name} is not served")
+        if not self.styles:
+            raise StstError("no models to serve: none of the model files could be read")
         self.default = DEFAULT_MODEL if DEFAULT_MODEL in self.styles else next(iter(self.styles))
 
     def file(self, name: str | None, tier: str | None) -> Path:

@@ -1,19 +1,19 @@
-"""Running the app under uvicorn: bind first (so ``--port 0`` works and the URL is known), then serve."""
+"""Running the app under uvicorn on a socket bound first, so that ``--port 0`` works and the address is known."""
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import signal
 import socket
-import webbrowser
-from collections.abc import Callable
 
 import uvicorn
+from starlette.applications import Starlette
 
 from ..base.errors import StstError
-from .app import ServeConfig, create_app
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port`` (0: any free port); a one-line error when it cannot be had."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -26,19 +26,26 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def url_of(sock: socket.socket) -> str:
+    """The page's address on a bound socket."""
     host, port = sock.getsockname()[:2]
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
-def run(config: ServeConfig, host: str, port: int, open_browser: bool = False,
-        announce: Callable[[str], None] = print) -> None:
-    """Serve until Ctrl-C; ``announce`` hears the page's URL once the port is bound."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    app = create_app(config)
-    sock = _bind(host, port)
-    url = url_of(sock)
-    announce(url)
-    if open_browser:
-        webbrowser.open(url)
-    server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning", ws_max_size=32 << 20))
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping on Ctrl-C or SIGTERM without raising the signal again once it has shut down
+    (uvicorn does, and asyncio then cancels the app's shutdown half-way, with a traceback)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def serve(app: Starlette, sock: socket.socket) -> None:
+    """Serve ``app`` on ``sock`` until Ctrl-C or SIGTERM."""
+    server = _Server(uvicorn.Config(app, access_log=False, log_level="warning", ws_max_size=32 << 20))
     server.run(sockets=[sock])

@@ -10,7 +10,7 @@ import torch
 
 from ..base.errors import FileProblem
 from ..base.imageio import read_photo
-from ..infer.engine import stylize_tensor
+from ..infer.engine import Stylizer
 from ..model.checkpoint import load_model
 from .data import IMAGE_SUFFIXES
 from .losses import build_loss
@@ -53,11 +53,15 @@ def evaluate(
     size: int = 512,
     device: torch.device | str = "cpu",
     skip: Callable[[Path, str], None] | None = None,
+    precision: str = "fp32",
+    backend: str = "torch",
 ) -> list[Score]:
     """Stylize each photo (long side shrunk to ``size``) and score it under the model's own training losses.
 
-    An unreadable photo raises :class:`FileProblem`, or with ``skip`` is
-    reported to it and left out; with no photo left, it raises.
+    ``precision`` and ``backend`` pick the engine that stylizes (as for
+    ``stst stylize``; default eager fp32), so that an engine's effect on the
+    picture can be judged. An unreadable photo raises :class:`FileProblem`,
+    or with ``skip`` is reported to it and left out; with no photo left, it raises.
     """
     model, ckpt = load_model(model_path, device)
     if ckpt.style_image is None or "options" not in ckpt.metadata:
@@ -68,6 +72,7 @@ def evaluate(
         raise FileProblem(model_path, f"invalid training options ({exc})") from None
     vgg_state, _ = resolve_vgg_weights()
     loss_fn = build_loss(options, ckpt.style_image, vgg_state, torch.device(device))
+    stylizer = Stylizer(model, device, precision=precision, tile=None, channels_last=False, backend=backend)
     scores = []
     files = photo_files(inputs)
     for path in files:
@@ -78,7 +83,7 @@ def evaluate(
                 raise
             skip(path, exc.problem)
             continue
-        terms = loss_fn(stylize_tensor(model, photo).to(device), photo)
+        terms = loss_fn(stylizer(photo.cpu()).to(device), photo)
         scores.append(Score(str(path), *(terms[t].item() for t in TERMS)))
     if not scores:
         raise FileProblem(files[0] if len(files) == 1 else inputs[0], "no readable photo to evaluate on")
