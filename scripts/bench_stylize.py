@@ -146,7 +146,7 @@ def commands_table(device: str, passes: int) -> None:
     with tempfile.TemporaryDirectory() as out:
         for turn in range(passes + 1):  # the first pass warms caches (engine choice, ONNX export) and is dropped
             for label, command in rows.items():
-                target = Path(out) / f"{len(seconds[label])}-{abs(hash(label))}"
+                target = Path(out) / f"{turn}-{abs(hash(label))}"  # a new folder every pass: nothing skipped
                 start = time.perf_counter()
                 done = subprocess.run([*command, "-o", f"{target}/"], capture_output=True, text=True)
                 if done.returncode:

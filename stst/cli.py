@@ -201,7 +201,7 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
 
 
 def _check_pipe(inputs: tuple[Path, ...], output: str | None) -> None:
-    """Pipes carry one image: refuse what they cannot (several inputs, a folder, a clip, binary on a terminal)."""
+    """Pipes carry one image: refuse what they cannot (several inputs, a folder, a clip, a terminal)."""
     from .video.video import is_video
 
     if len(inputs) != 1:
@@ -212,6 +212,8 @@ def _check_pipe(inputs: tuple[Path, ...], output: str | None) -> None:
                                f"{'folder' if source.is_dir() else 'video clip'} (give -o a file or folder)")
     if (output is None or output == "-") and sys.stdout.isatty():
         raise click.UsageError("standard output is a terminal; redirect it (> out.png) or give -o FILE")
+    if str(source) == "-" and sys.stdin.isatty():
+        raise click.UsageError("standard input is a terminal; pipe an image in (< photo.jpg)")
 
 
 def _stylize_pipe(stylizer, source: Path, output: str, fmt: str | None, settings) -> None:

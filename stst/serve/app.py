@@ -70,7 +70,7 @@ def _server(request: Request) -> Server:
     return request.app.state.server
 
 
-async def _upload(form: FormData, name: str) -> UploadFile:
+def _upload(form: FormData, name: str) -> UploadFile:
     upload = form.get(name)
     if not isinstance(upload, UploadFile):
         raise ApiError(400, f"no file in the multipart field '{name}'")
@@ -95,7 +95,7 @@ async def stylize(request: Request) -> Response:
         fmt = field(form, "format", lambda v: FORMAT_ALIASES[v.lower()], "PNG",
                      what=f"one of {', '.join(FORMAT_ALIASES)}")
         max_size = field(form, "max_size", int, None, lambda v: v >= 16, "a whole number of at least 16")
-        upload = await _upload(form, "image")
+        upload = _upload(form, "image")
         data = await upload.read()
         name = Path(upload.filename or "upload").name
     if not data:
@@ -116,7 +116,7 @@ async def submit_clip(request: Request) -> Response:
         model = form.get("model")
         path = server.catalog.file(model, form.get("tier"))
         look = look_of(form)
-        upload = await _upload(form, "video")
+        upload = _upload(form, "video")
         filename = upload.filename
         target = server.clips.new_upload()
         with target.open("wb") as out:
