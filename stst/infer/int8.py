@@ -108,9 +108,9 @@ def quantized_graph(model: TransformerNet, device: torch.device = torch.device("
     verdict = cached_file(f"{name}.unfaithful")
     if verdict is not None:
         raise StstError(verdict.read_text().strip())
-    fp32 = cached_graph(model)
 
-    def make(target: Path) -> None:
+    def make(target: Path) -> None:  # only the first time: a cached int8 graph needs no fp32 graph or export
+        fp32 = cached_graph(model)
         photos = calibration_photos()
         try:
             _quantize(fp32, target, photos)
