@@ -3,6 +3,7 @@
     python scripts/bench_video.py                     # ../shared/data/videos/cup.mp4, all sections
     python scripts/bench_video.py --frames 60 --max-size 320 --skip-speed
     python scripts/bench_video.py --skip-speed --baseline OLD.pth --models models/starry_night.pth
+    python scripts/bench_video.py --skip-speed --skip-flicker --styles starry_night the_scream   # per style and clip
 
 Speed, for each tier of the default style: medians of --repeats runs of the network alone on the decoded frames and
 of the whole video path (decode, denoise, stylize, encode), and the source
@@ -39,10 +40,13 @@ from stst.infer.engine import Stylizer
 from stst.training.losses import build_loss
 from stst.video.smoothing import StatisticsSmoother
 from stst.video.temporal import DEFAULT_DENOISE, FlowDenoiser
-from stst.video.video import stylize_video
+from stst.video.shots import make_shots_clip
+from stst.video.video import VideoSettings, stylize_video
 from stst.training.weights import resolve_vgg_weights
 
-CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "cup.mp4"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CLIP = DATA / "videos" / "cup.mp4"
+PHOTOS = DATA / "photos"
 
 
 def excerpt(source: Path, target: Path, frames: int, max_size: int | None) -> Path:
@@ -124,7 +128,7 @@ def flicker(baseline: Path, models: list[Path], clip: Path, scratch: Path, devic
                      DEFAULT_DENOISE))
     for label, make, weight, denoise in rows:
         out = scratch / "flicker.mp4"
-        stylize_video(make(), clip, out, progress=False, temporal=weight, denoise=denoise)
+        stylize_video(make(), clip, out, VideoSettings(temporal=weight, denoise=denoise), progress=False)
         frames = list(read_frames(out))
         error = warping_error(source, frames, "farneback")
         with torch.no_grad():
@@ -135,6 +139,28 @@ def flicker(baseline: Path, models: list[Path], clip: Path, scratch: Path, devic
         print(f"| {label} | {error:.5f} | {error / base[0]:.2f}x | {content:.4g} | {style:.4g} | "
               f"{content / base[1] - 1:+.0%}, {style / base[2] - 1:+.0%} |", flush=True)
     print(f"| the source clip itself | {warping_error(source, source, 'farneback'):.5f} | | | | |")
+
+
+def steadiness(styles: list[str], clips: dict[str, Path], scratch: Path, device: torch.device) -> None:
+    """Per style and clip: the warping error of plain frame-by-frame stylization (no denoiser, no dark-keeping)
+    and of the default video path, under DIS and Farneback flow, within shots and (Farneback) across cuts too."""
+    print("\n| style | clip | frame by frame, DIS / Farneback | default path, DIS / Farneback | default / frame by "
+          "frame, DIS / Farneback | the same across cuts (Farneback) |\n|---|---|---|---|---|---|")
+    plain, default = VideoSettings(denoise=0, dark=False), VideoSettings()
+    for style in styles:
+        model, _ = load_model(bundled_models()[style])
+        stylizer = Stylizer(model, device, tile=None, backend="torch", precision="fp32")
+        for name, clip in clips.items():
+            source = list(read_frames(clip))
+            errors = []
+            for settings in (plain, default):
+                stylize_video(stylizer, clip, scratch / "steady.mp4", settings, progress=False)
+                frames = list(read_frames(scratch / "steady.mp4"))
+                errors.append([warping_error(source, frames, "dis"), warping_error(source, frames, "farneback"),
+                               warping_error(source, frames, "farneback", across_cuts=True)])
+            (d0, f0, a0), (d1, f1, a1) = errors
+            print(f"| {style} | {name} | {d0:.5f} / {f0:.5f} | {d1:.5f} / {f1:.5f} | {d1 / d0:.2f}x / {f1 / f0:.2f}x "
+                  f"| {a1 / a0:.2f}x |", flush=True)
 
 
 def main() -> None:
@@ -152,6 +178,9 @@ def main() -> None:
     parser.add_argument("--models", type=Path, nargs="*", default=[],
                         help="more models, frame by frame (e.g. trained with --temporal-weight)")
     parser.add_argument("--momentum", type=float, default=0.9, help="of the statistics smoothing rows")
+    parser.add_argument("--styles", nargs="*", default=[],
+                        help="bundled styles for the steadiness table (frame by frame against the default path) on "
+                             "the clip, ../shared/data/videos/tree.avi and a clip of cuts, fades and fast motion")
     args = parser.parse_args()
     device = resolve_device(args.device)
     model_path = bundled_models()[DEFAULT_MODEL]
@@ -173,6 +202,13 @@ def main() -> None:
         denoise_cost(args.clip, args.frames, [max(w, h), 640, 1920])
     if not args.skip_flicker:
         flicker(args.baseline or model_path, args.models, clip, scratch, device, args.weights, args.momentum)
+    if args.styles:
+        photos = [PHOTOS / f"kodim{n}.png" for n in ("05", "14", "19", "21")]
+        size = (args.max_size, args.max_size * 3 // 4)
+        clips = {args.clip.name: clip, "tree.avi": excerpt(CLIP.with_name("tree.avi"), scratch / "tree.mp4",
+                                                           args.frames, args.max_size),
+                 f"cuts, fades, fast motion ({size[0]}x{size[1]})": make_shots_clip(photos, scratch / "shots.mp4", size)}
+        steadiness(args.styles, clips, scratch, device)
 
 
 if __name__ == "__main__":

@@ -136,9 +136,12 @@ def main() -> None:
 @click.option("--denoise", type=click.FloatRange(0, 1, max_open=True), default=0.8, show_default=True,
               help="Video: filter the source's noise over time, along the optical flow (less flicker, strokes stay "
                    "crisp); 0 turns it off.")
+@click.option("--keep-dark/--no-keep-dark", default=True, show_default=True,
+              help="Video: dim the output of dark frames with their source, so that black stays black and fades "
+                   "stay fades (off: every frame a full painting).")
 def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, max_size, max_pixels, overwrite, device, batch_size,
             precision, backend, tile, compile_, example, strength, preserve_colors, stroke_scale, crf, codec,
-            temporal_blend, denoise) -> None:
+            temporal_blend, denoise, keep_dark) -> None:
     """Stylize images, video clips and/or folders of them with a trained model (.pth or exported .onnx).
 
     An INPUT of - reads one image from standard input; -o - writes one image to
@@ -166,8 +169,9 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     model_path, model_name = resolve_model(model_spec, "light" if light else tier or "full")
     settings = JobSettings(max_size=max_size, quality=quality, overwrite=overwrite, batch_size=batch_size,
                            max_pixels=max_pixels,
-                           video=VideoSettings(max_size=max_size, batch_size=max(batch_size, 4), crf=crf, codec=codec,
-                                               temporal=temporal_blend, denoise=denoise))
+                           video=VideoSettings(max_size=max_size, max_pixels=max_pixels, batch_size=max(batch_size, 4),
+                                               crf=crf, codec=codec, temporal=temporal_blend, denoise=denoise,
+                                               dark=keep_dark))
     look = Look(stroke_scale, preserve_colors, strength)
     if "-" in map(str, inputs) or output == "-":
         _check_pipe(inputs, output)

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from .base.errors import FileProblem, StstError, first_line
+from .base.fileio import check_folder
 from .base.imageio import (WRITE_FORMATS, Photo, encode_photo, format_of_suffix, output_format, read_photo,
                            write_photo)
 from .base.limits import DEFAULT_MAX_PIXELS
@@ -178,11 +179,14 @@ def run_jobs(
     non-finite result (a broken model, fp16 overflow) is a failure, never a
     written file. Video clips follow the images, each through
     :func:`stst.video.video.stylize_video` with ``settings.video``. Ctrl-C stops after
-    the writes in flight and sets ``report.interrupted``.
+    the writes in flight and sets ``report.interrupted``. An output folder that
+    cannot be written (a file in the way) raises :class:`FileProblem` before any work.
     """
     batch_size = settings.batch_size
     if batch_size < 1:
         raise StstError("--batch-size must be at least 1")
+    for folder in sorted({job.target.parent for job in jobs}):  # one line for the run, not one per photo
+        check_folder(folder, "outputs")
     report = Report()
     sources = {job.source.resolve() for job in jobs}
     claimed: set[Path] = set()

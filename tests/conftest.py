@@ -67,10 +67,13 @@ def untrained_model_path(tmp_path: Path) -> Path:
 
 def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12, audio: str | None = "aac",
               rotation: int = 0, pts: list[int] | None = None, levels: list[float] | None = None,
-              pan: int = 1, noise: float = 0.0) -> Path:
+              pan: int = 1, noise: float = 0.0, rate: int = 16000, audio_delay: float = 0.0,
+              decoding_order_pts: bool = False) -> Path:
     """A clip of a real photo panning by ``pan`` pixels a frame (0: a still shot), with a sine tone; ``pts``
     (in 1/fps units) makes it variable-rate, ``levels`` scale each frame's brightness (a fade), ``noise``
-    adds Gaussian noise of that standard deviation (0..255) to each frame."""
+    adds Gaussian noise of that standard deviation (0..255) to each frame. The tone (at ``rate`` Hz)
+    starts ``audio_delay`` seconds after the first frame. ``decoding_order_pts`` makes B-frames and
+    stamps the video packets in decoding order, as broken muxers do (display times then run backwards)."""
     photo = np.asarray(Image.open(PHOTOS / "kodim23.jpg").convert("RGB"))
     rng = np.random.default_rng(0)
     w, h = size
@@ -82,7 +85,10 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12, audio:
         video.time_base = Fraction(1, fps)
         if rotation:
             video.set_display_rotation(rotation)
-        sound = out.add_stream(audio, rate=16000) if audio else None
+        if decoding_order_pts:
+            video.options = {"bf": "2"}
+        sound = out.add_stream(audio, rate=rate) if audio else None
+        coded = []
         for i in range(frames):
             top, left = pan * i % (photo.shape[0] - video.height + 1), 2 * pan * i % (photo.shape[1] - video.width + 1)
             crop = photo[top: top + video.height, left: left + video.width]
@@ -93,20 +99,24 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12, audio:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), format="rgb24")
             frame.pts = pts[i] if pts else i
             frame.time_base = Fraction(1, fps)
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode(None):
+            coded += video.encode(frame)
+        coded += video.encode(None)
+        first = min(packet.dts for packet in coded)
+        for packet in coded:
+            if decoding_order_pts:
+                packet.pts = packet.dts = packet.dts - first
             out.mux(packet)
         if sound:
-            samples = 16000 * frames // fps
-            tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+            samples = rate * frames // fps
+            tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / rate)).astype(np.float32)
             chunk = sound.codec_context.frame_size or 1024
             layout_fmt = "fltp" if audio in ("aac", "libopus") else "s16"
             for start in range(0, samples, chunk):
                 part = tone[start: start + chunk]
                 data = part[None] if layout_fmt == "fltp" else (part * 32767).astype(np.int16)[None]
                 frame = av.AudioFrame.from_ndarray(data, format=layout_fmt, layout="mono")
-                frame.sample_rate, frame.pts = 16000, start
+                frame.sample_rate, frame.pts = rate, start + round(audio_delay * rate)
+                frame.time_base = Fraction(1, rate)
                 for packet in sound.encode(frame):
                     out.mux(packet)
             for packet in sound.encode(None):

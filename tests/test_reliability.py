@@ -275,6 +275,19 @@ def test_row5_unwritable_export_target_is_one_line(tmp_path, small_model):
     assert_one_line_error(result, 2, "cannot write the export here", "is a file, not a folder")
 
 
+def test_output_under_a_regular_file_is_one_line_for_the_run(tmp_path, small_model):
+    src = tmp_path / "pics"
+    for name in ("a.png", "b.png", "c.png"):
+        photo(src / name)
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for output in (blocker, blocker / "sub", f"{blocker}/"):
+        result = run("stylize", src, "-m", small_model, "-o", output)
+        assert_one_line_error(result, 2, f"cannot write the outputs here ({blocker} is a file, not a folder)")
+        assert "failed:" not in result.stderr
+    assert blocker.read_text() == "x"
+
+
 # --- train -----------------------------------------------------------------------------------------------------
 
 TRAIN_ARGS = ["--image-size", "32", "--style-size", "64", "--batch-size", "1", "--width", "8", "--workers", "0"]
@@ -356,7 +369,8 @@ def test_row8_undecodable_training_photos_in_a_worker_are_named_and_skipped(tmp_
     result = run("train", *args)
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
-    assert "text.png: not a readable image (it is a text file)" in result.output
+    assert "text.png: not a readable image (it is a text file)" in result.stderr  # warnings on stderr
+    assert "unreadable" not in result.stdout
     assert "unreadable training image(s) were skipped" in result.stderr
     (dataset / "kodim01.jpg").write_text("gone")
     (dataset / "kodim02.jpg").write_text("gone")

@@ -56,6 +56,48 @@ def test_clip_keeps_frames_timestamps_and_copies_audio(tmp_path, small_model):
     assert after["size"] == (64, 48)
 
 
+def audio_onset(path: Path) -> float:
+    """Seconds from the first video frame to the first audible sample (the tone's start), as a player hears it."""
+    with av.open(str(path)) as c:
+        start = next(c.decode(video=0)).time
+    with av.open(str(path)) as c:
+        for frame in c.decode(audio=0):
+            samples = frame.to_ndarray()
+            level = np.abs(samples / 32768 if samples.dtype == np.int16 else samples).max(axis=0)
+            loud = np.flatnonzero(level > 0.05)
+            if loud.size:
+                return float(frame.time + loud[0] / frame.sample_rate - start)
+    raise AssertionError(f"{path}: no sound")
+
+
+def test_broken_b_frame_timestamps_are_sorted_and_the_audio_keeps_its_delay(tmp_path, small_model):
+    mp3 = make_clip(tmp_path / "mp3.mkv", frames=24, audio="libmp3lame", rate=48000, audio_delay=0.067,
+                    decoding_order_pts=True)
+    pcm = make_clip(tmp_path / "pcm.mkv", frames=24, audio="pcm_s16le", rate=48000, audio_delay=0.067,
+                    decoding_order_pts=True)
+    source = probe(mp3)["pts"]
+    assert source != sorted(source)  # the decoder hands out display times that run backwards
+    assert audio_onset(mp3) == pytest.approx(0.067, abs=0.002)
+    # mp3 copied into .mp4, re-encoded to Opus for .webm; PCM re-encoded to AAC for .mp4
+    for src, out in ((mp3, tmp_path / "copied.mp4"), (mp3, tmp_path / "opus.webm"), (pcm, tmp_path / "aac.mp4")):
+        result = run("stylize", src, "-m", small_model, "-o", out)
+        assert result.exit_code == 0, result.output
+        assert probe(out)["pts"] == pytest.approx(sorted(source), abs=1e-3), out.name
+        assert audio_onset(out) == pytest.approx(0.067, abs=1152 / 48000), out.name  # within one audio frame
+    assert probe(tmp_path / "copied.mp4")["audio"] == probe(mp3)["audio"]  # packet for packet, not re-encoded
+
+
+def test_max_pixels_refuses_a_clip_from_its_declared_size(tmp_path, small_model, monkeypatch):
+    src = make_clip(tmp_path / "big.mp4", size=(64, 48), audio=None)
+    decoded = []
+    monkeypatch.setattr("stst.video.video._frames", lambda *a: decoded.append(1) or iter(()))
+    result = run("stylize", src, "-m", small_model, "--max-pixels", "3000", "-o", tmp_path / "o.mp4")
+    assert result.exit_code == 1, result.output
+    assert "big.mp4: each frame of 64x48 is 0 megapixels, more than the limit of 0.003" in result.stderr
+    assert "--max-pixels" in result.stderr and not decoded  # refused before a frame was decoded
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_odd_sizes_are_made_even_and_rotation_is_kept(tmp_path, small_model):
     src = make_clip(tmp_path / "odd.avi", size=(67, 49), audio=None)
     result = run("stylize", src, "-m", small_model, "-o", tmp_path / "o.mp4")
@@ -179,6 +221,23 @@ def test_a_fade_from_black_starts_black_and_brightens_steadily(tmp_path):
     assert brightness[0] < 0.03 and brightness[1] < 0.03  # black stays black, not the painting's dark teal
     assert all(b > a for a, b in zip(brightness[1:4], brightness[2:5]))  # no jump: it rises with the source
     assert brightness[2] < 0.5 * brightness[-1]
+
+
+def test_the_default_video_path_is_no_less_steady_than_frame_by_frame_on_cuts_fades_and_fast_motion(tmp_path):
+    """Opening on black, fades, a whip pan, a fast zoom, hard cuts and a dark scene (stst.video.shots)."""
+    from stst.model.bundled import bundled_models
+    from stst.video.flicker import read_frames, warping_error
+    from stst.video.shots import make_shots_clip
+
+    src = make_shots_clip(sorted(PHOTOS.glob("*.jpg"))[:4], tmp_path / "shots.mp4", size=(160, 120))
+    model = bundled_models()["the_scream"]
+    plain, default = tmp_path / "plain.mp4", tmp_path / "default.mp4"
+    assert run("stylize", src, "-m", model, "-o", plain, "--denoise", "0", "--no-keep-dark").exit_code == 0
+    result = run("stylize", src, "-m", model, "-o", default)
+    assert result.exit_code == 0, result.output
+    source, steadied = list(read_frames(src)), list(read_frames(default))
+    assert warping_error(source, steadied, "farneback") <= warping_error(source, read_frames(plain), "farneback")
+    assert all(frame.mean() < 0.03 * 255 for frame in steadied[:6])  # it opens on black, and stays black
 
 
 def test_the_default_video_path_denoises_the_source_and_flickers_less(tmp_path):

@@ -89,22 +89,40 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def check_folder(folder: str | Path, what: str = "output") -> None:
+    """Fail now, in one line, if files cannot be made in ``folder`` (a file in the way, no permission).
+
+    An existing folder is tried with a temporary file; a missing one is not
+    created here, only checked for a file among its would-be parents.
+    """
+    folder = Path(folder)
+    blocker = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise FileProblem(folder, f"cannot write the {what} here ({blocker} is a file, not a folder)",
+                          "choose another location")
+    if blocker == folder:
+        try:
+            _temp_file(folder, what).unlink()
+        except OSError as exc:
+            raise FileProblem(folder, f"cannot write the {what} here ({os_problem(exc)})",
+                              "choose another location") from None
+
+
 def check_writable(path: str | Path, need_bytes: int = 0, what: str = "output") -> None:
     """Fail now, in one line, if ``path`` cannot be written later (bad folder, no permission, full disk)."""
     path = Path(path)
     if path.is_dir():
         raise FileProblem(path, f"is a folder; give a file name for the {what}")
     folder = path.parent
-    blocker = next((p for p in [folder, *folder.parents] if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise FileProblem(path, f"cannot write the {what} here ({blocker} is a file, not a folder)",
-                          "choose another location")
     try:
+        check_folder(folder, what)
         folder.mkdir(parents=True, exist_ok=True)
-        _temp_file(folder, path.name).unlink()
+        check_folder(folder, what)
     except OSError as exc:
         raise FileProblem(path, f"cannot write the {what} here ({os_problem(exc)})",
                           "choose another location") from None
+    except FileProblem as exc:  # named by the file the user gave, not its folder
+        raise FileProblem(path, exc.problem) from None
     free = shutil.disk_usage(folder).free
     if free < need_bytes:
         raise FileProblem(path, f"not enough free space for the {what} ({free / 1e6:.1f} MB free, "

@@ -70,6 +70,13 @@ def _alpha(img: Image.Image) -> np.ndarray | None:
     return None
 
 
+def check_pixels(name: str | Path, width: int, height: int, max_pixels: int | None, what: str = "") -> None:
+    """Refuse a picture of more than ``max_pixels`` from its declared size, before anything is decoded."""
+    if max_pixels and width * height > max_pixels:
+        raise TooManyPixels(name, f"{what}{width}x{height} is {width * height / 1e6:.0f} megapixels, more than the "
+                            f"limit of {max_pixels / 1e6:g}", "raise it with --max-pixels if you have the memory")
+
+
 def open_image(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                name: str | Path | None = None) -> tuple[Image.Image, str | None, int]:
     """Open and fully decode an image, upright per its EXIF orientation; returns it, its format and frame count.
@@ -83,9 +90,7 @@ def open_image(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_M
     try:
         with Image.open(source) as img:
             w, h = img.size
-            if max_pixels and w * h > max_pixels:
-                raise TooManyPixels(path, f"{w}x{h} is {w * h / 1e6:.0f} megapixels, more than the limit of "
-                                  f"{max_pixels / 1e6:g}", "raise it with --max-pixels if you have the memory")
+            check_pixels(path, w, h, max_pixels)
             frames = getattr(img, "n_frames", 1)
             img.load()
             return ImageOps.exif_transpose(img), img.format, frames

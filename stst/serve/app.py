@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
@@ -60,7 +60,7 @@ class Server:
         self.config = config
         self.catalog = Catalog(config.models, warn=log.warning)
         self.engines = Engines(resolve_device(config.device), config.precision, config.backend)
-        self.clips = ClipJobs(config.video)
+        self.clips = ClipJobs(replace(config.video, max_pixels=config.max_pixels))
 
     def settings(self, max_size: int | None = None, quality: int = 95) -> JobSettings:
         return JobSettings(max_size=max_size, quality=quality, max_pixels=self.config.max_pixels)

@@ -6,6 +6,7 @@ import json
 import math
 import re
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -272,6 +273,10 @@ class _Session:
         self.bar = tqdm(total=options.iterations, initial=begin.iteration, unit="it", desc="training",
                         disable=not (run.progress and ctx.main), dynamic_ncols=True)
 
+    def warn(self, message: str) -> None:
+        """A warning on stderr, above the progress bar (tqdm.write goes to stdout unless told)."""
+        self.bar.write(message, file=sys.stderr)
+
     def _network(self, begin: _Start, resume: str | Path | None) -> None:
         """The seeded network, its first weights (fine-tuned or resumed), the optimiser, DDP and compile."""
         options, device = self.options, self.device
@@ -320,7 +325,7 @@ class _Session:
         except OSError as exc:
             problem = f"cannot write {output} ({os_problem(exc)})"
         if not final:
-            self.bar.write(f"warning: {problem}; training goes on, the next checkpoint will try again")
+            self.warn(f"warning: {problem}; training goes on, the next checkpoint will try again")
             return
         rescue = Path(tempfile.gettempdir()) / f"{Path(output).stem}-rescued-{iteration}.pth"
         try:
@@ -337,7 +342,7 @@ class _Session:
         for message in batch["skipped"]:
             if message not in self.unreadable:
                 self.unreadable.add(message)
-                self.bar.write(f"warning: skipping unreadable training image {message}")
+                self.warn(f"warning: skipping unreadable training image {message}")
         if len(self.unreadable) > MAX_UNREADABLE_SHARE * len(self.files):
             raise TrainingError(f"{len(self.unreadable)} of the {len(self.files)} images in {self.options.dataset} "
                                 "are unreadable; fix or remove them")
@@ -383,7 +388,7 @@ class _Session:
             try:
                 write_photo(path, out, None, "JPEG")
             except OSError as exc:
-                self.bar.write(f"warning: cannot write the preview {path} ({os_problem(exc)})")
+                self.warn(f"warning: cannot write the preview {path} ({os_problem(exc)})")
         if (self.ctx.main and run.checkpoint_every and iteration % run.checkpoint_every == 0
                 and iteration < self.options.iterations):
             self.save()

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 FLOW_METHODS = ("dis", "dis-fast", "farneback")
+CUT = 0.2  # mean absolute difference of 32x32 grey thumbnails (0..1) that starts a new shot
 
 
 def opencv():
@@ -85,15 +86,32 @@ def gray(rgb: np.ndarray) -> np.ndarray:
     return opencv().cvtColor(rgb, opencv().COLOR_RGB2GRAY)
 
 
-def warping_error(source: Iterable[np.ndarray], stylized: Iterable[np.ndarray], method: str = "dis") -> float:
-    """Mean warping error of ``stylized`` frames against the motion of ``source`` frames (RGB uint8, equal sizes)."""
+def thumbnail(grey: np.ndarray) -> np.ndarray:
+    """A 32x32 float copy (0..1) of a grey frame: enough to tell one shot from another."""
+    return opencv().resize(grey, (32, 32), interpolation=opencv().INTER_AREA).astype(np.float32) / 255
+
+
+def is_cut(previous: np.ndarray, current: np.ndarray, cut: float = CUT) -> bool:
+    """Whether grey frame ``current`` starts a new shot after ``previous`` (their thumbnails differ by more than ``cut``)."""
+    return float(np.abs(thumbnail(current) - thumbnail(previous)).mean()) > cut
+
+
+def warping_error(source: Iterable[np.ndarray], stylized: Iterable[np.ndarray], method: str = "dis",
+                  across_cuts: bool = False) -> float:
+    """Mean warping error of ``stylized`` frames against the motion of ``source`` frames (RGB uint8, equal sizes).
+
+    Pairs of frames across a scene cut (:func:`is_cut`) are left out unless
+    ``across_cuts``: there the flow matches unrelated pictures, and the
+    error measures the new shot, not flicker. Clips without cuts get the
+    same value either way.
+    """
     errors = []
     previous = None
     for src, out in zip(source, stylized):
         if src.shape[:2] != out.shape[:2]:
             src = opencv().resize(src, (out.shape[1], out.shape[0]), interpolation=opencv().INTER_AREA)
         g, o = gray(src), out.astype(np.float32) / 255
-        if previous is not None:
+        if previous is not None and (across_cuts or not is_cut(previous[0], g)):
             g0, o0 = previous
             backward, mask = reliable_flow(g, g0, method)
             if mask.any():

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 
 from ..infer.look import luminance
 from ..model.network import TransformerNet, instance_statistics, norm_layers, normalise_with
+from .flicker import CUT
 
 DEFAULT_MOMENTUM = 0.9
-CUT = 0.2  # mean absolute difference of 32x32 grey thumbnails (0..1) that starts a new shot
 DARK = 0.1  # mean luma (0..1) under which a frame's output is dimmed in proportion
 
 

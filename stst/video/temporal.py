@@ -7,7 +7,10 @@ that boil. :class:`FlowDenoiser` is a motion-compensated recursive filter of
 the *source* frames, the classic video noise reducer: the previous filtered
 frame is carried onto this one along the flow, and where the flow is reliable
 (forward-backward check) and the two agree (no cut, no sudden light), each
-pixel is pulled towards it by ``strength``. The network then sees the same
+pixel is pulled towards it by ``strength``. The carried frame is first scaled
+to this frame's mean light: a fade changes every pixel by less than the gate
+lets through, and without it the filtered frames lagged up to three times
+behind a fade, which the dark-frame dimming then showed as a jump. The network then sees the same
 picture wherever nothing changed, and every output is still a full
 stylization of one photo, so the strokes stay as crisp as in a still. Flow
 comes from DIS at its fast preset, on frames shrunk to at most ``FLOW_SIDE``
@@ -40,6 +43,8 @@ DEFAULT_WEIGHT = 0.6
 DEFAULT_DENOISE = 0.8
 DENOISE_AGREE = 0.1  # local mean absolute grey difference (0..1) up to which the carried frame is trusted fully ...
 DENOISE_WINDOW = 5  # ... over this many pixels; from 2x as much on, not at all (a cut, a flash, a flow error)
+FADE_GAIN = (0.25, 4.0)  # how far the carried frame's light may be scaled to this frame's (a fade); not more, so
+# that a black frame's noise is not blown up into the first frame of a fade from black
 FLOW_SIDE = 640  # the long side (pixels) of the frames the filter's flow is computed on
 
 
@@ -75,13 +80,18 @@ class FlowDenoiser:
             small0, small_filtered0, frame0 = self.previous
             backward, trusted = reliable_flow(small, small0, "dis-fast")
             carried = warp(small_filtered0, backward)
+            # a fade changes every pixel by less than the gate lets through: the carry follows the light
+            gain = np.float32(np.clip((small_filtered.mean() + 0.1) / (carried.mean() + 0.1), *FADE_GAIN))
+            carried *= gain
             change = cv2.blur(cv2.absdiff(carried, small_filtered), (DENOISE_WINDOW, DENOISE_WINDOW)) / 255
             weight = (self.strength * trusted * np.clip(2 - change / DENOISE_AGREE, 0, 1)).astype(np.float32)
             small_filtered = cv2.blendLinear(carried, small_filtered, weight, 1 - weight)
             if scale < 1:
                 backward = cv2.resize(backward, (w, h), interpolation=cv2.INTER_LINEAR) / scale
                 weight = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
-            frame = cv2.blendLinear(warp(frame0, backward), frame, weight, 1 - weight)
+            warped = warp(frame0, backward)
+            warped *= gain
+            frame = cv2.blendLinear(warped, frame, weight, 1 - weight)
         self.previous = (small, small_filtered, frame)
         return cv2.convertScaleAbs(frame)  # rounded, saturated to uint8
 

@@ -11,6 +11,8 @@ sees frames in batches. A clip that stops decoding half-way is still written
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +26,8 @@ from tqdm import tqdm
 
 from ..base.errors import FileProblem, first_line
 from ..base.fileio import atomic_path
-from ..base.imageio import array_tensor, to_uint8
+from ..base.imageio import array_tensor, check_pixels, to_uint8
+from ..base.limits import DEFAULT_MAX_PIXELS
 from ..base.prefetch import prefetch
 from .smoothing import keep_dark
 from .temporal import DEFAULT_DENOISE, FlowBlend, FlowDenoiser
@@ -117,7 +120,9 @@ def _frames(container, video, audio: list) -> Iterator[tuple[str, object]]:
 class VideoSettings:
     """How clips are stylized and encoded; one value travels from the CLI or the server to :func:`stylize_video`.
 
-    ``max_size`` shrinks frames so the long side is at most that. ``temporal``
+    ``max_size`` shrinks frames so the long side is at most that; clips whose
+    frames are larger than ``max_pixels`` are refused from the stream's
+    declared size, before decoding. ``temporal``
     > 0 blends each frame with the previous output along the optical flow
     (:class:`stst.video.temporal.FlowBlend`, less flicker, softer strokes).
     ``denoise`` is the strength of the temporal noise filter on the source
@@ -128,6 +133,7 @@ class VideoSettings:
     """
 
     max_size: int | None = None
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
     batch_size: int = 4
     crf: int = DEFAULT_CRF
     codec: str | None = None
@@ -170,6 +176,7 @@ def stylize_video(
         video.thread_type = "AUTO"
         audio = list(container.streams.audio)
         width, height = video.codec_context.width, video.codec_context.height
+        check_pixels(source, width, height, settings.max_pixels, "each frame of ")
         max_size = settings.max_size
         if max_size and max(width, height) > max_size:
             scale = max_size / max(width, height)
@@ -193,13 +200,14 @@ def stylize_video(
             audio_out = {}
             for stream in audio:
                 allowed = AUDIO_COPY[fmt]
-                if allowed is None or stream.codec_context.name in allowed:
+                kind = stream.codec_context.codec.canonical_name  # "mp3", whichever decoder (mp3float) reads it
+                if allowed is None or kind in allowed:
                     audio_out[stream.index] = (out.add_stream_from_template(stream), None)
                 else:
                     name = AUDIO_FALLBACK.get(fmt, "aac")
-                    encoder = out.add_stream(name, rate=stream.codec_context.sample_rate or 48000)
+                    encoder = out.add_stream(name, rate=_audio_rate(name, stream.codec_context.sample_rate))
                     audio_out[stream.index] = (encoder, encoder)
-                    notes.append(f"audio stream {stream.index} ({stream.codec_context.name}) cannot go into "
+                    notes.append(f"audio stream {stream.index} ({kind}) cannot go into "
                                  f"{target.suffix} as it is: re-encoded to {name}")
             report = _pipeline(stylizer, (container, video, audio), (out, vout, audio_out), (width, height),
                                settings, source, _Progress(progress, on_frames, source, video.frames))
@@ -207,6 +215,46 @@ def stylize_video(
             if report.frames == 0:
                 raise FileProblem(source, f"no frame could be decoded ({report.error or 'empty clip'})")
     return report
+
+
+def _audio_rate(encoder: str, rate: int | None) -> int:
+    """The source's sample rate where ``encoder`` takes it, else its highest (Opus: 48 kHz only and lower)."""
+    rates = _av().codec.Codec(encoder, "w").audio_rates
+    return rate if rate and (not rates or rate in rates) else max(rates or [48000])
+
+
+def _presentation_order(items: Iterator[tuple[str, object]], depth: int = 16) -> Iterator[tuple[str, object]]:
+    """``items`` of :func:`_frames`, with the frames' timestamps sorted within ``depth`` frames.
+
+    A decoder hands frames out in display order, but a file with broken
+    B-frame timestamps (packets stamped in decoding order) attaches them in
+    decoding order: 1, 3, 4, 2, ... Each frame gets the smallest timestamp
+    not yet given, so frames keep the source's display times. ``depth`` is
+    H.264's longest reordering; frames wait that long, audio does not.
+    """
+    held: deque = deque()
+    stamps: list[int] = []
+
+    def release():
+        frame = held.popleft()
+        if frame.pts is not None:
+            frame.pts = heapq.heappop(stamps)
+        return "frame", frame
+
+    for kind, item in items:
+        if kind != "frame":
+            if kind == "error":
+                while held:
+                    yield release()
+            yield kind, item
+            continue
+        if item.pts is not None:
+            heapq.heappush(stamps, item.pts)
+        held.append(item)
+        if len(held) > depth:
+            yield release()
+    while held:
+        yield release()
 
 
 class _Progress:
@@ -274,8 +322,7 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
             packet.stream = stream
             out.mux(packet)
             return
-        for frame in packet.decode():
-            frame.pts = None
+        for frame in packet.decode():  # its timestamp kept: the audio starts where it started beside the video
             for encoded in encoder.encode(frame):
                 out.mux(encoded)
 
@@ -311,7 +358,8 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
                 pending.pop(0).result()
 
         for kind, item in prefetch(((k, (i, tensor(i)) if k == "frame" else i)
-                                    for k, i in _frames(container, video, audio)), depth=2 * batch_size):
+                                    for k, i in _presentation_order(_frames(container, video, audio))),
+                                   depth=2 * batch_size):
             if kind == "frame":
                 batch.append(item)
                 if len(batch) >= batch_size:
