@@ -34,8 +34,12 @@ def available() -> bool:
 
 
 def weights_digest(model: TransformerNet) -> str:
-    """A short hash of the architecture and weights: the cache name of the model's exported graph."""
-    digest = hashlib.sha256(repr(model.config.to_dict()).encode())
+    """A short hash of the architecture, weights and border: the cache name of the model's exported graph.
+
+    The border is part of the graph (a graph cached with another border would
+    still run, and do other work than this version of stst).
+    """
+    digest = hashlib.sha256(repr((model.config.to_dict(), model.border)).encode())
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())

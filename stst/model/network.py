@@ -24,13 +24,16 @@ from torch import nn
 # the public forward() takes and returns 0..1 images.
 PIXEL_SCALE = 255.0
 # Two stride-2 convolutions: sizes must be multiples of 4 inside the body, and
-# at least 8 so that every reflection pad is smaller than the tensor it pads.
+# at least 8 so that every reflection pad (BORDER too) is smaller than the tensor it pads.
 SIZE_MULTIPLE = 4
 MIN_SIZE = 8
-# At inference the photo is extended by this many replicated pixels on each
+# At inference the photo is extended by this many mirrored pixels on each
 # side and the result cropped back: trained networks paint a thin frame along
-# the borders of their input, which then falls outside the photo.
-BORDER = 16
+# the borders of their input, which then falls outside the photo. 4 mirrored
+# pixels keep the edge rows as close to those of a 64-pixel mirror as 16
+# replicated ones did (and with no brighter or darker frame line), for 2.6%
+# more work at 768x512 instead of 10.7% (issue 20, item 5).
+BORDER = 4
 
 
 # The network designs: Johnson et al.'s (the full and light tiers, by width) and a realtime one.
@@ -237,17 +240,19 @@ def _split(size: int, multiple: int = SIZE_MULTIPLE, minimum: int = MIN_SIZE) ->
 
 
 def pad_to_multiple(x: torch.Tensor, margin: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad H and W by ``margin`` and then to valid body sizes, by edge replication.
+    """Pad H and W to valid body sizes by edge replication, then by ``margin`` mirrored pixels on each side.
 
-    Returns the padded tensor and the (top, left) offset of the original.
-    Replication works for any pad width (reflection needs pads smaller than
-    the side).
+    Returns the padded tensor and the (top, left) offset of the original. The
+    mirror comes second so that it is always narrower than what it mirrors
+    (at least ``MIN_SIZE`` pixels; reflection needs that), for every size.
     """
     h, w = x.shape[-2], x.shape[-1]
-    top, bottom = _split(h + 2 * margin)
-    left, right = _split(w + 2 * margin)
-    top, bottom, left, right = top + margin, bottom + margin, left + margin, right + margin
-    return F.pad(x, [left, right, top, bottom], mode="replicate"), (top, left)
+    top, bottom = _split(h)
+    left, right = _split(w)
+    x = F.pad(x, [left, right, top, bottom], mode="replicate")
+    if margin:
+        x = F.pad(x, [margin, margin, margin, margin], mode="reflect")
+    return x, (top + margin, left + margin)
 
 
 def norm_layers(model: nn.Module) -> list[nn.InstanceNorm2d]:
