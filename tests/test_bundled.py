@@ -1,5 +1,6 @@
 """The models shipped in models/, as installed with the package."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,13 @@ def test_seven_styles_ship_and_each_faster_tier_is_distilled_from_its_full_model
                 continue
             assert ckpt.metadata["distilled_from"]["model"] == f"{style}.pth"
             assert ckpt.arch.channels == 16 and ckpt.arch.design == ("realtime" if tier == "realtime" else "johnson")
+
+
+def test_every_style_is_fine_tuned_for_video():
+    for style in bundled_styles():
+        shown = json.loads(CliRunner().invoke(main, ["info", style, "--json"]).output)
+        assert shown["metadata"]["options"]["temporal_weight"] > 0, style
+        assert shown["metadata"]["options"]["init"].endswith(f"{style}.pth"), style  # fine-tuned from the still model
 
 
 def test_stst_models_lists_each_style_with_its_tiers():
