@@ -3,7 +3,7 @@
     python scripts/bench_video.py                     # ../shared/data/videos/cup.mp4, all sections
     python scripts/bench_video.py --frames 60 --max-size 320 --skip-speed
     python scripts/bench_video.py --skip-speed --baseline OLD.pth --models models/starry_night.pth
-    python scripts/bench_video.py --skip-speed --skip-flicker --styles starry_night the_scream   # per style and clip
+    python scripts/bench_video.py --skip-speed --skip-flicker --styles starry_night --before OLD/   # per style, clip
 
 Speed, for each tier of the default style: medians of --repeats runs of the network alone on the decoded frames and
 of the whole video path (decode, denoise, stylize, encode), and the source
@@ -16,6 +16,12 @@ frame by frame, with instance-norm statistics smoothing, with --temporal-blend
 weights and through the default video path (the source denoised over time);
 each of --models frame by frame and through the default path (say, a model
 fine-tuned with --temporal-weight); the source clip itself.
+
+Steadiness (--styles): for each bundled style, on the clip, tree.avi and a
+clip of cuts, fades, a whip pan, a fast zoom and a dark scene made from four
+Kodak photos (stst.video.shots), the warping error under DIS and Farneback
+flow, pairs across a cut left out: the model before its fine-tuning for video
+(--before), the bundled one frame by frame, and the default video path.
 """
 
 from __future__ import annotations
@@ -141,26 +147,39 @@ def flicker(baseline: Path, models: list[Path], clip: Path, scratch: Path, devic
     print(f"| the source clip itself | {warping_error(source, source, 'farneback'):.5f} | | | | |")
 
 
-def steadiness(styles: list[str], clips: dict[str, Path], scratch: Path, device: torch.device) -> None:
-    """Per style and clip: the warping error of plain frame-by-frame stylization (no denoiser, no dark-keeping)
-    and of the default video path, under DIS and Farneback flow, within shots and (Farneback) across cuts too."""
-    print("\n| style | clip | frame by frame, DIS / Farneback | default path, DIS / Farneback | default / frame by "
-          "frame, DIS / Farneback | the same across cuts (Farneback) |\n|---|---|---|---|---|---|")
+def _pair(errors) -> str:
+    return f"{errors[0]:.5f} / {errors[1]:.5f}"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x"
+
+
+def steadiness(styles: list[str], clips: dict[str, Path], scratch: Path, device: torch.device,
+               before: Path | None) -> None:
+    """Per style and clip, the warping error (DIS / Farneback, within shots) of plain frame-by-frame stylization
+    (no denoiser, no dark-keeping) with the style's model before its fine-tuning for video (``before``/NAME.pth,
+    when given) and with the bundled one, and of the default video path with the bundled one; then the ratios,
+    and the last one with the pairs across cuts counted too (Farneback)."""
+    print("\n| style | clip | before fine-tuning, frame by frame | frame by frame | default path | default / before "
+          "| default / frame by frame | the same across cuts |\n|---|---|---|---|---|---|---|---|")
     plain, default = VideoSettings(denoise=0, dark=False), VideoSettings()
+
+    def errors(path: Path, clip: Path, source: list, settings: VideoSettings) -> list[float]:
+        stylizer = Stylizer(load_model(path)[0], device, tile=None, backend="torch", precision="fp32")
+        stylize_video(stylizer, clip, scratch / "steady.mp4", settings, progress=False)
+        frames = list(read_frames(scratch / "steady.mp4"))
+        return [warping_error(source, frames, "dis"), warping_error(source, frames, "farneback"),
+                warping_error(source, frames, "farneback", across_cuts=True)]
+
     for style in styles:
-        model, _ = load_model(bundled_models()[style])
-        stylizer = Stylizer(model, device, tile=None, backend="torch", precision="fp32")
         for name, clip in clips.items():
             source = list(read_frames(clip))
-            errors = []
-            for settings in (plain, default):
-                stylize_video(stylizer, clip, scratch / "steady.mp4", settings, progress=False)
-                frames = list(read_frames(scratch / "steady.mp4"))
-                errors.append([warping_error(source, frames, "dis"), warping_error(source, frames, "farneback"),
-                               warping_error(source, frames, "farneback", across_cuts=True)])
-            (d0, f0, a0), (d1, f1, a1) = errors
-            print(f"| {style} | {name} | {d0:.5f} / {f0:.5f} | {d1:.5f} / {f1:.5f} | {d1 / d0:.2f}x / {f1 / f0:.2f}x "
-                  f"| {a1 / a0:.2f}x |", flush=True)
+            old = errors(before / f"{style}.pth", clip, source, plain) if before else None
+            (d0, f0, a0), (d1, f1, a1) = (errors(bundled_models()[style], clip, source, s) for s in (plain, default))
+            print(f"| {style} | {name} | {_pair(old) if old else '-'} | {_pair((d0, f0))} | {_pair((d1, f1))} | "
+                  f"{_ratio(d1, old[0]) + ' / ' + _ratio(f1, old[1]) if old else '-'} | {_ratio(d1, d0)} / {_ratio(f1, f0)} "
+                  f"| {_ratio(a1, a0)} |", flush=True)
 
 
 def main() -> None:
@@ -181,6 +200,8 @@ def main() -> None:
     parser.add_argument("--styles", nargs="*", default=[],
                         help="bundled styles for the steadiness table (frame by frame against the default path) on "
                              "the clip, ../shared/data/videos/tree.avi and a clip of cuts, fades and fast motion")
+    parser.add_argument("--before", type=Path, help="a folder with each style's model before its fine-tuning for "
+                        "video, as NAME.pth (e.g. from git show REV:models/NAME.pth), for the steadiness table")
     args = parser.parse_args()
     device = resolve_device(args.device)
     model_path = bundled_models()[DEFAULT_MODEL]
@@ -208,7 +229,7 @@ def main() -> None:
         clips = {args.clip.name: clip, "tree.avi": excerpt(CLIP.with_name("tree.avi"), scratch / "tree.mp4",
                                                            args.frames, args.max_size),
                  f"cuts, fades, fast motion ({size[0]}x{size[1]})": make_shots_clip(photos, scratch / "shots.mp4", size)}
-        steadiness(args.styles, clips, scratch, device)
+        steadiness(args.styles, clips, scratch, device, args.before)
 
 
 if __name__ == "__main__":
