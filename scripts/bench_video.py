@@ -177,9 +177,9 @@ def steadiness(styles: list[str], clips: dict[str, Path], scratch: Path, device:
             source = list(read_frames(clip))
             old = errors(before / f"{style}.pth", clip, source, plain) if before else None
             (d0, f0, a0), (d1, f1, a1) = (errors(bundled_models()[style], clip, source, s) for s in (plain, default))
+            against_old = f"{_ratio(d1, old[0])} / {_ratio(f1, old[1])}" if old else "-"
             print(f"| {style} | {name} | {_pair(old) if old else '-'} | {_pair((d0, f0))} | {_pair((d1, f1))} | "
-                  f"{_ratio(d1, old[0]) + ' / ' + _ratio(f1, old[1]) if old else '-'} | {_ratio(d1, d0)} / {_ratio(f1, f0)} "
-                  f"| {_ratio(a1, a0)} |", flush=True)
+                  f"{against_old} | {_ratio(d1, d0)} / {_ratio(f1, f0)} | {_ratio(a1, a0)} |", flush=True)
 
 
 def main() -> None:
@@ -226,9 +226,10 @@ def main() -> None:
     if args.styles:
         photos = [PHOTOS / f"kodim{n}.png" for n in ("05", "14", "19", "21")]
         size = (args.max_size, args.max_size * 3 // 4)
-        clips = {args.clip.name: clip, "tree.avi": excerpt(CLIP.with_name("tree.avi"), scratch / "tree.mp4",
-                                                           args.frames, args.max_size),
-                 f"cuts, fades, fast motion ({size[0]}x{size[1]})": make_shots_clip(photos, scratch / "shots.mp4", size)}
+        clips = {args.clip.name: clip,
+                 "tree.avi": excerpt(CLIP.with_name("tree.avi"), scratch / "tree.mp4", args.frames, args.max_size),
+                 f"cuts, fades, fast motion ({size[0]}x{size[1]})": make_shots_clip(photos, scratch / "shots.mp4",
+                                                                                    size)}
         steadiness(args.styles, clips, scratch, device, args.before)
 
 

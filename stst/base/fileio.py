@@ -115,9 +115,10 @@ def check_writable(path: str | Path, need_bytes: int = 0, what: str = "output") 
         raise FileProblem(path, f"is a folder; give a file name for the {what}")
     folder = path.parent
     try:
-        check_folder(folder, what)
-        folder.mkdir(parents=True, exist_ok=True)
-        check_folder(folder, what)
+        if not folder.is_dir():
+            check_folder(folder, what)  # a file among its would-be parents
+            folder.mkdir(parents=True, exist_ok=True)
+        check_folder(folder, what)  # one temporary file, in the folder as it now is
     except OSError as exc:
         raise FileProblem(path, f"cannot write the {what} here ({os_problem(exc)})",
                           "choose another location") from None

@@ -92,7 +92,7 @@ def thumbnail(grey: np.ndarray) -> np.ndarray:
 
 
 def is_cut(previous: np.ndarray, current: np.ndarray, cut: float = CUT) -> bool:
-    """Whether grey frame ``current`` starts a new shot after ``previous`` (their thumbnails differ by more than ``cut``)."""
+    """Whether grey frame ``current`` starts a new shot after ``previous`` (thumbnails further apart than ``cut``)."""
     return float(np.abs(thumbnail(current) - thumbnail(previous)).mean()) > cut
 
 

@@ -10,11 +10,12 @@ frame is carried onto this one along the flow, and where the flow is reliable
 pixel is pulled towards it by ``strength``. The carried frame is first scaled
 to this frame's mean light: a fade changes every pixel by less than the gate
 lets through, and without it the filtered frames lagged up to three times
-behind a fade, which the dark-frame dimming then showed as a jump. The network then sees the same
-picture wherever nothing changed, and every output is still a full
-stylization of one photo, so the strokes stay as crisp as in a still. Flow
-comes from DIS at its fast preset, on frames shrunk to at most ``FLOW_SIDE``
-pixels; only the carry and the blend touch the full frame. On two CPU cores
+behind a fade, which the dark-frame dimming then showed as a jump. The
+network then sees the same picture wherever nothing changed, and every
+output is still a full stylization of one photo, so the strokes stay as
+crisp as in a still. Flow comes from DIS at its fast preset, on frames
+shrunk to at most ``FLOW_SIDE`` pixels; only the carry and the blend touch
+the full frame. On two CPU cores
 it costs 13 ms per 320x240 frame and 86 ms per 1920x1440 one
 (``scripts/bench_video.py``), in the decoding thread beside the network.
 
