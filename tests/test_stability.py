@@ -15,7 +15,7 @@ from stst.base.fileio import file_sha256
 from stst.base.imageio import read_photo
 from stst.training.losses import TemporalLoss
 from stst.model.network import ArchConfig, TransformerNet
-from stst.video.smoothing import DARK, StatisticsSmoother, keep_dark
+from stst.video.smoothing import DARK, DARK_RISE, DarkKeeper, StatisticsSmoother
 from stst.video.temporal import DEFAULT_DENOISE, FlowDenoiser
 
 from conftest import PHOTOS, STYLES, TRAIN
@@ -102,15 +102,31 @@ def test_statistics_smoothing_steadies_a_dimming_shot_and_restarts_at_a_cut(net)
     rest = (..., slice(24, None), slice(None))
     pumping = (plain[1] - plain[0])[rest].abs().mean()
     assert (smoothed[1] - smoothed[0])[rest].abs().mean() < 0.7 * pumping
-    assert torch.allclose(smoothed[2], plain[2], atol=1e-5) and smoother.cuts == 1
+    assert torch.allclose(smoothed[2], plain[2], atol=1e-5) and smoother.cuts.count == 1
 
 
-def test_dark_frames_stay_dark():
-    frames = torch.stack([torch.zeros(3, 8, 8), torch.full((3, 8, 8), DARK / 2), torch.full((3, 8, 8), 0.5)])
-    outputs = torch.full((3, 3, 8, 8), 0.4)
-    kept = keep_dark(frames, outputs)
-    assert kept[0].abs().max() == 0  # black in, black out
-    assert torch.allclose(kept[1], outputs[1] / 2) and torch.equal(kept[2], outputs[2])
+def dark_gains(frames: torch.Tensor) -> np.ndarray:
+    """The gain :class:`DarkKeeper` gives each of ``frames`` (a clip, fed in batches of 4)."""
+    keeper, outputs = DarkKeeper(), torch.full((4, 3, 8, 8), 0.5)
+    gains = [keeper(batch, outputs[: len(batch)]).mean((1, 2, 3)) / 0.5 for batch in frames.split(4)]
+    return torch.cat(gains).numpy()
+
+
+def test_dark_frames_stay_dark_and_fades_go_smoothly():
+    scene = photo()[0]  # kodim23, mean luma 0.43
+    lights = [0.0] * 3 + np.linspace(0, 1, 12).tolist() + [1.0] * 3 + np.linspace(1, 0, 8).tolist() + [0.0] * 2
+    gains = dark_gains(torch.stack([scene * light for light in lights]))
+    assert gains[:3].max() == 0 and gains[-3:].max() == 0  # black in, black out
+    assert gains[15:19].min() == 1  # full light: not dimmed
+    steps = np.diff(gains)
+    assert steps.max() <= DARK_RISE + 1e-6  # a fade from black comes up over ten frames (before: steps of 0.5)
+    assert steps.min() > -0.3  # a fade to black goes down over five frames (before: the last two)
+    # A cut from black lifts the dimming at once; a dark scene keeps its dimming; a dim scene is not dimmed.
+    cut = dark_gains(torch.stack([scene * 0] * 2 + [scene] * 2))
+    assert cut.tolist() == [0, 0, 1, 1]
+    dark = dark_gains(torch.stack([scene * 0.05] * 6))
+    assert np.allclose(dark, 0.43 * 0.05 / DARK, atol=0.01)
+    assert dark_gains(torch.stack([scene * 0.6] * 6)).min() == 1
 
 
 def test_the_bundled_default_model_is_trained_to_move_with_the_picture(net):

@@ -29,7 +29,7 @@ from ..base.fileio import atomic_path
 from ..base.imageio import array_tensor, check_pixels, to_uint8
 from ..base.limits import DEFAULT_MAX_PIXELS
 from ..base.prefetch import prefetch
-from .smoothing import keep_dark
+from .smoothing import DarkKeeper
 from .temporal import DEFAULT_DENOISE, FlowBlend, FlowDenoiser
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
@@ -128,7 +128,7 @@ class VideoSettings:
     ``denoise`` is the strength of the temporal noise filter on the source
     frames along the optical flow (:class:`stst.video.temporal.FlowDenoiser`,
     less flicker; 0 is off). ``dark`` keeps dark frames dark
-    (:func:`stst.video.smoothing.keep_dark`; a fade from black then stays
+    (:class:`stst.video.smoothing.DarkKeeper`; a fade from black then stays
     continuous instead of starting from a full painting).
     """
 
@@ -295,6 +295,7 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
     out, vout, audio_out = encoding
     blend = FlowBlend(settings.temporal) if settings.temporal else None
     denoiser = FlowDenoiser(settings.denoise) if settings.denoise else None
+    dark = DarkKeeper() if settings.dark else None
     batch_size = settings.batch_size
     width, height = size
     counter = {"frames": 0, "last_pts": None, "end": 0.0}
@@ -347,8 +348,8 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
                 return
             frames = torch.stack([t for _, t in batch])
             outputs = stylizer(frames)
-            if settings.dark:
-                outputs = keep_dark(frames, outputs)
+            if dark is not None:
+                outputs = dark(frames, outputs)
             if not torch.isfinite(outputs).all():
                 raise FileProblem(source, "the model produced NaN or infinite values (a broken model?)")
             pending.append(writer.submit(write_frames, [f for f, _ in batch], [t for _, t in batch], outputs))
