@@ -76,8 +76,10 @@ def excerpt(source: Path, target: Path, frames: int, max_size: int | None) -> Pa
     return target
 
 
-def speed(stylizer: Stylizer, clip: Path, scratch: Path, label: str, repeats: int) -> None:
-    """Medians over ``repeats`` runs: the network alone on the decoded frames (batches of 4), then the whole video path."""
+def speed(stylizer: Stylizer, clip: Path, scratch: Path, label: str, repeats: int,
+          settings: VideoSettings = VideoSettings()) -> None:
+    """Medians over ``repeats`` runs: the network alone on the decoded frames (batches of 4), then the whole video
+    path with ``settings``."""
     frames = [array_tensor(f) for f in read_frames(clip)]
     stylizer(torch.stack(frames[:4]))  # warm-up; the engine is chosen (measured) for this size here
     label = f"{label} ({stylizer.backend} {stylizer.precision})"
@@ -88,7 +90,7 @@ def speed(stylizer: Stylizer, clip: Path, scratch: Path, label: str, repeats: in
             stylizer(torch.stack(frames[i: i + 4]))
         networks.append(time.perf_counter() - start)
         start = time.perf_counter()
-        stylize_video(stylizer, clip, scratch / "speed.mp4", progress=False)
+        stylize_video(stylizer, clip, scratch / "speed.mp4", settings, progress=False)
         totals.append(time.perf_counter() - start)
     n, network, total = len(frames), float(np.median(networks)), float(np.median(totals))
     print(f"| {label} | {n} x {repeats} | {n / network:.2f} | {n / total:.2f} | {total / network:.2f}x |", flush=True)
@@ -218,7 +220,8 @@ def main() -> None:
             tiered = load_model(path)[0]
             for precision in ("fp32", "auto"):
                 stylizer = Stylizer(tiered, device, precision=precision, tile=None)
-                speed(stylizer, clip, scratch, f"{tier}, {precision}", args.repeats)
+                speed(stylizer, clip, scratch, f"{tier}, {precision}", args.repeats,
+                      VideoSettings(realtime=tier == "realtime"))  # as `stst stylize --tier` does
         print("\n| source denoiser (decode thread) at | per frame | frames/s |\n|---|---|---|")
         denoise_cost(args.clip, args.frames, [max(w, h), 640, 1920])
     if not args.skip_flicker:

@@ -14,12 +14,13 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from ..base.errors import FileProblem, first_line
+from ..model.bundled import split_tier
 from ..video.video import VideoSettings, is_video, stylize_video
 
 KEEP = 8  # finished clips kept for download
@@ -33,6 +34,7 @@ class ClipJob:
     name: str  # the download's file name: the upload's stem (made safe) and the model
     source: Path
     target: Path
+    settings: VideoSettings
     state: str = "queued"  # queued, running, done, failed
     frames: int = 0
     total: int | None = None
@@ -77,7 +79,9 @@ class ClipJobs:
             upload.unlink(missing_ok=True)
             raise FileProblem(filename or "upload", "not a video clip that FFmpeg can read")
         job_id = upload.stem
-        job = ClipJob(job_id, f"{safe_stem(filename)}-{model}.mp4", upload, self.folder / f"{job_id}-out.mp4")
+        settings = replace(self.settings, realtime=split_tier(model)[1] == "realtime")  # as the CLI does
+        job = ClipJob(job_id, f"{safe_stem(filename)}-{model}.mp4", upload, self.folder / f"{job_id}-out.mp4",
+                      settings)
         with self._lock:
             self.jobs[job_id] = job
             self._forget_old()
@@ -91,7 +95,7 @@ class ClipJobs:
             job.frames, job.total = frames, total
 
         try:
-            report = stylize_video(stylizer, job.source, job.target, self.settings, progress=False, on_frames=heard)
+            report = stylize_video(stylizer, job.source, job.target, job.settings, progress=False, on_frames=heard)
             job.error = f"decoding stopped after {report.frames} frames ({report.error})" if report.error else None
             job.state = "done"
         except FileProblem as exc:

@@ -47,6 +47,7 @@ DENOISE_WINDOW = 5  # ... over this many pixels; from 2x as much on, not at all 
 FADE_GAIN = (0.25, 4.0)  # how far the carried frame's light may be scaled to this frame's (a fade); not more, so
 # that a black frame's noise is not blown up into the first frame of a fade from black
 FLOW_SIDE = 640  # the long side (pixels) of the frames the filter's flow is computed on
+REALTIME_FLOW_SIDE = 320  # ... where the network keeps up with a camera: a third of the cost at 640x480
 
 
 class FlowDenoiser:
@@ -54,14 +55,15 @@ class FlowDenoiser:
 
     ``strength`` in [0, 1) is the weight of the carried previous frame where it
     is trusted: 0.8 averages about the last 9 frames of a still scene and cuts
-    its noise to a third. The first frame, and any frame of a new size, pass
-    unchanged.
+    its noise to a third. ``side`` is the long side the flow is computed at
+    (smaller frames as they are). The first frame, and any frame of a new
+    size, pass unchanged.
     """
 
-    def __init__(self, strength: float = DEFAULT_DENOISE) -> None:
+    def __init__(self, strength: float = DEFAULT_DENOISE, side: int = FLOW_SIDE) -> None:
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"denoise strength {strength} is not in [0, 1)")
-        self.strength = strength
+        self.strength, self.side = strength, side
         # shrunk grey source frame (uint8, for the flow), its filtered copy and the filtered frame (float32)
         self.previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
@@ -74,8 +76,8 @@ class FlowDenoiser:
         """
         cv2 = opencv()
         h, w = rgb.shape[:2]
-        scale = min(1.0, FLOW_SIDE / max(h, w))  # of the flow's vectors, too
-        small = gray(rgb if scale == 1 else cv2.resize(rgb, shrunk_size(w, h, FLOW_SIDE), interpolation=cv2.INTER_AREA))
+        scale = min(1.0, self.side / max(h, w))  # of the flow's vectors, too
+        small = gray(rgb if scale == 1 else cv2.resize(rgb, shrunk_size(w, h, self.side), interpolation=cv2.INTER_AREA))
         frame, small_filtered = rgb.astype(np.float32), small.astype(np.float32)
         if self.previous is not None and self.strength > 0 and self.previous[2].shape == frame.shape:
             small0, small_filtered0, frame0 = self.previous
