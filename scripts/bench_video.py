@@ -193,6 +193,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="speed runs; medians are printed")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--tiers", nargs="*", default=["full", "light", "realtime"], help="tiers in the speed table")
     parser.add_argument("--skip-flicker", action="store_true")
     parser.add_argument("--baseline", type=Path, help="model to compare against, frame by frame, smoothed and "
                         "blended [default: the bundled default model]")
@@ -217,6 +218,8 @@ def main() -> None:
         print("\n| tier, precision | frames | network-only fps | end-to-end fps | end-to-end / network time |\n"
               "|---|---|---|---|---|")
         for tier, path in bundled_styles()[DEFAULT_MODEL].items():
+            if tier not in args.tiers:
+                continue
             tiered = load_model(path)[0]
             for precision in ("fp32", "auto"):
                 stylizer = Stylizer(tiered, device, precision=precision, tile=None)

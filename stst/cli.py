@@ -99,8 +99,8 @@ def main() -> None:
               "[default: starry_night].")
 @click.option("--tier", type=click.Choice(["full", "light", "realtime"]), default=None,
               help="full: the model itself; light: its light tier (about 3x faster, a little less faithful); "
-                   "realtime: its realtime tier (about 20x faster, simpler strokes; clips get the denoiser's flow at 320 px "
-                   "and the encoder's fast preset to keep up) [default: full].")
+                   "realtime: its realtime tier (about 20x faster, simpler strokes; clips get the denoiser's flow "
+                   "at 320 px and the encoder's fast preset to keep up) [default: full].")
 @click.option("--light", is_flag=True, help="Short for --tier light.")
 @click.option("-o", "--output", help="Output file (one input), folder (several inputs, or a name ending in /), or - for "
               "standard output (one image).")
