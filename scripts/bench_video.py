@@ -158,7 +158,7 @@ def _ratio(a: float, b: float) -> str:
 
 
 def steadiness(styles: list[str], clips: dict[str, Path], scratch: Path, device: torch.device,
-               before: Path | None) -> None:
+               before: Path | None, tier: str = "full") -> None:
     """Per style and clip, the warping error (DIS / Farneback, within shots) of plain frame-by-frame stylization
     (no denoiser, no dark-keeping) with the style's model before its fine-tuning for video (``before``/NAME.pth,
     when given) and with the bundled one, and of the default video path with the bundled one; then the ratios,
@@ -177,10 +177,11 @@ def steadiness(styles: list[str], clips: dict[str, Path], scratch: Path, device:
     for style in styles:
         for name, clip in clips.items():
             source = list(read_frames(clip))
-            old = errors(before / f"{style}.pth", clip, source, plain) if before else None
-            (d0, f0, a0), (d1, f1, a1) = (errors(bundled_models()[style], clip, source, s) for s in (plain, default))
+            model = bundled_styles()[style][tier]
+            old = errors(before / model.name, clip, source, plain) if before else None
+            (d0, f0, a0), (d1, f1, a1) = (errors(model, clip, source, s) for s in (plain, default))
             against_old = f"{_ratio(d1, old[0])} / {_ratio(f1, old[1])}" if old else "-"
-            print(f"| {style} | {name} | {_pair(old) if old else '-'} | {_pair((d0, f0))} | {_pair((d1, f1))} | "
+            print(f"| {model.stem} | {name} | {_pair(old) if old else '-'} | {_pair((d0, f0))} | {_pair((d1, f1))} | "
                   f"{against_old} | {_ratio(d1, d0)} / {_ratio(f1, f0)} | {_ratio(a1, a0)} |", flush=True)
 
 
@@ -205,6 +206,8 @@ def main() -> None:
                              "the clip, ../shared/data/videos/tree.avi and a clip of cuts, fades and fast motion")
     parser.add_argument("--before", type=Path, help="a folder with each style's model before its fine-tuning for "
                         "video, as NAME.pth (e.g. from git show REV:models/NAME.pth), for the steadiness table")
+    parser.add_argument("--tier", choices=["full", "light", "realtime"], default="full",
+                        help="the tier of each style in the steadiness table (--before then holds NAME-TIER.pth)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     model_path = bundled_models()[DEFAULT_MODEL]
@@ -236,7 +239,7 @@ def main() -> None:
                  "tree.avi": excerpt(CLIP.with_name("tree.avi"), scratch / "tree.mp4", args.frames, args.max_size),
                  f"cuts, fades, fast motion ({size[0]}x{size[1]})": make_shots_clip(photos, scratch / "shots.mp4",
                                                                                     size)}
-        steadiness(args.styles, clips, scratch, device, args.before)
+        steadiness(args.styles, clips, scratch, device, args.before, args.tier)
 
 
 if __name__ == "__main__":
