@@ -36,7 +36,7 @@ import av
 import numpy as np
 import torch
 
-from stst.model.bundled import DEFAULT_MODEL, bundled_models, bundled_styles
+from stst.model.bundled import DEFAULT_MODEL, TIERS, bundled_models, bundled_styles
 from stst.model.checkpoint import load_checkpoint, load_model
 from stst.base.devices import resolve_device
 from stst.video.flicker import opencv, read_frames, warping_error
@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="speed runs; medians are printed")
     parser.add_argument("--skip-speed", action="store_true")
-    parser.add_argument("--tiers", nargs="*", default=["full", "light", "realtime"], help="tiers in the speed table")
+    parser.add_argument("--tiers", nargs="*", choices=TIERS, default=list(TIERS), help="tiers in the speed table")
     parser.add_argument("--skip-flicker", action="store_true")
     parser.add_argument("--baseline", type=Path, help="model to compare against, frame by frame, smoothed and "
                         "blended [default: the bundled default model]")
@@ -206,7 +206,7 @@ def main() -> None:
                              "the clip, ../shared/data/videos/tree.avi and a clip of cuts, fades and fast motion")
     parser.add_argument("--before", type=Path, help="a folder with each style's model before its fine-tuning for "
                         "video, as NAME.pth (e.g. from git show REV:models/NAME.pth), for the steadiness table")
-    parser.add_argument("--tier", choices=["full", "light", "realtime"], default="full",
+    parser.add_argument("--tier", choices=TIERS, default="full",
                         help="the tier of each style in the steadiness table (--before then holds NAME-TIER.pth)")
     args = parser.parse_args()
     device = resolve_device(args.device)
