@@ -149,7 +149,7 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     standard output (PNG unless --format says otherwise), e.g.
     cat photo.jpg | stst stylize - -o - > out.png
     """
-    from .model.bundled import example_photo, resolve_model, split_tier
+    from .model.bundled import example_photo, resolve_model
     from .infer.look import Look
     from .base import distributed
     from .base.devices import resolve_device
@@ -172,7 +172,7 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
                            max_pixels=max_pixels,
                            video=VideoSettings(max_size=max_size, max_pixels=max_pixels, batch_size=max(batch_size, 4),
                                                crf=crf, codec=codec, temporal=temporal_blend, denoise=denoise,
-                                               dark=keep_dark, realtime=split_tier(model_name)[1] == "realtime"))
+                                               dark=keep_dark).for_model(model_name))
     look = Look(stroke_scale, preserve_colors, strength)
     if "-" in map(str, inputs) or output == "-":
         _check_pipe(inputs, output)

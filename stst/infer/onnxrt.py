@@ -9,7 +9,6 @@ eager PyTorch (median of 5, same weights, outputs equal within 2e-6).
 from __future__ import annotations
 
 import hashlib
-import importlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,18 +18,13 @@ import torch
 from ..base.errors import FileProblem, StstError, first_line, os_problem
 from ..base.fileio import atomic_path
 from ..base.home import stst_home
-from ..model.export import export_model, require
+from ..model.export import export_model, installed, require
 from ..model.network import TransformerNet
 
 
 def available() -> bool:
     """Whether both packages the engine needs (exporting and running) are installed."""
-    try:
-        for module in ("onnx", "onnxruntime"):
-            importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
+    return installed("onnx") and installed("onnxruntime")
 
 
 def weights_digest(model: TransformerNet) -> str:

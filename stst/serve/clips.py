@@ -14,13 +14,12 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..base.errors import FileProblem, first_line
-from ..model.bundled import split_tier
 from ..video.video import VideoSettings, is_video, stylize_video
 
 KEEP = 8  # finished clips kept for download
@@ -79,9 +78,8 @@ class ClipJobs:
             upload.unlink(missing_ok=True)
             raise FileProblem(filename or "upload", "not a video clip that FFmpeg can read")
         job_id = upload.stem
-        settings = replace(self.settings, realtime=split_tier(model)[1] == "realtime")  # as the CLI does
         job = ClipJob(job_id, f"{safe_stem(filename)}-{model}.mp4", upload, self.folder / f"{job_id}-out.mp4",
-                      settings)
+                      self.settings.for_model(model))
         with self._lock:
             self.jobs[job_id] = job
             self._forget_old()

@@ -40,16 +40,18 @@ DARK_RISE = 0.1  # the most the dimming may lift from one frame to the next with
 
 
 class ShotCuts:
-    """Per-clip state: the last frame's 32x32 grey thumbnail, to tell where a new shot starts (torch, batched)."""
+    """Per-clip state: the last frame's 32x32 grey thumbnail, to tell where a new shot starts (torch, batched).
+
+    It takes grey frames, so that a caller that needs their luma too computes it once."""
 
     def __init__(self, cut: float = CUT) -> None:
         self.cut = cut
         self.thumbnail: torch.Tensor | None = None
         self.count = 0
 
-    def __call__(self, batch: torch.Tensor) -> list[bool]:
-        """For each frame of ``batch`` (in order): does it start a new shot (or the clip)?"""
-        thumbnails = F.adaptive_avg_pool2d(luminance(batch.float()), 32)
+    def __call__(self, grey: torch.Tensor) -> list[bool]:
+        """For each frame of ``grey`` (``(N, 1, H, W)`` luma, in order): does it start a new shot (or the clip)?"""
+        thumbnails = F.adaptive_avg_pool2d(grey, 32)
         starts = []
         for thumbnail in thumbnails:
             new = self.thumbnail is None or (thumbnail - self.thumbnail).abs().mean().item() > self.cut
@@ -73,7 +75,8 @@ class DarkKeeper:
     def __call__(self, frames: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         """``outputs`` of ``frames`` (the next frames of the clip, in order), dimmed frame by frame."""
         gains = []
-        for start, luma in zip(self.cuts(frames), luminance(frames.float()).mean((1, 2, 3)).tolist()):
+        grey = luminance(frames.float())
+        for start, luma in zip(self.cuts(grey), grey.mean((1, 2, 3)).tolist()):
             if start:
                 self.light, self.gain = luma, 1.0
             else:
@@ -96,7 +99,7 @@ class StatisticsSmoother:
     @contextlib.contextmanager
     def applied(self, batch: torch.Tensor) -> Iterator[None]:
         """Within this block the model's next forward pass over ``batch`` (frames in order) uses smoothed statistics."""
-        starts = self.cuts(batch)
+        starts = self.cuts(luminance(batch.float()))
         keep = self.momentum
 
         def normalise(module, inputs, _output):

@@ -15,7 +15,7 @@ import heapq
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from ..base.fileio import atomic_path
 from ..base.imageio import array_tensor, check_pixels, to_uint8
 from ..base.limits import DEFAULT_MAX_PIXELS
 from ..base.prefetch import prefetch
+from ..model.bundled import split_tier
 from .smoothing import DarkKeeper
 from .temporal import DEFAULT_DENOISE, FLOW_SIDE, REALTIME_FLOW_SIDE, FlowBlend, FlowDenoiser
 
@@ -148,6 +149,10 @@ class VideoSettings:
     denoise: float = DEFAULT_DENOISE
     dark: bool = True
     realtime: bool = False
+
+    def for_model(self, model_name: str) -> VideoSettings:
+        """These settings for the named model: a realtime tier gets the clip path that keeps up with it."""
+        return replace(self, realtime=split_tier(model_name)[1] == "realtime")
 
 
 def stylize_video(
@@ -291,6 +296,54 @@ class _Progress:
         self.bar.close()
 
 
+class _Sink:
+    """The encoding side of a clip, run in one writer thread: stylized frames at the source's presentation times,
+    the audio (copied, or re-encoded from its own timestamps), and the encoders' last packets."""
+
+    def __init__(self, encoding: tuple, video, blend: FlowBlend | None) -> None:
+        self.av = _av()
+        self.out, self.vout, self.audio_out = encoding
+        self.time_base, self.blend = video.time_base, blend
+        rate = video.average_rate or Fraction(25)
+        self.step = max(1, round(1 / (video.time_base * rate))) if video.time_base else 1  # one frame, in pts
+        self.frames, self.last_pts, self.end = 0, None, 0.0
+
+    def video(self, frames: list, inputs: list, outputs: torch.Tensor) -> None:
+        """Encode ``outputs`` of ``inputs`` (the decoded ``frames``); a missing or repeated pts takes the next free one."""
+        for src, photo, rgb in zip(frames, inputs, outputs):
+            if self.blend is not None:
+                rgb = self.blend(to_uint8(photo), rgb)
+            pixels = np.ascontiguousarray(to_uint8(rgb)[: self.vout.height, : self.vout.width])
+            frame = self.av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            pts = src.pts
+            if pts is None or (self.last_pts is not None and pts <= self.last_pts):
+                pts = self.last_pts + self.step if self.last_pts is not None else 0
+            self.last_pts = pts
+            self.end = max(self.end, float((src.pts or 0) * self.time_base))
+            frame.pts, frame.time_base = pts, self.time_base
+            for packet in self.vout.encode(frame):
+                self.out.mux(packet)
+            self.frames += 1
+
+    def audio(self, packet) -> None:
+        stream, encoder = self.audio_out[packet.stream.index]
+        if encoder is None:
+            packet.stream = stream
+            self.out.mux(packet)
+            return
+        for frame in packet.decode():  # its timestamp kept: the audio starts where it started beside the video
+            for encoded in encoder.encode(frame):
+                self.out.mux(encoded)
+
+    def finish(self) -> None:
+        for packet in self.vout.encode(None):
+            self.out.mux(packet)
+        for stream, encoder in self.audio_out.values():
+            if encoder is not None:
+                for packet in encoder.encode(None):
+                    self.out.mux(packet)
+
+
 def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int], settings: VideoSettings,
               source: Path, bar: _Progress) -> ClipReport:
     """Decode ahead in a thread, stylize in batches here, encode and mux behind in one writer thread.
@@ -300,51 +353,13 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
     ``size``, denoised in the decoding thread (the filter runs in order, beside
     the network), and cropped to the encoder's even size when written.
     """
-    av = _av()
     container, video, audio = decoding
-    out, vout, audio_out = encoding
-    blend = FlowBlend(settings.temporal) if settings.temporal else None
+    sink = _Sink(encoding, video, FlowBlend(settings.temporal) if settings.temporal else None)
     side = REALTIME_FLOW_SIDE if settings.realtime else FLOW_SIDE
     denoiser = FlowDenoiser(settings.denoise, side) if settings.denoise else None
     dark = DarkKeeper() if settings.dark else None
     batch_size = settings.batch_size
     width, height = size
-    counter = {"frames": 0, "last_pts": None, "end": 0.0}
-    step = max(1, round(1 / (video.time_base * (video.average_rate or Fraction(25))))) if video.time_base else 1
-
-    def write_frames(frames: list, inputs: list, outputs: torch.Tensor) -> None:
-        for src, photo, rgb in zip(frames, inputs, outputs):
-            if blend is not None:
-                rgb = blend(to_uint8(photo), rgb)
-            pixels = np.ascontiguousarray(to_uint8(rgb)[: vout.height, : vout.width])
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            pts = src.pts
-            if pts is None or (counter["last_pts"] is not None and pts <= counter["last_pts"]):
-                pts = (counter["last_pts"] or 0) + step if counter["last_pts"] is not None else 0
-            counter["last_pts"] = pts
-            counter["end"] = max(counter["end"], float((src.pts or 0) * video.time_base))
-            frame.pts, frame.time_base = pts, video.time_base
-            for packet in vout.encode(frame):
-                out.mux(packet)
-            counter["frames"] += 1
-
-    def write_audio(packet) -> None:
-        stream, encoder = audio_out[packet.stream.index]
-        if encoder is None:
-            packet.stream = stream
-            out.mux(packet)
-            return
-        for frame in packet.decode():  # its timestamp kept: the audio starts where it started beside the video
-            for encoded in encoder.encode(frame):
-                out.mux(encoded)
-
-    def finish() -> None:
-        for packet in vout.encode(None):
-            out.mux(packet)
-        for stream, encoder in audio_out.values():
-            if encoder is not None:
-                for packet in encoder.encode(None):
-                    out.mux(packet)
 
     def tensor(frame) -> torch.Tensor:
         rgb = frame.to_ndarray(width=width, height=height, format="rgb24")
@@ -363,7 +378,7 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
                 outputs = dark(frames, outputs)
             if not torch.isfinite(outputs).all():
                 raise FileProblem(source, "the model produced NaN or infinite values (a broken model?)")
-            pending.append(writer.submit(write_frames, [f for f, _ in batch], [t for _, t in batch], outputs))
+            pending.append(writer.submit(sink.video, [f for f, _ in batch], [t for _, t in batch], outputs))
             bar.update(len(batch))
             batch.clear()
             while len(pending) > 2:
@@ -377,16 +392,16 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
                 if len(batch) >= batch_size:
                     flush()
             elif kind == "packet":
-                pending.append(writer.submit(write_audio, item))
+                pending.append(writer.submit(sink.audio, item))
             else:
                 error = item
         flush()
         for future in pending:
             future.result()
-        writer.submit(finish).result()
-    failure = error or _truncation(container, video, counter["frames"], counter["end"])
+        writer.submit(sink.finish).result()
+    failure = error or _truncation(container, video, sink.frames, sink.end)
     bar.close(complete=not failure)
-    return ClipReport(counter["frames"], failure)
+    return ClipReport(sink.frames, failure)
 
 
 def _truncation(container, video, frames: int, last: float) -> str | None:
