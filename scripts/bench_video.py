@@ -227,7 +227,7 @@ def main() -> None:
             for precision in ("fp32", "auto"):
                 stylizer = Stylizer(tiered, device, precision=precision, tile=None)
                 speed(stylizer, clip, scratch, f"{tier}, {precision}", args.repeats,
-                      VideoSettings(realtime=tier == "realtime"))  # as `stst stylize --tier` does
+                      VideoSettings().for_model(path.stem))  # as `stst stylize --tier` does
         print("\n| source denoiser (decode thread) at | per frame | frames/s |\n|---|---|---|")
         denoise_cost(args.clip, args.frames, [max(w, h), 640, 1920])
     if not args.skip_flicker:
