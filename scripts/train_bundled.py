@@ -10,8 +10,8 @@ realtime, the bundled models/NAME.pth is distilled (`stst distill --tier`, width
 16) into WORK/NAME-TIER.pth and stored as models/NAME-TIER.pth the same way.
 
     python scripts/train_bundled.py --iterations 1700
-    python scripts/train_bundled.py --tier light --iterations 1500 --styles starry_night
-    python scripts/train_bundled.py --tier realtime --iterations 1500
+    python scripts/train_bundled.py --tier light --iterations 3000 --styles starry_night
+    python scripts/train_bundled.py --tier realtime --iterations 3000
     python scripts/train_bundled.py --steady 2e7 --iterations 500   # fine-tune for video (--temporal-weight)
 """
 

@@ -443,7 +443,7 @@ def evaluate(model_path, inputs, size, device, engine, as_json) -> None:
 @click.option("--tier", type=click.Choice(["light", "realtime"]), default="light", show_default=True,
               help="light: Johnson's network, narrower (about 3x faster); realtime: the realtime design (about 20x).")
 @click.option("--width", type=click.IntRange(4), default=16, show_default=True, help="Channels of the student's first layer.")
-@click.option("--iterations", type=click.IntRange(1), default=1500, show_default=True, help="Optimisation steps.")
+@click.option("--iterations", type=click.IntRange(1), default=3000, show_default=True, help="Optimisation steps.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--workers", type=click.IntRange(0), default=1, show_default=True, help="DataLoader worker processes.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the teacher).")
