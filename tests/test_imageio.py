@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from stst.base.errors import FileProblem
-from stst.base.imageio import read_photo, write_photo
+from stst.base.imageio import all_finite, read_photo, write_photo
 
 from conftest import PHOTOS
 
@@ -62,3 +62,16 @@ def test_corrupt_image_names_the_file(tmp_path):
     bad.write_bytes((PHOTOS / "kodim01.jpg").read_bytes()[:3000])
     with pytest.raises(FileProblem, match=r"cut\.png: not a readable image"):
         read_photo(bad)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_one_non_finite_value_is_caught(bad):
+    frames = torch.rand(2, 3, 48, 64)
+    assert all_finite(frames)
+    frames[1, 2, 47, 63] = bad
+    assert not all_finite(frames)
+
+
+def test_a_large_half_precision_batch_is_finite():
+    # 4 x 3 x 256 x 256 values near 1 sum to 786,000, past float16's largest number (65,504)
+    assert all_finite(torch.full((4, 3, 256, 256), 0.999, dtype=torch.float16))
