@@ -40,14 +40,15 @@ from stst.model.bundled import DEFAULT_MODEL, TIERS, bundled_models, bundled_sty
 from stst.model.checkpoint import load_checkpoint, load_model
 from stst.base.devices import resolve_device
 from stst.video.flicker import opencv, read_frames, warping_error
-from stst.base.imageio import array_tensor
+from stst.base.imageio import array_pixels
 from stst.training.options import options_from_dict
 from stst.infer.engine import Stylizer
 from stst.training.losses import build_loss
 from stst.video.smoothing import StatisticsSmoother
-from stst.video.temporal import DEFAULT_DENOISE, FlowDenoiser
+from stst.video.settings import DEFAULT_DENOISE, VideoSettings
+from stst.video.temporal import FlowDenoiser
 from stst.video.shots import make_shots_clip
-from stst.video.video import VideoSettings, stylize_video
+from stst.video.video import stylize_video
 from stst.training.weights import resolve_vgg_weights
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -80,7 +81,7 @@ def speed(stylizer: Stylizer, clip: Path, scratch: Path, label: str, repeats: in
           settings: VideoSettings = VideoSettings()) -> None:
     """Medians over ``repeats`` runs: the network alone on the decoded frames (batches of 4), then the whole video
     path with ``settings``."""
-    frames = [array_tensor(f) for f in read_frames(clip)]
+    frames = [torch.from_numpy(array_pixels(f)) for f in read_frames(clip)]
     stylizer(torch.stack(frames[:4]))  # warm-up; the engine is chosen (measured) for this size here
     label = f"{label} ({stylizer.backend} {stylizer.precision})"
     networks, totals = [], []
@@ -140,7 +141,7 @@ def flicker(baseline: Path, models: list[Path], clip: Path, scratch: Path, devic
         frames = list(read_frames(out))
         error = warping_error(source, frames, "farneback")
         with torch.no_grad():
-            terms = [loss(array_tensor(o)[None], array_tensor(s)[None]) for s, o in zip(source[::5], frames[::5])]
+            terms = [loss(torch.from_numpy(array_pixels(o))[None], torch.from_numpy(array_pixels(s))[None]) for s, o in zip(source[::5], frames[::5])]
         content = float(np.mean([t["content"].item() for t in terms]))
         style = float(np.mean([t["style"].item() for t in terms]))
         base = base or (error, content, style)

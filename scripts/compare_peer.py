@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from stst.base.imageio import read_photo, rgb_tensor
+from stst.base.imageio import read_photo, rgb_pixels
 from stst.model.bundled import bundled_styles
 from stst.model.checkpoint import load_checkpoint
 from stst.training.evaluate import TERMS, evaluate, mean_score, model_loss, photo_files
@@ -51,7 +51,7 @@ def peer_scores(full: Path, photos: list[Path], size: int, scratch: Path) -> dic
         content = read_photo(photo, max_size=size).rgb[None]
         made = Image.open(next(outputs.glob(f"{photo.stem}*"))).convert("RGB")
         made = made.resize((content.shape[-1], content.shape[-2]), Image.Resampling.LANCZOS)
-        terms = loss_fn(rgb_tensor(made)[None], content)
+        terms = loss_fn(torch.from_numpy(rgb_pixels(made))[None], content)
         for term in TERMS:
             sums[term] += terms[term].item()
     return {term: value / len(photos) for term, value in sums.items()}

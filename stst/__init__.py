@@ -38,7 +38,7 @@ _API = {
     "read_photo": "base.imageio",
     "write_photo": "base.imageio",
     "stylize_video": "video.video",
-    "VideoSettings": "video.video",
+    "VideoSettings": "video.settings",
     "ClipReport": "video.video",
     "plan_jobs": "stylize",
     "run_jobs": "stylize",

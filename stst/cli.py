@@ -6,6 +6,7 @@ import os
 import sys
 import traceback
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -151,11 +152,8 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     """
     from .model.bundled import example_photo, resolve_model
     from .infer.look import Look
-    from .base import distributed
-    from .base.devices import resolve_device
-    from .infer.engine import open_stylizer
-    from .stylize import JobSettings, Report, plan_jobs, run_jobs
-    from .video.video import VideoSettings
+    from .stylize import JobSettings, plan_jobs, run_jobs
+    from .video.settings import VideoSettings
 
     if example:
         if inputs:
@@ -174,24 +172,22 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
                                                crf=crf, codec=codec, temporal=temporal_blend, denoise=denoise,
                                                dark=keep_dark).for_model(model_name))
     look = Look(stroke_scale, preserve_colors, strength)
+    network = _Network(Path(model_path), precision, tile_setting, compile_, backend)
     if "-" in map(str, inputs) or output == "-":
         _check_pipe(inputs, output)
-        stylizer = open_stylizer(model_path, resolve_device(device), precision, tile_setting, compile_, backend)
+        stylizer = network.express(device, look) or network.resolved(device)
         _stylize_pipe(look.around(stylizer), inputs[0], output or "-", fmt, settings)
         return
     jobs = plan_jobs(inputs, model_name, output, recursive, fmt)
     if not jobs:
         raise StstError("no files found in the given folders" + ("" if recursive else " (try --recursive)"))
-    # Under torchrun each process takes every N-th job on its own device; rank 0 reports for all.
-    ctx, torch_device = distributed.setup(device)
-    stylizer = open_stylizer(model_path, torch_device, precision, tile_setting, compile_, backend)
-    report = run_jobs(look.around(stylizer), jobs[ctx.rank::ctx.world], settings,
-                      warn=lambda message: click.echo(message, err=True), progress=ctx.main,
-                      model_name=str(model_path))
-    report = Report.merged(distributed.gather(report))
-    distributed.shutdown()
+    express = None if any(job.kind == "video" for job in jobs) else network.express(device, look)
+    if express is not None:  # photos whose graph is recorded: torch is not imported
+        report, main_rank = run_jobs(express, jobs, settings, warn=_warn, model_name=str(model_path)), True
+    else:
+        report, main_rank = _run_sharded(jobs, device, network, look, settings)
     code = EXIT_INTERRUPTED if report.interrupted else EXIT_PARTIAL if report.failed else 0
-    if not ctx.main:
+    if not main_rank:
         sys.exit(code)
     for path, reason in report.failed:
         click.echo(f"  failed: {path}: {reason}", err=True)
@@ -205,9 +201,59 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     sys.exit(code)
 
 
+def _warn(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@dataclass(frozen=True)
+class _Network:
+    """How ``stst stylize`` opens its network: --model, --precision, --tile, --compile and --backend."""
+
+    path: Path
+    precision: str
+    tile: object
+    compile: bool
+    backend: str
+
+    def on(self, torch_device):
+        """The torch path (:func:`stst.infer.engine.open_stylizer`) on a resolved device."""
+        from .infer.engine import open_stylizer
+
+        return open_stylizer(self.path, torch_device, self.precision, self.tile, self.compile, self.backend)
+
+    def resolved(self, device: str):
+        from .base.devices import resolve_device
+
+        return self.on(resolve_device(device))
+
+    def express(self, device: str, look):
+        """The express lane (:mod:`stst.infer.express`) where it can serve this run, else None: a .pth model
+        on the CPU in one process, whole images, no --compile, and no look that needs torch."""
+        if (device not in ("auto", "cpu") or self.tile != "auto" or self.compile or not look.plain
+                or "WORLD_SIZE" in os.environ or self.path.suffix.lower() != ".pth"):  # torchrun sets WORLD_SIZE
+            return None
+        from .infer.express import open_express
+
+        return open_express(self.path, self.precision, self.backend, fallback=lambda: self.resolved(device))
+
+
+def _run_sharded(jobs, device: str, network: _Network, look, settings) -> tuple:
+    """The jobs through the torch path; under torchrun each process takes every N-th job on its own device and
+    rank 0 reports for all. Returns the report and whether this process is rank 0."""
+    from .base import distributed
+    from .stylize import Report, run_jobs
+
+    ctx, torch_device = distributed.setup(device)
+    report = run_jobs(look.around(network.on(torch_device)), jobs[ctx.rank::ctx.world], settings, warn=_warn,
+                      progress=ctx.main, model_name=str(network.path))
+    report = Report.merged(distributed.gather(report))
+    distributed.shutdown()
+    return report, ctx.main
+
+
 def _check_pipe(inputs: tuple[Path, ...], output: str | None) -> None:
     """Pipes carry one image: refuse what they cannot (several inputs, a folder, a clip, a terminal)."""
-    from .video.video import is_video
+    from .video.probe import is_video
 
     if len(inputs) != 1:
         raise click.UsageError("- (standard input) and -o - (standard output) take one image; give one INPUT")
@@ -487,16 +533,18 @@ def models() -> None:
 @click.argument("model_spec", metavar="[MODEL]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (the metadata exactly as stored).")
 @click.option("--engines", is_flag=True, help="Show the engines measured on this machine (by network shape and "
-              "image size) and which was chosen, instead of a model.")
+              "image size), which was chosen, and the graphs run without torch, instead of a model.")
 def info(model_spec, as_json, engines) -> None:
     """Show what a model file holds: style, training, losses, hardware, sha256, architecture and cost."""
     import json
 
     if engines:
+        from .infer.express import describe_routes
         from .infer.precision import describe_measurements, measured_here
 
         measured = measured_here()
-        click.echo(json.dumps(measured, indent=2) if as_json else "\n".join(describe_measurements(measured)))
+        click.echo(json.dumps(measured, indent=2) if as_json else "\n".join(describe_measurements(measured)
+                                                                            + describe_routes()))
         return
     if model_spec is None:
         raise click.UsageError("give a MODEL (a file or a bundled name), or --engines")

@@ -1,4 +1,9 @@
-"""Stylizing files and folders: the job runner behind ``stst stylize`` (the network runs in :mod:`stst.infer.engine`)."""
+"""Stylizing files and folders: the job runner behind ``stst stylize`` (the network runs in :mod:`stst.infer.engine`).
+
+Photos travel as numpy arrays and clips are stylized by a module imported when
+there are clips, so that a run of photos through the express lane
+(:mod:`stst.infer.express`) never imports torch.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
+import numpy as np
 from tqdm import tqdm
 
 from .base.errors import FileProblem, StstError, first_line
@@ -18,10 +23,13 @@ from .base.imageio import (WRITE_FORMATS, Photo, all_finite, encode_photo, forma
                            write_photo)
 from .base.limits import DEFAULT_MAX_PIXELS
 from .base.prefetch import prefetch
-from .video.video import VideoSettings, is_video, output_suffix, stylize_video
+from .video.probe import is_video, output_suffix
+from .video.settings import VideoSettings
 
 
 NOT_FINITE = "produced NaN or infinite values (a broken model?); nothing written"
+# A network for the job runner: a (N, 3, H, W) batch of 0..1 float32 in, the same out, as an array or a CPU tensor.
+Network = Callable[[np.ndarray], object]
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,7 @@ def _batches(
 
 
 def run_jobs(
-    stylizer: Callable[[torch.Tensor], torch.Tensor],
+    stylizer: Network,
     jobs: list[Job],
     settings: JobSettings = JobSettings(),
     warn: Callable[[str], None] = lambda message: None,
@@ -240,7 +248,7 @@ def run_jobs(
 
     def stylize_batch(batch: list[tuple[Job, Photo]]) -> None:
         try:
-            outputs = stylizer(torch.stack([photo.rgb for _, photo in batch]))
+            outputs = stylizer(np.stack([photo.pixels for _, photo in batch]))
         except (StstError, RuntimeError, MemoryError) as exc:  # e.g. out of memory for this size
             reason = "out of memory" if isinstance(exc, MemoryError) else first_line(exc)
             for job, _ in batch:
@@ -268,6 +276,8 @@ def run_jobs(
     finally:
         writer.shutdown(wait=True)
         bar.close()
+    if clips and not report.interrupted:
+        from .video.video import stylize_video  # torch and PyAV come with the first clip
     for job in clips if not report.interrupted else []:
         if not admitted(job):
             continue
@@ -289,7 +299,7 @@ def run_jobs(
 
 
 def stylize_bytes(
-    stylizer: Callable[[torch.Tensor], torch.Tensor],
+    stylizer: Network,
     data: bytes,
     name: str,
     fmt: str = "PNG",
@@ -302,7 +312,7 @@ def stylize_bytes(
     :class:`FileProblem` naming ``name``.
     """
     photo = read_photo(io.BytesIO(data), settings.max_size, settings.max_pixels, name=name)
-    rgb = stylizer(photo.rgb[None])[0]
+    rgb = stylizer(photo.pixels[None])[0]
     if not all_finite(rgb):
         raise FileProblem(name, f"the model {NOT_FINITE}")
     return encode_photo(rgb, photo.alpha, fmt, settings.quality)

@@ -13,7 +13,8 @@ from stst.infer import engine
 from stst.infer.engine import Stylizer, choose_engine
 from stst.base.errors import StstError
 from stst.infer.precision import (CALIBRATION_FILE, MAX_ROUNDS, MIN_ROUNDS, STABLE_ROUNDS, fastest, machine_key,
-                                    measure_candidates, size_bucket, time_once)
+                                    measure_candidates, time_once)
+from stst.infer.sizes import size_bucket
 
 from conftest import fresh_network
 

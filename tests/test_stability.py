@@ -16,7 +16,8 @@ from stst.base.imageio import read_photo
 from stst.training.losses import TemporalLoss
 from stst.model.network import ArchConfig, TransformerNet
 from stst.video.smoothing import DARK, DARK_RISE, DarkKeeper, StatisticsSmoother
-from stst.video.temporal import DEFAULT_DENOISE, FlowDenoiser
+from stst.video.settings import DEFAULT_DENOISE
+from stst.video.temporal import FlowDenoiser
 
 from conftest import PHOTOS, STYLES, TRAIN
 

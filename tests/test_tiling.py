@@ -5,7 +5,7 @@ from PIL import Image
 
 from stst.infer import engine as engine_module
 from stst.cli import main
-from stst.base.imageio import read_photo, rgb_tensor
+from stst.base.imageio import read_photo, rgb_pixels
 from stst.model.network import ArchConfig
 from stst.infer.engine import Stylizer
 from stst.infer.tiling import MIN_TILE, stylize_tiled
@@ -18,7 +18,7 @@ def test_tiles_match_the_untiled_result(residual):
     net = fresh_network(seed=4, config=ArchConfig(residual=residual))
     if residual:
         torch.nn.init.normal_(net.deconv3.conv2d.weight, std=0.02)
-    photo = rgb_tensor(Image.open(PHOTOS / "kodim05.jpg").resize((420, 280)))[None]  # 3x2 tiles of 256
+    photo = torch.from_numpy(rgb_pixels(Image.open(PHOTOS / "kodim05.jpg").resize((420, 280))))[None]  # 3x2 tiles of 256
     with torch.inference_mode():
         whole = net(photo).clamp(0, 1)
         tiled = stylize_tiled(net, photo, tile=256, stats_size=1000).clamp(0, 1)

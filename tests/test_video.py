@@ -18,7 +18,7 @@ from PIL import Image
 from stst.model.checkpoint import save_checkpoint
 from stst.cli import main
 from stst.model.network import ArchConfig
-from stst.video.video import is_video
+from stst.video.probe import is_video
 
 from conftest import PHOTOS, SHARED, answers_ctrl_c, fresh_network, make_clip, needs_shared
 

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import platform
-
 import torch
 
 from .errors import StstError
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+from .machine import cpu_name
 
 
 def hardware_info(device: torch.device) -> dict:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Union
 
+import numpy as np
 import torch
 from PIL import Image
 
-from . import int8, onnxrt
+from . import express, int8, onnxrt
 from ..base.errors import StstError
-from ..base.imageio import rgb_tensor, to_uint8
+from ..base.imageio import rgb_pixels, to_uint8
 from ..model.checkpoint import load_model
-from ..model.export import require
+from ..base.machine import require
 from ..model.network import TransformerNet
-from .precision import PRECISIONS, SIZE_BUCKETS, Runner, cpu_has_bf16, fastest, size_bucket
-from .tiling import AUTO_PIXELS, AUTO_TILE, stylize_tiled
+from .precision import PRECISIONS, Runner, cpu_has_bf16, fastest
+from .sizes import AUTO_PIXELS, AUTO_TILE, SIZE_BUCKETS, size_bucket
+from .tiling import stylize_tiled
 
 TileSetting = Union[int, Literal["auto"], None]
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -104,6 +107,8 @@ class Stylizer:
       1024 above 4 megapixels, and on CUDA also whenever memory runs out.
       Tiles always run in torch (they share instance-norm statistics through hooks).
     - ``compile``: ``torch.compile`` the network (pays off for many images).
+    - ``route``: told the size bucket and the graph each time ONNX Runtime is
+      chosen (how :mod:`stst.infer.express` learns what it may run without torch).
     """
 
     def __init__(
@@ -115,6 +120,7 @@ class Stylizer:
         channels_last: bool | None = None,
         compile: bool = False,
         backend: str = "auto",
+        route: Callable[[tuple[int, int], Path], None] | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         cuda = self.device.type == "cuda"
@@ -124,6 +130,7 @@ class Stylizer:
         self.candidates = engine_candidates(self.device, self.model, precision, "torch" if compile else backend)
         self._runners: dict[str, Runner] = {}  # built once, shared by the measurement and the work
         self._engines: dict[tuple[int, int], str] = {}  # measured size -> "backend-precision"
+        self.route = route
         self.backend = self.precision = None  # the engine of the latest batch; settled ones are known now
         if len(self.candidates) == 1:
             self._use(self._engine_at(*SIZE_BUCKETS[0]))
@@ -145,7 +152,9 @@ class Stylizer:
         bucket = size_bucket(height, width)
         if bucket not in self._engines:
             builders = {name: (lambda n=name: self._runner(n)) for name in self.candidates}
-            self._engines[bucket] = fastest(self.model.config.tag, builders, bucket)
+            choice = self._engines[bucket] = fastest(self.model.config.tag, builders, bucket)
+            if self.route is not None and choice.startswith("onnxruntime"):
+                self.route(bucket, self._runner(choice).path)
         return self._engines[bucket]
 
     def _use(self, name: str) -> None:
@@ -172,8 +181,9 @@ class Stylizer:
             return torch.cat([stylize_tiled(self.model, image[None], tile) for image in batch]).clamp_(0, 1)
 
     @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """Stylize a ``(N, 3, H, W)`` batch of 0..1 images; returns 0..1 float32 on the CPU."""
+    def __call__(self, batch: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Stylize a ``(N, 3, H, W)`` batch of 0..1 images (a tensor or an array); returns 0..1 float32 on the CPU."""
+        batch = torch.as_tensor(batch)
         h, w = batch.shape[-2:]
         tile = (AUTO_TILE if h * w > AUTO_PIXELS else None) if self.tile == "auto" else self.tile
         self._use(self._engine_at(*((tile, tile) if tile else (h, w))))  # tiles run in torch, at the choice's precision
@@ -195,13 +205,26 @@ class Stylizer:
 
 def open_stylizer(model_path: str | Path, device: torch.device, precision: str = "auto", tile: TileSetting = "auto",
                   compile: bool = False, backend: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
-    """The network in ``model_path`` (a stst .pth, or an exported .onnx run by ONNX Runtime) ready to stylize."""
+    """The network in ``model_path`` (a stst .pth, or an exported .onnx run by ONNX Runtime) ready to stylize.
+
+    On a machine without a GPU, the graphs that ONNX Runtime is chosen to run are recorded for the express
+    lane (:mod:`stst.infer.express`), which runs them next time without torch.
+    """
     if Path(model_path).suffix.lower() == ".onnx":
         if tile not in ("auto", None):
             raise StstError("--tile is not available for ONNX models")
         return onnxrt.OnnxStylizer(model_path, device)
     model, _ = load_model(model_path, device)
-    return Stylizer(model, device, precision=precision, tile=tile, compile=compile, backend=backend)
+    route = None
+    if device.type == "cpu" and tile == "auto" and not compile and not _accelerated():
+        key = express.request_key(Path(model_path), precision, backend)
+        route = functools.partial(express.record, key)
+    return Stylizer(model, device, precision=precision, tile=tile, compile=compile, backend=backend, route=route)
+
+
+def _accelerated() -> bool:
+    """Whether ``--device auto`` would pick a GPU here: then no CPU choice may be taken for it."""
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
 def stylize_tensor(model: TransformerNet, batch: torch.Tensor) -> torch.Tensor:
@@ -211,5 +234,5 @@ def stylize_tensor(model: TransformerNet, batch: torch.Tensor) -> torch.Tensor:
 
 def stylize_image(model: TransformerNet, image: Image.Image) -> Image.Image:
     """Stylize one Pillow image (any mode); returns an RGB image of the same size."""
-    out = stylize_tensor(model, rgb_tensor(image)[None])[0]
+    out = stylize_tensor(model, torch.from_numpy(rgb_pixels(image))[None])[0]
     return Image.fromarray(to_uint8(out), "RGB")

@@ -15,6 +15,9 @@
 - ``strength``: a linear blend in RGB between the photo (0) and the full style
   (1): every step moves each pixel the same fraction of the way, so the path is
   smooth and the content loss falls steadily towards 0.
+
+torch is imported when a look is applied, not with this module: the command
+line builds a :class:`Look` before it knows whether torch is needed at all.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 # BT.601 luma weights (JPEG's YCbCr).
 _LUMA = (0.299, 0.587, 0.114)
@@ -46,6 +52,8 @@ def keep_colors(photo: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    import torch.nn.functional as F
+
     return F.interpolate(x, size=size, mode="bicubic", antialias=size[0] < x.shape[-2], align_corners=False)
 
 
@@ -78,8 +86,12 @@ class Look:
             out += luminance(photo) - luminance(_resize(shrunk, (h, w)))
         return out.clamp_(0, 1)
 
-    def apply(self, network: Callable[[torch.Tensor], torch.Tensor], photo: torch.Tensor) -> torch.Tensor:
-        """Stylize a ``(N, 3, H, W)`` 0..1 batch with ``network`` (0..1 in and out) in this look."""
+    def apply(self, network: Callable[[torch.Tensor], torch.Tensor], photo: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Stylize a ``(N, 3, H, W)`` 0..1 batch (a tensor or an array) with ``network`` (0..1 in and out) in
+        this look."""
+        import torch
+
+        photo = torch.as_tensor(photo)
         if self.strength == 0.0:
             return photo.clone()
         out = self._strokes(network, photo)

@@ -13,13 +13,16 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..base.errors import FileProblem, StstError, first_line, os_problem
+from ..base.errors import StstError, os_problem
 from ..base.fileio import atomic_path
 from ..base.home import stst_home
-from ..model.export import export_model, installed, require
+from ..base.machine import installed
+from ..model.export import export_model
 from ..model.network import TransformerNet
+from .graph import GraphRunner
 
 
 def available() -> bool:
@@ -71,22 +74,11 @@ def cached_graph(model: TransformerNet) -> Path:
     return cached_file(name, lambda path: export_model(model, path, "onnx"))
 
 
-class OnnxStylizer:
-    """Runs an ONNX graph with onnxruntime, with the call signature of :class:`stst.infer.engine.Stylizer`."""
+class OnnxStylizer(GraphRunner):
+    """A graph run by ONNX Runtime with the call signature of :class:`stst.infer.engine.Stylizer` (tensors)."""
 
     def __init__(self, path: str | Path, device: torch.device) -> None:
-        require("onnxruntime", "Running ONNX models")
-        import onnxruntime as ort
+        super().__init__(path, cuda=device.type == "cuda")
 
-        providers = ["CPUExecutionProvider"]
-        if device.type == "cuda":
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise FileProblem(path, f"not a readable ONNX model ({first_line(exc)})") from exc
-        self.input = self.session.get_inputs()[0].name
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input: batch.float().contiguous().numpy()})[0]
-        return torch.from_numpy(out).clamp_(0, 1)
+    def __call__(self, batch: torch.Tensor | np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(super().__call__(batch))

@@ -18,8 +18,6 @@ equals eager fp32 within 2e-6.
 
 from __future__ import annotations
 
-import json
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -27,16 +25,13 @@ from datetime import datetime, timezone
 
 import torch
 
-from ..base.devices import cpu_name
+from ..base.machine import cpu_name
 from ..base.errors import StstError
-from ..base.fileio import atomic_path
-from ..base.home import stst_home
+from ..base.home import read_record, stst_home, write_record
+from .sizes import SIZE_BUCKETS
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 CALIBRATION_FILE = "precision.json"
-# The sizes (height, width) measured at: an image is timed at the nearest in pixel count (log scale).
-# Larger images run at the largest's choice; above 4 megapixels they run in tiles, always in torch.
-SIZE_BUCKETS = ((256, 256), (384, 512), (512, 768))
 # How much faster than the reference a candidate must measure to be chosen.
 MARGINS = {"torch-bf16": 1.1, "onnxruntime-fp32": 1.05, "onnxruntime-int8": 1.1}
 # Rounds of interleaved timings: at least MIN_ROUNDS, until the choice is the same after STABLE_ROUNDS
@@ -67,12 +62,6 @@ def machine_prefix() -> str:
 def machine_key(width: object, candidates: list[str], size: tuple[int, int]) -> str:
     """The cache key of one measurement: the machine, the network's width, the candidates and the size."""
     return f"{machine_prefix()} | width {width} | {', '.join(candidates)} | {size[0]}x{size[1]}"
-
-
-def size_bucket(height: int, width: int) -> tuple[int, int]:
-    """The measured size nearest to ``height`` x ``width`` in pixel count (on a log scale)."""
-    pixels = max(1, height * width)
-    return min(SIZE_BUCKETS, key=lambda hw: abs(math.log(hw[0] * hw[1] / pixels)))
 
 
 def time_once(runner: Runner, size: tuple[int, int]) -> float:
@@ -115,14 +104,6 @@ def measure_candidates(runners: dict[str, Runner], size: tuple[int, int],
     return choices[-1], medians, len(choices)
 
 
-def _read_cache() -> dict:
-    try:
-        known = json.loads((stst_home() / CALIBRATION_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return known if isinstance(known, dict) else {}
-
-
 def _built(candidates: dict[str, Callable[[], Runner]]) -> dict[str, Runner]:
     """The candidates' runners; one other than the reference that cannot be set up (e.g. its ONNX
     graph cannot be written) is left out, so that ``auto`` still runs."""
@@ -146,7 +127,7 @@ def fastest(width: object, candidates: dict[str, Callable[[], Runner]], size: tu
     names = list(candidates)
     if len(names) == 1:
         return names[0]
-    known = _read_cache()
+    known = read_record(CALIBRATION_FILE)
     key = machine_key(width, names, size)
     if isinstance(known.get(key), dict) and known[key].get("choice") in names:
         return known[key]["choice"]
@@ -156,18 +137,14 @@ def fastest(width: object, candidates: dict[str, Callable[[], Runner]], size: tu
     choice, seconds, rounds = measure_candidates(runners, size, measure)
     known[key] = {"choice": choice, "seconds": {n: round(s, 4) for n, s in seconds.items()}, "rounds": rounds,
                   "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    try:
-        with atomic_path(stst_home() / CALIBRATION_FILE) as tmp:
-            tmp.write_text(json.dumps(known, indent=1))
-    except OSError:  # a read-only cache only means measuring again next time
-        pass
+    write_record(CALIBRATION_FILE, known)
     return choice
 
 
 def measured_here() -> dict[str, dict]:
     """The cached measurements of this machine (CPU, libraries, threads), by the rest of their key."""
     prefix = machine_prefix() + " | "
-    return {key[len(prefix):]: value for key, value in _read_cache().items()
+    return {key[len(prefix):]: value for key, value in read_record(CALIBRATION_FILE).items()
             if key.startswith(prefix) and isinstance(value, dict)}
 
 

@@ -29,8 +29,6 @@ FEATHER = 32  # width of the linear blend between neighbouring tiles
 OVERLAP = 2 * MARGIN + FEATHER
 MIN_TILE = 256  # tiles advance by tile - OVERLAP: at least 96 pixels
 STATS_SIZE = 1024  # long side of the shrunk image whose norm statistics all tiles share
-AUTO_TILE = 1024  # tile size of --tile auto
-AUTO_PIXELS = 2048 * 2048  # --tile auto tiles images larger than this
 
 
 Stats = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]

@@ -12,7 +12,6 @@ matters because :mod:`stst.infer.onnxrt` exports each model on first use.
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from pathlib import Path
 
@@ -20,26 +19,11 @@ import torch
 
 from ..base.errors import StstError
 from ..base.fileio import atomic_path
+from ..base.machine import require
 from .network import TransformerNet
 
 FORMATS = ("onnx", "torchscript")
-ONNX_HINT = "pip install onnx onnxruntime (both are dependencies of stst: reinstall it)"
 _DYNAMIC = {0: "batch", 2: "height", 3: "width"}
-
-
-def installed(module: str) -> bool:
-    """Whether ``module`` is installed, found without importing it: importing onnx alone takes most of a
-    second, which a run that finds its graph in the cache never needs."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def require(module: str, purpose: str) -> None:
-    """Install check with a hint: ``purpose`` needs the package ``module``."""
-    if not installed(module):
-        raise StstError(f"{purpose} needs the package '{module}': {ONNX_HINT}")
 
 
 def export_model(model: TransformerNet, path: str | Path, fmt: str) -> None:

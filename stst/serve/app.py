@@ -29,7 +29,7 @@ from ..base.errors import FileProblem, StstError
 from ..base.imageio import FORMAT_ALIASES, TooManyPixels
 from ..base.limits import DEFAULT_MAX_PIXELS
 from ..stylize import JobSettings, stylize_bytes
-from ..video.video import VideoSettings
+from ..video.settings import VideoSettings
 from .catalog import Catalog, UnknownModel
 from .clips import ClipJobs
 from .engines import Engines

@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 
 from ..base.errors import FileProblem, first_line
-from ..video.video import VideoSettings, is_video, stylize_video
+from ..video.probe import is_video
+from ..video.settings import VideoSettings
+from ..video.video import stylize_video
 
 KEEP = 8  # finished clips kept for download
 

@@ -18,7 +18,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..base.errors import FileProblem, StstError, first_line
-from ..base.imageio import open_image, rgb_tensor
+from ..base.imageio import open_image, rgb_pixels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 MIN_CROP_FRACTION = 0.5  # crop sides span 50-100% of the shorter side
@@ -55,7 +55,7 @@ class CropDataset(Dataset):
         crop = img.convert("RGB").resize(
             (self.size, self.size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side), reducing_gap=2.0
         )
-        x = rgb_tensor(crop)
+        x = torch.from_numpy(rgb_pixels(crop))
         return x.flip(-1) if rng.random() < 0.5 else x
 
     def __getitem__(self, key: tuple[int, int]) -> dict:

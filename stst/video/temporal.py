@@ -39,9 +39,9 @@ import torch
 
 from ..base.imageio import shrunk_size
 from .flicker import gray, opencv, reliable_flow, warp
+from .settings import DEFAULT_DENOISE
 
 DEFAULT_WEIGHT = 0.6
-DEFAULT_DENOISE = 0.8
 DENOISE_AGREE = 0.1  # local mean absolute grey difference (0..1) up to which the carried frame is trusted fully ...
 DENOISE_WINDOW = 5  # ... over this many pixels; from 2x as much on, not at all (a cut, a flash, a flow error)
 FADE_GAIN = (0.25, 4.0)  # how far the carried frame's light may be scaled to this frame's (a fade); not more, so

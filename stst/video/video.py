@@ -15,25 +15,23 @@ import heapq
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from ..base.errors import FileProblem, first_line
 from ..base.fileio import atomic_path
-from ..base.imageio import all_finite, array_tensor, check_pixels, to_uint8
-from ..base.limits import DEFAULT_MAX_PIXELS
+from ..base.imageio import all_finite, array_pixels, check_pixels, to_uint8
 from ..base.prefetch import prefetch
-from ..model.bundled import split_tier
 from .smoothing import DarkKeeper
-from .temporal import DEFAULT_DENOISE, FLOW_SIDE, REALTIME_FLOW_SIDE, FlowBlend, FlowDenoiser
+from .probe import av_module
+from .settings import VideoSettings
+from .temporal import FLOW_SIDE, REALTIME_FLOW_SIDE, FlowBlend, FlowDenoiser
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
 # Output containers by suffix, and the audio codecs each holds without re-encoding.
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".m4v": "mp4", ".mkv": "matroska", ".webm": "webm"}
 AUDIO_COPY = {
@@ -48,42 +46,6 @@ VIDEO_CODECS = {"webm": "libvpx-vp9"}  # else libx264
 # veryfast preset takes 4 ms a frame where medium takes 10, for about the same file on our clips.
 REALTIME_ENCODING = {"libx264": {"preset": "veryfast"}, "libx265": {"preset": "veryfast"},
                      "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"}}
-DEFAULT_CRF = 18
-VIDEO_HINT = "pip install av (or reinstall stst)"
-
-
-def _av():
-    try:
-        import av
-    except ImportError as exc:  # pragma: no cover - av is a dependency; a broken install still gets one line
-        from ..base.errors import StstError
-
-        raise StstError(f"video needs the package 'av': {VIDEO_HINT}") from exc
-    return av
-
-
-def is_video(path: Path) -> bool:
-    """Whether ``path`` is a video clip, by probing: Pillow images first, then FFmpeg's demuxers.
-
-    A file FFmpeg cannot open counts as a clip only by its suffix, so that a
-    broken ``.mp4`` fails as a clip and a text file as an image.
-    """
-    try:
-        with Image.open(path):
-            return False
-    except Exception:  # not an image Pillow knows: maybe a clip
-        pass
-    try:
-        with _av().open(str(path)) as container:
-            stream = container.streams.video[0] if container.streams.video else None
-            return stream is not None and "image" not in container.format.name and "_pipe" not in container.format.name
-    except Exception:  # FFmpeg's errors, or no such format
-        return path.suffix.lower() in VIDEO_SUFFIXES
-
-
-def output_suffix(source: Path) -> str:
-    """``.webm`` sources stay webm; everything else becomes ``.mp4`` (H.264)."""
-    return ".webm" if source.suffix.lower() == ".webm" else ".mp4"
 
 
 @dataclass
@@ -97,7 +59,7 @@ class ClipReport:
 
 def _rotation(source: Path) -> int:
     """Degrees of the display matrix on the first frame (phones record sideways and flag it)."""
-    av = _av()
+    av = av_module()
     try:
         with av.open(str(source)) as container:
             for frame in container.decode(video=0):
@@ -109,7 +71,7 @@ def _rotation(source: Path) -> int:
 
 def _frames(container, video, audio: list) -> Iterator[tuple[str, object]]:
     """Demuxed items in file order: ("frame", VideoFrame), ("packet", audio Packet), finally ("error", str)."""
-    av = _av()
+    av = av_module()
     try:
         for packet in container.demux(video, *audio):
             if packet.stream.type == "video":
@@ -119,40 +81,6 @@ def _frames(container, video, audio: list) -> Iterator[tuple[str, object]]:
                 yield "packet", packet
     except av.FFmpegError as exc:
         yield "error", first_line(exc)
-
-
-@dataclass(frozen=True)
-class VideoSettings:
-    """How clips are stylized and encoded; one value travels from the CLI or the server to :func:`stylize_video`.
-
-    ``max_size`` shrinks frames so the long side is at most that; clips whose
-    frames are larger than ``max_pixels`` are refused from the stream's
-    declared size, before decoding. ``temporal``
-    > 0 blends each frame with the previous output along the optical flow
-    (:class:`stst.video.temporal.FlowBlend`, less flicker, softer strokes).
-    ``denoise`` is the strength of the temporal noise filter on the source
-    frames along the optical flow (:class:`stst.video.temporal.FlowDenoiser`,
-    less flicker; 0 is off). ``dark`` keeps dark frames dark
-    (:class:`stst.video.smoothing.DarkKeeper`; a fade from black then stays
-    continuous instead of starting from a full painting). ``realtime`` keeps
-    the rest of the path up with a network at camera rate (the realtime tier):
-    the denoiser's flow at ``REALTIME_FLOW_SIDE`` pixels and the encoder's
-    fast settings (``REALTIME_ENCODING``).
-    """
-
-    max_size: int | None = None
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
-    batch_size: int = 4
-    crf: int = DEFAULT_CRF
-    codec: str | None = None
-    temporal: float = 0.0
-    denoise: float = DEFAULT_DENOISE
-    dark: bool = True
-    realtime: bool = False
-
-    def for_model(self, model_name: str) -> VideoSettings:
-        """These settings for the named model: a realtime tier gets the clip path that keeps up with it."""
-        return replace(self, realtime=split_tier(model_name)[1] == "realtime")
 
 
 def stylize_video(
@@ -169,7 +97,7 @@ def stylize_video(
     unknown codec). ``progress`` shows a bar on stderr; ``on_frames(done,
     total)`` hears the same counts (total from the header, None when unknown).
     """
-    av = _av()
+    av = av_module()
     source, target = Path(source), Path(target)
     fmt = CONTAINERS.get(target.suffix.lower())
     if fmt is None:
@@ -234,7 +162,7 @@ def stylize_video(
 
 def _audio_rate(encoder: str, rate: int | None) -> int:
     """The source's sample rate where ``encoder`` takes it, else its highest (Opus: 48 kHz only and lower)."""
-    rates = _av().codec.Codec(encoder, "w").audio_rates
+    rates = av_module().codec.Codec(encoder, "w").audio_rates
     return rate if rate and (not rates or rate in rates) else max(rates or [48000])
 
 
@@ -301,7 +229,7 @@ class _Sink:
     the audio (copied, or re-encoded from its own timestamps), and the encoders' last packets."""
 
     def __init__(self, encoding: tuple, video, blend: FlowBlend | None) -> None:
-        self.av = _av()
+        self.av = av_module()
         self.out, self.vout, self.audio_out = encoding
         self.time_base, self.blend = video.time_base, blend
         rate = video.average_rate or Fraction(25)
@@ -363,7 +291,7 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
 
     def tensor(frame) -> torch.Tensor:
         rgb = frame.to_ndarray(width=width, height=height, format="rgb24")
-        return array_tensor(denoiser(rgb) if denoiser is not None else rgb)
+        return torch.from_numpy(array_pixels(denoiser(rgb) if denoiser is not None else rgb))
 
     error = None
     batch: list = []

@@ -1,0 +1,43 @@
+"""What this machine has: its CPU and the optional packages installed, found without importing them."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import platform
+
+from .errors import StstError
+
+ONNX_HINT = "pip install onnx onnxruntime (both are dependencies of stst: reinstall it)"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` is installed, found without importing it: importing onnx alone takes most of a
+    second, which a run that finds its graph in the cache never needs."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require(module: str, purpose: str) -> None:
+    """Install check with a hint: ``purpose`` needs the package ``module``."""
+    if not installed(module):
+        raise StstError(f"{purpose} needs the package '{module}': {ONNX_HINT}")
+
+
+def package_version(distribution: str) -> str:
+    """The installed version of ``distribution`` from its metadata (no import), or "none"."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"

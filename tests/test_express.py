@@ -1,0 +1,84 @@
+"""The express lane: photos through a recorded ONNX Runtime graph without importing torch."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stst.infer import express
+from stst.infer.engine import Stylizer
+from stst.infer.express import EXPRESS_FILE, ExpressStylizer, recorded, request_key
+from stst.infer.graph import GraphRunner
+from stst.infer.onnxrt import cached_graph
+from stst.model.bundled import resolve_model
+
+from conftest import PHOTOS, fresh_network
+
+
+def imported_torch(stderr: str) -> bool:
+    """Whether a run under ``python -X importtime`` imported torch (one line per module imported)."""
+    return any(re.search(r"\|\s+torch$", line) for line in stderr.splitlines())
+
+
+def stylize(tmp_path, folder, *args):
+    env = {**os.environ, "STST_HOME": str(tmp_path / "home")}
+    return subprocess.run([sys.executable, "-X", "importtime", "-m", "stst", "stylize", str(PHOTOS), "-o",
+                           f"{tmp_path / folder}/", "-m", "udnie-realtime", *args], capture_output=True, text=True,
+                          env=env)
+
+
+def test_the_second_run_skips_torch_and_writes_the_same_pixels(tmp_path):
+    first = stylize(tmp_path, "first", "--backend", "onnxruntime")
+    assert first.returncode == 0, first.stderr[-500:]
+    assert imported_torch(first.stderr)  # the torch path chose ONNX Runtime and recorded its graph
+    second = stylize(tmp_path, "second", "--backend", "onnxruntime")
+    assert second.returncode == 0 and "5 stylized, 0 skipped, 0 failed" in second.stdout
+    assert not imported_torch(second.stderr)
+    names = sorted(p.name for p in (tmp_path / "first").iterdir())
+    assert len(names) == 5 and names == sorted(p.name for p in (tmp_path / "second").iterdir())
+    for name in names:
+        a, b = (np.asarray(Image.open(tmp_path / run / name)) for run in ("first", "second"))
+        assert a.shape == (256, 384, 3) and np.array_equal(a, b)
+    other = stylize(tmp_path, "third", "--backend", "torch")  # another request: nothing recorded for it
+    assert other.returncode == 0 and imported_torch(other.stderr)
+
+
+def test_a_size_without_a_recorded_graph_goes_through_the_fallback(tmp_path):
+    graph = cached_graph(fresh_network(3))
+    built = []
+
+    def fallback():
+        built.append(1)
+        return lambda batch: np.zeros_like(batch)
+
+    lane = ExpressStylizer({(256, 256): graph}, fallback)
+    x = np.random.default_rng(0).random((1, 3, 200, 240), dtype=np.float32)
+    out = lane(x)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1 and out.std() > 0 and built == []
+    assert np.allclose(out, GraphRunner(graph)(x))
+    assert not lane(np.ones((2, 3, 500, 700), np.float32)).any() and built == [1]  # 512x768: not recorded
+    lane(np.ones((1, 3, 480, 640), np.float32))
+    assert built == [1]  # the torch path is built once
+
+
+def test_only_onnxruntime_choices_on_a_cpu_are_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("STST_HOME", str(tmp_path))
+    model_path, _ = resolve_model("udnie", "realtime")
+    key = request_key(model_path, "auto", "auto")
+    seen = []
+    Stylizer(fresh_network(), "cpu", precision="fp32", backend="torch", tile=None, route=seen.append)(
+        torch.rand(1, 3, 64, 64))
+    assert seen == []  # torch was asked for
+    ort = Stylizer(fresh_network(), "cpu", backend="onnxruntime", tile=None,
+                   route=lambda bucket, graph: express.record(key, bucket, graph))
+    ort(torch.rand(1, 3, 300, 400))
+    assert recorded(key) == {(256, 256): ort.onnx.path, (384, 512): ort.onnx.path}
+    assert recorded(request_key(model_path, "fp32", "auto")) == {}
+    (tmp_path / "onnx" / ort.onnx.path.name).unlink()  # a graph removed from the cache is no route
+    assert recorded(key) == {}
+    assert list(json.loads((tmp_path / EXPRESS_FILE).read_text())) == [key]
