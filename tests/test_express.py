@@ -16,6 +16,7 @@ from stst.infer.express import EXPRESS_FILE, ExpressStylizer, recorded, request_
 from stst.infer.graph import GraphRunner
 from stst.infer.onnxrt import cached_graph
 from stst.model.bundled import resolve_model
+from stst.model.export import export_model
 
 from conftest import PHOTOS, fresh_network
 
@@ -25,10 +26,10 @@ def imported_torch(stderr: str) -> bool:
     return any(re.search(r"\|\s+torch$", line) for line in stderr.splitlines())
 
 
-def stylize(tmp_path, folder, *args):
+def stylize(tmp_path, folder, *args, model="udnie-realtime"):
     env = {**os.environ, "STST_HOME": str(tmp_path / "home")}
     return subprocess.run([sys.executable, "-X", "importtime", "-m", "stst", "stylize", str(PHOTOS), "-o",
-                           f"{tmp_path / folder}/", "-m", "udnie-realtime", *args], capture_output=True, text=True,
+                           f"{tmp_path / folder}/", "-m", str(model), *args], capture_output=True, text=True,
                           env=env)
 
 
@@ -82,3 +83,14 @@ def test_only_onnxruntime_choices_on_a_cpu_are_recorded(tmp_path, monkeypatch):
     (tmp_path / "onnx" / ort.onnx.path.name).unlink()  # a graph removed from the cache is no route
     assert recorded(key) == {}
     assert list(json.loads((tmp_path / EXPRESS_FILE).read_text())) == [key]
+
+
+def test_an_exported_onnx_model_runs_without_torch_on_the_cpu(tmp_path):
+    net = fresh_network(5)
+    export_model(net, tmp_path / "style.onnx", "onnx")
+    done = stylize(tmp_path, "out", "--device", "cpu", model=tmp_path / "style.onnx")
+    assert done.returncode == 0 and "5 stylized" in done.stdout and not imported_torch(done.stderr)
+    photo = np.asarray(Image.open(PHOTOS / "kodim23.jpg"), np.float32).transpose(2, 0, 1)[None] / 255
+    expected = (net(torch.from_numpy(photo)).detach().clamp(0, 1) * 255).round()[0].permute(1, 2, 0).numpy()
+    written = np.asarray(Image.open(tmp_path / "out" / "kodim23-style.jpg"), np.float32)
+    assert written.shape == expected.shape and np.abs(written - expected).mean() < 3  # JPEG at quality 95

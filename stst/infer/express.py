@@ -8,7 +8,9 @@ the model file's hash, what was asked (precision, backend) and the machine
 (CPU, library versions, threads). A later run that asks the same opens the
 recorded graphs directly: the same graph, so the same output. A size with no
 recorded graph (another engine won there, it was not measured yet, or it needs
-tiles) builds the torch path when it is first met.
+tiles) builds the torch path when it is first met. An exported ``.onnx``
+model needs no record where ONNX Runtime has no GPU: the torch path runs it on
+ONNX Runtime's CPU provider too.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from .. import __version__
 from ..base.home import read_record, stst_home, write_record
-from ..base.machine import cpu_name, package_version
+from ..base.machine import cpu_name, installed, package_version
 from .graph import GraphRunner
 from .sizes import AUTO_PIXELS, size_bucket
 
@@ -100,6 +102,17 @@ class ExpressStylizer:
         if self._fallback is None:
             self._fallback = self._build_fallback()
         return self._fallback(batch)
+
+
+def cpu_graph(model_file: Path, device: str) -> GraphRunner | None:
+    """An exported .onnx model run as the torch path would run it, where that is ONNX Runtime on the CPU:
+    ``--device cpu``, or ``auto`` where ONNX Runtime has no GPU to run on; else None."""
+    if device != "cpu" and installed("onnxruntime"):
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            return None
+    return GraphRunner(model_file)  # without onnxruntime: the same one-line error as the torch path
 
 
 def open_express(model_file: Path, precision: str, backend: str,
