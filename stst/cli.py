@@ -230,11 +230,11 @@ class _Network:
         """The express lane (:mod:`stst.infer.express`) where it can serve this run, else None: on the CPU in one
         process, whole images, no --compile, and no look that needs torch; a .pth model with a recorded graph, or
         an exported .onnx one."""
-        if (device not in ("auto", "cpu") or self.tile != "auto" or self.compile or not look.plain
+        from .infer.express import cpu_graph, open_express, serves
+
+        if (device not in ("auto", "cpu") or not serves(self.tile, self.compile) or not look.plain
                 or "WORLD_SIZE" in os.environ):  # torchrun sets WORLD_SIZE
             return None
-        from .infer.express import cpu_graph, open_express
-
         if self.path.suffix.lower() == ".onnx":
             return cpu_graph(self.path, device)
         return open_express(self.path, self.precision, self.backend, fallback=lambda: self.resolved(device))

@@ -216,7 +216,7 @@ def open_stylizer(model_path: str | Path, device: torch.device, precision: str =
         return onnxrt.OnnxStylizer(model_path, device)
     model, _ = load_model(model_path, device)
     route = None
-    if device.type == "cpu" and tile == "auto" and not compile and not _accelerated():
+    if device.type == "cpu" and express.serves(tile, compile) and not _accelerated():
         key = express.request_key(Path(model_path), precision, backend)
         route = functools.partial(express.record, key)
     return Stylizer(model, device, precision=precision, tile=tile, compile=compile, backend=backend, route=route)

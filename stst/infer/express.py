@@ -32,6 +32,12 @@ EXPRESS_FILE = "express.json"
 Route = dict[tuple[int, int], Path]  # size bucket -> graph
 
 
+def serves(tile: object, compile: bool) -> bool:
+    """Whether a run with these settings is one the lane serves, and so one whose choices are recorded: whole
+    images below the tiling threshold (``--tile auto``) through the plain network (no ``--compile``)."""
+    return tile == "auto" and not compile
+
+
 def machine_part() -> str:
     """The machine and libraries a recorded choice was measured with (threads as the environment sets them)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
