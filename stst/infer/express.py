@@ -25,6 +25,7 @@ import numpy as np
 from .. import __version__
 from ..base.home import read_record, stst_home, write_record
 from ..base.machine import cpu_name, installed, package_version
+from ..model import GRAPH_FORM
 from .graph import GraphRunner
 from .sizes import AUTO_PIXELS, size_bucket
 
@@ -43,7 +44,7 @@ def machine_part() -> str:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = os.environ.get("OMP_NUM_THREADS") or f"{cpus} cpus"
     return (f"{cpu_name()} | torch {package_version('torch')}, onnxruntime {package_version('onnxruntime')}, "
-            f"stst {__version__} | {threads}")
+            f"stst {__version__}, graph form {GRAPH_FORM} | {threads}")
 
 
 def request_key(model_file: Path, precision: str, backend: str) -> str:

@@ -20,6 +20,7 @@ from ..base.errors import StstError, os_problem
 from ..base.fileio import atomic_path
 from ..base.home import stst_home
 from ..base.machine import installed
+from ..model import GRAPH_FORM
 from ..model.export import export_model
 from ..model.network import TransformerNet
 from .graph import GraphRunner
@@ -31,12 +32,12 @@ def available() -> bool:
 
 
 def weights_digest(model: TransformerNet) -> str:
-    """A short hash of the architecture, weights and border: the cache name of the model's exported graph.
+    """A short hash of the architecture, weights, border and graph form: the cache name of the model's exported graph.
 
-    The border is part of the graph (a graph cached with another border would
-    still run, and do other work than this version of stst).
+    The border and the form are part of the graph (a graph cached with another
+    would still run, and do other work than this version of stst).
     """
-    digest = hashlib.sha256(repr((model.config.to_dict(), model.border)).encode())
+    digest = hashlib.sha256(repr((model.config.to_dict(), model.border, GRAPH_FORM)).encode())
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())

@@ -2,7 +2,8 @@
 
 Both exports take any height and width: the pad-to-a-multiple-of-4 step is part
 of the graph (branch-free integer arithmetic in :mod:`stst.model.network`). Inputs and
-outputs are ``(N, 3, H, W)`` float32 RGB in 0..1 (outputs unclamped).
+outputs are ``(N, 3, H, W)`` float32 RGB in 0..1 (outputs unclamped). Both are made from the
+network's :func:`~stst.model.rewrite.inference_form`: the same images, faster layers.
 
 ONNX goes through torch's TorchScript-based exporter: it needs only the
 ``onnx`` package and takes about 2 s, where the dynamo exporter needs
@@ -21,6 +22,7 @@ from ..base.errors import StstError
 from ..base.fileio import atomic_path
 from ..base.machine import require
 from .network import TransformerNet
+from .rewrite import inference_form
 
 FORMATS = ("onnx", "torchscript")
 _DYNAMIC = {0: "batch", 2: "height", 3: "width"}
@@ -28,7 +30,7 @@ _DYNAMIC = {0: "batch", 2: "height", 3: "width"}
 
 def export_model(model: TransformerNet, path: str | Path, fmt: str) -> None:
     """Write ``model`` to ``path`` (atomically) as ``onnx`` or ``torchscript``."""
-    model = model.cpu().eval()
+    model = inference_form(model.cpu())
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # torch.jit and the TorchScript-based ONNX exporter are deprecated, but still the C++/mobile route and
         # the fast exporter; DeprecationWarning/FutureWarning/TracerWarning (shape arithmetic is traced on purpose)

@@ -100,6 +100,14 @@ class UpsampleConvLayer(ConvLayer):
         return self.conv2d(self.reflection_pad(F.interpolate(x, scale_factor=2.0, mode="nearest")))
 
 
+class SpaceToDepthConvLayer(ConvLayer):
+    """Space-to-depth (each 2x2 block of pixels becomes 4x the channels at half resolution), then a
+    reflection-padded convolution: a stem that halves the resolution without skipping a pixel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2d(self.reflection_pad(F.pixel_unshuffle(x, 2)))
+
+
 class ResidualBlock(nn.Module):
     """Two 3x3 convolutions with instance norm and an identity shortcut (He et al. 2016)."""
 
@@ -195,7 +203,7 @@ class RealtimeNet(TransformerNet):
     """
 
     def _layers(self, c: int) -> None:
-        self.stem = ConvLayer(12, c, 3)
+        self.stem = SpaceToDepthConvLayer(12, c, 3)
         self.in1 = nn.InstanceNorm2d(c, affine=True)
         self.down = ConvLayer(c, 2 * c, 3, stride=2)
         self.in2 = nn.InstanceNorm2d(2 * c, affine=True)
@@ -212,7 +220,7 @@ class RealtimeNet(TransformerNet):
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         """The network proper, on 0..255 images whose sides are multiples of 4 and >= 8."""
-        y = F.relu(self.in1(self.stem(F.pixel_unshuffle(x, 2))))
+        y = F.relu(self.in1(self.stem(x)))
         y = F.relu(self.in2(self.down(y)))
         y = self.blocks(y)
         y = F.relu(self.in3(self.up1(y)))

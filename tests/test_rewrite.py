@@ -1,0 +1,48 @@
+import onnx
+import pytest
+import torch
+
+from stst.model.export import export_model
+from stst.model.network import ArchConfig, build_network
+from stst.model.rewrite import inference_form
+
+DESIGNS = [ArchConfig(8), ArchConfig(8, design="realtime"), ArchConfig(8, residual=True, design="realtime")]
+
+
+def scrambled(config: ArchConfig) -> torch.nn.Module:
+    """A network whose every weight matters: random, large enough that the output spans the 0..1 range."""
+    torch.manual_seed(3)
+    net = build_network(config).eval()
+    for param in net.parameters():
+        torch.nn.init.normal_(param, std=0.5)
+    torch.nn.init.normal_(net.last.conv2d.weight, std=5.0)
+    return net
+
+
+@pytest.mark.parametrize("config", DESIGNS, ids=lambda c: c.tag.replace(" ", "-") + ("-residual" * c.residual))
+def test_the_inference_form_paints_the_same_images(config):
+    net = scrambled(config)
+    fast = inference_form(net)
+    for size in ((1, 1), (5, 7), (37, 53), (130, 67)):  # odd sizes reach the rewritten layers padded
+        x = torch.rand(2, 3, *size)
+        with torch.no_grad():
+            expected, got = net(x), fast(x)
+        assert got.shape == expected.shape == x.shape
+        assert (got - expected).abs().max().item() < 1e-4
+    assert expected.std().item() > 0.02  # 200x the tolerance
+    assert type(net.last).__name__ == "ConvLayer"  # the original is left as it was
+
+
+@pytest.mark.parametrize("config", DESIGNS[:2], ids=lambda c: c.tag.replace(" ", "-"))
+def test_exported_graphs_paint_rgb_at_half_resolution_and_need_no_transpose(tmp_path, config):
+    path = tmp_path / "net.onnx"
+    export_model(scrambled(config), path, "onnx")
+    graph = onnx.load(str(path)).graph
+    weights = {t.name: t.dims for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    last = convs[-1]
+    assert weights[last.input[1]][0] == 12  # 3 colours x 4 phases
+    assert [a.ints for a in last.attribute if a.name == "strides"] == [[2, 2]]
+    pixel_transposes = [n.name for n in graph.node if n.op_type == "Transpose" and len(n.attribute[0].ints) == 6]
+    assert not pixel_transposes  # space-to-depth exports as a 6-dimensional transpose
+    assert [n.op_type for n in graph.node].count("DepthToSpace") == 1
