@@ -215,16 +215,18 @@ class _Network:
     compile: bool
     backend: str
 
-    def on(self, torch_device):
-        """The torch path (:func:`stst.infer.engine.open_stylizer`) on a resolved device."""
+    def on(self, torch_device, lane: bool):
+        """The torch path (:func:`stst.infer.engine.open_stylizer`) on a resolved device; ``lane``: a run of
+        photos in one process, which the express lane could serve next time."""
         from .infer.engine import open_stylizer
 
-        return open_stylizer(self.path, torch_device, self.precision, self.tile, self.compile, self.backend)
+        return open_stylizer(self.path, torch_device, self.precision, self.tile, self.compile, self.backend, lane)
 
     def resolved(self, device: str):
+        """The torch path for a run of photos in one process."""
         from .base.devices import resolve_device
 
-        return self.on(resolve_device(device))
+        return self.on(resolve_device(device), lane=True)
 
     def express(self, device: str, look):
         """The express lane (:mod:`stst.infer.express`) where it can serve this run, else None: on the CPU in one
@@ -247,7 +249,8 @@ def _run_sharded(jobs, device: str, network: _Network, look, settings) -> tuple:
     from .stylize import Report, run_jobs
 
     ctx, torch_device = distributed.setup(device)
-    report = run_jobs(look.around(network.on(torch_device)), jobs[ctx.rank::ctx.world], settings, warn=_warn,
+    photos = ctx.world == 1 and all(job.kind != "video" for job in jobs)
+    report = run_jobs(look.around(network.on(torch_device, photos)), jobs[ctx.rank::ctx.world], settings, warn=_warn,
                       progress=ctx.main, model_name=str(network.path))
     report = Report.merged(distributed.gather(report))
     distributed.shutdown()

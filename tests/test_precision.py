@@ -75,32 +75,35 @@ def test_each_size_bucket_is_measured_at_its_own_size(tmp_path, monkeypatch):
     assert fastest(32, candidates, (256, 256), measure) == "torch-fp32"  # each cached under its size
 
 
-@pytest.mark.parametrize("truth, expected", [
-    ({"torch-fp32": 1.0, "onnxruntime-fp32": 1 / 1.32}, "onnxruntime-fp32"),  # clearly faster: always chosen
-    ({"torch-fp32": 1.0, "onnxruntime-fp32": 1.03}, "torch-fp32"),  # a little slower: never chosen
-    ({"torch-fp32": 1.0, "torch-bf16": 1 / 1.7, "onnxruntime-fp32": 1 / 1.3}, "torch-bf16"),
-    ({"torch-fp32": 1.0, "torch-bf16": 1.2, "onnxruntime-fp32": 1.1}, "torch-fp32"),
-    # bf16 beats the reference by its margin but ONNX Runtime by less than the express lane's: ONNX Runtime
-    ({"torch-fp32": 1.0, "torch-bf16": 0.5, "onnxruntime-fp32": 0.55}, "onnxruntime-fp32"),
-    ({"torch-fp32": 1.0, "torch-bf16": 0.5, "onnxruntime-fp32": 0.8, "onnxruntime-int8": 0.55}, "onnxruntime-int8"),
-    ({"torch-fp32": 1.0, "torch-bf16": 0.5, "onnxruntime-fp32": 0.65}, "torch-bf16"),  # 1.3x: bf16
+@pytest.mark.parametrize("truth, lane, expected", [
+    ({"torch-fp32": 1.0, "onnxruntime-fp32": 1 / 1.32}, False, "onnxruntime-fp32"),  # clearly faster: always chosen
+    ({"torch-fp32": 1.0, "onnxruntime-fp32": 1.03}, False, "torch-fp32"),  # a little slower: never chosen
+    ({"torch-fp32": 1.0, "torch-bf16": 1 / 1.7, "onnxruntime-fp32": 1 / 1.3}, False, "torch-bf16"),
+    ({"torch-fp32": 1.0, "torch-bf16": 1.2, "onnxruntime-fp32": 1.1}, False, "torch-fp32"),
+    # the realtime tier on a Xeon with AMX: bf16 1.4x faster than ONNX Runtime, by 34 ms an image; for a run
+    # of photos the express lane saves more (torch is not imported), for clips or a server it does not
+    ({"torch-fp32": 0.18, "torch-bf16": 0.085, "onnxruntime-fp32": 0.119}, False, "torch-bf16"),
+    ({"torch-fp32": 0.18, "torch-bf16": 0.085, "onnxruntime-fp32": 0.119}, True, "onnxruntime-fp32"),
+    ({"torch-fp32": 1.0, "torch-bf16": 0.5, "onnxruntime-fp32": 0.8, "onnxruntime-int8": 0.55}, True,
+     "onnxruntime-int8"),
+    ({"torch-fp32": 1.0, "torch-bf16": 0.5, "onnxruntime-fp32": 0.65}, True, "torch-bf16"),  # 0.15 s: bf16
 ])
-def test_a_3_percent_jitter_cannot_flip_the_choice(truth, expected):
+def test_a_3_percent_jitter_cannot_flip_the_choice(truth, lane, expected):
     for seed in range(200):
         calls = []
         choice, medians, rounds = measure_candidates(dict(zip(truth, truth)), (256, 256),
-                                                     fake_timer(truth, calls, jitter=0.03, seed=seed))
+                                                     fake_timer(truth, calls, jitter=0.03, seed=seed), lane)
         assert choice == expected, (seed, medians)
         assert MIN_ROUNDS <= rounds <= MAX_ROUNDS
 
 
 def test_a_slow_spell_of_the_machine_does_not_count_against_the_candidate_it_hits():
-    """The realtime tier on a 2-core Xeon: ONNX Runtime 0.17 s, then 0.30 s in a busy moment; bf16 0.164 s."""
+    """ONNX Runtime 0.17 s, but 0.30 s every other round in a busy spell; eager fp32 0.20 s."""
     spells = {"onnxruntime-fp32": iter([0.17, 0.17, 0.30, 0.17, 0.30, 0.17, 0.30, 0.17, 0.30, 0.17])}
 
     def measure(runner, size):
-        return next(spells[runner]) if runner in spells else {"torch-fp32": 0.30, "torch-bf16": 0.164}[runner]
-    names = ["torch-fp32", "torch-bf16", "onnxruntime-fp32"]
+        return next(spells[runner]) if runner in spells else 0.20
+    names = ["torch-fp32", "onnxruntime-fp32"]
     choice, seconds, _ = measure_candidates(dict(zip(names, names)), (512, 768), measure)
     assert choice == "onnxruntime-fp32" and seconds["onnxruntime-fp32"] == 0.17
 
@@ -142,7 +145,7 @@ def test_an_unwritable_cache_still_gives_an_answer(monkeypatch, tmp_path):
 
 def test_candidates_follow_the_machine_and_the_options(monkeypatch):
     seen = []
-    monkeypatch.setattr(engine, "fastest", lambda width, candidates, size: seen.append(list(candidates)) or next(iter(candidates)))
+    monkeypatch.setattr(engine, "fastest", lambda width, candidates, size, lane=False: seen.append(list(candidates)) or next(iter(candidates)))
     cpu, net = torch.device("cpu"), fresh_network()
     monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
     choose_engine(cpu, net)
@@ -182,7 +185,7 @@ def test_the_stylizer_chooses_per_size_on_first_use(monkeypatch):
     """Nothing is measured until a batch comes; then once per size bucket, at that bucket."""
     asked = []
 
-    def choose(width, candidates, size):
+    def choose(width, candidates, size, lane=False):
         asked.append(size)
         return "onnxruntime-fp32" if size == (384, 512) else "torch-fp32"
     monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)

@@ -108,7 +108,8 @@ class Stylizer:
       Tiles always run in torch (they share instance-norm statistics through hooks).
     - ``compile``: ``torch.compile`` the network (pays off for many images).
     - ``route``: told the size bucket and the graph each time ONNX Runtime is
-      chosen (how :mod:`stst.infer.express` learns what it may run without torch).
+      chosen (how :mod:`stst.infer.express` learns what it may run without torch);
+      with it, the choice counts what the express lane saves (:func:`stst.infer.precision.fastest`).
     """
 
     def __init__(
@@ -152,7 +153,8 @@ class Stylizer:
         bucket = size_bucket(height, width)
         if bucket not in self._engines:
             builders = {name: (lambda n=name: self._runner(n)) for name in self.candidates}
-            choice = self._engines[bucket] = fastest(self.model.config.tag, builders, bucket)
+            choice = self._engines[bucket] = fastest(self.model.config.tag, builders, bucket,
+                                                     lane=self.route is not None)
             if self.route is not None and choice.startswith("onnxruntime"):
                 self.route(bucket, self._runner(choice).path)
         return self._engines[bucket]
@@ -204,11 +206,12 @@ class Stylizer:
 
 
 def open_stylizer(model_path: str | Path, device: torch.device, precision: str = "auto", tile: TileSetting = "auto",
-                  compile: bool = False, backend: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
+                  compile: bool = False, backend: str = "auto", lane: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """The network in ``model_path`` (a stst .pth, or an exported .onnx run by ONNX Runtime) ready to stylize.
 
-    On a machine without a GPU, the graphs that ONNX Runtime is chosen to run are recorded for the express
-    lane (:mod:`stst.infer.express`), which runs them next time without torch.
+    ``lane``: a run of photos in one process, which the express lane (:mod:`stst.infer.express`) could serve
+    next time. On a machine without a GPU such a run records the graphs that ONNX Runtime is chosen to run, and
+    the lane runs them next time without torch.
     """
     if Path(model_path).suffix.lower() == ".onnx":
         if tile not in ("auto", None):
@@ -216,7 +219,7 @@ def open_stylizer(model_path: str | Path, device: torch.device, precision: str =
         return onnxrt.OnnxStylizer(model_path, device)
     model, _ = load_model(model_path, device)
     route = None
-    if device.type == "cpu" and express.serves(tile, compile) and not _accelerated():
+    if lane and device.type == "cpu" and express.serves(tile, compile) and not _accelerated():
         key = express.request_key(Path(model_path), precision, backend)
         route = functools.partial(express.record, key)
     return Stylizer(model, device, precision=precision, tile=tile, compile=compile, backend=backend, route=route)
