@@ -65,7 +65,8 @@ def main() -> None:
             start = time.perf_counter()
             runners[k](image)
             seconds[k].append(time.perf_counter() - start)
-    print(f"{cpu_name()}, onnxruntime {ort.__version__}, {len(os.sched_getaffinity(0))} cpus; one {args.size[0]}x{args.size[1]} "
+    height, width = args.size
+    print(f"{cpu_name()}, onnxruntime {ort.__version__}, {len(os.sched_getaffinity(0))} cpus; one {height}x{width} "
           f"image, median of {args.repeats} rounds, graphs alternated")
     print("| graph | seconds | vs first | largest difference from the first (0..1) |")
     print("|---|---|---|---|")

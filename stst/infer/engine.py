@@ -206,7 +206,8 @@ class Stylizer:
 
 
 def open_stylizer(model_path: str | Path, device: torch.device, precision: str = "auto", tile: TileSetting = "auto",
-                  compile: bool = False, backend: str = "auto", lane: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+                  compile: bool = False, backend: str = "auto",
+                  lane: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """The network in ``model_path`` (a stst .pth, or an exported .onnx run by ONNX Runtime) ready to stylize.
 
     ``lane``: a run of photos in one process, which the express lane (:mod:`stst.infer.express`) could serve

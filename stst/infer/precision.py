@@ -9,9 +9,10 @@ can run here are timed on the model at hand at the size at hand (the nearest
 of :data:`SIZE_BUCKETS`), interleaved, round after round until the choice has
 stopped changing, each by its fastest round (a busy machine only ever adds
 time: on a 2-core Xeon the realtime network's ONNX Runtime graph took 0.17 s
-in one measurement and a median of 0.24 s in the next), and the answer is cached per CPU, library versions, thread
-count, network width, set of candidates and size in ``$STST_HOME/precision.json``
-(``stst info --engines`` prints it). A candidate must beat the first (the
+in one measurement and a median of 0.24 s in the next), and the answer is
+cached per CPU, library versions, thread count, network width, set of
+candidates and size in ``$STST_HOME/precision.json`` (``stst info --engines``
+prints it). A candidate must beat the first (the
 reference, eager fp32) by its margin: bf16 and int8 change the output slightly
 (bf16 0.24 grey levels on average; int8 at most 1.5, checked per model by
 :mod:`stst.infer.int8`), so they must pay clearly; ONNX Runtime's fp32 output
@@ -93,7 +94,7 @@ def _choice(names: list[str], seconds: dict[str, float], lane: bool = False) -> 
 
     choice = min(names, key=cost)
     graphs = [seconds[name] for name in names if name.startswith("onnxruntime-")] if lane else []
-    if choice != names[0] and choice.startswith("torch-") and any(seconds[choice] + LANE_SECONDS > s for s in graphs):
+    if choice != names[0] and choice.startswith("torch-") and any(seconds[choice] + LANE_SECONDS > g for g in graphs):
         choice = min((name for name in names if name == names[0] or not name.startswith("torch-")), key=cost)
     return choice
 
