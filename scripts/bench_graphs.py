@@ -8,7 +8,7 @@ round, the order turning each round, so that a slow spell of the machine hits
 them all), its largest difference from the first graph's output on the same
 image, and with ``--profile`` where the time goes by operator (ONNX Runtime's
 profiler, one more pass). Sessions are set up as stst sets them up
-(:class:`stst.infer.graph.GraphRunner`: no spinning threads).
+(:func:`stst.infer.graph.session_options`: no spinning threads).
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ import numpy as np
 import onnxruntime as ort
 
 from stst.base.machine import cpu_name
-from stst.infer.graph import GraphRunner
+from stst.infer.graph import GraphRunner, session_options
 
 
 def operator_shares(path: Path, image: np.ndarray) -> list[tuple[str, float]]:
     """Milliseconds by operator type for one run of ``path`` on ``image``, largest first."""
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options = session_options()
     options.enable_profiling = True
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: image}

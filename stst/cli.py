@@ -181,11 +181,12 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     jobs = plan_jobs(inputs, model_name, output, recursive, fmt)
     if not jobs:
         raise StstError("no files found in the given folders" + ("" if recursive else " (try --recursive)"))
-    express = None if any(job.kind == "video" for job in jobs) else network.express(device, look)
+    photos = all(job.kind != "video" for job in jobs)
+    express = network.express(device, look) if photos else None
     if express is not None:  # photos whose graph is recorded: torch is not imported
         report, main_rank = run_jobs(express, jobs, settings, warn=_warn, model_name=str(model_path)), True
     else:
-        report, main_rank = _run_sharded(jobs, device, network, look, settings)
+        report, main_rank = _run_sharded(jobs, device, network, look, settings, photos)
     code = EXIT_INTERRUPTED if report.interrupted else EXIT_PARTIAL if report.failed else 0
     if not main_rank:
         sys.exit(code)
@@ -242,15 +243,16 @@ class _Network:
         return open_express(self.path, self.precision, self.backend, fallback=lambda: self.resolved(device))
 
 
-def _run_sharded(jobs, device: str, network: _Network, look, settings) -> tuple:
+def _run_sharded(jobs, device: str, network: _Network, look, settings, photos: bool) -> tuple:
     """The jobs through the torch path; under torchrun each process takes every N-th job on its own device and
-    rank 0 reports for all. Returns the report and whether this process is rank 0."""
+    rank 0 reports for all (``photos``: the jobs hold no clip). Returns the report and whether this process is
+    rank 0."""
     from .base import distributed
     from .stylize import Report, run_jobs
 
     ctx, torch_device = distributed.setup(device)
-    photos = ctx.world == 1 and all(job.kind != "video" for job in jobs)
-    report = run_jobs(look.around(network.on(torch_device, photos)), jobs[ctx.rank::ctx.world], settings, warn=_warn,
+    lane = photos and ctx.world == 1  # a run the express lane could serve next time
+    report = run_jobs(look.around(network.on(torch_device, lane)), jobs[ctx.rank::ctx.world], settings, warn=_warn,
                       progress=ctx.main, model_name=str(network.path))
     report = Report.merged(distributed.gather(report))
     distributed.shutdown()

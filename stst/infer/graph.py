@@ -10,11 +10,24 @@ with it and 4.6 s without (768x512 PNGs, 2 cores of an Intel Xeon, medians of
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..base.errors import FileProblem, first_line
 from ..base.machine import require
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+
+def session_options() -> onnxruntime.SessionOptions:
+    """ONNX Runtime's session options as stst runs its graphs: worker threads that do not spin."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 class GraphRunner:
@@ -27,10 +40,8 @@ class GraphRunner:
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
         self.path = Path(path)
-        options = ort.SessionOptions()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.session = ort.InferenceSession(str(path), session_options(), providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise FileProblem(path, f"not a readable ONNX model ({first_line(exc)})") from exc
         self.input = self.session.get_inputs()[0].name
