@@ -33,16 +33,28 @@ def test_the_inference_form_paints_the_same_images(config):
     assert type(net.last).__name__ == "ConvLayer"  # the original is left as it was
 
 
-@pytest.mark.parametrize("config", DESIGNS[:2], ids=lambda c: c.tag.replace(" ", "-"))
-def test_exported_graphs_paint_rgb_at_half_resolution_and_need_no_transpose(tmp_path, config):
+def exported(tmp_path, config: ArchConfig) -> onnx.GraphProto:
     path = tmp_path / "net.onnx"
     export_model(scrambled(config), path, "onnx")
-    graph = onnx.load(str(path)).graph
+    return onnx.load(str(path)).graph
+
+
+def test_exported_graphs_paint_rgb_at_half_resolution_and_need_no_transpose(tmp_path):
+    graph = exported(tmp_path, DESIGNS[0])
     weights = {t.name: t.dims for t in graph.initializer}
-    convs = [n for n in graph.node if n.op_type == "Conv"]
-    last = convs[-1]
+    last = [n for n in graph.node if n.op_type == "Conv"][-1]
     assert weights[last.input[1]][0] == 12  # 3 colours x 4 phases
     assert [a.ints for a in last.attribute if a.name == "strides"] == [[2, 2]]
+    assert [n.op_type for n in graph.node].count("DepthToSpace") == 1
+
+
+def test_the_realtime_graph_has_no_full_resolution_layer(tmp_path):
+    graph = exported(tmp_path, DESIGNS[1])
+    weights = {t.name: list(t.dims) for t in graph.initializer}
+    convs = [weights[n.input[1]] for n in graph.node if n.op_type == "Conv"]
+    assert convs[-2:] == [[4 * 4, 8, 3, 3], [12, 4 * 4, 3, 3]]  # upsampling to 4 x 4 channels, then to 4 x RGB
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("Resize") == 1  # of the two upsamplings, only the first is left
+    assert ops.count("DepthToSpace") == 1
     pixel_transposes = [n.name for n in graph.node if n.op_type == "Transpose" and len(n.attribute[0].ints) == 6]
     assert not pixel_transposes  # space-to-depth exports as a 6-dimensional transpose
-    assert [n.op_type for n in graph.node].count("DepthToSpace") == 1
