@@ -4,7 +4,9 @@ import torch
 
 from stst.model.export import export_model
 from stst.model.network import ArchConfig, build_network
-from stst.model.rewrite import inference_form
+from stst.infer.engine import Stylizer
+from stst.model.rewrite import PhaseInputConv, inference_form
+from stst.video.smoothing import StatisticsSmoother
 
 DESIGNS = [ArchConfig(8), ArchConfig(8, design="realtime"), ArchConfig(8, residual=True, design="realtime")]
 
@@ -58,3 +60,17 @@ def test_the_realtime_graph_has_no_full_resolution_layer(tmp_path):
     assert ops.count("DepthToSpace") == 1
     pixel_transposes = [n.name for n in graph.node if n.op_type == "Transpose" and len(n.attribute[0].ints) == 6]
     assert not pixel_transposes  # space-to-depth exports as a 6-dimensional transpose
+
+
+def test_torch_engines_on_cpus_run_the_realtime_design_rewritten_and_its_norms_stay_steerable():
+    net = scrambled(DESIGNS[1])
+    stylizer = Stylizer(net, "cpu", precision="fp32", backend="torch", tile=None)
+    assert isinstance(stylizer.network.out, PhaseInputConv)
+    frames = torch.rand(3, 3, 24, 40)
+    assert (stylizer(frames) - net(frames).clamp(0, 1)).abs().max().item() < 1e-4
+    # The smoothing hooks the model's own norms; with the statistics held from the first frame (momentum near 1)
+    # the rewritten network paints the later frames as the plain one does under the same hooks, not as without them.
+    smoother, plain = StatisticsSmoother(net, momentum=0.999), StatisticsSmoother(net, momentum=0.999)
+    smoothed, reference = smoother.around(stylizer)(frames), plain.around(lambda b: net(b).clamp(0, 1))(frames)
+    assert (smoothed - reference).abs().max().item() < 1e-4
+    assert (smoothed - stylizer(frames)).abs().max().item() > 0.01

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .network import ConvLayer, RealtimeNet, SpaceToDepthConvLayer, TransformerNet, UpsampleConvLayer
+from .network import ConvLayer, RealtimeNet, SpaceToDepthConvLayer, TransformerNet, UpsampleConvLayer, norm_layers
 
 
 class PhaseConv(nn.Module):
@@ -158,8 +158,12 @@ def inference_form(model: TransformerNet) -> TransformerNet:
     """A copy of ``model`` in eval mode that computes the same images with the rewritten layers: Johnson's design
     with :class:`PhaseConv` as its last layer; the realtime design with :class:`BlockMirrorConv` as its stem and
     its full-resolution layers on phases (the instance norm moves into :class:`PhaseUpsampleNorm`; the ReLU after
-    it works on phases as it did on pixels)."""
-    fast = copy.deepcopy(model).eval()
+    it works on phases as it did on pixels).
+
+    The instance norms are ``model``'s own modules, not copies, so that hooks on them (the statistics smoothing of
+    :mod:`stst.video.smoothing`) act on the copy too: over a channel's 4 phases they see its whole statistics.
+    """
+    fast = copy.deepcopy(model, memo={id(norm): norm for norm in norm_layers(model)}).eval()
     if isinstance(fast, RealtimeNet):
         fast.up2, fast.in4, fast.out = PhaseUpsampleNorm(fast.up2, fast.in4), nn.Identity(), PhaseInputConv(fast.out)
     else:

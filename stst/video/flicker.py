@@ -72,8 +72,17 @@ def reliable(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     Ruder, Dosovitskiy, Brox 2016: |b + f(x + b)|^2 < 0.01 (|b|^2 + |f(x + b)|^2) + 0.5.
     """
     there = warp(forward, backward)
-    return (np.square(backward + there).sum(-1)
-            < 0.01 * (np.square(backward).sum(-1) + np.square(there).sum(-1)) + 0.5)
+    return (_squared_length(backward + there)
+            < 0.01 * (_squared_length(backward) + _squared_length(there)) + 0.5)
+
+
+_PAIR = np.ones(2, dtype=np.float32)
+
+
+def _squared_length(vectors: np.ndarray) -> np.ndarray:
+    """``|v|^2`` of (H, W, 2) float32 vectors, (H, W): the same sums as ``np.square(v).sum(-1)``, but numpy's sum
+    over a last axis of 2 took 1.6 ms at 320x240 (two thirds of the flow check) where this product takes 0.07."""
+    return np.square(vectors) @ _PAIR
 
 
 def reliable_flow(current: np.ndarray, previous: np.ndarray, method: str = "dis") -> tuple[np.ndarray, np.ndarray]:

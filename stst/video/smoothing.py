@@ -103,16 +103,20 @@ class StatisticsSmoother:
 
     @contextlib.contextmanager
     def applied(self, batch: torch.Tensor) -> Iterator[None]:
-        """Within this block the model's next forward pass over ``batch`` (frames in order) uses smoothed statistics."""
+        """Within this block the model's forward passes over ``batch`` (frames in order; in one pass, or image by
+        image as the CPU engines run it) use smoothed statistics."""
         starts = self.cuts(thumbnails(batch))
         keep = self.momentum
+        seen: dict[torch.nn.Module, int] = {}  # frames of the batch each norm layer has normalised so far
 
         def normalise(module, inputs, _output):
             x = inputs[0]
             mean, var = instance_statistics(x.float())
             state = self.state.get(module)
             means, variances = [], []
-            for i, start in enumerate(starts):
+            first = seen.get(module, 0)
+            seen[module] = first + len(x)
+            for i, start in enumerate(starts[first:first + len(x)]):
                 if state is None or start:
                     state = (mean[i], var[i])
                 else:
