@@ -120,6 +120,8 @@ class Stylizer:
       1024 above 4 megapixels, and on CUDA also whenever memory runs out.
       Tiles always run in torch (they share instance-norm statistics through hooks).
     - ``compile``: ``torch.compile`` the network (pays off for many images).
+    - On CPUs a batch runs image by image (the engines were measured so, and
+      ran faster so), and torch runs :func:`torch_network`.
     - ``route``: told the size bucket and the graph each time ONNX Runtime is
       chosen (how :mod:`stst.infer.express` learns what it may run without torch);
       with it, the choice counts what the express lane saves (:func:`stst.infer.precision.fastest`).

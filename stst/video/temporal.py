@@ -16,7 +16,7 @@ output is still a full stylization of one photo, so the strokes stay as
 crisp as in a still. Flow comes from DIS at its fast preset, on frames
 shrunk to at most ``FLOW_SIDE`` pixels; only the carry and the blend touch
 the full frame. On two CPU cores
-it costs 13 ms per 320x240 frame and 86 ms per 1920x1440 one
+of a Xeon it costs 36 ms per 640x480 frame and 92 ms per 1920x1440 one
 (``scripts/bench_video.py``), in the decoding thread beside the network.
 
 :class:`FlowBlend` is the stronger and costlier lever. Ruder, Dosovitskiy,
