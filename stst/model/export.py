@@ -13,9 +13,11 @@ matters because :mod:`stst.infer.onnxrt` exports each model on first use.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..base.errors import StstError
@@ -41,5 +43,36 @@ def export_model(model: TransformerNet, path: str | Path, fmt: str) -> None:
             require("onnx", "ONNX export")
             torch.onnx.export(model, (torch.rand(1, 3, 64, 96),), str(tmp), dynamo=False, input_names=["image"],
                               output_names=["stylized"], dynamic_axes={"image": _DYNAMIC, "stylized": _DYNAMIC})
+            _shuffle_by_transposed_convolution(tmp)
         else:
             raise StstError(f"unknown export format '{fmt}' (use {' or '.join(FORMATS)})")
+
+
+def _shuffle_by_transposed_convolution(path: Path) -> None:
+    """Rewrite the graph's pixel shuffles (DepthToSpace, blocks of 2, CRD order) as stride-2 transposed convolutions
+    with one-hot 2x2 kernels: the same values, exactly, where ONNX Runtime's DepthToSpace is a slow 6-dimensional
+    transpose (12 channels at 244x324: 2.6 ms, against 1.4; the realtime graph 2-6% faster). Eager torch keeps the
+    pixel shuffle, which it runs faster than a transposed convolution."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    weights = {t.name: t for t in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    for index, node in enumerate(graph.node):
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type != "DepthToSpace" or attributes != {"blocksize": 2, "mode": b"CRD"}:
+            continue
+        producer = producers.get(node.input[0])
+        if producer is None or producer.op_type != "Conv" or producer.input[1] not in weights:
+            continue
+        channels = weights[producer.input[1]].dims[0] // 4
+        kernel = np.zeros((4 * channels, channels, 2, 2), dtype=np.float32)
+        for c, p, q in itertools.product(range(channels), range(2), range(2)):
+            kernel[4 * c + 2 * p + q, c, p, q] = 1  # input channel 4c + 2p + q lands on pixel (p, q) of channel c
+        name = f"{node.name}_kernel"
+        graph.initializer.append(numpy_helper.from_array(kernel, name))
+        graph.node[index].CopyFrom(helper.make_node("ConvTranspose", [node.input[0], name], list(node.output),
+                                                    name=node.name, kernel_shape=[2, 2], strides=[2, 2]))
+    onnx.save(model, str(path))
