@@ -154,6 +154,7 @@ class PhaseInputConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.pixel_shuffle(self.conv2d(F.pad(x, [1, 1, 1, 1], mode="replicate")), 2)
 
+
 def inference_form(model: TransformerNet) -> TransformerNet:
     """A copy of ``model`` in eval mode that computes the same images with the rewritten layers: Johnson's design
     with :class:`PhaseConv` as its last layer; the realtime design with :class:`BlockMirrorConv` as its stem and
