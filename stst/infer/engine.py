@@ -55,14 +55,15 @@ def _faithful_int8(model: TransformerNet, device: torch.device) -> Path | None:
 
 
 def engine_candidates(device: torch.device, model: TransformerNet, precision: str = "auto",
-                      backend: str = "auto") -> dict[str, Callable[[], Runner]]:
+                      backend: str = "auto", network: TransformerNet | None = None) -> dict[str, Callable[[], Runner]]:
     """The engines ``model`` may run with on ``device``, as ``{"backend-precision": build runner}``.
 
     CUDA: torch with fp16 autocast. CPUs: eager fp32 (the reference), bf16
     autocast (only where oneDNN has native bf16), ONNX Runtime fp32 (where it
     is installed) and ONNX Runtime int8 (where the model's quantized graph is
     faithful to fp32); an explicit ``precision`` or ``backend`` narrows them. A
-    single candidate is settled without measuring.
+    single candidate is settled without measuring. ``network``: what the torch
+    engines run on CPUs, when the caller has built it (:func:`torch_network`).
     """
     if backend not in BACKENDS:
         raise StstError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
@@ -83,7 +84,7 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
     if device.type != "cpu":
         settled = ("fp16" if device.type == "cuda" else "fp32") if precision == "auto" else precision
         return {f"torch-{settled}": lambda: _torch_runner(model, PRECISIONS[settled])}
-    network = torch_network(model, device)
+    network = torch_network(model, device) if network is None else network
     if precision not in ("auto", "fp32"):
         return {f"torch-{precision}": lambda: _torch_runner(network, PRECISIONS[precision])}
     candidates = {"torch-fp32": lambda: _torch_runner(network, None)}
@@ -143,18 +144,19 @@ class Stylizer:
         self.model = model.to(self.device).eval()
         if compile and backend == "onnxruntime":
             raise StstError("--compile applies to the torch backend, not onnxruntime")
-        self.candidates = engine_candidates(self.device, self.model, precision, "torch" if compile else backend)
+        self.channels_last = cuda if channels_last is None else channels_last
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        network = torch_network(self.model, self.device)  # built once: the measured torch engines run it too
+        self.network = torch.compile(network, dynamic=True) if compile else network
+        self.candidates = engine_candidates(self.device, self.model, precision, "torch" if compile else backend,
+                                            network)
         self._runners: dict[str, Runner] = {}  # built once, shared by the measurement and the work
         self._engines: dict[tuple[int, int], str] = {}  # measured size -> "backend-precision"
         self.route = route
         self.backend = self.precision = None  # the engine of the latest batch; settled ones are known now
         if len(self.candidates) == 1:
             self._use(self._engine_at(*SIZE_BUCKETS[0]))
-        self.channels_last = cuda if channels_last is None else channels_last
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        network = torch_network(self.model, self.device)
-        self.network = torch.compile(network, dynamic=True) if compile else network
         self.tile = tile
         if cuda:
             torch.backends.cudnn.benchmark = True  # folders often repeat sizes
