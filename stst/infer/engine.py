@@ -121,8 +121,9 @@ class Stylizer:
       1024 above 4 megapixels, and on CUDA also whenever memory runs out.
       Tiles always run in torch (they share instance-norm statistics through hooks).
     - ``compile``: ``torch.compile`` the network (pays off for many images).
-    - On CPUs a batch runs image by image (the engines were measured so, and
-      ran faster so), and torch runs :func:`torch_network`.
+    - On CPUs a batch runs image by image in torch, one image per core at a time
+      in ONNX Runtime (the engines were measured on one image, and ran faster so),
+      and torch runs :func:`torch_network`.
     - ``route``: told the size bucket and the graph each time ONNX Runtime is
       chosen (how :mod:`stst.infer.express` learns what it may run without torch);
       with it, the choice counts what the express lane saves (:func:`stst.infer.precision.fastest`).
@@ -186,12 +187,14 @@ class Stylizer:
         return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
 
     def _whole(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.onnx is not None:
+            return self.onnx(batch)  # on CPUs one image per core (stst.infer.graph)
         if self.device.type == "cpu" and len(batch) > 1:
             # One image at a time: its layers' activations stay nearer the cores. Four 640x480 frames of the
             # realtime network ran 10-25% slower as one batch than one by one (2-core Xeon, bf16 and ONNX Runtime).
+            # Side by side on one thread each (as ONNX Runtime runs them) was 1.16-1.19x the frames for the
+            # network alone in torch, but no faster end to end: there the decoder and encoder need the cores too.
             return torch.cat([self._whole(image[None]) for image in batch])
-        if self.onnx is not None:
-            return self.onnx(batch)
         if self.device.type == "cuda":
             batch = batch.pin_memory()
         x = batch.to(self.device, non_blocking=True)

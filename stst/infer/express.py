@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import __version__
 from ..base.home import read_record, stst_home, write_record
-from ..base.machine import cpu_name, installed, package_version
+from ..base.machine import cpu_cores, cpu_name, installed, package_version
 from ..model import GRAPH_FORM
 from .graph import GraphRunner
 from .sizes import AUTO_PIXELS, size_bucket
@@ -41,8 +41,7 @@ def serves(tile: object, compile: bool) -> bool:
 
 def machine_part() -> str:
     """The machine and libraries a recorded choice was measured with (threads as the environment sets them)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = os.environ.get("OMP_NUM_THREADS") or f"{cpus} cpus"
+    threads = os.environ.get("OMP_NUM_THREADS") or f"{cpu_cores()} cpus"
     return (f"{cpu_name()} | torch {package_version('torch')}, onnxruntime {package_version('onnxruntime')}, "
             f"stst {__version__}, graph form {GRAPH_FORM} | {threads}")
 

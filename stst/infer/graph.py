@@ -5,15 +5,20 @@ the network shares two cores with the threads that decode and encode photos,
 which the spinning starves: 24 photos through the realtime tier took 5.7 s
 with it and 4.6 s without (768x512 PNGs, 2 cores of an Intel Xeon, medians of
 6); through the light tier, where the network is most of the work, 13.4 and 13.5.
+
+A batch of several images runs one image per core (:mod:`stst.base.cores`), through a second session of one
+thread, which the cores share.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..base.cores import side_by_side
 from ..base.errors import FileProblem, first_line
 from ..base.machine import require
 
@@ -21,11 +26,13 @@ if TYPE_CHECKING:
     import onnxruntime
 
 
-def session_options() -> onnxruntime.SessionOptions:
-    """ONNX Runtime's session options as stst runs its graphs: worker threads that do not spin."""
+def session_options(threads: int = 0) -> onnxruntime.SessionOptions:
+    """ONNX Runtime's session options as stst runs its graphs: worker threads that do not spin; ``threads`` of
+    them (0: one per core)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
@@ -38,14 +45,31 @@ class GraphRunner:
         require("onnxruntime", "Running ONNX models")
         import onnxruntime as ort
 
+        self.path, self.cuda = Path(path), cuda
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
-        self.path = Path(path)
         try:
             self.session = ort.InferenceSession(str(path), session_options(), providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise FileProblem(path, f"not a readable ONNX model ({first_line(exc)})") from exc
         self.input = self.session.get_inputs()[0].name
+        self._single: onnxruntime.InferenceSession | None = None  # one thread, for images side by side
+        self._lock = threading.Lock()
+
+    def _one_thread(self) -> onnxruntime.InferenceSession:
+        with self._lock:
+            if self._single is None:
+                import onnxruntime as ort
+
+                self._single = ort.InferenceSession(str(self.path), session_options(threads=1),
+                                                    providers=["CPUExecutionProvider"])
+            return self._single
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if len(batch) > 1 and not self.cuda:
+            single = self._one_thread()
+            images = side_by_side(lambda image: single.run(None, {self.input: image[None]})[0], list(batch))
+            out = np.concatenate(images)
+        else:
+            out = self.session.run(None, {self.input: batch})[0]
         return np.clip(out, 0.0, 1.0, out=out)

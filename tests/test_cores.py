@@ -1,0 +1,50 @@
+"""Several images at once on CPUs: one image per core, each on one thread, the same pixels as one at a time."""
+
+import threading
+import time
+
+import numpy as np
+
+import stst.base.cores as cores
+from stst.base.cores import side_by_side
+from stst.infer.graph import GraphRunner
+from stst.infer.onnxrt import cached_graph
+from stst.model.bundled import resolve_model
+from stst.model.checkpoint import load_model
+
+
+def busy(log: list, lock: threading.Lock, running: list):
+    """A task that notes how many tasks run beside it and on which thread."""
+
+    def run(item: int) -> int:
+        with lock:
+            running[0] += 1
+            log.append((running[0], threading.get_ident()))
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return item * item
+
+    return run
+
+
+def test_side_by_side_keeps_the_order_and_runs_one_item_per_core(monkeypatch):
+    monkeypatch.setattr(cores, "cpu_cores", lambda: 2)
+    log, lock = [], threading.Lock()
+    assert side_by_side(busy(log, lock, [0]), range(5)) == [0, 1, 4, 9, 16]
+    assert max(n for n, _ in log) == 2  # two at a time, never three
+    assert threading.get_ident() not in {thread for _, thread in log}
+    monkeypatch.setattr(cores, "cpu_cores", lambda: 1)
+    log.clear()
+    assert side_by_side(busy(log, lock, [0]), [3]) == [9]
+    assert log == [(1, threading.get_ident())]  # one core: in the caller's thread
+
+
+def test_a_graph_runs_a_batch_one_image_per_core_on_one_thread_each():
+    runner = GraphRunner(cached_graph(load_model(resolve_model("udnie", "realtime")[0])[0]))
+    batch = np.random.default_rng(0).random((3, 3, 40, 56), dtype=np.float32)
+    together = runner(batch)
+    assert runner._single is not None and runner._single.get_session_options().intra_op_num_threads == 1
+    alone = np.concatenate([runner(image[None]) for image in batch])
+    assert together.shape == batch.shape and np.abs(together - alone).max() < 1e-5
+    assert np.abs(together[0] - together[1]).max() > 0.1  # each image its own output
