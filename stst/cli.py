@@ -114,7 +114,9 @@ def main() -> None:
               help="Refuse images with more pixels than this (checked before decoding).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (inputs are never overwritten).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Images of equal size per forward pass.")
+@click.option("--batch-size", type=click.IntRange(1),
+              help="Images of equal size per forward pass [default: one per CPU core, at most 4; on CPUs ONNX Runtime "
+                   "runs them side by side, one thread each].")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto",
               show_default=True, help="auto: fp16 on CUDA; on CPUs fp32, or bf16 (native bf16 only) or int8 (ONNX "
               "Runtime, where faithful to fp32) where it measures faster.")
@@ -150,6 +152,7 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     standard output (PNG unless --format says otherwise), e.g.
     cat photo.jpg | stst stylize - -o - > out.png
     """
+    from .base.cores import default_batch
     from .model.bundled import example_photo, resolve_model
     from .infer.look import Look
     from .stylize import JobSettings, plan_jobs, run_jobs
@@ -166,6 +169,7 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     if light and tier not in (None, "light"):
         raise click.UsageError(f"--light is short for --tier light; it cannot go with --tier {tier}")
     model_path, model_name = resolve_model(model_spec, "light" if light else tier or "full")
+    batch_size = batch_size or default_batch()
     settings = JobSettings(max_size=max_size, quality=quality, overwrite=overwrite, batch_size=batch_size,
                            max_pixels=max_pixels,
                            video=VideoSettings(max_size=max_size, max_pixels=max_pixels, batch_size=max(batch_size, 4),

@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .base.cores import default_batch
 from .base.errors import FileProblem, StstError, first_line
 from .base.fileio import check_folder
 from .base.imageio import (WRITE_FORMATS, Photo, all_finite, encode_photo, format_of_suffix, output_format, read_photo,
                            write_photo)
 from .base.limits import DEFAULT_MAX_PIXELS
 from .base.prefetch import prefetch
+from .infer.sizes import AUTO_PIXELS
 from .video.probe import is_video, output_suffix
 from .video.settings import VideoSettings
 
@@ -68,7 +70,7 @@ class JobSettings:
     max_size: int | None = None
     quality: int = 95
     overwrite: bool = False
-    batch_size: int = 1
+    batch_size: int = field(default_factory=default_batch)  # photos of equal size run together
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     video: VideoSettings = VideoSettings()
 
@@ -155,10 +157,14 @@ def _check_target(job: Job, sources: set[Path], claimed: set[Path], overwrite: b
 def _batches(
     loaded: Iterator[tuple[Job, Photo]], batch_size: int
 ) -> Iterator[list[tuple[Job, Photo]]]:
-    """Group photos of equal size into batches, holding at most ~2 batches' worth while waiting."""
+    """Group photos of equal size into batches, holding at most ~2 batches' worth while waiting; photos that run
+    in tiles (above ``AUTO_PIXELS``) go alone, as the tiles run them, without waiting in memory for another."""
     pending: dict[tuple[int, int], list[tuple[Job, Photo]]] = {}
     held = 0
     for job, photo in loaded:
+        if photo.size[0] * photo.size[1] > AUTO_PIXELS:
+            yield [(job, photo)]
+            continue
         group = pending.setdefault(photo.size, [])
         group.append((job, photo))
         held += 1

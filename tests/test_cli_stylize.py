@@ -80,7 +80,7 @@ def test_batches_of_equal_size_match_single_images(tmp_path, untrained_model_pat
     src.mkdir()
     for i, size in enumerate([(64, 48), (64, 48), (50, 30), (64, 48)]):
         Image.open(PHOTOS / ["kodim01.jpg", "kodim02.jpg", "kodim03.jpg", "kodim05.jpg"][i]).resize(size).save(src / f"p{i}.png")
-    assert run("stylize", src, "-m", untrained_model_path, "-o", tmp_path / "one").exit_code == 0
+    assert run("stylize", src, "-m", untrained_model_path, "-o", tmp_path / "one", "--batch-size", "1").exit_code == 0
     assert run("stylize", src, "-m", untrained_model_path, "-o", tmp_path / "four", "--batch-size", "4").exit_code == 0
     for i in range(4):
         a = np.asarray(Image.open(tmp_path / "one" / f"p{i}-untrained.png"), dtype=np.int16)

@@ -4,13 +4,18 @@ import threading
 import time
 
 import numpy as np
+from PIL import Image
 
 import stst.base.cores as cores
-from stst.base.cores import side_by_side
+import stst.stylize
+from stst.base.cores import default_batch, side_by_side
 from stst.infer.graph import GraphRunner
 from stst.infer.onnxrt import cached_graph
 from stst.model.bundled import resolve_model
 from stst.model.checkpoint import load_model
+from stst.stylize import JobSettings, plan_jobs, run_jobs
+
+from conftest import PHOTOS
 
 
 def busy(log: list, lock: threading.Lock, running: list):
@@ -48,3 +53,25 @@ def test_a_graph_runs_a_batch_one_image_per_core_on_one_thread_each():
     alone = np.concatenate([runner(image[None]) for image in batch])
     assert together.shape == batch.shape and np.abs(together - alone).max() < 1e-5
     assert np.abs(together[0] - together[1]).max() > 0.1  # each image its own output
+
+
+def test_photos_of_equal_size_go_one_per_core_by_default_and_tiled_ones_alone(tmp_path, monkeypatch):
+    assert JobSettings().batch_size == default_batch() == min(cores.cpu_cores(), 4)
+    src = tmp_path / "in"
+    src.mkdir()
+    sizes = [(64, 48), (64, 48), (64, 48), (80, 60), (64, 48), (64, 48)]
+    for i, size in enumerate(sizes):
+        Image.open(PHOTOS / "kodim01.jpg").resize(size).save(src / f"p{i}.png")
+    seen = []
+
+    def network(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.shape)
+        return 1 - batch
+
+    monkeypatch.setattr(stst.stylize, "AUTO_PIXELS", 70 * 50)  # the 80x60 photo would run in tiles
+    report = run_jobs(network, plan_jobs([src], "neg", tmp_path / "out", False, None), JobSettings(batch_size=2),
+                      progress=False)
+    assert len(report.stylized) == 6 and not report.failed
+    assert sorted(seen) == sorted([(2, 3, 48, 64), (1, 3, 60, 80), (2, 3, 48, 64), (1, 3, 48, 64)])
+    first = np.asarray(Image.open(tmp_path / "out" / "p0-neg.png"), dtype=np.int16)
+    assert np.abs(first - (255 - np.asarray(Image.open(src / "p0.png"), dtype=np.int16))).max() <= 1

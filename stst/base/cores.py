@@ -15,6 +15,10 @@ from typing import TypeVar
 
 from .machine import cpu_cores
 
+# Photos per batch unless told: one per core (ONNX Runtime runs them side by side), at most 4, since a batch's
+# photos wait in memory together.
+MAX_DEFAULT_BATCH = 4
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -27,3 +31,8 @@ def side_by_side(run: Callable[[Item], Result], items: Sequence[Item]) -> list[R
         return [run(item) for item in items]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(run, items))
+
+
+def default_batch() -> int:
+    """Images per batch unless told: one per core, at most :data:`MAX_DEFAULT_BATCH`."""
+    return max(1, min(cpu_cores(), MAX_DEFAULT_BATCH))
