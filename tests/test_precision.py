@@ -181,6 +181,24 @@ def test_the_real_measurement_times_a_runner():
     assert 0 < time_once(engine._torch_runner(fresh_network(), None), (64, 96)) < 30
 
 
+def test_engines_are_timed_per_image_on_the_batches_runs_hand_them(monkeypatch):
+    """One image per core at a time, as runs of photos and clips batch them; torch candidates run it image by
+    image, as the Stylizer does on CPUs."""
+    import time
+
+    import stst.infer.precision as precision
+
+    monkeypatch.setattr(precision, "default_batch", lambda: 3)
+    shapes = []
+    assert 0.09 < time_once(lambda x: (shapes.append(tuple(x.shape)), time.sleep(0.1 * len(x))), (20, 30)) < 0.2
+    assert shapes == [(3, 3, 20, 30)]
+    net, seen = fresh_network(2), []
+    net.conv1.register_forward_hook(lambda _module, inputs, _output: seen.append(len(inputs[0])))
+    x = torch.rand(3, 3, 24, 32)
+    assert (engine._torch_runner(net, None)(x) - net(x)).abs().max().item() < 1e-4 and seen == [1, 1, 1, 3]
+    assert machine_key(16, ["torch-fp32"], (256, 256)).endswith("| 256x256, batches of 3")
+
+
 def test_the_stylizer_chooses_per_size_on_first_use(monkeypatch):
     """Nothing is measured until a batch comes; then once per size bucket, at that bucket."""
     asked = []
