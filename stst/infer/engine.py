@@ -123,8 +123,8 @@ class Stylizer:
       Tiles always run in torch (they share instance-norm statistics through hooks).
     - ``compile``: ``torch.compile`` the network (pays off for many images).
     - On CPUs a batch runs image by image in torch, one image per core at a time
-      in ONNX Runtime (the engines were measured on one image, and ran faster so),
-      and torch runs :func:`torch_network`.
+      in ONNX Runtime (as the engines are measured, and ran fastest so), and
+      torch runs :func:`torch_network`.
     - ``route``: told the size bucket and the graph each time ONNX Runtime is
       chosen (how :mod:`stst.infer.express` learns what it may run without torch);
       with it, the choice counts what the express lane saves (:func:`stst.infer.precision.fastest`).
