@@ -24,7 +24,7 @@ from .base.imageio import (WRITE_FORMATS, Photo, all_finite, encode_photo, forma
                            write_photo)
 from .base.limits import DEFAULT_MAX_PIXELS
 from .base.prefetch import prefetch
-from .infer.sizes import AUTO_PIXELS
+from .infer.sizes import runs_in_tiles
 from .video.probe import is_video, output_suffix
 from .video.settings import VideoSettings
 
@@ -158,11 +158,11 @@ def _batches(
     loaded: Iterator[tuple[Job, Photo]], batch_size: int
 ) -> Iterator[list[tuple[Job, Photo]]]:
     """Group photos of equal size into batches, holding at most ~2 batches' worth while waiting; photos that run
-    in tiles (above ``AUTO_PIXELS``) go alone, as the tiles run them, without waiting in memory for another."""
+    in tiles (:func:`stst.infer.sizes.runs_in_tiles`) go alone, as the tiles run them, without waiting in memory for another."""
     pending: dict[tuple[int, int], list[tuple[Job, Photo]]] = {}
     held = 0
     for job, photo in loaded:
-        if photo.size[0] * photo.size[1] > AUTO_PIXELS:
+        if runs_in_tiles(*photo.size):
             yield [(job, photo)]
             continue
         group = pending.setdefault(photo.size, [])

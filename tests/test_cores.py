@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 import stst.base.cores as cores
-import stst.stylize
+import stst.infer.sizes
 from stst.base.cores import default_batch, side_by_side
 from stst.infer.graph import GraphRunner
 from stst.infer.onnxrt import cached_graph
@@ -68,7 +68,7 @@ def test_photos_of_equal_size_go_one_per_core_by_default_and_tiled_ones_alone(tm
         seen.append(batch.shape)
         return 1 - batch
 
-    monkeypatch.setattr(stst.stylize, "AUTO_PIXELS", 70 * 50)  # the 80x60 photo would run in tiles
+    monkeypatch.setattr(stst.infer.sizes, "AUTO_PIXELS", 70 * 50)  # the 80x60 photo would run in tiles
     report = run_jobs(network, plan_jobs([src], "neg", tmp_path / "out", False, None), JobSettings(batch_size=2),
                       progress=False)
     assert len(report.stylized) == 6 and not report.failed

@@ -4,6 +4,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from stst.infer import engine as engine_module
+from stst.infer import sizes
 from stst.cli import main
 from stst.base.imageio import read_photo, rgb_pixels
 from stst.model.network import ArchConfig
@@ -32,7 +33,7 @@ def test_tile_size_is_checked():
 
 
 def test_auto_tiling_above_the_threshold(monkeypatch):
-    monkeypatch.setattr(engine_module, "AUTO_PIXELS", 200 * 200)
+    monkeypatch.setattr(sizes, "AUTO_PIXELS", 200 * 200)
     monkeypatch.setattr(engine_module, "AUTO_TILE", 256)
     calls = []
     real = engine_module.stylize_tiled

@@ -20,7 +20,7 @@ from ..base.machine import require
 from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
 from .precision import PRECISIONS, Runner, cpu_has_bf16, fastest
-from .sizes import AUTO_PIXELS, AUTO_TILE, SIZE_BUCKETS, size_bucket
+from .sizes import AUTO_TILE, SIZE_BUCKETS, runs_in_tiles, size_bucket
 from .tiling import stylize_tiled
 
 TileSetting = Union[int, Literal["auto"], None]
@@ -213,7 +213,7 @@ class Stylizer:
         """Stylize a ``(N, 3, H, W)`` batch of 0..1 images (a tensor or an array); returns 0..1 float32 on the CPU."""
         batch = torch.as_tensor(batch)
         h, w = batch.shape[-2:]
-        tile = (AUTO_TILE if h * w > AUTO_PIXELS else None) if self.tile == "auto" else self.tile
+        tile = (AUTO_TILE if runs_in_tiles(h, w) else None) if self.tile == "auto" else self.tile
         self._use(self._engine_at(*((tile, tile) if tile else (h, w))))  # tiles run in torch, at the choice's precision
         if tile:
             return self._tiled(batch, tile)

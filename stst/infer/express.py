@@ -27,7 +27,7 @@ from ..base.home import read_record, stst_home, write_record
 from ..base.machine import cpu_cores, cpu_name, installed, package_version
 from ..model import GRAPH_FORM
 from .graph import GraphRunner
-from .sizes import AUTO_PIXELS, size_bucket
+from .sizes import runs_in_tiles, size_bucket
 
 EXPRESS_FILE = "express.json"
 Route = dict[tuple[int, int], Path]  # size bucket -> graph
@@ -100,7 +100,7 @@ class ExpressStylizer:
 
     def __call__(self, batch: np.ndarray) -> object:
         height, width = batch.shape[-2:]
-        graph = self.routes.get(size_bucket(height, width)) if height * width <= AUTO_PIXELS else None
+        graph = self.routes.get(size_bucket(height, width)) if not runs_in_tiles(height, width) else None
         if graph is not None:
             if graph not in self._graphs:
                 self._graphs[graph] = GraphRunner(graph)

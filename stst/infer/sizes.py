@@ -15,6 +15,11 @@ AUTO_TILE = 1024  # tile size of --tile auto
 AUTO_PIXELS = 2048 * 2048  # --tile auto tiles images larger than this
 
 
+def runs_in_tiles(height: int, width: int) -> bool:
+    """Whether ``--tile auto`` tiles an image of this size (more than :data:`AUTO_PIXELS`)."""
+    return height * width > AUTO_PIXELS
+
+
 def size_bucket(height: int, width: int) -> tuple[int, int]:
     """The measured size nearest to ``height`` x ``width`` in pixel count (on a log scale)."""
     pixels = max(1, height * width)
