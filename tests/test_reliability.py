@@ -439,7 +439,8 @@ def test_every_error_is_one_line_and_debug_adds_the_traceback(tmp_path):
 
 def test_example_photo_needs_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run("stylize", "--example", "-m", "udnie")
+    # one engine named: auto would time four on this 768x512 photo first (30 s; other tests cover that)
+    result = run("stylize", "--example", "-m", "udnie", "--backend", "torch", "--precision", "fp32")
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "kodim23-udnie.jpg").size == (768, 512)
     assert_one_line_error(run("stylize"), 2, "--example")
