@@ -120,8 +120,9 @@ def main() -> None:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto",
               show_default=True, help="auto: fp16 on CUDA; on CPUs fp32, or bf16 (native bf16 only) or int8 (ONNX "
               "Runtime, where faithful to fp32) where it measures faster.")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
-              help="auto: on CPUs, ONNX Runtime where installed and measured faster than torch (graph cached).")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]), default="auto",
+              show_default=True, help="auto: on CPUs, whichever of torch, ONNX Runtime and OpenVINO measures fastest "
+              "here (their graph cached).")
 @click.option("--tile", default="auto", show_default=True,
               help="Tile size in pixels for huge images, 'auto' (tiles above 4 MP, and on CUDA out-of-memory) or 'off'.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (pays off for many images).")
@@ -456,7 +457,8 @@ def weights(vgg_weights) -> None:
 @click.option("--size", type=click.IntRange(16), default=512, show_default=True, help="Shrink photos so the long side is at most N.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--engine", type=click.Choice(["torch-fp32", "torch-bf16", "torch-fp16", "onnxruntime-fp32",
-                                            "onnxruntime-int8"]), default="torch-fp32", show_default=True,
+                                            "onnxruntime-int8", "openvino-fp32", "openvino-bf16"]),
+              default="torch-fp32", show_default=True,
               help="The engine that stylizes (names as in `stst info --engines`), to judge what it does to the picture.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def evaluate(model_path, inputs, size, device, engine, as_json) -> None:
@@ -598,8 +600,8 @@ def export(model_spec, fmt, output, overwrite) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto",
               show_default=True, help="As for stst stylize.")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
-              help="As for stst stylize.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]), default="auto",
+              show_default=True, help="As for stst stylize.")
 @click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=200, show_default=True,
               help="Refuse uploads (photos and clips) larger than this.")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,

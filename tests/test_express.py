@@ -1,4 +1,4 @@
-"""The express lane: photos through a recorded ONNX Runtime graph without importing torch."""
+"""The express lane: photos through a recorded ONNX Runtime or OpenVINO graph without importing torch."""
 
 import json
 import os
@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -33,11 +34,12 @@ def stylize(tmp_path, folder, *args, model="udnie-realtime"):
                           env=env)
 
 
-def test_the_second_run_skips_torch_and_writes_the_same_pixels(tmp_path):
-    first = stylize(tmp_path, "first", "--backend", "onnxruntime")
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_the_second_run_skips_torch_and_writes_the_same_pixels(tmp_path, backend):
+    first = stylize(tmp_path, "first", "--backend", backend)
     assert first.returncode == 0, first.stderr[-500:]
-    assert imported_torch(first.stderr)  # the torch path chose ONNX Runtime and recorded its graph
-    second = stylize(tmp_path, "second", "--backend", "onnxruntime")
+    assert imported_torch(first.stderr)  # the torch path chose the graph engine and recorded its graph
+    second = stylize(tmp_path, "second", "--backend", backend)
     assert second.returncode == 0 and "5 stylized, 0 skipped, 0 failed" in second.stdout
     assert not imported_torch(second.stderr)
     names = sorted(p.name for p in (tmp_path / "first").iterdir())
@@ -57,7 +59,7 @@ def test_a_size_without_a_recorded_graph_goes_through_the_fallback(tmp_path):
         built.append(1)
         return lambda batch: np.zeros_like(batch)
 
-    lane = ExpressStylizer({(256, 256): graph}, fallback)
+    lane = ExpressStylizer({(256, 256): ("onnxruntime-fp32", graph)}, fallback)
     x = np.random.default_rng(0).random((1, 3, 200, 240), dtype=np.float32)
     out = lane(x)
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1 and out.std() > 0 and built == []
@@ -67,7 +69,7 @@ def test_a_size_without_a_recorded_graph_goes_through_the_fallback(tmp_path):
     assert built == [1]  # the torch path is built once
 
 
-def test_only_onnxruntime_choices_on_a_cpu_are_recorded(tmp_path, monkeypatch):
+def test_only_graph_engines_chosen_on_a_cpu_are_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("STST_HOME", str(tmp_path))
     model_path, _ = resolve_model("udnie", "realtime")
     key = request_key(model_path, "auto", "auto")
@@ -76,11 +78,16 @@ def test_only_onnxruntime_choices_on_a_cpu_are_recorded(tmp_path, monkeypatch):
         torch.rand(1, 3, 64, 64))
     assert seen == []  # torch was asked for
     ort = Stylizer(fresh_network(), "cpu", backend="onnxruntime", tile=None,
-                   route=lambda bucket, graph: express.record(key, bucket, graph))
+                   route=lambda bucket, engine, graph: express.record(key, bucket, engine, graph))
     ort(torch.rand(1, 3, 300, 400))
-    assert recorded(key) == {(256, 256): ort.onnx.path, (384, 512): ort.onnx.path}
+    route = ("onnxruntime-fp32", ort.graph.path)
+    assert recorded(key) == {(256, 256): route, (384, 512): route}
     assert recorded(request_key(model_path, "fp32", "auto")) == {}
-    (tmp_path / "onnx" / ort.onnx.path.name).unlink()  # a graph removed from the cache is no route
+    vino = Stylizer(fresh_network(), "cpu", backend="openvino", precision="fp32", tile=None,
+                    route=lambda bucket, engine, graph: express.record(key, bucket, engine, graph))
+    vino(torch.rand(1, 3, 600, 800))
+    assert recorded(key)[(512, 768)] == ("openvino-fp32", ort.graph.path)  # the same graph, another engine
+    (tmp_path / "onnx" / ort.graph.path.name).unlink()  # a graph removed from the cache is no route
     assert recorded(key) == {}
     assert list(json.loads((tmp_path / EXPRESS_FILE).read_text())) == [key]
 

@@ -9,7 +9,6 @@ import platform
 
 from .errors import StstError
 
-ONNX_HINT = "pip install onnx onnxruntime (both are dependencies of stst: reinstall it)"
 
 
 def cpu_name() -> str:
@@ -38,7 +37,8 @@ def installed(module: str) -> bool:
 def require(module: str, purpose: str) -> None:
     """Install check with a hint: ``purpose`` needs the package ``module``."""
     if not installed(module):
-        raise StstError(f"{purpose} needs the package '{module}': {ONNX_HINT}")
+        raise StstError(f"{purpose} needs the package '{module}': pip install {module} (a dependency of stst: "
+                        "reinstall it)")
 
 
 def package_version(distribution: str) -> str:

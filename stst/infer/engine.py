@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import express, int8, onnxrt
+from . import express, int8, onnxrt, openvino_graph
 from ..base.errors import StstError
 from ..base.imageio import rgb_pixels, to_uint8
 from ..model.checkpoint import load_model
-from ..base.machine import require
+from ..base.machine import installed, require
 from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
 from .precision import PRECISIONS, Runner, cpu_has_bf16, fastest
@@ -24,7 +24,8 @@ from .sizes import AUTO_TILE, SIZE_BUCKETS, runs_in_tiles, size_bucket
 from .tiling import stylize_tiled
 
 TileSetting = Union[int, Literal["auto"], None]
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+GRAPH_BACKENDS = ("onnxruntime", "openvino")  # engines that run the exported graph, one image per core on CPUs
 ENGINE_PRECISIONS = (*PRECISIONS, "int8")
 
 
@@ -61,8 +62,9 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
 
     CUDA: torch with fp16 autocast. CPUs: eager fp32 (the reference), bf16
     autocast (only where oneDNN has native bf16), ONNX Runtime fp32 (where it
-    is installed) and ONNX Runtime int8 (where the model's quantized graph is
-    faithful to fp32); an explicit ``precision`` or ``backend`` narrows them. A
+    is installed), ONNX Runtime int8 (where the model's quantized graph is
+    faithful to fp32), and OpenVINO fp32 and bf16 (bf16 where the CPU has it
+    natively); an explicit ``precision`` or ``backend`` narrows them. A
     single candidate is settled without measuring. ``network``: what the torch
     engines run on CPUs, when the caller has built it (:func:`torch_network`).
     """
@@ -72,7 +74,7 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
         raise StstError(f"unknown precision '{precision}' (use auto, {', '.join(ENGINE_PRECISIONS)})")
     onnx = {"onnxruntime-fp32": lambda: onnxrt.OnnxStylizer(onnxrt.cached_graph(model), device)}
     if precision == "int8":
-        if device.type != "cpu" or backend == "torch":
+        if device.type != "cpu" or backend not in ("auto", "onnxruntime"):
             raise StstError("--precision int8 runs on CPUs, through ONNX Runtime only")
         require("onnxruntime", "--precision int8")
         return {"onnxruntime-int8": lambda: onnxrt.OnnxStylizer(int8.quantized_graph(model, device), device)}
@@ -82,12 +84,21 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
         require("onnxruntime", "--backend onnxruntime")
         require("onnx", "--backend onnxruntime")
         return onnx
+    if backend == "openvino":
+        if device.type != "cpu" or precision not in ("auto", "fp32", "bf16"):
+            raise StstError("--backend openvino runs fp32 or bf16, on CPUs")
+        require("openvino", "--backend openvino")
+        require("onnx", "--backend openvino")
+        return _openvino(model, precision)
     if device.type != "cpu":
         settled = ("fp16" if device.type == "cuda" else "fp32") if precision == "auto" else precision
         return {f"torch-{settled}": lambda: _torch_runner(model, PRECISIONS[settled])}
     network = torch_network(model, device) if network is None else network
     if precision not in ("auto", "fp32"):
-        return {f"torch-{precision}": lambda: _torch_runner(network, PRECISIONS[precision])}
+        candidates = {f"torch-{precision}": lambda: _torch_runner(network, PRECISIONS[precision])}
+        if precision == "bf16" and backend == "auto" and _openvino_here(model):
+            candidates.update(_openvino(model, "bf16"))
+        return candidates
     candidates = {"torch-fp32": lambda: _torch_runner(network, None)}
     if precision == "auto" and cpu_has_bf16():
         candidates["torch-bf16"] = lambda: _torch_runner(network, torch.bfloat16)
@@ -96,7 +107,24 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
         graph = _faithful_int8(model, device) if precision == "auto" else None
         if graph is not None:
             candidates["onnxruntime-int8"] = lambda: onnxrt.OnnxStylizer(graph, device)
+    if backend == "auto" and _openvino_here(model):
+        candidates.update(_openvino(model, precision))
     return candidates
+
+
+def _openvino_here(model: TransformerNet) -> bool:
+    """Whether ``auto`` offers OpenVINO for ``model`` here: it reads the exported ONNX graph (exporting needs the onnx
+    package), and not for weights that hold NaN or infinities: its fused ReLUs turn NaN into 0, so the output check
+    of a run (:func:`stst.base.imageio.all_finite`) would not see a broken model."""
+    return (openvino_graph.available() and installed("onnx")
+            and all(bool(torch.isfinite(weight).all()) for weight in model.state_dict().values()))
+
+
+def _openvino(model: TransformerNet, precision: str) -> dict[str, Callable[[], Runner]]:
+    """OpenVINO's candidates at ``precision`` (``auto``: fp32, and bf16 where the CPU has it natively)."""
+    precisions = ["fp32", "bf16"] if precision == "auto" else [precision]
+    return {f"openvino-{p}": (lambda p=p: openvino_graph.OpenVinoGraph(onnxrt.cached_graph(model), p))
+            for p in precisions if p == "fp32" or precision == "bf16" or cpu_has_bf16()}
 
 
 def choose_engine(device: torch.device, model: TransformerNet, precision: str = "auto",
@@ -115,18 +143,19 @@ class Stylizer:
     """A network set up for inference on one device: engine, precision, memory layout, tiling.
 
     - ``backend`` and ``precision``: ``auto`` is fp16 autocast on CUDA; on
-      CPUs the fastest of eager fp32, bf16 autocast (native bf16 only) and ONNX
-      Runtime as measured on the machine (:func:`choose_engine`).
+      CPUs the fastest of eager fp32, bf16 autocast (native bf16 only), ONNX
+      Runtime and OpenVINO as measured on the machine (:func:`choose_engine`).
     - ``channels_last``: default on CUDA, where cuDNN's convolutions prefer it.
     - ``tile``: a tile size, ``None`` for whole images, or ``auto``: tiles of
       1024 above 4 megapixels, and on CUDA also whenever memory runs out.
       Tiles always run in torch (they share instance-norm statistics through hooks).
     - ``compile``: ``torch.compile`` the network (pays off for many images).
     - On CPUs a batch runs image by image in torch, one image per core at a time
-      in ONNX Runtime (as the engines are measured, and ran fastest so), and
+      in ONNX Runtime and OpenVINO (as the engines are measured, and ran fastest so), and
       torch runs :func:`torch_network`.
-    - ``route``: told the size bucket and the graph each time ONNX Runtime is
-      chosen (how :mod:`stst.infer.express` learns what it may run without torch);
+    - ``route``: told the size bucket, the engine and the graph each time ONNX
+      Runtime or OpenVINO is chosen (how :mod:`stst.infer.express` learns what it
+      may run without torch);
       with it, the choice counts what the express lane saves (:func:`stst.infer.precision.fastest`).
     """
 
@@ -139,7 +168,7 @@ class Stylizer:
         channels_last: bool | None = None,
         compile: bool = False,
         backend: str = "auto",
-        route: Callable[[tuple[int, int], Path], None] | None = None,
+        route: Callable[[tuple[int, int], str, Path], None] | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         cuda = self.device.type == "cuda"
@@ -175,21 +204,21 @@ class Stylizer:
             builders = {name: (lambda n=name: self._runner(n)) for name in self.candidates}
             choice = self._engines[bucket] = fastest(self.model.config.tag, builders, bucket,
                                                      lane=self.route is not None)
-            if self.route is not None and choice.startswith("onnxruntime"):
-                self.route(bucket, self._runner(choice).path)
+            if self.route is not None and choice.split("-")[0] in GRAPH_BACKENDS:
+                self.route(bucket, choice, self._runner(choice).path)
         return self._engines[bucket]
 
     def _use(self, name: str) -> None:
         self.backend, self.precision = name.split("-")
         self.dtype = PRECISIONS.get(self.precision)  # int8: tiles run in fp32 torch
-        self.onnx = self._runner(name) if self.backend == "onnxruntime" else None
+        self.graph = self._runner(name) if self.backend in GRAPH_BACKENDS else None
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
 
     def _whole(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.onnx is not None:
-            return self.onnx(batch)  # on CPUs one image per core (stst.infer.graph)
+        if self.graph is not None:
+            return torch.as_tensor(self.graph(batch))  # on CPUs one image per core (.graph, .openvino_graph)
         if self.device.type == "cpu" and len(batch) > 1:
             # One image at a time: its layers' activations stay nearer the cores. Four 640x480 frames of the
             # realtime network ran 10-25% slower as one batch than one by one (2-core Xeon, bf16 and ONNX Runtime).

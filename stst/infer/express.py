@@ -1,12 +1,13 @@
-"""The express lane: photos through a graph that ONNX Runtime runs, without importing torch.
+"""The express lane: photos through a graph that ONNX Runtime or OpenVINO runs, without importing torch.
 
 ``import torch`` takes 1.6-3 s on a CPU-only machine, longer than a folder of
 photos takes through a light network. Once the torch path
-(:class:`stst.infer.engine.Stylizer`) has chosen ONNX Runtime for a model at a
-size, it records the graph it runs in ``$STST_HOME/express.json``, keyed by
-the model file's hash, what was asked (precision, backend) and the machine
-(CPU, library versions, threads). A later run that asks the same opens the
-recorded graphs directly: the same graph, so the same output. A size with no
+(:class:`stst.infer.engine.Stylizer`) has chosen ONNX Runtime or OpenVINO for a
+model at a size, it records the engine and the graph it runs in
+``$STST_HOME/express.json``, keyed by the model file's hash, what was asked
+(precision, backend) and the machine (CPU, library versions, threads). A later
+run that asks the same opens the recorded graphs directly: the same graph and
+engine, so the same output. A size with no
 recorded graph (another engine won there, it was not measured yet, or it needs
 tiles) builds the torch path when it is first met. An exported ``.onnx``
 model needs no record where ONNX Runtime has no GPU: the torch path runs it on
@@ -27,10 +28,19 @@ from ..base.home import read_record, stst_home, write_record
 from ..base.machine import cpu_cores, cpu_name, installed, package_version
 from ..model import GRAPH_FORM
 from .graph import GraphRunner
+from .openvino_graph import OpenVinoGraph
 from .sizes import runs_in_tiles, size_bucket
 
 EXPRESS_FILE = "express.json"
-Route = dict[tuple[int, int], Path]  # size bucket -> graph
+Route = dict[tuple[int, int], tuple[str, Path]]  # size bucket -> engine ("onnxruntime-fp32", ...) and graph
+
+
+# The engines the lane runs, by name, as builders of a runner for a graph.
+LANE_ENGINES: dict[str, Callable[[Path], Callable[[np.ndarray], np.ndarray]]] = {
+    "onnxruntime-fp32": GraphRunner, "onnxruntime-int8": GraphRunner,
+    "openvino-fp32": lambda graph: OpenVinoGraph(graph, "fp32"),
+    "openvino-bf16": lambda graph: OpenVinoGraph(graph, "bf16"),
+}
 
 
 def serves(tile: object, compile: bool) -> bool:
@@ -43,7 +53,7 @@ def machine_part() -> str:
     """The machine and libraries a recorded choice was measured with (threads as the environment sets them)."""
     threads = os.environ.get("OMP_NUM_THREADS") or f"{cpu_cores()} cpus"
     return (f"{cpu_name()} | torch {package_version('torch')}, onnxruntime {package_version('onnxruntime')}, "
-            f"stst {__version__}, graph form {GRAPH_FORM} | {threads}")
+            f"openvino {package_version('openvino')}, stst {__version__}, graph form {GRAPH_FORM} | {threads}")
 
 
 def request_key(model_file: Path, precision: str, backend: str) -> str:
@@ -52,29 +62,30 @@ def request_key(model_file: Path, precision: str, backend: str) -> str:
     return f"{machine_part()} | model {weights} | precision {precision}, backend {backend}"
 
 
-def record(key: str, bucket: tuple[int, int], graph: Path) -> None:
-    """Remember that the torch path runs ``graph`` at ``bucket`` for ``key``; a cache that cannot be written is
-    only a slower next start."""
+def record(key: str, bucket: tuple[int, int], engine: str, graph: Path) -> None:
+    """Remember that the torch path runs ``graph`` on ``engine`` at ``bucket`` for ``key``; a cache that cannot be
+    written is only a slower next start."""
     known = read_record(EXPRESS_FILE)
     routes = known.get(key) if isinstance(known.get(key), dict) else {}
-    name = f"{bucket[0]}x{bucket[1]}"
-    if routes.get(name) == str(graph):
+    name, route = f"{bucket[0]}x{bucket[1]}", [engine, str(graph)]
+    if routes.get(name) == route:
         return
-    known[key] = {**routes, name: str(graph)}
+    known[key] = {**routes, name: route}
     write_record(EXPRESS_FILE, known)
 
 
 def recorded(key: str) -> Route:
-    """The graphs recorded for ``key`` that are still there, by size bucket."""
+    """The routes recorded for ``key`` whose graphs are still there, by size bucket."""
     routes = read_record(EXPRESS_FILE).get(key)
     found = {}
-    for name, graph in routes.items() if isinstance(routes, dict) else ():
+    for name, route in routes.items() if isinstance(routes, dict) else ():
         try:
             bucket = tuple(int(side) for side in name.split("x"))
-        except ValueError:
+            engine, graph = route
+        except (TypeError, ValueError):
             continue
-        if len(bucket) == 2 and isinstance(graph, str) and Path(graph).is_file():
-            found[bucket] = Path(graph)
+        if len(bucket) == 2 and engine in LANE_ENGINES and isinstance(graph, str) and Path(graph).is_file():
+            found[bucket] = (engine, Path(graph))
     return found
 
 
@@ -84,27 +95,29 @@ def describe_routes() -> list[str]:
     lines = []
     for key, routes in sorted(read_record(EXPRESS_FILE).items()):
         if key.startswith(prefix) and isinstance(routes, dict):
-            lines.append(f"  {key[len(prefix):]}: {', '.join(sorted(routes))} without torch")
-    return [f"express lane (ONNX Runtime without torch, in {stst_home() / EXPRESS_FILE}):", *lines] if lines else []
+            sizes = ", ".join(f"{name} ({route[0]})" for name, route in sorted(routes.items())
+                              if isinstance(route, list) and route)
+            lines.append(f"  {key[len(prefix):]}: {sizes} without torch")
+    return [f"express lane (graphs run without torch, in {stst_home() / EXPRESS_FILE}):", *lines] if lines else []
 
 
 class ExpressStylizer:
-    """Runs each batch through the graph recorded for its size; other sizes through ``fallback()``, the torch
-    path, built the first time one is met."""
+    """Runs each batch through the graph recorded for its size, on its engine; other sizes through ``fallback()``,
+    the torch path, built the first time one is met."""
 
     def __init__(self, routes: Route, fallback: Callable[[], Callable[[np.ndarray], object]]) -> None:
         self.routes = routes
         self._build_fallback = fallback
         self._fallback: Callable[[np.ndarray], object] | None = None
-        self._graphs: dict[Path, GraphRunner] = {}
+        self._graphs: dict[tuple[str, Path], Callable[[np.ndarray], np.ndarray]] = {}
 
     def __call__(self, batch: np.ndarray) -> object:
         height, width = batch.shape[-2:]
-        graph = self.routes.get(size_bucket(height, width)) if not runs_in_tiles(height, width) else None
-        if graph is not None:
-            if graph not in self._graphs:
-                self._graphs[graph] = GraphRunner(graph)
-            return self._graphs[graph](batch)
+        route = self.routes.get(size_bucket(height, width)) if not runs_in_tiles(height, width) else None
+        if route is not None:
+            if route not in self._graphs:
+                self._graphs[route] = LANE_ENGINES[route[0]](route[1])
+            return self._graphs[route](batch)
         if self._fallback is None:
             self._fallback = self._build_fallback()
         return self._fallback(batch)

@@ -7,7 +7,7 @@ only. And the size matters: on one machine ONNX Runtime and eager fp32 tied at
 256x256 while ONNX Runtime was 1.32x faster at 768x512. So the candidates that
 can run here are timed on the model at hand at the size at hand (the nearest
 of :data:`SIZE_BUCKETS`), interleaved, round after round until the choice has
-stopped changing, each by its fastest round (a busy machine only ever adds
+stopped changing (one far behind is timed no more), each by its fastest round (a busy machine only ever adds
 time: on a 2-core Xeon the realtime network's ONNX Runtime graph took 0.17 s
 in one measurement and a median of 0.24 s in the next), and the answer is
 cached per CPU, library versions, thread count, network width, set of
@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 import torch
 
 from ..base.cores import default_batch
-from ..base.machine import cpu_name
+from ..base.machine import cpu_name, installed, package_version
 from ..base.errors import StstError
 from ..base.home import read_record, stst_home, write_record
 from ..model import GRAPH_FORM
@@ -43,13 +43,19 @@ from .sizes import SIZE_BUCKETS
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 CALIBRATION_FILE = "precision.json"
 # How much faster than the reference a candidate must measure to be chosen.
-MARGINS = {"torch-bf16": 1.1, "onnxruntime-fp32": 1.05, "onnxruntime-int8": 1.1}
-# Seconds an image by which a torch engine other than the reference must beat every ONNX Runtime candidate where
-# the express lane could serve the run: importing torch (about 2.4 s) spread over a folder of 24 photos.
+MARGINS = {"torch-bf16": 1.1, "onnxruntime-fp32": 1.05, "onnxruntime-int8": 1.1, "openvino-fp32": 1.05,
+           "openvino-bf16": 1.1}
+# Seconds an image by which a torch engine other than the reference must beat every exported graph's (ONNX Runtime,
+# OpenVINO) where the express lane could serve the run: importing torch (about 2.4 s) spread over 24 photos.
 LANE_SECONDS = 0.1
 # Rounds of interleaved timings: at least MIN_ROUNDS, until the choice is the same after STABLE_ROUNDS
 # rounds in a row, at most MAX_ROUNDS (or fewer once BUDGET_SECONDS are spent).
 MIN_ROUNDS, STABLE_ROUNDS, MAX_ROUNDS, BUDGET_SECONDS = 2, 2, 9, 12.0
+# A candidate whose fastest round, margin applied, takes more than this many times the best one's is timed no
+# more, and once one candidate is left the measurement ends: six candidates met the full model at 768x512 on a
+# 2-core Xeon, OpenVINO bf16 2.2x ahead of the next, and timing them took 31 s of the first photo's 49. Only a
+# slow spell that more than doubles one timing could drop a candidate that would have won.
+BEHIND = 2.0
 
 Runner = Callable[[torch.Tensor], object]
 Measure = Callable[[Runner, tuple[int, int]], float]
@@ -69,6 +75,8 @@ def machine_prefix() -> str:
         libraries = f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}"
     except ImportError:
         libraries = f"torch {torch.__version__}"
+    if installed("openvino"):
+        libraries += f", openvino {package_version('openvino')}"
     return f"{cpu_name()} | {libraries}, graph form {GRAPH_FORM} | {torch.get_num_threads()} threads"
 
 
@@ -92,26 +100,41 @@ def time_once(runner: Runner, size: tuple[int, int]) -> float:
     return (time.perf_counter() - start) / images
 
 
+def _costs(names: list[str], seconds: dict[str, float]) -> dict[str, float]:
+    """Each candidate's seconds times its margin (the reference, first, has none)."""
+    return {name: seconds[name] * (MARGINS.get(name, 1.0) if name != names[0] else 1.0) for name in names}
+
+
 def _choice(names: list[str], seconds: dict[str, float], lane: bool = False) -> str:
     """The fastest candidate once the margins are applied (the reference, first, has none); with ``lane``, a
-    torch engine other than the reference only where it beats every ONNX Runtime one by :data:`LANE_SECONDS`."""
-    def cost(name: str) -> float:
-        return seconds[name] * (MARGINS.get(name, 1.0) if name != names[0] else 1.0)
+    torch engine other than the reference only where it beats every graph engine (which the lane runs) by
+    :data:`LANE_SECONDS`."""
+    def lane_runs(name: str) -> bool:
+        return name == names[0] or not name.startswith("torch-")
 
+    cost = _costs(names, seconds).get
     choice = min(names, key=cost)
-    graphs = [seconds[name] for name in names if name.startswith("onnxruntime-")] if lane else []
-    if choice != names[0] and choice.startswith("torch-") and any(seconds[choice] + LANE_SECONDS > g for g in graphs):
-        choice = min((name for name in names if name == names[0] or not name.startswith("torch-")), key=cost)
+    graphs = [seconds[name] for name in names if name != names[0] and lane_runs(name)] if lane else []
+    if not lane_runs(choice) and any(seconds[choice] + LANE_SECONDS > g for g in graphs):
+        choice = min(filter(lane_runs, names), key=cost)
     return choice
+
+
+def _contenders(names: list[str], seconds: dict[str, float]) -> list[str]:
+    """The candidates still worth timing: within :data:`BEHIND` of the best, margins applied."""
+    cost = _costs(names, seconds)
+    best = min(cost.values())
+    return [name for name in names if cost[name] <= BEHIND * best]
 
 
 def measure_candidates(runners: dict[str, Runner], size: tuple[int, int], measure: Measure = time_once,
                        lane: bool = False) -> tuple[str, dict[str, float], int]:
     """``(choice, fastest seconds by name, rounds)``: each runner is warmed up once, then timed in rounds.
 
-    Every round times each runner once, starting with a different one each round, so that a slow
-    spell of the machine hits all of them; each one's fastest round decides. It stops when the choice has been
-    the same for :data:`STABLE_ROUNDS` rounds in a row (after at least :data:`MIN_ROUNDS`).
+    Every round times each runner still in contention (:func:`_contenders`) once, starting with a different one
+    each round, so that a slow spell of the machine hits all of them; each one's fastest round decides. It stops
+    when one is left, or when the choice has been the same for :data:`STABLE_ROUNDS` rounds in a row (after at
+    least :data:`MIN_ROUNDS`).
     """
     names = list(runners)
     for runner in runners.values():
@@ -119,15 +142,17 @@ def measure_candidates(runners: dict[str, Runner], size: tuple[int, int], measur
     samples: dict[str, list[float]] = {name: [] for name in names}
     choices: list[str] = []
     spent = 0.0
+    timed = names
     for round_ in range(MAX_ROUNDS):
-        for i in range(len(names)):
-            name = names[(round_ + i) % len(names)]
+        for i in range(len(timed)):
+            name = timed[(round_ + i) % len(timed)]
             samples[name].append(measure(runners[name], size))
             spent += samples[name][-1]
         fastest_rounds = {name: min(times) for name, times in samples.items()}
         choices.append(_choice(names, fastest_rounds, lane))
+        timed = [name for name in _contenders(names, fastest_rounds) if name in timed]
         stable = len(choices) >= STABLE_ROUNDS and len(set(choices[-STABLE_ROUNDS:])) == 1
-        if round_ + 1 >= MIN_ROUNDS and (stable or spent > BUDGET_SECONDS):
+        if len(timed) == 1 or (round_ + 1 >= MIN_ROUNDS and (stable or spent > BUDGET_SECONDS)):
             break
     return choices[-1], fastest_rounds, len(choices)
 

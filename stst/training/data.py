@@ -9,6 +9,7 @@ with any number of DataLoader workers.
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,6 +121,10 @@ def crop_loader(files: list[Path], size: int, batch_size: int, seed: int, start:
     """
     if batch_size % world:
         raise StstError(f"the batch size {batch_size} is not a multiple of the {world} processes")
+    # Forked workers of a process that has run OpenVINO (its thread pool started) crashed the process when they
+    # were shut down (the README's stylizing example, then its training one, in one process): such a process starts
+    # its workers from a fresh server process instead.
+    context = "forkserver" if workers and "openvino" in sys.modules and sys.platform == "linux" else None
     return DataLoader(
         CropDataset(files, size, seed),
         batch_size=batch_size // world,
@@ -128,4 +133,5 @@ def crop_loader(files: list[Path], size: int, batch_size: int, seed: int, start:
         collate_fn=collate,
         worker_init_fn=ignore_sigint if workers else None,
         pin_memory=pin_memory,
+        multiprocessing_context=context,
     )

@@ -1,0 +1,94 @@
+"""An ONNX graph run by OpenVINO on the CPU: the engine that runs these networks fastest where the CPU has native
+bf16, and a little faster than ONNX Runtime in fp32.
+
+OpenVINO fuses what ONNX Runtime runs as separate passes (the reflection pads,
+the reorders into blocked layouts around them, the normalisations and ReLUs),
+and on CPUs with AMX or AVX512-BF16 it runs bf16 natively. On 2 cores of an
+Intel Xeon (Sapphire Rapids, AMX), the realtime graph at 640x480, four frames
+at a time: ONNX Runtime (one frame per core) 15.1 frames/s, OpenVINO fp32
+16.6, OpenVINO bf16 42.3; the light graph 3.6, 4.4 and 10.7. bf16 is 0.24 grey
+levels from fp32 on average, as torch's bf16 autocast.
+
+Each image size gets its own compiled model (shapes fixed: with free height and
+width the same graph ran 2.5x slower), built the first time the size is met
+(0.5-0.8 s at 640x480-768x512) and kept for the next few sizes; a batch runs
+as one request per image on as many streams as the process has cores.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from ..base.errors import FileProblem, first_line
+from ..base.machine import cpu_cores, installed, require
+
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+KEEP_SIZES = 4  # compiled models kept, by image size
+
+
+def available() -> bool:
+    """Whether OpenVINO is installed."""
+    return installed("openvino")
+
+
+@functools.lru_cache(maxsize=1)
+def _core():
+    """The process's one OpenVINO core (its CPU plugin and thread pool), as OpenVINO asks of an application."""
+    import openvino
+
+    return openvino.Core()
+
+
+class OpenVinoGraph:
+    """A graph run by OpenVINO on the CPU in fp32 or bf16: a ``(N, 3, H, W)`` 0..1 batch in (an array, or anything
+    numpy reads: a CPU tensor), the graph's output clamped to 0..1 out; torch-free, as the express lane needs."""
+
+    def __init__(self, path: str | Path, precision: str = "fp32") -> None:
+        require("openvino", "--backend openvino")
+        self.path, self.precision = Path(path), precision
+        self._core = _core()
+        try:
+            self._model = self._core.read_model(str(path))
+        except Exception as exc:  # OpenVINO raises its own exception types
+            raise FileProblem(path, f"not a readable ONNX model ({first_line(exc)})") from exc
+        self._streams = cpu_cores()
+        self._compiled: OrderedDict[tuple[int, int], list] = OrderedDict()  # image size -> inference requests
+        self._lock = threading.Lock()  # the requests serve one batch at a time
+
+    def _requests(self, height: int, width: int) -> list:
+        """One inference request per stream of the model compiled for this image size (compiled the first time)."""
+        size = (height, width)
+        if size in self._compiled:
+            self._compiled.move_to_end(size)
+            return self._compiled[size]
+        model = self._model.clone()
+        model.reshape([1, 3, height, width])
+        compiled = self._core.compile_model(model, "CPU", {
+            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision],
+            "NUM_STREAMS": self._streams, "INFERENCE_NUM_THREADS": self._streams,
+            "ENABLE_CPU_PINNING": False,  # the cores are shared with the threads that decode and encode
+        })
+        self._compiled[size] = [compiled.create_infer_request() for _ in range(self._streams)]
+        if len(self._compiled) > KEEP_SIZES:
+            self._compiled.popitem(last=False)
+        return self._compiled[size]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        out = np.empty_like(batch)
+        with self._lock:
+            requests = self._requests(*batch.shape[-2:])
+            # as many images at once as there are streams; no callbacks (Python called from OpenVINO's threads)
+            for start in range(0, len(batch), len(requests)):
+                running = list(zip(requests, range(start, min(start + len(requests), len(batch)))))
+                for request, index in running:
+                    request.start_async({0: batch[index:index + 1]})
+                for request, index in running:
+                    request.wait()
+                    out[index] = request.get_output_tensor(0).data[0]
+        return np.clip(out, 0.0, 1.0, out=out)
