@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from pathlib import Path
 
 import numpy as np
@@ -82,13 +82,18 @@ class OpenVinoGraph:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         out = np.empty_like(batch)
         with self._lock:
-            requests = self._requests(*batch.shape[-2:])
-            # as many images at once as there are streams; no callbacks (Python called from OpenVINO's threads)
-            for start in range(0, len(batch), len(requests)):
-                running = list(zip(requests, range(start, min(start + len(requests), len(batch)))))
-                for request, index in running:
-                    request.start_async({0: batch[index:index + 1]})
-                for request, index in running:
+            idle = list(self._requests(*batch.shape[-2:]))
+            running: deque = deque()  # (request, index), oldest first; no callbacks (Python from OpenVINO's threads)
+            for index in range(len(batch) + len(idle)):
+                if index >= len(batch) or not idle:  # the oldest image is done first: collect it, free its request
+                    if not running:
+                        break
+                    request, done = running.popleft()
                     request.wait()
-                    out[index] = request.get_output_tensor(0).data[0]
+                    out[done] = request.get_output_tensor(0).data[0]
+                    idle.append(request)
+                if index < len(batch):
+                    request = idle.pop()
+                    request.start_async({0: batch[index:index + 1]})
+                    running.append((request, index))
         return np.clip(out, 0.0, 1.0, out=out)
