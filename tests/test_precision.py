@@ -179,6 +179,10 @@ def test_candidates_follow_the_machine_and_the_options(monkeypatch):
     assert seen[-1] == ["torch-bf16", "openvino-bf16"]
     choose_engine(cpu, net, backend="openvino")
     assert seen[-1] == ov
+    # a run of photos, whose sizes may vary: OpenVINO (a compile per size) only when asked for
+    assert list(engine.engine_candidates(cpu, net, lane=True)) == ["torch-fp32", "torch-bf16", "onnxruntime-fp32",
+                                                                   "onnxruntime-int8"]
+    assert list(engine.engine_candidates(cpu, net, backend="openvino", lane=True)) == ov
     assert choose_engine(cpu, net, backend="openvino", precision="fp32") == ("openvino", "fp32")
     for precision in ("int8", "fp16"):
         with pytest.raises(StstError, match="runs"):

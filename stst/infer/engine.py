@@ -56,8 +56,8 @@ def _faithful_int8(model: TransformerNet, device: torch.device) -> Path | None:
         return None
 
 
-def engine_candidates(device: torch.device, model: TransformerNet, precision: str = "auto",
-                      backend: str = "auto", network: TransformerNet | None = None) -> dict[str, Callable[[], Runner]]:
+def engine_candidates(device: torch.device, model: TransformerNet, precision: str = "auto", backend: str = "auto",
+                      network: TransformerNet | None = None, lane: bool = False) -> dict[str, Callable[[], Runner]]:
     """The engines ``model`` may run with on ``device``, as ``{"backend-precision": build runner}``.
 
     CUDA: torch with fp16 autocast. CPUs: eager fp32 (the reference), bf16
@@ -67,6 +67,9 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
     natively); an explicit ``precision`` or ``backend`` narrows them. A
     single candidate is settled without measuring. ``network``: what the torch
     engines run on CPUs, when the caller has built it (:func:`torch_network`).
+    ``lane``: a run of photos (see :func:`open_stylizer`), whose sizes may change
+    from photo to photo: OpenVINO compiles each size (0.3-0.8 s, more than it
+    saves a photo), so ``auto`` leaves it to clips, the server and the API there.
     """
     if backend not in BACKENDS:
         raise StstError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
@@ -96,7 +99,7 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
     network = torch_network(model, device) if network is None else network
     if precision not in ("auto", "fp32"):
         candidates = {f"torch-{precision}": lambda: _torch_runner(network, PRECISIONS[precision])}
-        if precision == "bf16" and backend == "auto" and _openvino_here(model):
+        if precision == "bf16" and backend == "auto" and not lane and _openvino_here(model):
             candidates.update(_openvino(model, "bf16"))
         return candidates
     candidates = {"torch-fp32": lambda: _torch_runner(network, None)}
@@ -107,7 +110,7 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
         graph = _faithful_int8(model, device) if precision == "auto" else None
         if graph is not None:
             candidates["onnxruntime-int8"] = lambda: onnxrt.OnnxStylizer(graph, device)
-    if backend == "auto" and _openvino_here(model):
+    if backend == "auto" and not lane and _openvino_here(model):
         candidates.update(_openvino(model, precision))
     return candidates
 
@@ -181,7 +184,7 @@ class Stylizer:
         network = torch_network(self.model, self.device)  # built once: the measured torch engines run it too
         self.network = torch.compile(network, dynamic=True) if compile else network
         self.candidates = engine_candidates(self.device, self.model, precision, "torch" if compile else backend,
-                                            network)
+                                            network, lane=route is not None)
         self._runners: dict[str, Runner] = {}  # built once, shared by the measurement and the work
         self._engines: dict[tuple[int, int], str] = {}  # measured size -> "backend-precision"
         self.route = route
