@@ -84,16 +84,19 @@ class OpenVinoGraph:
         with self._lock:
             idle = list(self._requests(*batch.shape[-2:]))
             running: deque = deque()  # (request, index), oldest first; no callbacks (Python from OpenVINO's threads)
-            for index in range(len(batch) + len(idle)):
-                if index >= len(batch) or not idle:  # the oldest image is done first: collect it, free its request
-                    if not running:
-                        break
-                    request, done = running.popleft()
-                    request.wait()
-                    out[done] = request.get_output_tensor(0).data[0]
-                    idle.append(request)
-                if index < len(batch):
-                    request = idle.pop()
-                    request.start_async({0: batch[index:index + 1]})
-                    running.append((request, index))
+
+            def collect_oldest() -> None:
+                request, index = running.popleft()
+                request.wait()
+                out[index] = request.get_output_tensor(0).data[0]
+                idle.append(request)
+
+            for index in range(len(batch)):
+                if not idle:
+                    collect_oldest()
+                request = idle.pop()
+                request.start_async({0: batch[index:index + 1]})
+                running.append((request, index))
+            while running:
+                collect_oldest()
         return np.clip(out, 0.0, 1.0, out=out)
