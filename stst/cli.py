@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -30,6 +31,22 @@ def _parse_tile(value: str):
     return int(value)
 
 
+class _Notes(logging.Handler):
+    """The library's log messages (``stst.*``, info and up) as ``note:`` lines on stderr, which a photo piped to
+    stdout never shares; looked up at each message, as click's test runner swaps the stream."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"note: {record.getMessage()}", err=True)
+
+
+def _show_notes() -> None:
+    """Once per process, and under torchrun in the first process only (the others do the same)."""
+    library = logging.getLogger("stst")
+    if os.environ.get("RANK", "0") == "0" and not any(isinstance(h, _Notes) for h in library.handlers):
+        library.addHandler(_Notes())
+        library.setLevel(logging.INFO)
+
+
 class _Cli(click.Group):
     """The command group, with one error style for every subcommand.
 
@@ -45,6 +62,7 @@ class _Cli(click.Group):
         if not _Cli.debug:  # Pillow warns about damaged metadata it then ignores; that is not the user's error
             warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
         extra["standalone_mode"] = False
+        _show_notes()
         try:
             code = super().main(args, prog_name or "stst", **extra)
         except click.UsageError as exc:

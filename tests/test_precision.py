@@ -16,7 +16,10 @@ from stst.infer.precision import (CALIBRATION_FILE, MAX_ROUNDS, MIN_ROUNDS, STAB
                                     measure_candidates, time_once)
 from stst.infer.sizes import size_bucket
 
-from conftest import fresh_network
+from stst.model.checkpoint import save_checkpoint
+from stst.model.network import ArchConfig
+
+from conftest import PHOTOS, fresh_network
 
 
 def fake_timer(seconds: dict[str, float], calls: list, jitter: float = 0.0, seed: int = 0):
@@ -252,6 +255,25 @@ def test_the_stylizer_chooses_per_size_on_first_use(monkeypatch):
     stylizer(torch.rand(2, 3, 48, 48))
     assert (stylizer.backend, len(asked)) == ("torch", 2)  # known bucket: not asked again
     assert small.shape == (1, 3, 40, 60) and large.shape == (1, 3, 300, 400)
+
+
+def test_the_first_timing_is_told_on_stderr_once(tmp_path, monkeypatch):
+    """The first photo waits while the engines are timed: the user is told why, once, and never on stdout (which
+    may carry a photo)."""
+    from click.testing import CliRunner
+
+    from stst.cli import main
+
+    monkeypatch.setenv("STST_HOME", str(tmp_path))
+    model = tmp_path / "small.pth"
+    save_checkpoint(model, fresh_network(config=ArchConfig(channels=8)))
+    runs = [CliRunner().invoke(main, ["stylize", str(PHOTOS / "kodim23.jpg"), "-m", str(model), "--precision", "fp32",
+                                      "-o", str(tmp_path / f"{i}.png")]) for i in range(2)]
+    assert [run.exit_code for run in runs] == [0, 0]
+    notes = [line for line in runs[0].stderr.splitlines() if line.startswith("note:")]
+    assert notes == ["note: timing 2 engines for this network at 256x256, once on this machine (stst info --engines "
+                     "shows the choice)"]
+    assert "note:" not in runs[0].stdout + runs[1].stdout + runs[1].stderr
 
 
 def test_info_engines_shows_what_was_measured_and_chosen(tmp_path, monkeypatch):

@@ -253,11 +253,11 @@ def test_the_default_video_path_denoises_the_source_and_flickers_less(tmp_path):
     assert denoised < 0.4 * warping_error(source, read_frames(plain), "farneback")
 
 
-def test_the_realtime_tier_keeps_the_clip_path_up_with_it(tmp_path):
-    """--tier realtime encodes at x264's veryfast preset (its settings, written into the stream, say subme=2) where
-    the full tier keeps the default, medium (subme=7)."""
+def test_the_quick_tiers_keep_the_clip_path_up_with_them(tmp_path):
+    """--tier realtime and light encode at x264's veryfast preset (its settings, written into the stream, say
+    subme=2) where the full tier keeps the default, medium (subme=7)."""
     clip = make_clip(tmp_path / "in.mp4", frames=6, audio=None)
-    for tier, subme in (("realtime", b" subme=2 "), ("full", b" subme=7 ")):
+    for tier, subme in (("realtime", b" subme=2 "), ("light", b" subme=2 "), ("full", b" subme=7 ")):
         out = tmp_path / f"{tier}.mp4"
         result = run("stylize", str(clip), "--tier", tier, "-o", str(out), "--backend", "torch", "--precision", "fp32")
         assert result.exit_code == 0, result.output

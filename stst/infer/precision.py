@@ -27,6 +27,7 @@ photos took 8.9 s through it against 4.9 s through the lane.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -56,6 +57,8 @@ MIN_ROUNDS, STABLE_ROUNDS, MAX_ROUNDS, BUDGET_SECONDS = 2, 2, 9, 12.0
 # 2-core Xeon, OpenVINO bf16 2.2x ahead of the next, and timing them took 31 s of the first photo's 49. Only a
 # slow spell that more than doubles one timing could drop a candidate that would have won.
 BEHIND = 2.0
+
+log = logging.getLogger(__name__)  # the CLI shows its messages as notes on stderr
 
 Runner = Callable[[torch.Tensor], object]
 Measure = Callable[[Runner, tuple[int, int]], float]
@@ -185,6 +188,8 @@ def fastest(width: object, candidates: dict[str, Callable[[], Runner]], size: tu
     key = machine_key(width, names, size, lane)
     if isinstance(known.get(key), dict) and known[key].get("choice") in names:
         return known[key]["choice"]
+    log.info("timing %d engines for this network at %dx%d, once on this machine (stst info --engines shows the "
+             "choice)", len(names), size[1], size[0])
     runners = _built(candidates)
     if len(runners) < len(names):  # measured without a candidate that could not be set up: not cached
         return measure_candidates(runners, size, measure, lane)[0] if len(runners) > 1 else next(iter(runners))

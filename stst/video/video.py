@@ -30,7 +30,7 @@ from ..base.prefetch import prefetch
 from .smoothing import DarkKeeper
 from .probe import av_module
 from .settings import VideoSettings
-from .temporal import FLOW_SIDE, REALTIME_FLOW_SIDE, FlowBlend, FlowDenoiser
+from .temporal import FLOW_SIDE, QUICK_FLOW_SIDE, FlowBlend, FlowDenoiser
 
 # Output containers by suffix, and the audio codecs each holds without re-encoding.
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".m4v": "mp4", ".mkv": "matroska", ".webm": "webm"}
@@ -42,9 +42,9 @@ AUDIO_COPY = {
 }
 AUDIO_FALLBACK = {"webm": "libopus"}  # else aac
 VIDEO_CODECS = {"webm": "libvpx-vp9"}  # else libx264
-# Encoder options that keep up with a camera-rate network (VideoSettings.realtime): at 640x480 x264's
-# veryfast preset takes 4 ms a frame where medium takes 10, for about the same file on our clips.
-REALTIME_ENCODING = {"libx264": {"preset": "veryfast"}, "libx265": {"preset": "veryfast"},
+# Encoder options that keep up with a fast network (VideoSettings.quick): at 640x480 x264's veryfast preset takes
+# 4 ms a frame where medium takes 10, for about the same file on our clips.
+QUICK_ENCODING = {"libx264": {"preset": "veryfast"}, "libx265": {"preset": "veryfast"},
                      "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"}}
 
 
@@ -135,8 +135,8 @@ def stylize_video(
             vout.options = {"crf": str(settings.crf)} if codec in ("libx264", "libx265", "libvpx-vp9") else {}
             if codec == "libvpx-vp9":
                 vout.options["b"] = "0"
-            if settings.realtime:
-                vout.options.update(REALTIME_ENCODING.get(codec, {}))
+            if settings.quick:
+                vout.options.update(QUICK_ENCODING.get(codec, {}))
             rotation = _rotation(source)
             if rotation:
                 vout.set_display_rotation(rotation)
@@ -283,7 +283,7 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
     """
     container, video, audio = decoding
     sink = _Sink(encoding, video, FlowBlend(settings.temporal) if settings.temporal else None)
-    side = REALTIME_FLOW_SIDE if settings.realtime else FLOW_SIDE
+    side = QUICK_FLOW_SIDE if settings.quick else FLOW_SIDE
     denoiser = FlowDenoiser(settings.denoise, side) if settings.denoise else None
     dark = DarkKeeper() if settings.dark else None
     batch_size = settings.batch_size
