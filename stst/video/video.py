@@ -45,7 +45,7 @@ VIDEO_CODECS = {"webm": "libvpx-vp9"}  # else libx264
 # Encoder options that keep up with a fast network (VideoSettings.quick): at 640x480 x264's veryfast preset takes
 # 4 ms a frame where medium takes 10, for about the same file on our clips.
 QUICK_ENCODING = {"libx264": {"preset": "veryfast"}, "libx265": {"preset": "veryfast"},
-                     "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"}}
+                  "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"}}
 
 
 @dataclass
