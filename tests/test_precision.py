@@ -244,9 +244,8 @@ def test_the_stylizer_chooses_per_size_on_first_use(monkeypatch):
     def choose(width, candidates, size, lane=False):
         asked.append(size)
         return "onnxruntime-fp32" if size == (384, 512) else "torch-fp32"
-    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
     monkeypatch.setattr(engine, "fastest", choose)
-    stylizer = Stylizer(fresh_network(1), "cpu", tile=None)
+    stylizer = Stylizer(fresh_network(1), "cpu", precision="fp32", tile=None)  # fp32: no int8 graph to make
     assert asked == [] and stylizer.backend is None
     small = stylizer(torch.rand(1, 3, 40, 60))
     assert (stylizer.backend, asked) == ("torch", [(256, 256)])
