@@ -37,13 +37,20 @@ needs_shared = pytest.mark.skipif(
 )
 
 
+def copy_vgg_weights(source: Path, home: Path) -> None:
+    """The VGG16 weights cached in ``source``, where there are some, into the cache folder ``home`` (made if need be);
+    they are verified again wherever they are loaded."""
+    if (source / CACHE_NAME).is_file():
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / CACHE_NAME, home / CACHE_NAME)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def stst_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache folder for the session (engine calibration, exported graphs), never the user's ~/.cache/stst;
     with the VGG16 weights of an earlier run where there are some."""
     home = tmp_path_factory.mktemp("stst-home")
-    if (TEST_VGG_CACHE / CACHE_NAME).is_file():  # else the first training test fetches them (20 s)
-        shutil.copyfile(TEST_VGG_CACHE / CACHE_NAME, home / CACHE_NAME)  # verified again wherever they are loaded
+    copy_vgg_weights(TEST_VGG_CACHE, home)  # else the first training test fetches them (20 s)
     previous = os.environ.get("STST_HOME")
     os.environ["STST_HOME"] = str(home)
     yield home

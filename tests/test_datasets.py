@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import io
-import shutil
 import threading
 import zipfile
 
@@ -14,9 +13,8 @@ from click.testing import CliRunner
 from stst.training import datasets
 from stst.cli import main
 from stst.training.datasets import COLLECTIONS, DEFAULT_DATASET, Collection, DownloadError, fetch
-from stst.training.weights import CACHE_NAME
 
-from conftest import PHOTOS, STYLES
+from conftest import PHOTOS, STYLES, copy_vgg_weights
 
 FOLDER = "val2017"
 
@@ -73,9 +71,7 @@ def photo_zip(photos: int = 5) -> bytes:
 def server(monkeypatch, tmp_path, stst_home):
     """A COCO-like download, into a cache of its own (with the session's VGG16 weights, where it has them)."""
     monkeypatch.setenv("STST_HOME", str(tmp_path / "home"))
-    if (stst_home / CACHE_NAME).is_file():
-        (tmp_path / "home").mkdir()
-        shutil.copyfile(stst_home / CACHE_NAME, tmp_path / "home" / CACHE_NAME)
+    copy_vgg_weights(stst_home, tmp_path / "home")
     served = Server(photo_zip())
     monkeypatch.setitem(COLLECTIONS, DEFAULT_DATASET, Collection(
         DEFAULT_DATASET, "test photos", served.url, len(served.payload), 5, FOLDER, "Kodak, free to copy"))

@@ -10,7 +10,6 @@ import platform
 from .errors import StstError
 
 
-
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
     try:
