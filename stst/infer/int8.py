@@ -3,8 +3,8 @@
 Static quantization (ONNX Runtime's QDQ format): per-channel int8 weights and
 signed int8 activations (S8S8, the setting ONNX Runtime recommends first; the
 unsigned activations of U8S8 can saturate in VPMADDUBSW on CPUs without VNNI),
-activation ranges set by the 99.999th percentile on the photos shipped in
-``stst/examples/calibration``. Only the convolutions of the residual blocks
+activation ranges set by the 99.999th percentile on four of the photos shipped in
+``stst/examples/training`` (:data:`CALIBRATION`). Only the convolutions of the residual blocks
 are quantized: they run at a quarter of the resolution and hold 60% of the
 full model's multiply-adds, and there each quantize/dequantize pair is cheap.
 Quantizing every convolution as well (the full-resolution 9x9 ones, the
@@ -39,12 +39,14 @@ from .onnxrt import OnnxStylizer, cached_file, cached_graph, weights_digest
 
 FIDELITY = 1.5  # grey levels (0-255), mean absolute difference from fp32 on the calibration photos
 PERCENTILE = 99.999
+# The shipped photos the ranges are set on and fidelity is judged on (Kodak, 384x256).
+CALIBRATION = ("kodim01.jpg", "kodim03.jpg", "kodim05.jpg", "kodim23.jpg")
 
 
 def calibration_photos() -> list[torch.Tensor]:
     """The photos shipped for calibration, as ``(1, 3, H, W)`` 0..1 tensors."""
-    folder = Path(str(resources.files("stst"))) / "examples" / "calibration"
-    return [read_photo(path).rgb[None] for path in sorted(folder.glob("*.jpg"))]
+    folder = Path(str(resources.files("stst"))) / "examples" / "training"
+    return [read_photo(folder / name).rgb[None] for name in CALIBRATION]
 
 
 def grey_level_difference(reference: Callable[[torch.Tensor], torch.Tensor],

@@ -32,6 +32,10 @@ from ..base.home import stst_home
 from .data import IMAGE_SUFFIXES
 
 CHUNK = 1 << 20
+# The photos that ship with stst (12 Kodak test photos at 384x256, free to copy): enough for the quick recipe,
+# which fine-tunes a trained network for minutes, so that `stst train --style x.jpg` on a CPU downloads nothing.
+SHIPPED_DATASET = "kodak"
+SHIPPED_PHOTOS = Path(__file__).resolve().parents[1] / "examples" / "training"
 TIMEOUT_SECONDS = 30
 
 
@@ -165,9 +169,15 @@ def fetch(collection: Collection, progress: bool = True, log: Callable[[str], No
     return target
 
 
-def resolve_dataset(spec: str | Path | None, progress: bool = True, log: Callable[[str], None] = print) -> Path:
-    """A folder of training photos for ``--dataset``: a folder path, a collection name, or ``None`` for the default."""
-    spec = DEFAULT_DATASET if spec is None else str(spec)
-    if spec in COLLECTIONS and not Path(spec).is_dir():
+def resolve_dataset(spec: str | Path | None, progress: bool = True, log: Callable[[str], None] = print,
+                    default: str = DEFAULT_DATASET) -> Path:
+    """A folder of training photos for ``--dataset``: a folder path, a collection name (``kodak`` ships with stst,
+    the others are fetched once), or ``None`` for ``default``."""
+    spec = default if spec is None else str(spec)
+    if Path(spec).is_dir():
+        return Path(spec)
+    if spec == SHIPPED_DATASET:
+        return SHIPPED_PHOTOS
+    if spec in COLLECTIONS:
         return fetch(COLLECTIONS[spec], progress, log)
     return Path(spec)

@@ -1,4 +1,5 @@
-"""Scoring a trained model on held-out photos with the same perceptual loss it was trained with."""
+"""Scoring a trained model on held-out photos with the same perceptual loss it was trained with, and by LPIPS
+to the photo (how much of the photo the eye still finds in the picture)."""
 
 from __future__ import annotations
 
@@ -15,20 +16,24 @@ from ..model.checkpoint import Checkpoint, load_model
 from .data import IMAGE_SUFFIXES
 from .losses import PerceptualLoss, build_loss
 from .options import options_from_dict
+from .similarity import Lpips
 from .weights import resolve_vgg_weights
 
 TERMS = ("content", "style", "tv", "total")
+# The loss terms and LPIPS-VGG to the photo: what evaluate reports per photo.
+SCORES = (*TERMS, "lpips")
 
 
 @dataclass
 class Score:
-    """Weighted loss terms of one stylized photo (``total`` is their sum)."""
+    """Weighted loss terms of one stylized photo (``total`` is their sum) and its LPIPS to the photo."""
 
     photo: str
     content: float
     style: float
     tv: float
     total: float
+    lpips: float
 
 
 def photo_files(inputs: list[str | Path]) -> list[Path]:
@@ -58,6 +63,20 @@ def model_loss(model_path: str | Path, ckpt: Checkpoint, device: torch.device | 
     return build_loss(options, ckpt.style_image, vgg_state, torch.device(device))
 
 
+class Scorer:
+    """A model's training losses and LPIPS to the photo, for any picture made from a photo (stst's or a peer's)."""
+
+    def __init__(self, model_path: str | Path, ckpt: Checkpoint, device: torch.device | str = "cpu") -> None:
+        self.loss_fn = model_loss(model_path, ckpt, device)
+        self.lpips = Lpips(resolve_vgg_weights()[0]).to(device)
+
+    @torch.no_grad()
+    def __call__(self, name: str, picture: torch.Tensor, photo: torch.Tensor) -> Score:
+        """The score of ``picture`` (1, 3, H, W) in 0..1, made from ``photo`` of the same size."""
+        terms = self.loss_fn(picture, photo)
+        return Score(name, *(terms[t].item() for t in TERMS), self.lpips(picture, photo).item())
+
+
 @torch.no_grad()
 def evaluate(
     model_path: str | Path,
@@ -76,7 +95,7 @@ def evaluate(
     or with ``skip`` is reported to it and left out; with no photo left, it raises.
     """
     model, ckpt = load_model(model_path, device)
-    loss_fn = model_loss(model_path, ckpt, device)
+    scorer = Scorer(model_path, ckpt, device)
     stylizer = Stylizer(model, device, precision=precision, tile=None, channels_last=False, backend=backend)
     scores = []
     files = photo_files(inputs)
@@ -88,13 +107,12 @@ def evaluate(
                 raise
             skip(path, exc.problem)
             continue
-        terms = loss_fn(stylizer(photo.cpu()).to(device), photo)
-        scores.append(Score(str(path), *(terms[t].item() for t in TERMS)))
+        scores.append(scorer(str(path), stylizer(photo.cpu()).to(device), photo))
     if not scores:
         raise FileProblem(files[0] if len(files) == 1 else inputs[0], "no readable photo to evaluate on")
     return scores
 
 
 def mean_score(scores: list[Score]) -> dict[str, float]:
-    """Average of each term over photos."""
-    return {t: sum(getattr(s, t) for s in scores) / len(scores) for t in TERMS}
+    """Average of each term (and of LPIPS) over photos."""
+    return {t: sum(getattr(s, t) for s in scores) / len(scores) for t in SCORES}
