@@ -19,7 +19,7 @@ MAY_IMPORT = {
     "video": {"infer", "model", "base"},
     "training": {"infer", "model", "base"},
     "stylize": {"video", "infer", "model", "base"},
-    "serve": {"stylize", "video", "infer", "model", "base"},
+    "serve": {"stylize", "training", "video", "infer", "model", "base"},
     "cli": {"serve", "stylize", "training", "video", "infer", "model", "base"},
     "__main__": {"cli"},
 }

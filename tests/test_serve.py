@@ -5,6 +5,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,7 +22,7 @@ from stst.model.bundled import bundled_styles
 from stst.serve.app import ServeConfig, create_app
 from stst.serve.live import _Slot
 
-from conftest import PHOTOS, make_clip
+from conftest import PHOTOS, STYLES, make_clip
 
 PHOTO = PHOTOS / "kodim23.jpg"  # 384x256
 
@@ -229,3 +230,48 @@ def test_models_dir_adds_its_styles_and_skips_a_broken_file(tmp_path, untrained_
         assert "mystyle" in names and "starry_night" in names and "broken" not in names
         assert post(mine, model="mystyle").status_code == 200
     assert "broken.pth" in caplog.text and "broken is not served" in caplog.text
+
+
+def test_a_painting_becomes_a_style_with_progress_a_preview_and_a_place_in_the_queue(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    app = create_app(ServeConfig(models=models, precision="fp32", backend="torch"))
+    painting = (STYLES / "the_scream.jpg").read_bytes()
+    with TestClient(app) as client:
+        refused = [client.post("/api/styles", files={"painting": ("x.jpg", b"not an image")}),
+                   client.post("/api/styles", files={"painting": ("x.jpg", b"")}),
+                   client.post("/api/styles", files={"painting": ("x.jpg", painting)}, data={"minutes": "600"}),
+                   client.post("/api/styles", data={"minutes": "1"})]
+        assert [r.status_code for r in refused] == [422, 422, 400, 400], [r.text for r in refused]
+        assert "x.jpg: not a readable image" in refused[0].json()["error"]
+        first = client.post("/api/styles", files={"painting": ("the_scream.jpg", painting),
+                                                  "photo": ("me.jpg", PHOTO.read_bytes())}, data={"minutes": "0.05"})
+        second = client.post("/api/styles", files={"painting": ("../../Mon Tableau!.jpg", painting)},
+                             data={"minutes": "0.05"})
+        assert first.status_code == second.status_code == 202, (first.text, second.text)
+        assert first.json()["name"] == "the_scream-2"  # never a style the server has, never the client's path
+        assert second.json()["name"] == "mon_tableau_" and second.json()["place"] in (1, 2)
+        jobs = [first.json(), second.json()]
+        for _ in range(1200):
+            jobs = [client.get(f"/api/styles/{job['id']}").json() for job in jobs]
+            if all(job["state"] in ("done", "failed") for job in jobs):
+                break
+            time.sleep(0.1)
+        assert [job["state"] for job in jobs] == ["done", "done"], jobs
+        assert jobs[0]["iteration"] >= 1 and jobs[0]["seconds"] >= 3.0 and jobs[0]["preview"]
+        preview = client.get(f"/api/styles/{jobs[0]['id']}/preview")
+        assert preview.status_code == 200 and Image.open(io.BytesIO(preview.content)).size == (384, 256)
+        assert client.get(f"/api/styles/{jobs[1]['id']}/preview").status_code == 404  # no photo, no preview
+        assert sorted(p.name for p in models.iterdir()) == ["mon_tableau_.pth", "the_scream-2.pth"]
+        names = [m["name"] for m in client.get("/api/models").json()["models"]]
+        assert "the_scream-2" in names and "mon_tableau_" in names
+        assert post(client, model="the_scream-2", max_size=64).status_code == 200
+        assert client.get("/api/styles/nope").status_code == 404
+
+
+def test_a_mix_of_styles_that_share_no_base_is_refused_in_one_line(client):
+    answer = post(client, mix="starry_night=0.7,udnie=0.3", max_size=64)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("cannot mix starry_night and udnie: they were not fine-tuned from one base")
+    assert post(client, mix="starry_night=1", max_size=64).status_code == 200
+    assert post(client, mix="nope=1", max_size=64).status_code == 404

@@ -60,11 +60,12 @@ def normalised(parts: list[Part]) -> list[Part]:
     return [Part(p.path, p.name, p.weight / total) for p in parts if p.weight > 0]
 
 
-def _base(path: Path, ckpt: Checkpoint) -> str:
-    """The sha256 of the model this one was fine-tuned from, or of the file itself for a model trained alone
-    (so that a base mixes with the models fine-tuned from it)."""
+def lineage(path: Path, ckpt: Checkpoint) -> set[str]:
+    """The sha256 of the file and of the model it was fine-tuned from: models whose lineages meet share a base
+    (a base mixes with the models fine-tuned from it, and they with each other)."""
     init = ckpt.metadata.get("init")
-    return init["sha256"] if isinstance(init, dict) and isinstance(init.get("sha256"), str) else file_sha256(path)
+    parent = {init["sha256"]} if isinstance(init, dict) and isinstance(init.get("sha256"), str) else set()
+    return {file_sha256(path)} | parent
 
 
 def check_mixable(parts: list[Part], ckpts: list[Checkpoint]) -> None:
@@ -73,7 +74,7 @@ def check_mixable(parts: list[Part], ckpts: list[Checkpoint]) -> None:
     if len({c.arch for c in ckpts}) > 1:
         shapes = ", ".join(f"{p.name}: width {c.arch.tag}" for p, c in zip(parts, ckpts))
         raise MixError(f"cannot mix {names}: their networks differ ({shapes})")
-    if len({_base(p.path, c) for p, c in zip(parts, ckpts)}) > 1:
+    if not set.intersection(*(lineage(p.path, c) for p, c in zip(parts, ckpts))):
         raise MixError(f"cannot mix {names}: they were not fine-tuned from one base (models made by "
                        "`stst train` on a CPU, the quick recipe, share one and can be mixed)")
 

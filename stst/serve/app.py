@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..base.devices import resolve_device
 from ..base.errors import FileProblem, StstError
+from ..base.home import stst_home
 from ..base.imageio import FORMAT_ALIASES, TooManyPixels
 from ..base.limits import DEFAULT_MAX_PIXELS
 from ..stylize import JobSettings, stylize_bytes
@@ -35,6 +36,7 @@ from .clips import ClipJobs
 from .engines import Engines
 from .fields import ApiError, field, look_of
 from .live import live
+from .styles import MINUTES, STYLES_FOLDER, StyleJobs
 
 PAGE = Path(__file__).resolve().parent / "page"
 log = logging.getLogger("stst.serve")
@@ -58,9 +60,12 @@ class Server:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.catalog = Catalog(config.models, warn=log.warning)
+        # Styles trained from the page go to --models, else to the cache, whose styles are offered too.
+        trained = config.models or stst_home() / STYLES_FOLDER
+        self.catalog = Catalog(config.models or (trained if trained.is_dir() else None), warn=log.warning)
         self.engines = Engines(resolve_device(config.device), config.precision, config.backend)
         self.clips = ClipJobs(replace(config.video, max_pixels=config.max_pixels))
+        self.styles = StyleJobs(trained, lambda name: name in self.catalog.styles, self.catalog.add, config.device)
 
     def settings(self, max_size: int | None = None, quality: int = 95) -> JobSettings:
         return JobSettings(max_size=max_size, quality=quality, max_pixels=self.config.max_pixels)
@@ -86,11 +91,13 @@ async def models(request: Request) -> Response:
 
 
 async def stylize(request: Request) -> Response:
-    """``POST /api/stylize``: multipart ``image`` and the fields of :func:`look_of`, ``model``, ``tier``,
-    ``format`` (default png) and ``max_size``; answers the stylized image."""
+    """``POST /api/stylize``: multipart ``image`` and the fields of :func:`look_of`, ``model`` (or ``mix``:
+    ``a=0.7,b=0.3``), ``tier``, ``format`` (default png) and ``max_size``; answers the stylized image."""
     server = _server(request)
     async with request.form(max_files=1, max_fields=16) as form:
-        path = server.catalog.file(form.get("model"), form.get("tier"))
+        mix = form.get("mix")
+        path = (await run_in_threadpool(server.catalog.mixed, mix, form.get("tier")) if mix
+                else server.catalog.file(form.get("model"), form.get("tier")))
         look = look_of(form)
         fmt = field(form, "format", lambda v: FORMAT_ALIASES[v.lower()], "PNG",
                      what=f"one of {', '.join(FORMAT_ALIASES)}")
@@ -119,15 +126,62 @@ async def submit_clip(request: Request) -> Response:
         upload = _upload(form, "video")
         filename = upload.filename
         target = server.clips.new_upload()
-        with target.open("wb") as out:
-            while chunk := await upload.read(1 << 20):
-                out.write(chunk)
+        await _save(upload, target)
     if target.stat().st_size == 0:
         target.unlink()
         raise ApiError(422, f"{Path(filename or 'upload').name}: empty upload")
     job = await run_in_threadpool(server.clips.submit, target, filename, path.stem, server.engines.bound(path, look))
     log.info("POST /api/clips %s %s: queued as %s", path.stem, Path(filename or "upload").name, job.id)
     return JSONResponse(job.describe(), status_code=202)
+
+
+async def _save(upload: UploadFile, target: Path) -> None:
+    with target.open("wb") as out:
+        while chunk := await upload.read(1 << 20):
+            out.write(chunk)
+
+
+async def submit_style(request: Request) -> Response:
+    """``POST /api/styles``: multipart ``painting``, optional ``photo`` (previewed as the style is learned) and
+    ``minutes`` (the budget, default the quick recipe's); answers the job (202). One trains at a time."""
+    server = _server(request)
+    jobs = server.styles
+    async with request.form(max_files=2, max_fields=8) as form:
+        minutes = field(form, "minutes", float, None, lambda v: MINUTES[0] <= v <= MINUTES[1],
+                        f"a number of minutes from {MINUTES[0]:g} to {MINUTES[1]:g}")
+        upload = _upload(form, "painting")
+        filename = upload.filename
+        painting = jobs.new_upload("painting")
+        await _save(upload, painting)
+        photo = None
+        if isinstance(form.get("photo"), UploadFile):
+            photo = jobs.new_upload("photo")
+            await _save(form["photo"], photo)
+    if painting.stat().st_size == 0:
+        painting.unlink()
+        raise ApiError(422, f"{Path(filename or 'upload').name}: empty upload")
+    job = await run_in_threadpool(jobs.submit, painting, filename, photo, minutes)
+    log.info("POST /api/styles %s: queued as %s (%s)", Path(filename or "upload").name, job.name, job.id)
+    return JSONResponse(job.describe(), status_code=202)
+
+
+def _style_job(request: Request):
+    job = _server(request).styles.jobs.get(request.path_params["job"])
+    if job is None:
+        raise ApiError(404, f"no style job '{request.path_params['job'][:40]}' (finished ones are kept for a while only)")
+    return job
+
+
+async def style_status(request: Request) -> Response:
+    return JSONResponse(_style_job(request).describe())
+
+
+async def style_preview(request: Request) -> Response:
+    job = _style_job(request)
+    preview = _server(request).styles.preview(job)
+    if preview is None:
+        raise ApiError(404, f"no preview of {job.name} yet")
+    return FileResponse(preview, media_type="image/jpeg")
 
 
 def _clip(request: Request):
@@ -205,6 +259,7 @@ def create_app(config: ServeConfig = ServeConfig()) -> Starlette:
     async def lifespan(app: Starlette):
         yield
         server.clips.close()
+        server.styles.close()
 
     app = Starlette(
         routes=[
@@ -214,6 +269,9 @@ def create_app(config: ServeConfig = ServeConfig()) -> Starlette:
             Route("/api/clips", submit_clip, methods=["POST"]),
             Route("/api/clips/{clip}", clip_status),
             Route("/api/clips/{clip}/video", clip_video),
+            Route("/api/styles", submit_style, methods=["POST"]),
+            Route("/api/styles/{job}", style_status),
+            Route("/api/styles/{job}/preview", style_preview),
             WebSocketRoute("/api/live", live),
             Mount("/static", StaticFiles(directory=PAGE)),
         ],

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..base.errors import StstError
 from ..model.bundled import DEFAULT_MODEL, TIERS, bundled_styles, styles_in
 from ..model.checkpoint import load_checkpoint
+from ..model.mix import Part, lineage, mixed_model_file, parse_part
 
 
 class UnknownModel(StstError):
@@ -27,16 +28,20 @@ class Style:
     title: str  # the painting, e.g. "Vincent van Gogh, The Starry Night (1889)"
     tiers: dict[str, Path]
     macs_per_pixel: dict[str, int]
+    lineage: list[str]  # of the full model (:func:`stst.model.mix.lineage`): styles whose lineages meet can be mixed
 
     def describe(self) -> dict:
-        return {"name": self.name, "title": self.title, "tiers": list(self.tiers), "macs_per_pixel": self.macs_per_pixel}
+        return {"name": self.name, "title": self.title, "tiers": list(self.tiers), "macs_per_pixel": self.macs_per_pixel,
+                "lineage": self.lineage}
 
 
 def _style(name: str, tiers: dict[str, Path]) -> Style:
     checkpoints = {tier: load_checkpoint(path) for tier, path in tiers.items()}
     meta = next(iter(checkpoints.values())).metadata.get("style", {})
     title = meta.get("title") or Path(meta.get("name", name)).stem.replace("_", " ")
-    return Style(name, title, tiers, {tier: ckpt.arch.macs_per_pixel() for tier, ckpt in checkpoints.items()})
+    first = next(iter(tiers))
+    return Style(name, title, tiers, {tier: ckpt.arch.macs_per_pixel() for tier, ckpt in checkpoints.items()},
+                 sorted(sha[:16] for sha in lineage(tiers[first], checkpoints[first])))
 
 
 class Catalog:
@@ -63,6 +68,10 @@ class Catalog:
             raise StstError("no models to serve: none of the model files could be read")
         self.default = DEFAULT_MODEL if DEFAULT_MODEL in self.styles else next(iter(self.styles))
 
+    def add(self, name: str, path: Path) -> None:
+        """A style trained while the server runs (its full tier only), offered from now on."""
+        self.styles[name] = _style(name, {"full": path})
+
     def file(self, name: str | None, tier: str | None) -> Path:
         """The model file of style ``name`` (default: the default style) at ``tier`` (default: full)."""
         style = self.styles.get(name or self.default)
@@ -73,6 +82,14 @@ class Catalog:
             known = "" if tier in TIERS else f" (tiers: {', '.join(TIERS)})"
             raise UnknownModel(f"{style.name} has no {tier} tier{known}; it has: {', '.join(style.tiers)}")
         return style.tiers[tier]
+
+    def mixed(self, spec: str, tier: str | None) -> Path:
+        """A mix of styles, ``a=0.7,b=0.3`` (names the server has, weights normalised), as a model file."""
+        parts = []
+        for item in spec.split(","):
+            name, weight = parse_part(item.strip())
+            parts.append(Part(self.file(name, tier), name, weight))
+        return mixed_model_file(parts)
 
     def fastest(self, name: str | None) -> str:
         """The fastest tier that style ``name`` has (the live view's default)."""

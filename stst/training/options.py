@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field, fields
+from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_CONTENT_LAYER = "relu2_2"
@@ -108,6 +109,8 @@ class RunSettings:
     overwrite: bool = False  # replace an existing output file (never an input)
     precision: str = "auto"  # auto, fp32, bf16 or fp16 autocast for the forward passes (see stst.training.train)
     compile: bool = False  # torch.compile the transformer (pays off on GPUs and long runs)
+    # Told after every step: the iteration, and the seconds of training so far (the server's progress).
+    on_step: Callable[[int, float], None] | None = None
 
 
 def cosine_rate(lr: float, iteration: float, total: float) -> float:

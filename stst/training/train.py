@@ -413,7 +413,7 @@ class _Session:
         if self.log_file:
             self.log_file.write(json.dumps({"iteration": iteration, **losses, "seconds": round(self.seconds, 3)}) + "\n")
             self.log_file.flush()
-        if self.preview is not None and iteration % run.preview_every == 0:
+        if self.preview is not None and (iteration % run.preview_every == 0 or iteration == 1):
             self.model.eval()
             out = stylize_tensor(self.model, self.preview)[0]
             self.model.train()
@@ -424,6 +424,8 @@ class _Session:
                 self.warn(f"warning: cannot write the preview {path} ({os_problem(exc)})")
         if self.ctx.main and self._checkpoint_due() and self.running():
             self.save()
+        if run.on_step is not None:
+            run.on_step(iteration, self.seconds)
 
     def _checkpoint_due(self) -> bool:
         """Every ``checkpoint_every`` iterations; under a budget, also each tenth of it (at least a minute)."""

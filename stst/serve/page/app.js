@@ -1,5 +1,6 @@
 // The stst page: every style on your photo, one style in full with its look controls, clips, and a live camera.
-// It uses only the server's HTTP API (GET /api/models, POST /api/stylize, POST /api/clips, WS /api/live).
+// It uses only the server's HTTP API (GET /api/models, POST /api/stylize, POST /api/clips, POST /api/styles,
+// WS /api/live).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -32,6 +33,16 @@ function fillTiers(select, model, preferred) {
 
 function fillStyles(select) {
   select.replaceChildren(...state.models.map((m) => new Option(m.name.replaceAll("_", " "), m.name)));
+}
+
+// Styles mix only with those fine-tuned from the same base: the server gives each style's lineage.
+function fillMix(model) {
+  const own = state.byName[model].lineage;
+  const partners = state.models.filter((m) => m.name !== model && m.lineage.some((sha) => own.includes(sha)));
+  const keep = $("mix-style").value;
+  $("mix-style").replaceChildren(new Option("nothing", ""), ...partners.map((m) => new Option(m.name.replaceAll("_", " "), m.name)));
+  $("mix-style").value = partners.some((m) => m.name === keep) ? keep : "";
+  $("mix-box").hidden = partners.length === 0;
 }
 
 function fastestTier(model) {
@@ -109,6 +120,7 @@ function choose(model) {
   $("chosen-name").textContent = model.replaceAll("_", " ");
   $("chosen-title").textContent = state.byName[model].title;
   fillTiers($("tier"), model, $("tier").value || "full");
+  fillMix(model);
   renderChosen();
 }
 
@@ -120,6 +132,8 @@ async function renderChosen() {
     model: state.chosen, tier: $("tier").value, strength: $("strength").value,
     stroke_scale: $("stroke").value, preserve_colors: $("colors").checked, format: "png",
   };
+  const share = Number($("mix").value);
+  if ($("mix-style").value && share > 0) fields.mix = `${state.chosen}=${1 - share},${$("mix-style").value}=${share}`;
   try {
     const response = await api("/api/stylize", stylizeForm(state.photo, fields));
     if (ticket !== state.request) return;
@@ -172,6 +186,8 @@ $("split").addEventListener("input", (event) => {
 $("strength").addEventListener("input", (e) => { $("strength-value").textContent = e.target.value; later(); });
 $("stroke").addEventListener("input", (e) => { $("stroke-value").textContent = e.target.value; later(); });
 $("colors").addEventListener("change", later);
+$("mix-style").addEventListener("change", later);
+$("mix").addEventListener("input", (e) => { $("mix-value").textContent = e.target.value; later(); });
 $("tier").addEventListener("change", later);
 
 // ---- clips: upload, progress from the server, download ----
@@ -279,18 +295,78 @@ $("live-style").addEventListener("change", () => {
 });
 $("live-tier").addEventListener("change", () => { if (live.socket) live.socket.send(liveSettings()); });
 
+// ---- a new style: a painting trained by the server (one at a time), its progress and a preview ----
+async function newStyle(painting) {
+  if (!painting) return;
+  const form = new FormData();
+  form.append("painting", painting, painting.name);
+  form.append("minutes", $("style-minutes").value);
+  if (state.photo) form.append("photo", await shrunk(state.photo, 512), "photo.jpg");
+  $("style-job").hidden = false;
+  $("style-preview").hidden = true;
+  $("style-progress").removeAttribute("value");
+  $("style-status").textContent = "uploading…";
+  try {
+    let job = await (await api("/api/styles", form)).json();
+    let shown = 0;
+    while (job.state === "queued" || job.state === "running") {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      job = await (await api(`/api/styles/${job.id}`)).json();
+      if (job.state === "queued") {
+        $("style-status").textContent = `${job.name}: waiting, ${job.place === 1 ? "next" : "number " + job.place} in line`;
+        continue;
+      }
+      $("style-progress").max = job.budget;
+      $("style-progress").value = job.seconds;
+      const left = Math.max(0, Math.round(job.budget - job.seconds));
+      $("style-status").textContent = `${job.name}: learning, ${left} s left (step ${job.iteration})`;
+      if (job.preview && job.iteration !== shown) {
+        shown = job.iteration;
+        const preview = await api(`/api/styles/${job.id}/preview`);
+        $("style-preview").src = URL.createObjectURL(await preview.blob());
+        $("style-preview").hidden = false;
+      }
+    }
+    if (job.state !== "done") throw new Error(job.error || job.state);
+    $("style-progress").value = $("style-progress").max;
+    $("style-status").textContent = `${job.name}: done, it is in the grid`;
+    await loadModels();
+    if (state.photo) {
+      choose(job.name);
+      await fillGrid(state.photo);
+    }
+  } catch (error) {
+    $("style-status").textContent = "";
+    say(error.message);
+  }
+}
+
+$("painting-input").addEventListener("change", (event) => newStyle(event.target.files[0]));
+const paintingDrop = $("painting-drop");
+paintingDrop.addEventListener("dragover", (event) => { event.preventDefault(); paintingDrop.classList.add("over"); });
+paintingDrop.addEventListener("dragleave", () => paintingDrop.classList.remove("over"));
+paintingDrop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  paintingDrop.classList.remove("over");
+  newStyle(event.dataTransfer.files[0]);
+});
+
 // ---- start: the models ----
+async function loadModels() {
+  const catalog = await (await api("/api/models")).json();
+  state.models = catalog.models;
+  state.default = catalog.default;
+  state.models.forEach((m) => { state.byName[m.name] = m; });
+  buildGrid();
+  [$("clip-style"), $("live-style")].forEach(fillStyles);
+  $("clip-style").value = $("live-style").value = state.default;
+  fillTiers($("clip-tier"), state.default, "full");
+  fillTiers($("live-tier"), state.default, fastestTier(state.default));
+}
+
 (async () => {
   try {
-    const catalog = await (await api("/api/models")).json();
-    state.models = catalog.models;
-    state.default = catalog.default;
-    state.models.forEach((m) => { state.byName[m.name] = m; });
-    buildGrid();
-    [$("clip-style"), $("live-style")].forEach(fillStyles);
-    $("clip-style").value = $("live-style").value = state.default;
-    fillTiers($("clip-tier"), state.default, "full");
-    fillTiers($("live-tier"), state.default, fastestTier(state.default));
+    await loadModels();
     document.body.dataset.ready = "true";
   } catch (error) {
     say(`cannot list the models: ${error.message}`);

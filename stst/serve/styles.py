@@ -1,0 +1,171 @@
+"""New styles from the page: a painting uploaded, trained by the quick recipe in a worker thread, one at a time.
+
+Like the clips: uploads live in a private temporary folder under names the server makes, never the client's;
+each job can be polled for its place in the queue, its progress and a preview of the client's photo as the
+network learns. The finished model goes into the server's models folder (``--models DIR``, else
+``$STST_HOME/styles``) under a name made from the painting's file name, cut to safe characters and never the
+name of a style the server already has; then it joins the catalog.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..base.errors import FileProblem, StstError, first_line
+from ..base.fileio import atomic_path
+from ..base.imageio import read_photo
+from ..training.data import IMAGE_SUFFIXES
+from ..training.datasets import SHIPPED_PHOTOS
+from ..training.options import PRESETS, RunSettings, make_options
+from ..training.train import train
+from .clips import safe_stem
+
+STYLES_FOLDER = "styles"  # in $STST_HOME, where new styles go without --models
+KEEP = 8  # finished jobs kept for polling
+PREVIEW_EVERY = 10  # iterations between previews of the client's photo (about 15 s on 2 CPU cores)
+MINUTES = (0.05, 60.0)  # the budgets a client may ask for
+
+
+@dataclass
+class StyleJob:
+    """One painting being made into a style: where it stands, for ``GET /api/styles/{id}``."""
+
+    id: str
+    name: str  # the style's name in the catalog once done
+    painting: Path
+    photo: Path | None
+    minutes: float
+    state: str = "queued"  # queued, running, done, failed
+    iteration: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    previews: list[Path] = field(default_factory=list)
+    place: Callable[[], int] = lambda: 0
+
+    def describe(self) -> dict:
+        return {"id": self.id, "name": self.name, "state": self.state, "place": self.place(),
+                "iteration": self.iteration, "seconds": round(self.seconds, 1), "budget": self.minutes * 60,
+                "preview": bool(self.previews), "error": self.error}
+
+
+def safe_suffix(filename: str | None) -> str:
+    """A file name's suffix if it is an image's (``.jpg``), else none."""
+    suffix = Path(filename or "").suffix.lower()
+    return suffix if suffix in IMAGE_SUFFIXES else ""
+
+
+class StyleJobs:
+    """The server's trainings: accepted paintings, one worker that trains them in turn, and where models go."""
+
+    def __init__(self, models: Path, taken: Callable[[str], bool], added: Callable[[str, Path], None],
+                 device: str = "auto") -> None:
+        self.models = models
+        self.taken, self.added, self.device = taken, added, device
+        self.jobs: dict[str, StyleJob] = {}
+        self._waiting: list[str] = []
+        self._lock = threading.Lock()
+        self._folder: Path | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stst-styles")
+        self._closing = False
+
+    @property
+    def folder(self) -> Path:
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="stst-styles-"))
+        return self._folder
+
+    def new_upload(self, kind: str) -> Path:
+        return self.folder / f"{uuid.uuid4().hex}.{kind}"
+
+    def _free_name(self, filename: str | None) -> str:
+        stem = safe_stem(filename).lower() or "style"
+        name, n = stem, 2
+        while self.taken(name) or (self.models / f"{name}.pth").exists() or name in {j.name for j in self.jobs.values()}:
+            name, n = f"{stem}-{n}", n + 1
+        return name
+
+    def submit(self, painting: Path, filename: str | None, photo: Path | None, minutes: float | None) -> StyleJob:
+        """Queue the painting (and a preview photo) at paths :meth:`new_upload` named; refuses what is no image."""
+        for path, what in ((painting, filename or "painting"), (photo, "photo")):
+            if path is None:
+                continue
+            try:
+                read_photo(path, max_size=64)
+            except FileProblem as exc:
+                painting.unlink(missing_ok=True)
+                if photo is not None:
+                    photo.unlink(missing_ok=True)
+                raise FileProblem(what, exc.problem) from None
+        minutes = PRESETS["quick"]["minutes"] if minutes is None else minutes
+        with self._lock:
+            job_id, name = painting.stem, self._free_name(filename)
+            scratch = self.folder / job_id
+            scratch.mkdir()
+            kept = painting.rename(scratch / f"{name}{safe_suffix(filename)}")  # its name is the style's title
+            job = StyleJob(job_id, name, kept, photo, minutes)
+            job.place = lambda: self._waiting.index(job.id) + 1 if job.id in self._waiting else 0
+            self.jobs[job.id] = job
+            self._waiting.append(job.id)
+            self._forget_old()
+        self._worker.submit(self._run, job)
+        return job
+
+    def _run(self, job: StyleJob) -> None:
+        with self._lock:
+            self._waiting.remove(job.id)
+        job.state = "running"
+        try:
+            out = job.painting.with_name(f"{job.name}.pth")
+            self._train(job, out)
+            self.models.mkdir(parents=True, exist_ok=True)
+            target = self.models / out.name
+            with atomic_path(target) as tmp:
+                shutil.copyfile(out, tmp)
+            self.added(job.name, target)
+            job.state = "done"
+        except StstError as exc:
+            job.state, job.error = "failed", str(exc)
+        except Exception as exc:  # a painting must never stop the worker: the next one still runs
+            job.state, job.error = "failed", first_line(exc)
+        finally:
+            job.painting.unlink(missing_ok=True)
+            if job.photo is not None:
+                job.photo.unlink(missing_ok=True)
+
+    def _train(self, job: StyleJob, out: Path) -> None:
+        options = make_options(str(job.painting), str(SHIPPED_PHOTOS), "quick", minutes=job.minutes)
+
+        def stepped(iteration: int, seconds: float) -> None:
+            if self._closing:
+                raise StstError("the server stopped")
+            job.iteration, job.seconds = iteration, seconds
+            shown = out.with_name(f"{out.stem}-preview-{iteration:06d}.jpg")
+            if shown.is_file():
+                job.previews.append(shown)
+
+        run = RunSettings(output=out, device=self.device, workers=0, checkpoint_every=0, preview=job.photo,
+                          preview_every=PREVIEW_EVERY, progress=False, on_step=stepped)
+        train(options, run, log=lambda message: None)
+
+    def preview(self, job: StyleJob) -> Path | None:
+        return job.previews[-1] if job.previews else None
+
+    def _forget_old(self) -> None:
+        finished = [job for job in self.jobs.values() if job.state in ("done", "failed")]
+        for job in finished[: max(0, len(finished) - KEEP)]:
+            shutil.rmtree(self.folder / job.id, ignore_errors=True)
+            del self.jobs[job.id]
+
+    def close(self) -> None:
+        """Stop the training in progress at its next step; remove every upload and preview."""
+        self._closing = True
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
