@@ -29,6 +29,8 @@ _API = {
     "resolve_model": "model.bundled",
     "export_model": "model.export",
     "model_info": "model.info",
+    "resolve_mix": "model.mix",
+    "mix_checkpoints": "model.mix",
     # stylizing photos and clips
     "Stylizer": "infer.engine",
     "open_stylizer": "infer.engine",
@@ -57,6 +59,7 @@ _API = {
     "distill": "training.distill",
     "evaluate": "training.evaluate",
     "mean_score": "training.evaluate",
+    "Lpips": "training.similarity",
     # errors
     "StstError": "base.errors",
     "FileProblem": "base.errors",

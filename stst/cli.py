@@ -461,7 +461,9 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
             iterations=iterations, minutes=minutes, lr=lr, lr_schedule=lr_schedule, content_weight=content_weight,
             style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,
             style_layers=_parse_style_layers(style_layers), channels=channels, residual=residual, seed=seed,
-            temporal_weight=temporal_weight, init=init_model,
+            temporal_weight=temporal_weight,
+            # a network shape given explicitly starts from scratch rather than from the preset's model
+            init=init_model or ("" if channels or residual is not None else None),
         )
         if epochs:
             iterations = iterations_for_epochs(epochs, len(find_images(dataset)), options.batch_size)

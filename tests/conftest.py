@@ -161,8 +161,10 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     """A real ``stst serve`` (fp32 torch: no engine measurement), for the API and browser tests."""
     import subprocess
 
-    proc = start_serve("--precision", "fp32", "--backend", "torch",
+    models = tmp_path_factory.mktemp("served-models")  # where styles made on the page go
+    proc = start_serve("--precision", "fp32", "--backend", "torch", "--models", str(models),
                        log=tmp_path_factory.mktemp("serve") / "server.log")
+    proc.models = models
     yield proc
     proc.send_signal(signal.SIGINT)
     try:

@@ -7,7 +7,6 @@ Set ``STST_SCREENSHOTS=FOLDER`` to keep screenshots of the page (the README's co
 import base64
 import os
 import shutil
-import signal
 from pathlib import Path
 
 import av
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PHOTOS, STYLES, make_clip, start_serve
+from conftest import PHOTOS, STYLES, make_clip
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install '.[test]')")
@@ -123,38 +122,28 @@ def drop_file(page, target: str, path: Path) -> None:
     }""", [target, base64.b64encode(path.read_bytes()).decode(), path.name])
 
 
-def test_a_dropped_painting_trains_with_a_preview_and_joins_the_grid(tmp_path):
-    models = tmp_path / "models"
-    models.mkdir()
-    server = start_serve("--precision", "fp32", "--backend", "torch", "--models", str(models), log=tmp_path / "log")
-    try:
-        with playwright.sync_playwright() as p:
-            page = open_page(p, server.url, camera_clip(tmp_path / "camera.y4m", frames=2))
-            drop_file(page, "drop", PHOTOS / "kodim23.jpg")
-            page.wait_for_function("document.getElementById('after').naturalWidth === 384", timeout=60_000)
-            page.fill("#style-minutes", "0.05")
-            drop_file(page, "painting-drop", STYLES / "starry_night.jpg")
-            page.wait_for_function("document.getElementById('style-status').textContent.includes('done')",
-                                   timeout=120_000)
-            assert page.locator("#style-status").text_content() == "starry_night-2: done, it is in the grid"
-            assert page.evaluate("document.getElementById('style-preview').naturalWidth") == 384
-            page.wait_for_function("document.querySelector('.card[data-model=\"starry_night-2\"][data-state=done]')",
-                                   timeout=60_000)
-            assert page.locator("#chosen-name").text_content() == "starry night-2"
-            assert page.locator("#message").is_hidden()
-            screenshot(page, "serve-new-style.png")
-            # it mixes with the styles of its base (shipwreck), and only those are offered
-            assert page.eval_on_selector_all("#mix-style option", "(o) => o.map((x) => x.value)") == ["", "shipwreck"]
-            page.wait_for_function("document.getElementById('busy').hidden")
-            before = page.get_attribute("#after", "src")
-            page.select_option("#mix-style", "shipwreck")
-            page.evaluate("() => { const m = document.getElementById('mix'); m.value = '0.5'; "
-                          "m.dispatchEvent(new Event('input')); }")
-            page.wait_for_function(f"document.getElementById('after').src !== {before!r} && "
-                                   "document.getElementById('busy').hidden", timeout=60_000)
-            assert page.locator("#message").is_hidden()
-            page.context.browser.close()
-        assert [p.name for p in models.iterdir()] == ["starry_night-2.pth"]
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+def test_a_dropped_painting_trains_with_a_preview_and_joins_the_grid(page, served):
+    page.click(".tab[data-tab=photo]")
+    drop_file(page, "drop", PHOTOS / "kodim23.jpg")
+    page.wait_for_function("document.getElementById('after').naturalWidth === 384", timeout=60_000)
+    page.fill("#style-minutes", "0.05")
+    drop_file(page, "painting-drop", STYLES / "starry_night.jpg")
+    page.wait_for_function("document.getElementById('style-status').textContent.includes('done')", timeout=120_000)
+    assert page.locator("#style-status").text_content() == "starry_night-2: done, it is in the grid"
+    assert page.evaluate("document.getElementById('style-preview').naturalWidth") == 384
+    page.wait_for_function("document.querySelector('.card[data-model=\"starry_night-2\"][data-state=done]')",
+                           timeout=60_000)
+    assert page.locator("#chosen-name").text_content() == "starry night-2"
+    assert page.locator("#message").is_hidden()
+    screenshot(page, "serve-new-style.png")
+    assert [p.name for p in served.models.iterdir()] == ["starry_night-2.pth"]
+    # it mixes with the styles of its base (shipwreck), and only those are offered
+    assert page.eval_on_selector_all("#mix-style option", "(o) => o.map((x) => x.value)") == ["", "shipwreck"]
+    page.wait_for_function("document.getElementById('busy').hidden")
+    before = page.get_attribute("#after", "src")
+    page.select_option("#mix-style", "shipwreck")
+    page.evaluate("() => { const m = document.getElementById('mix'); m.value = '0.5'; "
+                  "m.dispatchEvent(new Event('input')); }")
+    page.wait_for_function(f"document.getElementById('after').src !== {before!r} && "
+                           "document.getElementById('busy').hidden", timeout=60_000)
+    assert page.locator("#message").is_hidden()

@@ -116,8 +116,8 @@ def test_a_zip_with_the_wrong_photo_count_is_refused(server, monkeypatch):
 
 def test_train_without_a_dataset_and_without_network_fails_in_one_line(server, tmp_path):
     server.close()
-    result = CliRunner().invoke(main, ["train", "--style", str(STYLES / "starry_night.jpg"), "-o",
-                                       str(tmp_path / "m.pth")])
+    result = CliRunner().invoke(main, ["train", "--style", str(STYLES / "starry_night.jpg"), "--preset", "cpu-fast",
+                                       "-o", str(tmp_path / "m.pth")])
     assert result.exit_code == 2
     last = result.output.strip().splitlines()[-1]
     assert last.startswith(f"stst: error: cannot download {DEFAULT_DATASET} from {server.url} (")
@@ -125,7 +125,8 @@ def test_train_without_a_dataset_and_without_network_fails_in_one_line(server, t
 
 
 def test_train_without_a_dataset_fetches_the_default_and_trains(server, tmp_path):
-    result = CliRunner().invoke(main, ["train", "--style", str(STYLES / "starry_night.jpg"), "--iterations", "2",
+    result = CliRunner().invoke(main, ["train", "--style", str(STYLES / "starry_night.jpg"), "--preset", "cpu-fast",
+                                       "--iterations", "2",
                                        "--image-size", "32", "--style-size", "64", "--workers", "0", "--precision", "fp32",
                                        "-o", str(tmp_path / "m.pth")])
     assert result.exit_code == 0, result.output

@@ -1,13 +1,17 @@
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from stst.cli import main
 from stst.base.errors import FileProblem
+from stst.base.imageio import read_photo
 from stst.training.evaluate import evaluate, mean_score
 from stst.training.options import RunSettings, TrainOptions
+from stst.training.similarity import Lpips
 from stst.training.train import train
+from stst.training.weights import resolve_vgg_weights
 
 from conftest import PHOTOS, STYLES, TRAIN
 
@@ -60,3 +64,34 @@ def test_unreadable_photo_is_named_and_skipped_and_the_rest_evaluated(tiny_model
     assert "kodim01.jpg" in result.stdout and "kodim02.jpg" in result.stdout and "mean" in result.stdout
     as_json = CliRunner().invoke(main, ["evaluate", str(tiny_model), str(folder), "--size", "64", "--json"])
     assert as_json.exit_code == 1 and json.loads(as_json.stdout)["skipped"] == [str(folder / "broken.png")]
+
+
+def test_lpips_is_the_lpips_packages_distance_on_our_vgg16():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's notes on its deprecated 'pretrained' argument
+        import lpips
+
+        reference = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+    vgg = resolve_vgg_weights()[0]
+    state = reference.state_dict()
+    for key in state:
+        if key.startswith("net.slice"):  # net.slice2.5.weight <- features 5.weight
+            state[key] = vgg[key.split(".", 2)[2]]
+    reference.load_state_dict(state)
+    a = read_photo(PHOTOS / "kodim01.jpg", max_size=96).rgb[None]
+    b = read_photo(PHOTOS / "kodim05.jpg", max_size=96).rgb[None]
+    noisy = (a + 0.1 * torch.randn_like(a)).clamp(0, 1)
+    ours = Lpips(vgg)
+    for x, y in ((a, b), (a, noisy)):
+        assert ours(x, y).item() == pytest.approx(reference(x, y, normalize=True).item(), rel=1e-5)
+    assert ours(a, a).item() == 0 and ours(a, b).item() > ours(a, noisy).item() > 0
+
+
+def test_lpips_is_reported_and_small_for_a_network_that_keeps_the_photo(tiny_model):
+    scores = evaluate(tiny_model, [PHOTOS / "kodim01.jpg", PHOTOS / "kodim02.jpg"], size=64)
+    assert all(0 <= s.lpips < 0.3 for s in scores)  # a residual network two steps from the identity
+    assert mean_score(scores)["lpips"] == pytest.approx((scores[0].lpips + scores[1].lpips) / 2)
+    table = CliRunner().invoke(main, ["evaluate", str(tiny_model), str(PHOTOS / "kodim01.jpg"), "--size", "64"])
+    assert table.output.splitlines()[0].split() == ["photo", "content", "style", "tv", "total", "lpips"]

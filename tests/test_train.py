@@ -210,3 +210,5 @@ def test_the_quick_recipe_is_the_cpu_default_and_needs_no_data_set(tmp_path):
     assert meta["train_seconds"] >= 3.0
     assert f"note: a quick model (0.05 minutes); for a better one: stst train --style {STYLE} --minutes 30" in result.stderr
     assert "left" in result.stderr  # the progress bar counts the budget down
+    info = CliRunner().invoke(main, ["info", str(out)])
+    assert info.exit_code == 0 and f"fine-tuned from {PRESETS['quick']['init']}.pth" in info.output

@@ -165,11 +165,20 @@ async def submit_style(request: Request) -> Response:
     return JSONResponse(job.describe(), status_code=202)
 
 
-def _style_job(request: Request):
-    job = _server(request).styles.jobs.get(request.path_params["job"])
+def _job(request: Request, jobs: dict, what: str):
+    """The job that the route's ``{job}`` names among ``jobs``; a 404 when there is none (or no longer)."""
+    job = jobs.get(request.path_params["job"])
     if job is None:
-        raise ApiError(404, f"no style job '{request.path_params['job'][:40]}' (finished ones are kept for a while only)")
+        raise ApiError(404, f"no {what} '{request.path_params['job'][:40]}' (finished ones are kept for a while only)")
     return job
+
+
+def _style_job(request: Request):
+    return _job(request, _server(request).styles.jobs, "style job")
+
+
+def _clip(request: Request):
+    return _job(request, _server(request).clips.jobs, "clip")
 
 
 async def style_status(request: Request) -> Response:
@@ -182,13 +191,6 @@ async def style_preview(request: Request) -> Response:
     if preview is None:
         raise ApiError(404, f"no preview of {job.name} yet")
     return FileResponse(preview, media_type="image/jpeg")
-
-
-def _clip(request: Request):
-    job = _server(request).clips.jobs.get(request.path_params["clip"])
-    if job is None:
-        raise ApiError(404, f"no clip '{request.path_params['clip'][:40]}' (finished clips are kept for a while only)")
-    return job
 
 
 async def clip_status(request: Request) -> Response:
@@ -267,8 +269,8 @@ def create_app(config: ServeConfig = ServeConfig()) -> Starlette:
             Route("/api/models", models),
             Route("/api/stylize", stylize, methods=["POST"]),
             Route("/api/clips", submit_clip, methods=["POST"]),
-            Route("/api/clips/{clip}", clip_status),
-            Route("/api/clips/{clip}/video", clip_video),
+            Route("/api/clips/{job}", clip_status),
+            Route("/api/clips/{job}/video", clip_video),
             Route("/api/styles", submit_style, methods=["POST"]),
             Route("/api/styles/{job}", style_status),
             Route("/api/styles/{job}/preview", style_preview),

@@ -169,15 +169,19 @@ function later() {
   debounce = setTimeout(renderChosen, 250);
 }
 
-$("photo-input").addEventListener("change", (event) => takePhoto(event.target.files[0]));
-const drop = $("drop");
-drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
-drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", (event) => {
-  event.preventDefault();
-  drop.classList.remove("over");
-  takePhoto(event.dataTransfer.files[0]);
-});
+// A box that takes a file dropped on it or chosen through its input.
+function dropZone(zone, input, take) {
+  input.addEventListener("change", (event) => take(event.target.files[0]));
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    take(event.dataTransfer.files[0]);
+  });
+}
+
+dropZone($("drop"), $("photo-input"), takePhoto);
 $("split").addEventListener("input", (event) => {
   const at = event.target.value;
   $("after").style.clipPath = `inset(0 ${100 - at}% 0 0)`;
@@ -341,15 +345,7 @@ async function newStyle(painting) {
   }
 }
 
-$("painting-input").addEventListener("change", (event) => newStyle(event.target.files[0]));
-const paintingDrop = $("painting-drop");
-paintingDrop.addEventListener("dragover", (event) => { event.preventDefault(); paintingDrop.classList.add("over"); });
-paintingDrop.addEventListener("dragleave", () => paintingDrop.classList.remove("over"));
-paintingDrop.addEventListener("drop", (event) => {
-  event.preventDefault();
-  paintingDrop.classList.remove("over");
-  newStyle(event.dataTransfer.files[0]);
-});
+dropZone($("painting-drop"), $("painting-input"), newStyle);
 
 // ---- start: the models ----
 async function loadModels() {
