@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 import traceback
 import warnings
@@ -364,11 +365,12 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @main.command()
 @click.option("--style", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Style image (painting).")
 @click.option("--dataset", help="Folder of training photos (searched recursively), or a named set fetched once into "
-              "the cache: coco2017-val (5,000 photos, 0.8 GB) or coco2014-train (82,783, 13.5 GB) "
-              "[default: coco2017-val].")
+              "the cache: coco2017-val (5,000 photos, 0.8 GB) or coco2014-train (82,783, 13.5 GB); kodak: 12 photos "
+              "that ship with stst [quick: kodak; otherwise coco2017-val].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Model file to write [default: <style>.pth].")
 @click.option("--preset", type=click.Choice(["auto", *PRESETS]), default="auto", show_default=True,
-              help="Recipe: johnson (the paper's, for GPUs) or cpu-fast; auto picks by device. Options below override it.")
+              help="Recipe: quick (minutes on a CPU, from a trained network), cpu-fast (hours on a CPU, from scratch) or "
+                   "johnson (the paper's, for GPUs); auto: johnson on GPUs, quick on CPUs. Options below override it.")
 @click.option("--image-size", type=click.IntRange(16), help=f"Training crop size [johnson: {default('image_size')}, cpu-fast: {PRESETS['cpu-fast']['image_size']}].")
 @click.option("--style-size", type=click.IntRange(16), help=f"Long side of the style image [default: {default('style_size')}].")
 @click.option("--batch-size", type=click.IntRange(1), help=f"[default: {default('batch_size')}]")
@@ -485,7 +487,7 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
         click.echo(f"wrote {output} (content {losses['content']:.4g}, style {losses['style']:.4g}, tv {losses['tv']:.4g})")
         if options is not None and options.minutes and options.minutes < QUICK_NOTE_BELOW_MINUTES:
             click.echo(f"note: a quick model ({options.minutes:g} minutes); for a better one: stst train --style "
-                       f"{style} --minutes 30 (or --preset cpu-fast, the long recipe)", err=True)
+                       f"{shlex.quote(str(style))} --minutes 30 (or --preset cpu-fast, the long recipe)", err=True)
 
 
 @main.command()
