@@ -13,8 +13,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..base.errors import StstError
 from ..base.fileio import file_sha256
 from ..base.home import stst_home
