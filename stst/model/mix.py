@@ -1,15 +1,18 @@
 """Mixing styles: ``--model a=0.7 --model b=0.3`` as one network whose weights are the weighted mean of theirs.
 
-Averaging weights makes a real mix of the styles (not a crossfade of two pictures) only for networks that
-stayed close to one shared start: models fine-tuned from the same base, as the quick recipe makes them
-(``stst train`` on a CPU; Wortsman et al. 2022, "Model soups", for the same effect in classifiers). Networks
-trained apart have no common coordinates, so averaging them gives noise: they are refused, named.
+Averaging weights gives one network (one pass, not two pictures overlaid) only for networks that stayed
+close to one shared start: models fine-tuned from the same base, as the quick recipe makes them (``stst
+train`` on a CPU; Wortsman et al. 2022, "Model soups", for the same effect in classifiers). Networks trained
+apart have no common coordinates, so averaging them gives noise: they are refused, named. Measured against
+the mixed paintings' Gram matrices, the mix is as far as a crossfade of the two pictures, not closer
+(docs/training.md, "Mixing").
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,13 +113,18 @@ def mixed_model_file(parts: list[Part]) -> Path:
     return path
 
 
+def parts_of(specs: list[str], locate: Callable[[str], tuple[Path, str]]) -> list[Part]:
+    """``NAME=WEIGHT`` specs as parts, each name turned into its file and shown name by ``locate``."""
+    parts = []
+    for spec in specs:
+        name, weight = parse_part(spec)
+        parts.append(Part(*locate(name), weight))
+    return parts
+
+
 def resolve_mix(specs: list[str], tier: str = "full") -> tuple[Path, str]:
     """``--model`` given once or more (``NAME=WEIGHT``): the model file to run and the name for output files."""
     from .bundled import resolve_model
 
-    parts = []
-    for spec in specs:
-        name, weight = parse_part(spec)
-        path, shown = resolve_model(name, tier)
-        parts.append(Part(path, shown, weight))
+    parts = parts_of(specs, lambda name: resolve_model(name, tier))
     return mixed_model_file(parts), mix_name(parts)

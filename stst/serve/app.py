@@ -162,7 +162,7 @@ async def submit_style(request: Request) -> Response:
         raise ApiError(422, f"{Path(filename or 'upload').name}: empty upload")
     job = await run_in_threadpool(jobs.submit, painting, filename, photo, minutes)
     log.info("POST /api/styles %s: queued as %s (%s)", Path(filename or "upload").name, job.name, job.id)
-    return JSONResponse(job.describe(), status_code=202)
+    return JSONResponse(jobs.describe(job), status_code=202)
 
 
 def _job(request: Request, jobs: dict, what: str):
@@ -182,15 +182,14 @@ def _clip(request: Request):
 
 
 async def style_status(request: Request) -> Response:
-    return JSONResponse(_style_job(request).describe())
+    return JSONResponse(_server(request).styles.describe(_style_job(request)))
 
 
 async def style_preview(request: Request) -> Response:
     job = _style_job(request)
-    preview = _server(request).styles.preview(job)
-    if preview is None:
+    if job.preview is None:
         raise ApiError(404, f"no preview of {job.name} yet")
-    return FileResponse(preview, media_type="image/jpeg")
+    return FileResponse(job.preview, media_type="image/jpeg")
 
 
 async def clip_status(request: Request) -> Response:

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..base.errors import StstError
 from ..model.bundled import DEFAULT_MODEL, TIERS, bundled_styles, styles_in
 from ..model.checkpoint import load_checkpoint
-from ..model.mix import Part, lineage, mixed_model_file, parse_part
+from ..model.mix import lineage, mixed_model_file, parts_of
 
 
 class UnknownModel(StstError):
@@ -85,11 +85,8 @@ class Catalog:
 
     def mixed(self, spec: str, tier: str | None) -> Path:
         """A mix of styles, ``a=0.7,b=0.3`` (names the server has, weights normalised), as a model file."""
-        parts = []
-        for item in spec.split(","):
-            name, weight = parse_part(item.strip())
-            parts.append(Part(self.file(name, tier), name, weight))
-        return mixed_model_file(parts)
+        return mixed_model_file(parts_of([item.strip() for item in spec.split(",")],
+                                         lambda name: (self.file(name, tier), name)))
 
     def fastest(self, name: str | None) -> str:
         """The fastest tier that style ``name`` has (the live view's default)."""

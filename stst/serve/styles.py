@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import FileProblem, StstError, first_line
@@ -46,13 +46,12 @@ class StyleJob:
     iteration: int = 0
     seconds: float = 0.0
     error: str | None = None
-    previews: list[Path] = field(default_factory=list)
-    place: Callable[[], int] = lambda: 0
+    preview: Path | None = None  # the latest preview of the photo
 
-    def describe(self) -> dict:
-        return {"id": self.id, "name": self.name, "state": self.state, "place": self.place(),
+    def describe(self, place: int) -> dict:
+        return {"id": self.id, "name": self.name, "state": self.state, "place": place,
                 "iteration": self.iteration, "seconds": round(self.seconds, 1), "budget": self.minutes * 60,
-                "preview": bool(self.previews), "error": self.error}
+                "preview": self.preview is not None, "error": self.error}
 
 
 def safe_suffix(filename: str | None) -> str:
@@ -68,8 +67,7 @@ class StyleJobs:
                  device: str = "auto") -> None:
         self.models = models
         self.taken, self.added, self.device = taken, added, device
-        self.jobs: dict[str, StyleJob] = {}
-        self._waiting: list[str] = []
+        self.jobs: dict[str, StyleJob] = {}  # in the order they came: the queue is the queued ones among them
         self._lock = threading.Lock()
         self._folder: Path | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stst-styles")
@@ -110,16 +108,17 @@ class StyleJobs:
             scratch.mkdir()
             kept = painting.rename(scratch / f"{name}{safe_suffix(filename)}")  # its name is the style's title
             job = StyleJob(job_id, name, kept, photo, minutes)
-            job.place = lambda: self._waiting.index(job.id) + 1 if job.id in self._waiting else 0
             self.jobs[job.id] = job
-            self._waiting.append(job.id)
             self._forget_old()
         self._worker.submit(self._run, job)
         return job
 
+    def describe(self, job: StyleJob) -> dict:
+        """The job as the API shows it, with its place in the queue (1: next; 0: not waiting)."""
+        queued = [j.id for j in list(self.jobs.values()) if j.state == "queued"]
+        return job.describe(queued.index(job.id) + 1 if job.id in queued else 0)
+
     def _run(self, job: StyleJob) -> None:
-        with self._lock:
-            self._waiting.remove(job.id)
         job.state = "running"
         try:
             out = job.painting.with_name(f"{job.name}.pth")
@@ -148,14 +147,11 @@ class StyleJobs:
             job.iteration, job.seconds = iteration, seconds
             shown = out.with_name(f"{out.stem}-preview-{iteration:06d}.jpg")
             if shown.is_file():
-                job.previews.append(shown)
+                job.preview = shown
 
         run = RunSettings(output=out, device=self.device, workers=0, checkpoint_every=0, preview=job.photo,
                           preview_every=PREVIEW_EVERY, progress=False, on_step=stepped)
         train(options, run, log=lambda message: None)
-
-    def preview(self, job: StyleJob) -> Path | None:
-        return job.previews[-1] if job.previews else None
 
     def _forget_old(self) -> None:
         finished = [job for job in self.jobs.values() if job.state in ("done", "failed")]
