@@ -15,6 +15,14 @@ Live: 640x480 JPEG frames sent over `WS /api/live` with two on their way (as the
 page does) for --seconds, per tier; then the page itself in headless Chromium
 (Debian's, via Playwright) with a fake camera at 640x480, and the frames per
 second it shows after --seconds.
+
+Load (--load N): N clients at once each upload one 12 MP JPEG (the photo scaled
+to 4000x3000) for the default model, against a server with each --queue given;
+the answers (images, 503s), the seconds until the last answer, the Retry-After
+values, and the server's peak memory (VmHWM) before and after.
+
+    python scripts/bench_serve.py --load 16 --queue 4 --skip-photo --skip-live
+    python scripts/bench_serve.py --load 16 --queue 16 --tier realtime --skip-photo --skip-live
 """
 
 from __future__ import annotations
@@ -22,10 +30,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2 as httpx
@@ -147,6 +157,45 @@ def browser_fps(url: str, scratch: Path, seconds: float) -> dict[str, str]:
     return shown
 
 
+def peak_mb(pid: int) -> float:
+    return int(re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
+
+
+def load_rows(photo: Path, clients: int, queues: list[int], tier: str, scratch: Path) -> None:
+    big = io.BytesIO()
+    Image.open(photo).convert("RGB").resize((4000, 3000), Image.BICUBIC).save(big, "JPEG", quality=90)
+    data = big.getvalue()
+    print(f"\nLoad: {clients} clients at once, one 4000x3000 JPEG each ({len(data) / 1e6:.1f} MB), {DEFAULT_MODEL} "
+          f"({tier}), fp32 torch")
+    print("| --queue | images | 503 (Retry-After s) | seconds to the last answer | peak memory idle → under load |")
+    print("|---|---|---|---|---|")
+    for queue in queues:
+        server = start_serve("--precision", "fp32", "--backend", "torch", "--queue", str(queue),
+                             log=scratch / "load.log")
+        try:
+            def one(_: int) -> httpx.Response:
+                with httpx.Client(timeout=3600) as http:
+                    return http.post(server.url + "api/stylize", files={"image": ("big.jpg", data)},
+                                     data={"format": "jpeg", "tier": tier})
+
+            with httpx.Client(timeout=300) as http:  # the engine built on a small photo
+                assert http.post(server.url + "api/stylize", files={"image": (photo.name, photo.read_bytes())},
+                                 data={"format": "jpeg", "tier": tier}).status_code == 200
+            idle = peak_mb(server.pid)
+            start = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                answers = list(pool.map(one, range(clients)))
+            seconds, loaded = time.perf_counter() - start, peak_mb(server.pid)
+        finally:
+            server.terminate()
+            server.wait()
+        codes = [a.status_code for a in answers]
+        retry = sorted({a.headers.get("retry-after") for a in answers if a.status_code == 503})
+        print(f"| {queue} | {codes.count(200)} | {codes.count(503)} ({', '.join(retry) or '–'}) | {seconds:.0f} | "
+              f"{idle:.0f} MB → {loaded:.0f} MB |", flush=True)
+        assert set(codes) <= {200, 503}, codes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photo", type=Path, default=PHOTO)
@@ -154,12 +203,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--skip-photo", action="store_true")
     parser.add_argument("--skip-browser", action="store_true")
+    parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--load", type=int, default=0, metavar="N", help="N concurrent 12 MP uploads (0: none)")
+    parser.add_argument("--queue", type=int, action="append", help="stst serve --queue for the load rows")
+    parser.add_argument("--tier", default="full", help="the tier the load rows ask for")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as scratch:
         if not args.skip_photo:
             photo_rows(args.photo, args.repeats, Path(scratch))
-        live_rows(args.photo, args.seconds, Path(scratch), not args.skip_browser)
+        if not args.skip_live:
+            live_rows(args.photo, args.seconds, Path(scratch), not args.skip_browser)
+        if args.load:
+            load_rows(args.photo, args.load, args.queue or [4], args.tier, Path(scratch))
 
 
 if __name__ == "__main__":

@@ -660,28 +660,46 @@ def export(model_spec, fmt, output, overwrite) -> None:
               help="Refuse uploads (photos and clips) larger than this.")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse images with more pixels than this (checked before decoding).")
-def serve(host, port, open_browser, models_dir, device, precision, backend, max_upload_mb, max_pixels) -> None:
+@click.option("--queue", type=click.IntRange(0), default=4, show_default=True,
+              help="Requests that may wait per model (and clips, and paintings); more get 503 with Retry-After.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also serve requests for this host name (behind a proxy); repeatable.")
+@click.option("--token", metavar="VALUE", help="The token every request must carry (default: a random one "
+              "when --host is not this machine, none on it).")
+@click.option("--no-token", is_flag=True, help="No token even off this machine: anyone on the network may use it.")
+def serve(host, port, open_browser, models_dir, device, precision, backend, max_upload_mb, max_pixels, queue,
+          allow_hosts, token, no_token) -> None:
     """Serve a web page to choose a style by eye: a photo in every style, clips, and a live webcam.
 
-    The page and its HTTP API (see the README) work offline. Stop with Ctrl-C
-    (exit 0: uploads and results are removed first).
+    The page and its HTTP API (see the README) work offline. Only the page's
+    own origin may use it; off this machine (--host) a token is needed too.
+    Stop with Ctrl-C (exit 0: uploads and results are removed first).
     """
     import logging
     import webbrowser
 
     from .serve.app import ServeConfig, create_app
+    from .serve.guard import Access, is_loopback, new_token
     from .serve.server import bind, serve as run_server, url_of
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(f"warning: listening on {host}: anyone who can reach this machine on the network can use the "
-                   "server (and its CPU); use the default 127.0.0.1 to keep it to yourself", err=True)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the server's one line per request, on stderr
+    if token is not None and no_token:
+        raise click.UsageError("--token and --no-token contradict each other; give one")
+    token = None if no_token else token or (None if is_loopback(host) else new_token())
+    if token is None and not is_loopback(host):
+        click.echo(f"warning: listening on {host} without a token: anyone who can reach this machine on the network "
+                   "can use the server (and its CPU); use the default 127.0.0.1 to keep it to yourself", err=True)
+    requests = logging.getLogger("stst.serve")  # the server's one line per request, on stderr, without "note:"
+    requests.addHandler(logging.StreamHandler())
+    requests.propagate = False
     app = create_app(ServeConfig(models=models_dir, device=device, precision=precision, backend=backend,
-                                 max_upload_mb=max_upload_mb, max_pixels=max_pixels))
+                                 max_upload_mb=max_upload_mb, max_pixels=max_pixels, queue=queue,
+                                 access=Access.listening(host, allow_hosts, token)))
     sock = bind(host, port)
-    url = url_of(sock)
+    url, local = url_of(sock, token)
     click.echo(f"stst serve: {url} (Ctrl-C to stop)")
-    if open_browser and not webbrowser.open(url):
-        click.echo(f"note: no web browser could be started here; open {url} in one", err=True)
+    if local != url:
+        click.echo(f"  on this machine: {local}")
+    if open_browser and not webbrowser.open(local):
+        click.echo(f"note: no web browser could be started here; open {local} in one", err=True)
     run_server(app, sock)
     click.echo("stst serve: stopped", err=True)

@@ -47,12 +47,18 @@ def open_page(p, url: str, camera: Path):
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory, served):
-    clip = camera_clip(tmp_path_factory.mktemp("camera") / "camera.y4m")
+def driver():
+    """Playwright, once per module: its sync API runs one at a time."""
     with playwright.sync_playwright() as p:
-        page = open_page(p, served.url, clip)
-        yield page
-        page.context.browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, served, driver):
+    clip = camera_clip(tmp_path_factory.mktemp("camera") / "camera.y4m")
+    page = open_page(driver, served.url, clip)
+    yield page
+    page.context.browser.close()
 
 
 def screenshot(page, name: str) -> None:
@@ -147,3 +153,54 @@ def test_a_dropped_painting_trains_with_a_preview_and_joins_the_grid(page, serve
     page.wait_for_function(f"document.getElementById('after').src !== {before!r} && "
                            "document.getElementById('busy').hidden", timeout=60_000)
     assert page.locator("#message").is_hidden()
+
+
+def test_off_this_machine_the_printed_address_opens_the_page_which_waits_out_a_busy_server(tmp_path, driver):
+    """The token's address in Chromium: the page, its API calls and the live socket carry the token; a 503
+    while another client holds the model (--queue 0) shows "busy, retrying" and the picture comes later."""
+    import io
+    import re
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx2 as httpx
+
+    with (tmp_path / "server.log").open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "stst", "serve", "--host", "0.0.0.0", "--port", "0",
+                                 "--queue", "0", "--precision", "fp32", "--backend", "torch"],
+                                stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        proc.stdout.readline()
+        url = re.search(r"on this machine: (\S+)", proc.stdout.readline()).group(1)
+        bare, token = url.split("?token=")
+        big = io.BytesIO()
+        Image.open(PHOTOS / "kodim05.jpg").resize((1800, 1200)).save(big, "JPEG")
+        with ThreadPoolExecutor(1) as pool, httpx.Client(timeout=300, headers={"Authorization": f"Bearer {token}"}) as http:
+            def hold():
+                return http.post(bare + "api/stylize", files={"image": ("big.jpg", big.getvalue())})
+
+            held = pool.submit(hold)
+            while http.post(bare + "api/stylize", files={"image": ("p.jpg", (PHOTOS / "kodim23.jpg").read_bytes())},
+                            data={"max_size": "16"}).status_code != 503:  # until the big photo holds the model
+                if held.done():  # the small one came first: the big one was refused, and goes again
+                    held = pool.submit(hold)
+            page = open_page(driver, url, camera_clip(tmp_path / "camera.y4m"))
+            try:
+                assert page.url == bare  # the token is kept in a cookie, out of the address bar
+                drop_file(page, "drop", PHOTOS / "kodim23.jpg")
+                page.wait_for_function("document.getElementById('message').textContent.startsWith("
+                                       "'busy, retrying in')", timeout=30_000)
+                assert held.result().status_code == 200
+                page.wait_for_function("document.getElementById('after').naturalWidth === 384", timeout=60_000)
+                assert page.locator("#message").is_hidden()
+                page.click("button[data-tab=live]")
+                page.click("#live-start")
+                page.wait_for_function("/^[0-9.]+ frames\\/s$/.test(document.getElementById('fps').textContent)",
+                                       timeout=60_000)
+            finally:
+                page.context.browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert "POST /api/stylize 503: busy: 0 waiting for starry_night already (--queue 0)" in (tmp_path / "server.log").read_text()

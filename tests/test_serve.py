@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -25,11 +26,12 @@ from stst.serve.live import _Slot
 from conftest import PHOTOS, STYLES, make_clip
 
 PHOTO = PHOTOS / "kodim23.jpg"  # 384x256
+LOCAL = "http://localhost"  # the server serves this machine's names only (TestClient's own is testserver)
 
 
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(create_app(ServeConfig(precision="fp32", backend="torch"))) as client:
+    with TestClient(create_app(ServeConfig(precision="fp32", backend="torch")), base_url=LOCAL) as client:
         yield client
 
 
@@ -112,7 +114,8 @@ def test_bad_requests_get_a_4xx_json_error_and_the_next_request_works(client, ca
 
 
 def test_an_upload_over_the_limit_is_refused_before_it_is_read():
-    with TestClient(create_app(ServeConfig(max_upload_mb=0.01, precision="fp32", backend="torch"))) as small:
+    with TestClient(create_app(ServeConfig(max_upload_mb=0.01, precision="fp32", backend="torch")),
+                    base_url=LOCAL) as small:
         answer = post(small)  # 40 kB
         assert answer.status_code == 413 and "larger than the limit of 0.01 MB" in answer.json()["error"]
         assert post(small, png_header(8, 8), "tiny.png").status_code == 422  # small ones are still read
@@ -121,7 +124,7 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_read():
 def test_a_clip_is_stylized_with_progress_and_its_files_are_removed(tmp_path):
     clip = make_clip(tmp_path / "my clip.mp4", frames=12, size=(64, 48))
     app = create_app(ServeConfig(precision="fp32", backend="torch"))
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         answer = client.post("/api/clips", files={"video": ("my clip.mp4", clip.read_bytes())},
                              data={"model": "the_scream", "tier": "realtime"})
         assert answer.status_code == 202, answer.text
@@ -147,7 +150,7 @@ def test_a_clip_is_stylized_with_progress_and_its_files_are_removed(tmp_path):
 def test_the_live_socket_answers_frames_and_survives_bad_ones(client):
     frame = io.BytesIO()
     Image.open(PHOTO).save(frame, format="JPEG")
-    with client.websocket_connect("/api/live") as ws:
+    with client.websocket_connect("ws://localhost/api/live") as ws:
         ws.send_bytes(frame.getvalue())
         note = json.loads(ws.receive_text())
         assert note["tier"] == "realtime" and note["model"] == "starry_night" and note["ms"] > 0
@@ -204,15 +207,38 @@ def test_the_page_and_its_files_are_served(served):
         assert "http" not in page.text.replace("http-equiv", "")  # nothing fetched from the internet
 
 
-def test_another_host_is_warned_about(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "stst", "serve", "--host", "127.0.0.2", "--port", "0"],
+def test_off_this_machine_a_token_is_made_and_printed_and_without_it_requests_get_401(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "stst", "serve", "--host", "0.0.0.0", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().startswith("stst serve: http://127.0.0.2:")
+        shown, local = proc.stdout.readline(), proc.stdout.readline()
+        assert re.fullmatch(r"stst serve: http://\S+:\d+/\?token=[\w-]{32} \(Ctrl-C to stop\)\n", shown), shown
+        url = re.fullmatch(r"  on this machine: (http://127\.0\.0\.1:\d+/\?token=[\w-]{32})\n", local).group(1)
+        token = url.split("=")[1]
+        assert url.endswith(shown.split("=")[1].split()[0])
+        with httpx.Client() as http:
+            bare = url.split("?")[0]
+            refused = http.get(bare + "api/models")
+            assert refused.status_code == 401 and "a token is needed" in refused.json()["error"]
+            assert http.get(bare + "api/models", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            assert http.get(url.replace("/?", "/api/models?")).status_code == 200
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=20)
-    assert "warning: listening on 127.0.0.2: anyone who can reach this machine" in err
+    assert "warning" not in err and "GET /api/models 401: a token is needed" in err
+
+
+def test_no_token_off_this_machine_is_warned_about_and_token_with_no_token_is_a_usage_error():
+    proc = subprocess.Popen([sys.executable, "-m", "stst", "serve", "--host", "0.0.0.0", "--port", "0", "--no-token"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "token" not in proc.stdout.readline()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "warning: listening on 0.0.0.0 without a token: anyone who can reach this machine" in err
+    result = CliRunner().invoke(main, ["serve", "--token", "x", "--no-token"])
+    assert result.exit_code == 2 and "--token and --no-token contradict each other" in result.output
 
 
 def test_the_command_line_does_not_import_the_server():
@@ -225,7 +251,8 @@ def test_models_dir_adds_its_styles_and_skips_a_broken_file(tmp_path, untrained_
     folder.mkdir()
     (folder / "mystyle.pth").write_bytes(untrained_model_path.read_bytes())
     (folder / "broken.pth").write_bytes(b"not a model")
-    with TestClient(create_app(ServeConfig(models=folder, precision="fp32", backend="torch"))) as mine:
+    with TestClient(create_app(ServeConfig(models=folder, precision="fp32", backend="torch")),
+                    base_url=LOCAL) as mine:
         names = [m["name"] for m in mine.get("/api/models").json()["models"]]
         assert "mystyle" in names and "starry_night" in names and "broken" not in names
         assert post(mine, model="mystyle").status_code == 200
@@ -237,7 +264,7 @@ def test_a_painting_becomes_a_style_with_progress_a_preview_and_a_place_in_the_q
     models.mkdir()
     app = create_app(ServeConfig(models=models, precision="fp32", backend="torch"))
     painting = (STYLES / "the_scream.jpg").read_bytes()
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         refused = [client.post("/api/styles", files={"painting": ("x.jpg", b"not an image")}),
                    client.post("/api/styles", files={"painting": ("x.jpg", b"")}),
                    client.post("/api/styles", files={"painting": ("x.jpg", painting)}, data={"minutes": "600"}),

@@ -7,6 +7,7 @@ the log, and the server keeps serving.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -33,8 +34,9 @@ from ..stylize import JobSettings, stylize_bytes
 from ..video.settings import VideoSettings
 from .catalog import Catalog, UnknownModel
 from .clips import ClipJobs
-from .engines import Engines
+from .engines import QUEUE, Engines, Stylizer
 from .fields import ApiError, field, look_of
+from .guard import Access, Guard
 from .live import live
 from .styles import MINUTES, STYLES_FOLDER, StyleJobs
 
@@ -53,6 +55,8 @@ class ServeConfig:
     max_upload_mb: float = 200.0
     max_pixels: int = DEFAULT_MAX_PIXELS
     video: VideoSettings = VideoSettings()
+    access: Access = Access()  # who may talk to it: Host names, the page's Origin, a token
+    queue: int = QUEUE  # requests that may wait per model (and clips, and paintings, in their queues)
 
 
 class Server:
@@ -63,9 +67,10 @@ class Server:
         # Styles trained from the page go to --models, else to the cache, whose styles are offered too.
         trained = config.models or stst_home() / STYLES_FOLDER
         self.catalog = Catalog(config.models or (trained if trained.is_dir() else None), warn=log.warning)
-        self.engines = Engines(resolve_device(config.device), config.precision, config.backend)
-        self.clips = ClipJobs(replace(config.video, max_pixels=config.max_pixels))
-        self.styles = StyleJobs(trained, lambda name: name in self.catalog.styles, self.catalog.add, config.device)
+        self.engines = Engines(resolve_device(config.device), config.precision, config.backend, config.queue)
+        self.clips = ClipJobs(replace(config.video, max_pixels=config.max_pixels), config.queue)
+        self.styles = StyleJobs(trained, lambda name: name in self.catalog.styles, self.catalog.add, config.device,
+                                config.queue)
 
     def settings(self, max_size: int | None = None, quality: int = 95) -> JobSettings:
         return JobSettings(max_size=max_size, quality=quality, max_pixels=self.config.max_pixels)
@@ -103,17 +108,22 @@ async def stylize(request: Request) -> Response:
                      what=f"one of {', '.join(FORMAT_ALIASES)}")
         max_size = field(form, "max_size", int, None, lambda v: v >= 16, "a whole number of at least 16")
         upload = _upload(form, "image")
-        data = await upload.read()
         name = Path(upload.filename or "upload").name
-    if not data:
-        raise ApiError(422, f"{name}: empty upload")
-    start = time.perf_counter()
-    result = await run_in_threadpool(stylize_bytes, server.engines.bound(path, look), data, name, fmt,
-                                     server.settings(max_size))
+        if not upload.size:
+            raise ApiError(422, f"{name}: empty upload")
+        start = time.perf_counter()
+        result = await asyncio.wrap_future(server.engines.submit(
+            path, lambda stylizer: _stylize_upload(stylizer, upload, fmt, server.settings(max_size)), look))
     seconds = time.perf_counter() - start
     log.info("POST /api/stylize %s %s: %.2f s", path.stem, name, seconds)
     return Response(result, media_type=Image.MIME[fmt], headers={"X-Stst-Model": path.stem,
                                                                  "X-Stst-Seconds": f"{seconds:.3f}"})
+
+
+def _stylize_upload(stylizer: Stylizer, upload: UploadFile, fmt: str, settings: JobSettings) -> bytes:
+    """An uploaded photo stylized in its model's turn: read and decoded only then, so waiting costs no pixels."""
+    upload.file.seek(0)
+    return stylize_bytes(stylizer, upload.file.read(), Path(upload.filename or "upload").name, fmt, settings)
 
 
 async def submit_clip(request: Request) -> Response:
@@ -222,7 +232,9 @@ async def refuse(request: Request, exc: Exception) -> Response:
     status = _status(exc)
     message = str(exc.detail if isinstance(exc, HTTPException) else exc)
     log.warning("%s %s %d: %s", request.method, request.url.path, status, message)
-    return JSONResponse({"error": message}, status_code=status)
+    retry = getattr(exc, "retry_after", None)
+    return JSONResponse({"error": message}, status_code=status,
+                        headers={"Retry-After": str(retry)} if retry is not None else None)
 
 
 class BodyLimit:
@@ -261,6 +273,7 @@ def create_app(config: ServeConfig = ServeConfig()) -> Starlette:
         yield
         server.clips.close()
         server.styles.close()
+        server.engines.close()
 
     app = Starlette(
         routes=[
@@ -276,7 +289,8 @@ def create_app(config: ServeConfig = ServeConfig()) -> Starlette:
             WebSocketRoute("/api/live", live),
             Mount("/static", StaticFiles(directory=PAGE)),
         ],
-        middleware=[Middleware(BodyLimit, limit=int(config.max_upload_mb * 1e6))],
+        middleware=[Middleware(Guard, access=config.access),
+                    Middleware(BodyLimit, limit=int(config.max_upload_mb * 1e6))],
         exception_handlers={HTTPException: refuse, ApiError: refuse, StstError: refuse},
         lifespan=lifespan,
     )

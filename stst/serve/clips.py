@@ -23,8 +23,11 @@ from ..base.errors import FileProblem, first_line
 from ..video.probe import is_video
 from ..video.settings import VideoSettings
 from ..video.video import stylize_video
+from .engines import QUEUE
+from .fields import busy
 
 KEEP = 8  # finished clips kept for download
+RETRY_CLIP = 30  # seconds a client beyond the queue is told to wait
 
 
 @dataclass
@@ -55,8 +58,8 @@ def safe_stem(filename: str | None) -> str:
 class ClipJobs:
     """The server's clips: accepted uploads, a worker that stylizes them in turn, and their results."""
 
-    def __init__(self, settings: VideoSettings = VideoSettings()) -> None:
-        self.settings = settings
+    def __init__(self, settings: VideoSettings = VideoSettings(), queue: int = QUEUE) -> None:
+        self.settings, self.queue = settings, queue
         self._folder: Path | None = None
         self.jobs: dict[str, ClipJob] = {}
         self._lock = threading.Lock()
@@ -75,7 +78,12 @@ class ClipJobs:
 
     def submit(self, upload: Path, filename: str | None, model: str,
                stylizer: Callable[[torch.Tensor], torch.Tensor]) -> ClipJob:
-        """Queue the clip at ``upload`` (a file :meth:`new_upload` named); refuses what is not a clip."""
+        """Queue the clip at ``upload`` (a file :meth:`new_upload` named); refuses what is not a clip, and a clip
+        beyond the queue (503)."""
+        admitted = sum(job.state in ("queued", "running") for job in list(self.jobs.values()))
+        if admitted > self.queue:
+            upload.unlink(missing_ok=True)
+            raise busy(admitted - 1, "the clips before it", self.queue, RETRY_CLIP)
         if not is_video(upload):
             upload.unlink(missing_ok=True)
             raise FileProblem(filename or "upload", "not a video clip that FFmpeg can read")

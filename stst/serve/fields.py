@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from ..infer.look import MAX_STROKE_SCALE, MIN_STROKE_SCALE, Look
 
 
 class ApiError(Exception):
-    """A request the server refuses: its HTTP status and a one-line reason."""
+    """A request the server refuses: its HTTP status, a one-line reason, and for a busy server (503) the
+    seconds after which to try again."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.retry_after = status, retry_after
+
+
+def busy(waiting: int, what: str, queue: int, retry_after: float) -> ApiError:
+    """The 503 for a request beyond the queue: ``waiting`` requests wait for ``what`` already."""
+    retry = max(1, math.ceil(retry_after))
+    return ApiError(503, f"busy: {waiting} waiting for {what} already (--queue {queue}); "
+                         f"try again in {retry} s", retry_after=retry)
 
 
 def field(form: Mapping, name: str, parse, default, check=lambda value: True, what: str = ""):

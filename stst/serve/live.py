@@ -13,12 +13,12 @@ and the stream goes on.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 
 import anyio
-from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..base.errors import StstError
@@ -87,12 +87,14 @@ async def live(ws: WebSocket) -> None:
                     await say({"error": str(exc)})
 
     async def answer() -> None:
+        settings = server.settings(quality=QUALITY)
         while True:
             frame = await slot.take()
             start = time.perf_counter()
             try:
-                out = await run_in_threadpool(stylize_bytes, server.engines.bound(state["path"], state["look"]),
-                                              frame, "frame", "JPEG", server.settings(quality=QUALITY))
+                out = await asyncio.wrap_future(server.engines.submit(
+                    state["path"], lambda stylizer: stylize_bytes(stylizer, frame, "frame", "JPEG", settings),
+                    state["look"], limited=False))
             except StstError as exc:
                 log.warning("WS /api/live: %s", exc)
                 await say({"error": str(exc), "frame": True, "dropped": slot.dropped})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import signal
 import socket
 
@@ -25,10 +26,18 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
-    """The page's address on a bound socket."""
+def url_of(sock: socket.socket, token: str | None = None) -> tuple[str, str]:
+    """The page's address on a bound socket, with the token to open it, and its address from this machine
+    (they differ on a socket bound to every address, which others reach by the machine's name)."""
     host, port = sock.getsockname()[:2]
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    query = f"?token={token}" if token else ""
+
+    def url(name: str) -> str:
+        return f"http://{f'[{name}]' if ':' in name else name}:{port}/{query}"
+
+    if not ipaddress.ip_address(host).is_unspecified:
+        return url(host), url(host)
+    return url(socket.gethostname()), url("::1" if ":" in host else "127.0.0.1")
 
 
 class _Server(uvicorn.Server):

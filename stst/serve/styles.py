@@ -26,6 +26,8 @@ from ..training.datasets import SHIPPED_PHOTOS
 from ..training.options import PRESETS, RunSettings, make_options
 from ..training.train import train
 from .clips import safe_stem
+from .engines import QUEUE
+from .fields import busy
 
 STYLES_FOLDER = "styles"  # in $STST_HOME, where new styles go without --models
 KEEP = 8  # finished jobs kept for polling
@@ -60,12 +62,18 @@ def safe_suffix(filename: str | None) -> str:
     return suffix if suffix in IMAGE_SUFFIXES else ""
 
 
+def _discard(*uploads: Path | None) -> None:
+    for upload in uploads:
+        if upload is not None:
+            upload.unlink(missing_ok=True)
+
+
 class StyleJobs:
     """The server's trainings: accepted paintings, one worker that trains them in turn, and where models go."""
 
     def __init__(self, models: Path, taken: Callable[[str], bool], added: Callable[[str, Path], None],
-                 device: str = "auto") -> None:
-        self.models = models
+                 device: str = "auto", queue: int = QUEUE) -> None:
+        self.models, self.queue = models, queue
         self.taken, self.added, self.device = taken, added, device
         self.jobs: dict[str, StyleJob] = {}  # in the order they came: the queue is the queued ones among them
         self._lock = threading.Lock()
@@ -90,16 +98,19 @@ class StyleJobs:
         return name
 
     def submit(self, painting: Path, filename: str | None, photo: Path | None, minutes: float | None) -> StyleJob:
-        """Queue the painting (and a preview photo) at paths :meth:`new_upload` named; refuses what is no image."""
+        """Queue the painting (and a preview photo) at paths :meth:`new_upload` named; refuses what is no image,
+        and a painting beyond the queue (503)."""
+        ahead = [job for job in list(self.jobs.values()) if job.state in ("queued", "running")]
+        if len(ahead) > self.queue:
+            _discard(painting, photo)
+            raise busy(len(ahead) - 1, "the paintings before it", self.queue, 60 * sum(j.minutes for j in ahead))
         for path, what in ((painting, filename or "painting"), (photo, "photo")):
             if path is None:
                 continue
             try:
                 read_photo(path, max_size=64)
             except FileProblem as exc:
-                painting.unlink(missing_ok=True)
-                if photo is not None:
-                    photo.unlink(missing_ok=True)
+                _discard(painting, photo)
                 raise FileProblem(what, exc.problem) from None
         minutes = PRESETS["quick"]["minutes"] if minutes is None else minutes
         with self._lock:
@@ -134,9 +145,7 @@ class StyleJobs:
         except Exception as exc:  # a painting must never stop the worker: the next one still runs
             job.state, job.error = "failed", first_line(exc)
         finally:
-            job.painting.unlink(missing_ok=True)
-            if job.photo is not None:
-                job.photo.unlink(missing_ok=True)
+            _discard(job.painting, job.photo)
 
     def _train(self, job: StyleJob, out: Path) -> None:
         options = make_options(str(job.painting), str(SHIPPED_PHOTOS), "quick", minutes=job.minutes)

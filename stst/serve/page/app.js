@@ -15,8 +15,19 @@ function say(text) {
   $("message").hidden = !text;
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// A busy server (503) says when to come back: the page says so and tries again then.
 async function api(path, body) {
-  const response = await fetch(path, body ? { method: "POST", body } : {});
+  const send = () => fetch(path, body ? { method: "POST", body } : {});
+  let response = await send();
+  while (response.status === 503) {
+    const seconds = Number(response.headers.get("Retry-After")) || 2;
+    say(`busy, retrying in ${seconds} s`);
+    await sleep(seconds * 1000);
+    response = await send();
+    if (response.status !== 503) say("");
+  }
   if (!response.ok) {
     let reason = response.statusText;
     try { reason = (await response.json()).error; } catch (_) { /* not JSON */ }
@@ -210,7 +221,7 @@ $("clip-form").addEventListener("submit", async (event) => {
   try {
     let job = await (await api("/api/clips", form)).json();
     while (job.state === "queued" || job.state === "running") {
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await sleep(500);
       job = await (await api(`/api/clips/${job.id}`)).json();
       if (job.total) { $("clip-progress").max = job.total; $("clip-progress").value = job.frames; }
       $("clip-status").textContent = `${job.state}: ${job.frames}${job.total ? " of " + job.total : ""} frames`;
@@ -314,7 +325,7 @@ async function newStyle(painting) {
     let job = await (await api("/api/styles", form)).json();
     let shown = 0;
     while (job.state === "queued" || job.state === "running") {
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await sleep(1000);
       job = await (await api(`/api/styles/${job.id}`)).json();
       if (job.state === "queued") {
         $("style-status").textContent = `${job.name}: waiting, ${job.place === 1 ? "next" : "number " + job.place} in line`;
