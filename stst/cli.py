@@ -8,7 +8,7 @@ import shlex
 import sys
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -41,11 +41,13 @@ class _Notes(logging.Handler):
 
 
 def _show_notes() -> None:
-    """Once per process, and under torchrun in the first process only (the others do the same)."""
+    """Once per process, and under torchrun in the first process only (the others do the same); each command
+    starts without the engine decisions that ``stst stylize -v`` adds."""
     library = logging.getLogger("stst")
     if os.environ.get("RANK", "0") == "0" and not any(isinstance(h, _Notes) for h in library.handlers):
         library.addHandler(_Notes())
         library.setLevel(logging.INFO)
+    logging.getLogger("stst.infer").setLevel(logging.NOTSET)
 
 
 class _Cli(click.Group):
@@ -165,9 +167,10 @@ def main() -> None:
 @click.option("--keep-dark/--no-keep-dark", default=True, show_default=True,
               help="Video: dim the output of dark frames with their source, so that black stays black and fades "
                    "stay fades (off: every frame a full painting).")
+@click.option("-v", "--verbose", is_flag=True, help="Say which engine runs each size of image, and why.")
 def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, max_size, max_pixels, overwrite, device, batch_size,
             precision, backend, tile, compile_, example, strength, preserve_colors, stroke_scale, crf, codec,
-            temporal_blend, denoise, keep_dark) -> None:
+            temporal_blend, denoise, keep_dark, verbose) -> None:
     """Stylize images, video clips and/or folders of them with a trained model (.pth or exported .onnx).
 
     An INPUT of - reads one image from standard input; -o - writes one image to
@@ -177,9 +180,12 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     from .base.cores import default_batch
     from .model.bundled import example_photo
     from .infer.look import Look
+    from .infer.measuring import measures
     from .stylize import JobSettings, plan_jobs, run_jobs
     from .video.settings import VideoSettings
 
+    if verbose:
+        logging.getLogger("stst.infer").setLevel(logging.DEBUG)  # each engine decision, as a note
     if example:
         if inputs:
             raise click.UsageError("--example stylizes the sample photo; give no INPUT with it")
@@ -201,6 +207,7 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     network = _Network(Path(model_path), precision, tile_setting, compile_, backend)
     if "-" in map(str, inputs) or output == "-":
         _check_pipe(inputs, output)
+        network = replace(network, measure=measures(1))
         stylizer = network.express(device, look) or network.resolved(device)
         _stylize_pipe(look.around(stylizer), inputs[0], output or "-", fmt, settings)
         return
@@ -208,6 +215,7 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     if not jobs:
         raise StstError("no files found in the given folders" + ("" if recursive else " (try --recursive)"))
     photos = all(job.kind != "video" for job in jobs)
+    network = replace(network, measure=measures(len(jobs) if photos else None, network.seen()))
     express = network.express(device, look) if photos else None
     if express is not None:  # photos whose graph is recorded: torch is not imported
         report, main_rank = run_jobs(express, jobs, settings, warn=_warn, model_name=str(model_path)), True
@@ -252,19 +260,27 @@ class _Network:
     tile: object
     compile: bool
     backend: str
+    measure: bool = True  # time the engines (stst.infer.measuring): not for a few photos
 
     def on(self, torch_device, lane: bool):
         """The torch path (:func:`stst.infer.engine.open_stylizer`) on a resolved device; ``lane``: a run of
         photos in one process, which the express lane could serve next time."""
         from .infer.engine import open_stylizer
 
-        return open_stylizer(self.path, torch_device, self.precision, self.tile, self.compile, self.backend, lane)
+        return open_stylizer(self.path, torch_device, self.precision, self.tile, self.compile, self.backend, lane,
+                             self.measure)
 
     def resolved(self, device: str):
         """The torch path for a run of photos in one process."""
         from .base.devices import resolve_device
 
         return self.on(resolve_device(device), lane=True)
+
+    def seen(self) -> bool:
+        """Whether a run of photos met this model and request here before (:func:`stst.infer.measuring.measures`)."""
+        from .infer.express import seen
+
+        return seen(self.path, self.precision, self.backend)
 
     def express(self, device: str, look):
         """The express lane (:mod:`stst.infer.express`) where it can serve this run, else None: on the CPU in one
@@ -277,7 +293,8 @@ class _Network:
             return None
         if self.path.suffix.lower() == ".onnx":
             return cpu_graph(self.path, device)
-        return open_express(self.path, self.precision, self.backend, fallback=lambda: self.resolved(device))
+        return open_express(self.path, self.precision, self.backend, fallback=lambda: self.resolved(device),
+                            measure=self.measure)
 
 
 def _run_sharded(jobs, device: str, network: _Network, look, settings, photos: bool) -> tuple:
@@ -701,5 +718,5 @@ def serve(host, port, open_browser, models_dir, device, precision, backend, max_
         click.echo(f"  on this machine: {local}")
     if open_browser and not webbrowser.open(local):
         click.echo(f"note: no web browser could be started here; open {local} in one", err=True)
-    run_server(app, sock)
+    run_server(app, sock, on_stop=app.state.server.engines.stop)
     click.echo("stst serve: stopped", err=True)

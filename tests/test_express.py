@@ -92,6 +92,20 @@ def test_only_graph_engines_chosen_on_a_cpu_are_recorded(tmp_path, monkeypatch):
     assert list(json.loads((tmp_path / EXPRESS_FILE).read_text())) == [key]
 
 
+def test_a_run_that_measures_takes_only_measured_routes_and_others_prefer_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("STST_HOME", str(tmp_path))
+    model_path, _ = resolve_model("udnie", "realtime")
+    graph = cached_graph(fresh_network(3))
+    express.record(request_key(model_path, "auto", "auto", measured=False), (256, 256), "onnxruntime-fp32", graph)
+    express.record(request_key(model_path, "auto", "auto", measured=False), (384, 512), "onnxruntime-fp32", graph)
+    express.record(request_key(model_path, "auto", "auto"), (384, 512), "openvino-fp32", graph)
+    fallback = lambda: None  # noqa: E731 (never built here)
+    long_run = express.open_express(model_path, "auto", "auto", fallback, measure=True)
+    short_run = express.open_express(model_path, "auto", "auto", fallback, measure=False)
+    assert long_run.routes == {(384, 512): ("openvino-fp32", graph)}
+    assert short_run.routes == {(256, 256): ("onnxruntime-fp32", graph), (384, 512): ("openvino-fp32", graph)}
+
+
 def test_an_exported_onnx_model_runs_without_torch_on_the_cpu(tmp_path):
     net = fresh_network(5)
     export_model(net, tmp_path / "style.onnx", "onnx")

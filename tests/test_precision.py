@@ -8,11 +8,13 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 
-from stst.infer import engine
+from stst.infer import engine, measuring, precision
+from stst.infer.measuring import Decision
 from stst.infer.engine import Stylizer, choose_engine
 from stst.base.errors import StstError
-from stst.infer.precision import (CALIBRATION_FILE, MAX_ROUNDS, MIN_ROUNDS, STABLE_ROUNDS, fastest, machine_key,
+from stst.infer.precision import (CALIBRATION_FILE, MAX_ROUNDS, MIN_ROUNDS, STABLE_ROUNDS, decide, machine_key,
                                     measure_candidates, time_once)
 from stst.infer.sizes import size_bucket
 
@@ -42,21 +44,21 @@ def test_a_candidate_must_beat_the_reference_by_its_margin_and_the_answer_is_cac
     calls = []
     # a Xeon with AVX512-BF16 but no AMX: bf16 slower, so fp32
     candidates = named("torch-fp32", "torch-bf16")
-    assert fastest(32, candidates, measure=fake_timer({"torch-fp32": 2.86, "torch-bf16": 3.34}, calls)) == "torch-fp32"
+    assert decide(32, candidates, measure=fake_timer({"torch-fp32": 2.86, "torch-bf16": 3.34}, calls)).engine == "torch-fp32"
     measured = len(calls)
     assert measured >= 2 * (1 + MIN_ROUNDS)  # a warm-up, then rounds of both
-    assert fastest(32, candidates, measure=fake_timer({"torch-fp32": 1.0, "torch-bf16": 0.1}, calls)) == "torch-fp32"
+    assert decide(32, candidates, measure=fake_timer({"torch-fp32": 1.0, "torch-bf16": 0.1}, calls)).engine == "torch-fp32"
     assert len(calls) == measured  # cached
     saved = json.loads((tmp_path / CALIBRATION_FILE).read_text())[machine_key(32, list(candidates), (256, 256))]
     assert saved["choice"] == "torch-fp32" and saved["seconds"]["torch-bf16"] == 3.34
     (tmp_path / CALIBRATION_FILE).unlink()
     # the AMD EPYC case; then bf16 only 1.05x faster: within its 1.1x margin, so not chosen
-    assert fastest(32, candidates, measure=fake_timer({"torch-fp32": 0.707, "torch-bf16": 0.419}, calls)) == "torch-bf16"
-    assert fastest(16, candidates, measure=fake_timer({"torch-fp32": 1.05, "torch-bf16": 1.0}, calls)) == "torch-fp32"
+    assert decide(32, candidates, measure=fake_timer({"torch-fp32": 0.707, "torch-bf16": 0.419}, calls)).engine == "torch-bf16"
+    assert decide(16, candidates, measure=fake_timer({"torch-fp32": 1.05, "torch-bf16": 1.0}, calls)).engine == "torch-fp32"
     # ONNX Runtime 1.55x faster on an AVX2-only CPU
     three = named("torch-fp32", "torch-bf16", "onnxruntime-fp32")
     timer = fake_timer({"torch-fp32": 1.97, "torch-bf16": 2.5, "onnxruntime-fp32": 1.27}, calls)
-    assert fastest(32, three, measure=timer) == "onnxruntime-fp32"
+    assert decide(32, three, measure=timer).engine == "onnxruntime-fp32"
 
 
 def test_each_size_bucket_is_measured_at_its_own_size(tmp_path, monkeypatch):
@@ -72,10 +74,10 @@ def test_each_size_bucket_is_measured_at_its_own_size(tmp_path, monkeypatch):
     candidates = named("torch-fp32", "onnxruntime-fp32")
     assert [size_bucket(*hw) for hw in [(64, 64), (256, 256), (300, 400), (480, 640), (512, 768), (4000, 6000)]] == [
         (256, 256), (256, 256), (384, 512), (512, 768), (512, 768), (512, 768)]
-    assert fastest(32, candidates, (256, 256), measure) == "torch-fp32"
-    assert fastest(32, candidates, (512, 768), measure) == "onnxruntime-fp32"
+    assert decide(32, candidates, (256, 256), measure).engine == "torch-fp32"
+    assert decide(32, candidates, (512, 768), measure).engine == "onnxruntime-fp32"
     assert set(calls) == {(256, 256), (512, 768)}
-    assert fastest(32, candidates, (256, 256), measure) == "torch-fp32"  # each cached under its size
+    assert decide(32, candidates, (256, 256), measure).engine == "torch-fp32"  # each cached under its size
 
 
 @pytest.mark.parametrize("truth, lane, expected", [
@@ -144,14 +146,14 @@ def test_a_candidate_that_cannot_be_set_up_is_left_out(tmp_path, monkeypatch):
         raise StstError("cannot write the ONNX graph")
     candidates = {**named("torch-fp32", "torch-bf16"), "onnxruntime-fp32": unwritable}
     timer = fake_timer({"torch-fp32": 1.0, "torch-bf16": 0.5}, [])
-    assert fastest(32, candidates, measure=timer) == "torch-bf16"
+    assert decide(32, candidates, measure=timer).engine == "torch-bf16"
     assert not (tmp_path / CALIBRATION_FILE).exists()  # measured again, with it, next time
 
 
 def test_a_single_candidate_is_not_measured(tmp_path, monkeypatch):
     monkeypatch.setenv("STST_HOME", str(tmp_path))
     calls = []
-    assert fastest(32, named("torch-fp32"), measure=fake_timer({}, calls)) == "torch-fp32"
+    assert decide(32, named("torch-fp32"), measure=fake_timer({}, calls)).engine == "torch-fp32"
     assert calls == [] and not (tmp_path / CALIBRATION_FILE).exists()
 
 
@@ -160,12 +162,13 @@ def test_an_unwritable_cache_still_gives_an_answer(monkeypatch, tmp_path):
     blocker.write_text("x")
     monkeypatch.setenv("STST_HOME", str(blocker / "home"))
     timer = fake_timer({"torch-fp32": 1.0, "torch-bf16": 0.5}, [])
-    assert fastest(32, named("torch-fp32", "torch-bf16"), measure=timer) == "torch-bf16"
+    assert decide(32, named("torch-fp32", "torch-bf16"), measure=timer).engine == "torch-bf16"
 
 
 def test_candidates_follow_the_machine_and_the_options(monkeypatch):
     seen = []
-    monkeypatch.setattr(engine, "fastest", lambda width, candidates, size, lane=False: seen.append(list(candidates)) or next(iter(candidates)))
+    monkeypatch.setattr(engine, "decide", lambda width, candidates, size, lane=False:
+                        seen.append(list(candidates)) or Decision(next(iter(candidates)), "measured"))
     cpu, net = torch.device("cpu"), fresh_network()
     ov = ["openvino-fp32", "openvino-bf16"]
     monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
@@ -243,8 +246,8 @@ def test_the_stylizer_chooses_per_size_on_first_use(monkeypatch):
 
     def choose(width, candidates, size, lane=False):
         asked.append(size)
-        return "onnxruntime-fp32" if size == (384, 512) else "torch-fp32"
-    monkeypatch.setattr(engine, "fastest", choose)
+        return Decision("onnxruntime-fp32" if size == (384, 512) else "torch-fp32", "measured")
+    monkeypatch.setattr(engine, "decide", choose)
     stylizer = Stylizer(fresh_network(1), "cpu", precision="fp32", tile=None)  # fp32: no int8 graph to make
     assert asked == [] and stylizer.backend is None
     small = stylizer(torch.rand(1, 3, 40, 60))
@@ -264,6 +267,7 @@ def test_the_first_timing_is_told_on_stderr_once(tmp_path, monkeypatch):
     from stst.cli import main
 
     monkeypatch.setenv("STST_HOME", str(tmp_path))
+    monkeypatch.setattr(measuring, "MEASURE_FROM", 1)  # a run of one photo measures
     model = tmp_path / "small.pth"
     save_checkpoint(model, fresh_network(config=ArchConfig(channels=8)))
     runs = [CliRunner().invoke(main, ["stylize", str(PHOTOS / "kodim23.jpg"), "-m", str(model), "--precision", "fp32",
@@ -284,7 +288,7 @@ def test_info_engines_shows_what_was_measured_and_chosen(tmp_path, monkeypatch):
     runner = CliRunner()
     first = runner.invoke(main, ["info", "--engines"])
     assert first.exit_code == 0 and "no engine measured yet" in first.output
-    fastest(32, named("torch-fp32", "torch-bf16"), (512, 768), fake_timer({"torch-fp32": 0.5, "torch-bf16": 0.25}, []))
+    decide(32, named("torch-fp32", "torch-bf16"), (512, 768), fake_timer({"torch-fp32": 0.5, "torch-bf16": 0.25}, []))
     shown = runner.invoke(main, ["info", "--engines"])
     assert shown.exit_code == 0
     [line] = [line for line in shown.output.splitlines() if "512x768" in line]
@@ -292,3 +296,103 @@ def test_info_engines_shows_what_was_measured_and_chosen(tmp_path, monkeypatch):
     assert "width 32" in line and f"chose torch-bf16 (torch-bf16 250 ms, torch-fp32 500 ms; {rounds} rounds" in line
     missing = runner.invoke(main, ["info"])
     assert missing.exit_code == 2 and "give a MODEL" in missing.output
+
+
+def counted_measurements(monkeypatch) -> list:
+    """The sizes at which engines get timed from now on (the real timing still runs)."""
+    sizes = []
+    real = precision.measure_candidates
+
+    def counting(runners, size, *args, **kwargs):
+        sizes.append(size)
+        return real(runners, size, *args, **kwargs)
+
+    monkeypatch.setattr(precision, "measure_candidates", counting)
+    return sizes
+
+
+def test_a_fresh_home_runs_the_example_without_timing_engines(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from stst.cli import main
+    from stst.infer.express import EXPRESS_FILE
+
+    monkeypatch.setenv("STST_HOME", str(tmp_path / "home"))
+    timed = counted_measurements(monkeypatch)
+    run = CliRunner().invoke(main, ["stylize", "--example", "-o", str(tmp_path / "out.jpg")])
+    assert run.exit_code == 0 and run.stdout.strip() == f"wrote {tmp_path / 'out.jpg'}", run.output
+    assert timed == [] and not (tmp_path / "home" / CALIBRATION_FILE).exists()
+    [(key, routes)] = json.loads((tmp_path / "home" / EXPRESS_FILE).read_text()).items()
+    assert key.endswith("| unmeasured") and [engine for engine, _ in routes.values()] == ["onnxruntime-fp32"]
+    assert "note:" not in run.stderr  # nothing to wait for, nothing to explain
+
+
+def test_a_folder_times_the_engines_once_it_has_met_the_model_and_a_long_run_at_once(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from stst.cli import main
+
+    monkeypatch.setenv("STST_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(measuring, "MEASURE_AGAIN_FROM", 5)
+    timed = counted_measurements(monkeypatch)
+    model = tmp_path / "small.pth"
+    save_checkpoint(model, fresh_network(config=ArchConfig(channels=8)))
+
+    def folder(*args: str):
+        run = CliRunner().invoke(main, ["stylize", str(PHOTOS), "-m", str(model), *args, "-o",
+                                        f"{tmp_path / 'out'}/", "--overwrite"])
+        assert run.exit_code == 0 and "5 stylized" in run.stdout, run.output
+
+    folder()
+    assert timed == [] and not (tmp_path / "home" / CALIBRATION_FILE).exists()  # first met: the sound engine
+    folder()
+    assert timed == [(256, 256)] and (tmp_path / "home" / CALIBRATION_FILE).exists()  # met before: timed
+    Image.open(PHOTOS / "kodim23.jpg").resize((600, 400)).save(tmp_path / "larger.png")
+    one = CliRunner().invoke(main, ["stylize", str(tmp_path / "larger.png"), "-m", str(model),
+                                    "-o", str(tmp_path / "one.png")])
+    assert one.exit_code == 0 and timed == [(256, 256)]  # one photo of a size not timed yet: nothing timed
+    monkeypatch.setattr(measuring, "MEASURE_FROM", 5)
+    folder("--precision", "fp32")  # another request, first met, but long enough
+    assert timed == [(256, 256)] * 2
+
+
+@pytest.mark.parametrize("names, start", [(["torch-fp32", "torch-bf16", "onnxruntime-fp32"], "onnxruntime-fp32"),
+                                          (["torch-fp32", "torch-bf16"], "torch-fp32"),
+                                          (["torch-bf16", "openvino-bf16"], "torch-bf16")])
+def test_an_unmeasured_run_starts_on_onnx_runtime_fp32_else_the_reference(names, start):
+    assert measuring.sound(names) == start
+    assert not measuring.measures(measuring.MEASURE_FROM - 1) and measuring.measures(measuring.MEASURE_FROM)
+    assert measuring.measures(measuring.MEASURE_AGAIN_FROM, seen=True)
+    assert not measuring.measures(measuring.MEASURE_AGAIN_FROM - 1, seen=True)
+    assert measuring.measures(None)  # clips and the server
+
+
+def test_verbose_says_which_engine_runs_and_why(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from stst.cli import main
+
+    monkeypatch.setenv("STST_HOME", str(tmp_path / "home"))
+    runs = [CliRunner().invoke(main, ["stylize", "--example", "-v", "-o", str(tmp_path / f"{i}.jpg")]) for i in range(2)]
+    assert [run.exit_code for run in runs] == [0, 0], runs[0].output
+    notes = [[line for line in run.stderr.splitlines() if line.startswith("note: engine")] for run in runs]
+    assert notes[0] == ["note: engine for images near 768x512: onnxruntime-fp32 (not timed yet: a first run of "
+                        f"fewer than {measuring.MEASURE_FROM} photos starts on it)"]
+    assert notes[1] == ["note: engine for images near 768x512: onnxruntime-fp32 (recorded by an earlier run for this "
+                        "model and request: runs without torch)"]
+    forced = CliRunner().invoke(main, ["stylize", "--example", "--backend", "torch", "-v", "-o", str(tmp_path / "t.jpg")])
+    assert "note: engine for images near 768x512: torch-fp32 (the only one the device, --precision and --backend " \
+           "leave)" in forced.stderr
+    quiet = CliRunner().invoke(main, ["stylize", "--example", "-o", str(tmp_path / "q.jpg")])
+    assert "note:" not in quiet.stderr
+
+
+def test_an_unmeasured_run_falls_back_to_the_reference_where_the_sound_engine_cannot_be_set_up():
+    stylizer = Stylizer(fresh_network(1), "cpu", precision="fp32", tile=None, measure=False)
+    assert list(stylizer.candidates)[:2] == ["torch-fp32", "onnxruntime-fp32"]
+
+    def unwritable():
+        raise StstError("cannot write the ONNX graph")
+
+    stylizer.candidates["onnxruntime-fp32"] = unwritable
+    assert stylizer(torch.rand(1, 3, 40, 60)).shape == (1, 3, 40, 60) and stylizer.backend == "torch"

@@ -193,3 +193,28 @@ def test_a_real_server_under_load_answers_each_request_with_an_image_or_503_and_
             assert Image.open(io.BytesIO(answer.content)).size == (1800, 1200)
     # seven photos admitted at once, decoded one at a time, add less than their pixels would (7 x 33 MB)
     assert after - before < 150, (before, after)
+
+
+def test_a_stop_drops_the_waiting_requests_and_does_not_wait_for_them(tmp_path):
+    buffer = io.BytesIO()
+    Image.open(PHOTO).resize((2100, 1400)).save(buffer, "JPEG", quality=90)  # about 6 s in the realtime tier here
+    server = start_serve("--precision", "fp32", "--backend", "torch", log=tmp_path / "server.log")
+
+    def one(_: int) -> int:
+        try:
+            with httpx.Client(timeout=120) as http:
+                return http.post(server.url + "api/stylize", files={"image": ("big.jpg", buffer.getvalue())},
+                                 data={"tier": "realtime", "format": "jpeg"}).status_code
+        except httpx.HTTPError:
+            return 0  # the server went away: no answer
+
+    with ThreadPoolExecutor(5) as pool:
+        answers = pool.map(one, range(5))  # one runs, four wait
+        time.sleep(3)
+        start = time.perf_counter()
+        server.terminate()
+        server.wait(60)
+        stopped = time.perf_counter() - start
+        answers = list(answers)
+    assert server.returncode == 0 and stopped < 15, (stopped, answers)  # the photo running, not all five
+    assert sorted(answers) == [200, 503, 503, 503, 503], answers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Union
@@ -19,13 +20,15 @@ from ..model.checkpoint import load_model
 from ..base.machine import installed, require
 from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
-from .precision import PRECISIONS, Runner, cpu_has_bf16, fastest
+from .measuring import Decision, sound
+from .precision import PRECISIONS, Runner, cpu_has_bf16, decide
 from .sizes import AUTO_TILE, SIZE_BUCKETS, runs_in_tiles, size_bucket
 from .tiling import stylize_tiled
 
 TileSetting = Union[int, Literal["auto"], None]
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 GRAPH_BACKENDS = ("onnxruntime", "openvino")  # engines that run the exported graph, one image per core on CPUs
+log = logging.getLogger(__name__)  # stst stylize -v shows each size's engine and why
 ENGINE_PRECISIONS = (*PRECISIONS, "int8")
 
 
@@ -57,7 +60,8 @@ def _faithful_int8(model: TransformerNet, device: torch.device) -> Path | None:
 
 
 def engine_candidates(device: torch.device, model: TransformerNet, precision: str = "auto", backend: str = "auto",
-                      network: TransformerNet | None = None, lane: bool = False) -> dict[str, Callable[[], Runner]]:
+                      network: TransformerNet | None = None, lane: bool = False,
+                      measured: bool = True) -> dict[str, Callable[[], Runner]]:
     """The engines ``model`` may run with on ``device``, as ``{"backend-precision": build runner}``.
 
     CUDA: torch with fp16 autocast. CPUs: eager fp32 (the reference), bf16
@@ -69,7 +73,8 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
     engines run on CPUs, when the caller has built it (:func:`torch_network`).
     ``lane``: a run of photos (see :func:`open_stylizer`), whose sizes may change
     from photo to photo: OpenVINO compiles each size (0.3-0.8 s, more than it
-    saves a photo), so ``auto`` leaves it to clips, the server and the API there.
+    saves a photo), so ``auto`` leaves it to clips, the server and the API there. ``measured``: false for a
+    run that will not time its engines (:mod:`stst.infer.measuring`), which so skips int8's quantizing and check.
     """
     if backend not in BACKENDS:
         raise StstError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
@@ -107,7 +112,7 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
         candidates["torch-bf16"] = lambda: _torch_runner(network, torch.bfloat16)
     if backend == "auto" and onnxrt.available():
         candidates.update(onnx)
-        graph = _faithful_int8(model, device) if precision == "auto" else None
+        graph = _faithful_int8(model, device) if precision == "auto" and measured else None
         if graph is not None:
             candidates["onnxruntime-int8"] = lambda: onnxrt.OnnxStylizer(graph, device)
     if backend == "auto" and not lane and _openvino_here(model):
@@ -138,7 +143,7 @@ def choose_engine(device: torch.device, model: TransformerNet, precision: str = 
     nearest of the measured sizes (see :mod:`stst.infer.precision`).
     """
     candidates = engine_candidates(device, model, precision, backend)
-    chosen, dtype = fastest(model.config.tag, candidates, size_bucket(*size)).split("-")
+    chosen, dtype = decide(model.config.tag, candidates, size_bucket(*size)).engine.split("-")
     return chosen, dtype
 
 
@@ -159,7 +164,9 @@ class Stylizer:
     - ``route``: told the size bucket, the engine and the graph each time ONNX
       Runtime or OpenVINO is chosen (how :mod:`stst.infer.express` learns what it
       may run without torch);
-      with it, the choice counts what the express lane saves (:func:`stst.infer.precision.fastest`).
+      with it, the choice counts what the express lane saves (:func:`stst.infer.precision.decide`).
+    - ``measure``: time the engines at each new size (cached per machine); without it, run on the
+      sound engine (:func:`stst.infer.measuring.sound`), for runs too short to pay for the timing.
     """
 
     def __init__(
@@ -172,6 +179,7 @@ class Stylizer:
         compile: bool = False,
         backend: str = "auto",
         route: Callable[[tuple[int, int], str, Path], None] | None = None,
+        measure: bool = True,
     ) -> None:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         cuda = self.device.type == "cuda"
@@ -184,7 +192,8 @@ class Stylizer:
         network = torch_network(self.model, self.device)  # built once: the measured torch engines run it too
         self.network = torch.compile(network, dynamic=True) if compile else network
         self.candidates = engine_candidates(self.device, self.model, precision, "torch" if compile else backend,
-                                            network, lane=route is not None)
+                                            network, lane=route is not None, measured=measure)
+        self.measure = measure
         self._runners: dict[str, Runner] = {}  # built once, shared by the measurement and the work
         self._engines: dict[tuple[int, int], str] = {}  # measured size -> "backend-precision"
         self.route = route
@@ -205,11 +214,24 @@ class Stylizer:
         bucket = size_bucket(height, width)
         if bucket not in self._engines:
             builders = {name: (lambda n=name: self._runner(n)) for name in self.candidates}
-            choice = self._engines[bucket] = fastest(self.model.config.tag, builders, bucket,
-                                                     lane=self.route is not None)
+            measured = self.measure or len(self.candidates) == 1
+            decision = (decide(self.model.config.tag, builders, bucket, lane=self.route is not None) if measured
+                        else self._sound())
+            log.debug(decision.says(bucket))
+            choice = self._engines[bucket] = decision.engine
             if self.route is not None and choice.split("-")[0] in GRAPH_BACKENDS:
                 self.route(bucket, choice, self._runner(choice).path)
         return self._engines[bucket]
+
+    def _sound(self) -> Decision:
+        """The sound engine, untimed; the reference where it cannot be set up (its graph cannot be written)."""
+        names = list(self.candidates)
+        choice = sound(names)
+        try:
+            self._runner(choice)
+        except StstError:
+            choice = names[0]
+        return Decision(choice, "unmeasured")
 
     def _use(self, name: str) -> None:
         self.backend, self.precision = name.split("-")
@@ -264,13 +286,14 @@ class Stylizer:
 
 
 def open_stylizer(model_path: str | Path, device: torch.device, precision: str = "auto", tile: TileSetting = "auto",
-                  compile: bool = False, backend: str = "auto",
-                  lane: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+                  compile: bool = False, backend: str = "auto", lane: bool = False,
+                  measure: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
     """The network in ``model_path`` (a stst .pth, or an exported .onnx run by ONNX Runtime) ready to stylize.
 
     ``lane``: a run of photos in one process, which the express lane (:mod:`stst.infer.express`) could serve
     next time. On a machine without a GPU such a run records the graphs that ONNX Runtime is chosen to run, and
-    the lane runs them next time without torch.
+    the lane runs them next time without torch. ``measure``: see :class:`Stylizer` (an unmeasured choice is
+    recorded apart, and only runs that do not measure take it).
     """
     if Path(model_path).suffix.lower() == ".onnx":
         if tile not in ("auto", None):
@@ -279,9 +302,10 @@ def open_stylizer(model_path: str | Path, device: torch.device, precision: str =
     model, _ = load_model(model_path, device)
     route = None
     if lane and device.type == "cpu" and express.serves(tile, compile) and not _accelerated():
-        key = express.request_key(Path(model_path), precision, backend)
+        key = express.request_key(Path(model_path), precision, backend, measure)
         route = functools.partial(express.record, key)
-    return Stylizer(model, device, precision=precision, tile=tile, compile=compile, backend=backend, route=route)
+    return Stylizer(model, device, precision=precision, tile=tile, compile=compile, backend=backend, route=route,
+                    measure=measure)
 
 
 def _accelerated() -> bool:

@@ -17,6 +17,7 @@ ONNX Runtime's CPU provider too.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,10 +29,12 @@ from ..base.home import read_record, stst_home, write_record
 from ..base.machine import cpu_cores, cpu_name, installed, package_version
 from ..model import GRAPH_FORM
 from .graph import GraphRunner
+from .measuring import Decision
 from .openvino_graph import OpenVinoGraph
 from .sizes import runs_in_tiles, size_bucket
 
 EXPRESS_FILE = "express.json"
+log = logging.getLogger(__name__)  # stst stylize -v shows each size's engine and why
 Route = dict[tuple[int, int], tuple[str, Path]]  # size bucket -> engine ("onnxruntime-fp32", ...) and graph
 
 
@@ -56,10 +59,12 @@ def machine_part() -> str:
             f"openvino {package_version('openvino')}, stst {__version__}, graph form {GRAPH_FORM} | {threads}")
 
 
-def request_key(model_file: Path, precision: str, backend: str) -> str:
-    """What a recorded choice depends on: the machine, the libraries, the model's bytes and the request."""
+def request_key(model_file: Path, precision: str, backend: str, measured: bool = True) -> str:
+    """What a recorded choice depends on: the machine, the libraries, the model's bytes, the request, and whether
+    the engines were timed (a run that times them takes no unmeasured choice)."""
     weights = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:20]
-    return f"{machine_part()} | model {weights} | precision {precision}, backend {backend}"
+    return (f"{machine_part()} | model {weights} | precision {precision}, backend {backend}"
+            + ("" if measured else " | unmeasured"))
 
 
 def record(key: str, bucket: tuple[int, int], engine: str, graph: Path) -> None:
@@ -89,6 +94,12 @@ def recorded(key: str) -> Route:
     return found
 
 
+def seen(model_file: Path, precision: str, backend: str) -> bool:
+    """Whether a run of photos recorded a route here for this model and request, timed or not."""
+    known = read_record(EXPRESS_FILE)
+    return any(request_key(model_file, precision, backend, measured) in known for measured in (True, False))
+
+
 def describe_routes() -> list[str]:
     """``stst info --engines``: the express lane's routes on this machine, a line per model and request."""
     prefix = machine_part() + " | "
@@ -116,6 +127,7 @@ class ExpressStylizer:
         route = self.routes.get(size_bucket(height, width)) if not runs_in_tiles(height, width) else None
         if route is not None:
             if route not in self._graphs:
+                log.debug(Decision(route[0], "express").says(size_bucket(height, width)))
                 self._graphs[route] = LANE_ENGINES[route[0]](route[1])
             return self._graphs[route](batch)
         if self._fallback is None:
@@ -135,7 +147,10 @@ def cpu_graph(model_file: Path, device: str) -> GraphRunner | None:
 
 
 def open_express(model_file: Path, precision: str, backend: str,
-                 fallback: Callable[[], Callable[[np.ndarray], object]]) -> ExpressStylizer | None:
-    """The express lane for this model and request where a graph is recorded for some size here, else None."""
+                 fallback: Callable[[], Callable[[np.ndarray], object]], measure: bool = True) -> ExpressStylizer | None:
+    """The express lane for this model and request where a graph is recorded for some size here, else None.
+    A run that does not ``measure`` takes an unmeasured route where no measured one is recorded for the size."""
     routes = recorded(request_key(model_file, precision, backend))
+    if not measure:
+        routes = {**recorded(request_key(model_file, precision, backend, measured=False)), **routes}
     return ExpressStylizer(routes, fallback) if routes else None

@@ -39,6 +39,7 @@ from ..base.machine import cpu_name, installed, package_version
 from ..base.errors import StstError
 from ..base.home import read_record, stst_home, write_record
 from ..model import GRAPH_FORM
+from .measuring import Decision
 from .sizes import SIZE_BUCKETS
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -173,9 +174,9 @@ def _built(candidates: dict[str, Callable[[], Runner]]) -> dict[str, Runner]:
     return runners
 
 
-def fastest(width: object, candidates: dict[str, Callable[[], Runner]], size: tuple[int, int] = SIZE_BUCKETS[0],
-            measure: Measure = time_once, lane: bool = False) -> str:
-    """The name of the candidate to use at ``size``, measured once per machine and size, and cached.
+def decide(width: object, candidates: dict[str, Callable[[], Runner]], size: tuple[int, int] = SIZE_BUCKETS[0],
+           measure: Measure = time_once, lane: bool = False) -> Decision:
+    """The candidate to use at ``size``, measured once per machine and size, and cached; and why.
 
     ``candidates`` maps names to functions that build a runner; the first is
     the reference. With a single candidate nothing is measured. ``lane``: the
@@ -183,21 +184,22 @@ def fastest(width: object, candidates: dict[str, Callable[[], Runner]], size: tu
     """
     names = list(candidates)
     if len(names) == 1:
-        return names[0]
+        return Decision(names[0], "forced")
     known = read_record(CALIBRATION_FILE)
     key = machine_key(width, names, size, lane)
     if isinstance(known.get(key), dict) and known[key].get("choice") in names:
-        return known[key]["choice"]
+        return Decision(known[key]["choice"], "cached")
     log.info("timing %d engines for this network at %dx%d, once on this machine (stst info --engines shows the "
              "choice)", len(names), size[1], size[0])
     runners = _built(candidates)
     if len(runners) < len(names):  # measured without a candidate that could not be set up: not cached
-        return measure_candidates(runners, size, measure, lane)[0] if len(runners) > 1 else next(iter(runners))
+        left = measure_candidates(runners, size, measure, lane)[0] if len(runners) > 1 else next(iter(runners))
+        return Decision(left, "measured")
     choice, seconds, rounds = measure_candidates(runners, size, measure, lane)
     known[key] = {"choice": choice, "seconds": {n: round(s, 4) for n, s in seconds.items()}, "rounds": rounds,
                   "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_record(CALIBRATION_FILE, known)
-    return choice
+    return Decision(choice, "measured")
 
 
 def measured_here() -> dict[str, dict]:

@@ -20,7 +20,7 @@ import torch
 
 from ..infer.engine import open_stylizer
 from ..infer.look import Look
-from .fields import busy
+from .fields import ApiError, busy
 
 QUEUE = 4  # requests that may wait per model (stst serve --queue)
 Stylizer = Callable[[torch.Tensor], torch.Tensor]
@@ -54,6 +54,7 @@ class Engines:
         self._guard = threading.Lock()
         self._lanes: dict[Path, _Lane] = {}
         self._stylizers: dict[Path, Stylizer] = {}
+        self._stopping = False
 
     def _lane(self, path: Path) -> _Lane:
         with self._guard:
@@ -76,6 +77,8 @@ class Engines:
             lane.admitted += 1
 
         def turn() -> T:
+            if self._stopping:
+                raise ApiError(503, "the server is stopping")
             start = time.perf_counter()
             try:
                 return work(lambda batch: look.apply(self._stylizer(path), batch))
@@ -93,6 +96,11 @@ class Engines:
     def bound(self, path: Path, look: Look = Look()) -> Stylizer:
         """The model in ``look`` as a Stylizer that runs in the model's turn and waits for it (for clips)."""
         return lambda batch: self.submit(path, lambda stylizer: stylizer(batch), look, limited=False).result()
+
+    def stop(self) -> None:
+        """From now on, requests that come to their turn are answered 503 at once: a stop waits only for the runs
+        in progress."""
+        self._stopping = True
 
     def close(self) -> None:
         """Let the runs in progress finish; drop those that wait."""

@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import signal
 import socket
+from collections.abc import Callable
 
 import uvicorn
 from starlette.applications import Starlette
@@ -44,6 +45,12 @@ class _Server(uvicorn.Server):
     """uvicorn's server, stopping on Ctrl-C or SIGTERM without raising the signal again once it has shut down
     (uvicorn does, and asyncio then cancels the app's shutdown half-way, with a traceback)."""
 
+    on_stop: Callable[[], None] = staticmethod(lambda: None)
+
+    def handle_exit(self, sig, frame) -> None:
+        self.on_stop()
+        super().handle_exit(sig, frame)
+
     @contextlib.contextmanager
     def capture_signals(self):
         previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -54,7 +61,9 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve(app: Starlette, sock: socket.socket) -> None:
-    """Serve ``app`` on ``sock`` until Ctrl-C or SIGTERM."""
+def serve(app: Starlette, sock: socket.socket, on_stop: Callable[[], None] = lambda: None) -> None:
+    """Serve ``app`` on ``sock`` until Ctrl-C or SIGTERM; ``on_stop`` is called as the stop begins (before the
+    requests in progress are waited for)."""
     server = _Server(uvicorn.Config(app, access_log=False, log_level="warning", ws_max_size=32 << 20))
+    server.on_stop = on_stop
     server.run(sockets=[sock])
