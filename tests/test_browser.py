@@ -156,8 +156,9 @@ def test_a_dropped_painting_trains_with_a_preview_and_joins_the_grid(page, serve
 
 
 def test_off_this_machine_the_printed_address_opens_the_page_which_waits_out_a_busy_server(tmp_path, driver):
-    """The token's address in Chromium: the page, its API calls and the live socket carry the token; a 503
-    while another client holds the model (--queue 0) shows "busy, retrying" and the picture comes later."""
+    """The token's address in Chromium: the page and its API calls carry the token (the live socket's cookie is
+    tested in test_serve_access); a 503 while another client holds the model (--queue 0) shows "busy, retrying"
+    and the picture comes later."""
     import io
     import re
     import subprocess
@@ -175,7 +176,7 @@ def test_off_this_machine_the_printed_address_opens_the_page_which_waits_out_a_b
         url = re.search(r"on this machine: (\S+)", proc.stdout.readline()).group(1)
         bare, token = url.split("?token=")
         big = io.BytesIO()
-        Image.open(PHOTOS / "kodim05.jpg").resize((1800, 1200)).save(big, "JPEG")
+        Image.open(PHOTOS / "kodim05.jpg").resize((1400, 933)).save(big, "JPEG")
         with ThreadPoolExecutor(1) as pool, httpx.Client(timeout=300, headers={"Authorization": f"Bearer {token}"}) as http:
             def hold():
                 return http.post(bare + "api/stylize", files={"image": ("big.jpg", big.getvalue())})
@@ -194,10 +195,6 @@ def test_off_this_machine_the_printed_address_opens_the_page_which_waits_out_a_b
                 assert held.result().status_code == 200
                 page.wait_for_function("document.getElementById('after').naturalWidth === 384", timeout=60_000)
                 assert page.locator("#message").is_hidden()
-                page.click("button[data-tab=live]")
-                page.click("#live-start")
-                page.wait_for_function("/^[0-9.]+ frames\\/s$/.test(document.getElementById('fps').textContent)",
-                                       timeout=60_000)
             finally:
                 page.context.browser.close()
     finally:
