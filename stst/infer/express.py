@@ -16,6 +16,7 @@ ONNX Runtime's CPU provider too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -62,9 +63,16 @@ def machine_part() -> str:
 def request_key(model_file: Path, precision: str, backend: str, measured: bool = True) -> str:
     """What a recorded choice depends on: the machine, the libraries, the model's bytes, the request, and whether
     the engines were timed (a run that times them takes no unmeasured choice)."""
-    weights = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:20]
+    stat = Path(model_file).stat()
+    weights = _weights(str(model_file), stat.st_size, stat.st_mtime_ns)
     return (f"{machine_part()} | model {weights} | precision {precision}, backend {backend}"
             + ("" if measured else " | unmeasured"))
+
+
+@functools.lru_cache(maxsize=16)
+def _weights(model_file: str, size: int, mtime_ns: int) -> str:
+    """The model file's short hash, read once per file version (a run asks for its keys up to four times)."""
+    return hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:20]
 
 
 def record(key: str, bucket: tuple[int, int], engine: str, graph: Path) -> None:
