@@ -8,7 +8,7 @@ round, the order turning each round, so that a slow spell of the machine hits
 them all), its largest difference from the first graph's output on the same
 image, and with ``--profile`` where the time goes by operator (ONNX Runtime's
 profiler, one more pass). Sessions are set up as stst sets them up
-(:func:`stst.infer.graph.session_options`: no spinning threads).
+(:func:`stst.infer.onnxruntime_graph.session_options`: no spinning threads).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from stst.base.machine import cpu_name
-from stst.infer.graph import GraphRunner, session_options
+from stst.infer.onnxruntime_graph import GraphRunner, session_options
 
 
 def operator_shares(path: Path, image: np.ndarray) -> list[tuple[str, float]]:

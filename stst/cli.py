@@ -16,6 +16,7 @@ import click
 from . import __version__
 from .base.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_USAGE, StstError, first_line, os_problem
 from .base.limits import DEFAULT_MAX_PIXELS
+from .infer.engines import BACKENDS, BY_NAME, ENGINE_NAMES, PRECISIONS
 from .training.options import PRESETS, RunSettings, default
 
 FORMAT_CHOICES = click.Choice(["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"], case_sensitive=False)
@@ -140,10 +141,10 @@ def main() -> None:
 @click.option("--batch-size", type=click.IntRange(1),
               help="Images of equal size per forward pass [default: one per CPU core, at most 4; on CPUs ONNX Runtime "
                    "runs them side by side, one thread each].")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto",
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto",
               show_default=True, help="auto: fp16 on CUDA; on CPUs fp32, or bf16 (native bf16 only) or int8 (ONNX "
               "Runtime, where faithful to fp32) where it measures faster.")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]), default="auto",
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto",
               show_default=True, help="auto: on CPUs, whichever of torch, ONNX Runtime and OpenVINO measures fastest "
               "here (their graph cached).")
 @click.option("--tile", default="auto", show_default=True,
@@ -527,9 +528,7 @@ def weights(vgg_weights) -> None:
 @click.argument("inputs", metavar="PHOTO_OR_FOLDER...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--size", type=click.IntRange(16), default=512, show_default=True, help="Shrink photos so the long side is at most N.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--engine", type=click.Choice(["torch-fp32", "torch-bf16", "torch-fp16", "onnxruntime-fp32",
-                                            "onnxruntime-int8", "openvino-fp32", "openvino-bf16"]),
-              default="torch-fp32", show_default=True,
+@click.option("--engine", type=click.Choice(ENGINE_NAMES), default="torch-fp32", show_default=True,
               help="The engine that stylizes (names as in `stst info --engines`), to judge what it does to the picture.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def evaluate(model_path, inputs, size, device, engine, as_json) -> None:
@@ -547,9 +546,9 @@ def evaluate(model_path, inputs, size, device, engine, as_json) -> None:
         skipped.append(path)
         click.echo(f"warning: {path}: {problem}; skipped", err=True)
 
-    backend, precision = engine.split("-")
+    chosen = BY_NAME[engine]
     scores = run_evaluation(resolve_model(model_path)[0], list(inputs), size, resolve_device(device), skip=skip,
-                            precision=precision, backend=backend)
+                            precision=chosen.precision, backend=chosen.backend)
     mean = mean_score(scores)
     if as_json:
         click.echo(json.dumps({"model": str(model_path), "size": size, "photos": [asdict(s) for s in scores],
@@ -617,19 +616,20 @@ def models() -> None:
 @main.command()
 @click.argument("model_spec", metavar="[MODEL]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (the metadata exactly as stored).")
-@click.option("--engines", is_flag=True, help="Show the engines measured on this machine (by network shape and "
-              "image size), which was chosen, and the graphs run without torch, instead of a model.")
+@click.option("--engines", is_flag=True, help="Show the engine table, the engines measured on this machine (by "
+              "network shape and image size), which was chosen, and the graphs run without torch, instead of a model.")
 def info(model_spec, as_json, engines) -> None:
     """Show what a model file holds: style, training, losses, hardware, sha256, architecture and cost."""
     import json
 
     if engines:
+        from .infer.choice import describe_measurements, measured_here
+        from .infer.engines import describe_table
         from .infer.express import describe_routes
-        from .infer.precision import describe_measurements, measured_here
 
         measured = measured_here()
-        click.echo(json.dumps(measured, indent=2) if as_json else "\n".join(describe_measurements(measured)
-                                                                            + describe_routes()))
+        click.echo(json.dumps(measured, indent=2) if as_json else "\n".join(
+            describe_table() + describe_measurements(measured) + describe_routes()))
         return
     if model_spec is None:
         raise click.UsageError("give a MODEL (a file or a bundled name), or --engines")
@@ -669,10 +669,9 @@ def export(model_spec, fmt, output, overwrite) -> None:
 @click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A folder of .pth models to offer beside the bundled ones.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto",
-              show_default=True, help="As for stst stylize.")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]), default="auto",
-              show_default=True, help="As for stst stylize.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="As for stst stylize.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True, help="As for stst stylize.")
 @click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=200, show_default=True,
               help="Refuse uploads (photos and clips) larger than this.")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
@@ -718,5 +717,5 @@ def serve(host, port, open_browser, models_dir, device, precision, backend, max_
         click.echo(f"  on this machine: {local}")
     if open_browser and not webbrowser.open(local):
         click.echo(f"note: no web browser could be started here; open {local} in one", err=True)
-    run_server(app, sock, on_stop=app.state.server.engines.stop)
+    run_server(app, sock, on_stop=app.state.server.workers.stop)
     click.echo("stst serve: stopped", err=True)

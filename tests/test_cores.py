@@ -9,8 +9,8 @@ from PIL import Image
 import stst.base.cores as cores
 import stst.infer.sizes
 from stst.base.cores import default_batch, side_by_side
-from stst.infer.graph import GraphRunner
-from stst.infer.onnxrt import cached_graph
+from stst.infer.onnxruntime_graph import GraphRunner
+from stst.infer.caches import cached_graph
 from stst.model.bundled import resolve_model
 from stst.model.checkpoint import load_model
 from stst.stylize import JobSettings, plan_jobs, run_jobs

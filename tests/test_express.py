@@ -13,9 +13,10 @@ from PIL import Image
 
 from stst.infer import express
 from stst.infer.engine import Stylizer
-from stst.infer.express import EXPRESS_FILE, ExpressStylizer, recorded, request_key
-from stst.infer.graph import GraphRunner
-from stst.infer.onnxrt import cached_graph
+from stst.infer.caches import ROUTES_FILE
+from stst.infer.express import ExpressStylizer, recorded, request_key
+from stst.infer.onnxruntime_graph import GraphRunner
+from stst.infer.caches import cached_graph
 from stst.model.bundled import resolve_model
 from stst.model.export import export_model
 
@@ -89,7 +90,7 @@ def test_only_graph_engines_chosen_on_a_cpu_are_recorded(tmp_path, monkeypatch):
     assert recorded(key)[(512, 768)] == ("openvino-fp32", ort.graph.path)  # the same graph, another engine
     (tmp_path / "onnx" / ort.graph.path.name).unlink()  # a graph removed from the cache is no route
     assert recorded(key) == {}
-    assert list(json.loads((tmp_path / EXPRESS_FILE).read_text())) == [key]
+    assert list(json.loads((tmp_path / ROUTES_FILE).read_text())) == [key]
 
 
 def test_a_run_that_measures_takes_only_measured_routes_and_others_prefer_them(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ from stst.base.errors import StstError
 from stst.cli import main
 from stst.infer import int8
 from stst.infer.engine import engine_candidates
-from stst.infer.onnxrt import OnnxStylizer
+from stst.infer.onnxruntime_graph import OnnxStylizer
 from stst.model.checkpoint import save_checkpoint
 from stst.model.network import ArchConfig, build_network, norm_layers
 
@@ -43,7 +43,7 @@ def test_only_the_residual_blocks_are_quantized_and_any_size_goes_through(monkey
     assert quantized == sorted(f"/blocks/blocks.{b}/conv{c}/conv2d/Conv" for b in range(4) for c in (1, 2))
     kinds = [node.op_type for node in graph.graph.node]
     assert kinds.count("InstanceNormalization") == len(norm_layers(model))  # they stay float ops
-    out = OnnxStylizer(int8.quantized_graph(model), CPU)(torch.rand(1, 3, 37, 53))
+    out = OnnxStylizer(int8.quantized_graph(model))(torch.rand(1, 3, 37, 53))
     assert out.shape == (1, 3, 37, 53)
 
 

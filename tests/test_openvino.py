@@ -12,9 +12,9 @@ from stst.base.errors import FileProblem
 from stst.cli import main
 from stst.infer import openvino_graph
 from stst.infer.engine import Stylizer
-from stst.infer.onnxrt import cached_graph
+from stst.infer.caches import cached_graph
 from stst.infer.openvino_graph import KEEP_SIZES, OpenVinoGraph
-from stst.infer.precision import cpu_has_bf16
+from stst.infer.choice import cpu_has_bf16
 from stst.model.bundled import bundled_models
 
 from conftest import PHOTOS, fresh_network
@@ -79,4 +79,4 @@ def test_the_cli_runs_openvino_and_refuses_what_it_cannot_run(tmp_path):
     refused = CliRunner().invoke(main, ["stylize", str(PHOTOS / "kodim05.jpg"), "--backend", "openvino",
                                         "--precision", "int8", "-o", str(tmp_path / "x.png")])
     assert refused.exit_code == 2
-    assert refused.output.strip() == "stst: error: --precision int8 runs on CPUs, through ONNX Runtime only"
+    assert refused.output.strip() == "stst: error: --backend openvino runs fp32 or bf16, not int8"

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 from stst.base.devices import resolve_device
 from stst.model.bundled import resolve_model
 from stst.serve.app import ServeConfig, create_app
-from stst.serve.engines import Engines
+from stst.serve.workers import ModelWorkers
 from stst.serve.fields import ApiError
 from stst.serve.guard import Access, is_loopback
 
@@ -116,7 +116,7 @@ def test_only_loopback_addresses_check_the_host_and_others_rely_on_the_token(hos
 
 
 def test_requests_beyond_the_queue_are_told_when_to_come_back():
-    engines = Engines(resolve_device("cpu"), "fp32", "torch", queue=1)
+    engines = ModelWorkers(resolve_device("cpu"), "fp32", "torch", queue=1)
     model = resolve_model("udnie")[0]
     running, release = threading.Event(), threading.Event()
 

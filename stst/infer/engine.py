@@ -13,23 +13,23 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import express, int8, onnxrt, openvino_graph
+from . import express, int8
 from ..base.errors import StstError
 from ..base.imageio import rgb_pixels, to_uint8
 from ..model.checkpoint import load_model
-from ..base.machine import installed, require
 from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
+from .caches import cached_graph
+from .choice import Runner, cpu_has_bf16, decide
+from .engines import BY_NAME, GRAPH_BACKENDS, Engine, offered
 from .measuring import Decision, sound
-from .precision import PRECISIONS, Runner, cpu_has_bf16, decide
+from .onnxruntime_graph import OnnxStylizer
 from .sizes import AUTO_TILE, SIZE_BUCKETS, runs_in_tiles, size_bucket
 from .tiling import stylize_tiled
 
 TileSetting = Union[int, Literal["auto"], None]
-BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
-GRAPH_BACKENDS = ("onnxruntime", "openvino")  # engines that run the exported graph, one image per core on CPUs
+DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # torch engines' autocast, by precision
 log = logging.getLogger(__name__)  # stst stylize -v shows each size's engine and why
-ENGINE_PRECISIONS = (*PRECISIONS, "int8")
 
 
 def torch_network(model: TransformerNet, device: torch.device) -> TransformerNet:
@@ -51,88 +51,55 @@ def _torch_runner(model: TransformerNet, dtype: torch.dtype | None) -> Callable[
     return run
 
 
-def _faithful_int8(model: TransformerNet, device: torch.device) -> Path | None:
+def _faithful_int8(model: TransformerNet) -> Path | None:
     """The model's int8 graph where it is faithful to fp32 (see :mod:`stst.infer.int8`), else None."""
     try:
-        return int8.quantized_graph(model, device)
+        return int8.quantized_graph(model)
     except StstError:
         return None
+
+
+def _finite(model: TransformerNet) -> bool:
+    """Whether the weights hold no NaN or infinity: OpenVINO's fused ReLUs turn NaN into 0, so the output check of a
+    run (:func:`stst.base.imageio.all_finite`) would not see a broken model there; ``auto`` leaves it out then."""
+    return all(bool(torch.isfinite(weight).all()) for weight in model.state_dict().values())
+
+
+def _builder(e: Engine, model: TransformerNet, network: TransformerNet, device: torch.device,
+             int8_graph: Path | None = None) -> Callable[[], Runner]:
+    """How to set up engine ``e`` for ``model``: torch runs ``network``, the others the exported graph."""
+    if e.backend == "torch":
+        return lambda: _torch_runner(network, DTYPES[e.precision])
+    graph = (lambda: int8_graph or int8.quantized_graph(model)) if e.precision == "int8" else (
+        lambda: cached_graph(model))
+    if e.backend == "onnxruntime":
+        return lambda: OnnxStylizer(graph(), cuda=device.type == "cuda")
+    return lambda: e.graph_runner(graph())
 
 
 def engine_candidates(device: torch.device, model: TransformerNet, precision: str = "auto", backend: str = "auto",
                       network: TransformerNet | None = None, lane: bool = False,
                       measured: bool = True) -> dict[str, Callable[[], Runner]]:
-    """The engines ``model`` may run with on ``device``, as ``{"backend-precision": build runner}``.
-
-    CUDA: torch with fp16 autocast. CPUs: eager fp32 (the reference), bf16
-    autocast (only where oneDNN has native bf16), ONNX Runtime fp32 (where it
-    is installed), ONNX Runtime int8 (where the model's quantized graph is
-    faithful to fp32), and OpenVINO fp32 and bf16 (bf16 where the CPU has it
-    natively); an explicit ``precision`` or ``backend`` narrows them. A
-    single candidate is settled without measuring. ``network``: what the torch
-    engines run on CPUs, when the caller has built it (:func:`torch_network`).
-    ``lane``: a run of photos (see :func:`open_stylizer`), whose sizes may change
-    from photo to photo: OpenVINO compiles each size (0.3-0.8 s, more than it
-    saves a photo), so ``auto`` leaves it to clips, the server and the API there. ``measured``: false for a
-    run that will not time its engines (:mod:`stst.infer.measuring`), which so skips int8's quantizing and check.
+    """The engines ``model`` may run with on ``device``, as ``{"backend-precision": build runner}``, the reference
+    first: those of the engine table (:func:`stst.infer.engines.offered`) the request leaves. A single candidate is
+    settled without measuring. ``network``: what the torch engines run on CPUs, when the caller has built it
+    (:func:`torch_network`). ``lane``: a run of photos, whose sizes may change from photo to photo (see
+    :func:`open_stylizer`). ``measured``: false for a run that will not time its engines
+    (:mod:`stst.infer.measuring`): ``auto`` then skips int8, whose quantizing and check only a measurement repays.
     """
-    if backend not in BACKENDS:
-        raise StstError(f"unknown backend '{backend}' (use {', '.join(BACKENDS)})")
-    if precision != "auto" and precision not in ENGINE_PRECISIONS:
-        raise StstError(f"unknown precision '{precision}' (use auto, {', '.join(ENGINE_PRECISIONS)})")
-    onnx = {"onnxruntime-fp32": lambda: onnxrt.OnnxStylizer(onnxrt.cached_graph(model), device)}
-    if precision == "int8":
-        if device.type != "cpu" or backend not in ("auto", "onnxruntime"):
-            raise StstError("--precision int8 runs on CPUs, through ONNX Runtime only")
-        require("onnxruntime", "--precision int8")
-        return {"onnxruntime-int8": lambda: onnxrt.OnnxStylizer(int8.quantized_graph(model, device), device)}
-    if backend == "onnxruntime":
-        if precision not in ("auto", "fp32"):
-            raise StstError(f"--backend onnxruntime runs fp32 or int8, not {precision}")
-        require("onnxruntime", "--backend onnxruntime")
-        require("onnx", "--backend onnxruntime")
-        return onnx
-    if backend == "openvino":
-        if device.type != "cpu" or precision not in ("auto", "fp32", "bf16"):
-            raise StstError("--backend openvino runs fp32 or bf16, on CPUs")
-        require("openvino", "--backend openvino")
-        require("onnx", "--backend openvino")
-        return _openvino(model, precision)
-    if device.type != "cpu":
-        settled = ("fp16" if device.type == "cuda" else "fp32") if precision == "auto" else precision
-        return {f"torch-{settled}": lambda: _torch_runner(model, PRECISIONS[settled])}
+    rows = offered(precision, backend, device.type, device.type == "cpu" and cpu_has_bf16(), lane)
     network = torch_network(model, device) if network is None else network
-    if precision not in ("auto", "fp32"):
-        candidates = {f"torch-{precision}": lambda: _torch_runner(network, PRECISIONS[precision])}
-        if precision == "bf16" and backend == "auto" and not lane and _openvino_here(model):
-            candidates.update(_openvino(model, "bf16"))
-        return candidates
-    candidates = {"torch-fp32": lambda: _torch_runner(network, None)}
-    if precision == "auto" and cpu_has_bf16():
-        candidates["torch-bf16"] = lambda: _torch_runner(network, torch.bfloat16)
-    if backend == "auto" and onnxrt.available():
-        candidates.update(onnx)
-        graph = _faithful_int8(model, device) if precision == "auto" and measured else None
-        if graph is not None:
-            candidates["onnxruntime-int8"] = lambda: onnxrt.OnnxStylizer(graph, device)
-    if backend == "auto" and not lane and _openvino_here(model):
-        candidates.update(_openvino(model, precision))
+    candidates = {}
+    for e in rows:
+        int8_graph = None
+        if e.needs == "a faithful graph" and e is not rows[0] and precision == "auto":
+            int8_graph = _faithful_int8(model) if measured else None
+            if int8_graph is None:
+                continue
+        if e.per_size and backend == "auto" and not _finite(model):
+            continue
+        candidates[e.name] = _builder(e, model, network, device, int8_graph)
     return candidates
-
-
-def _openvino_here(model: TransformerNet) -> bool:
-    """Whether ``auto`` offers OpenVINO for ``model`` here: it reads the exported ONNX graph (exporting needs the onnx
-    package), and not for weights that hold NaN or infinities: its fused ReLUs turn NaN into 0, so the output check
-    of a run (:func:`stst.base.imageio.all_finite`) would not see a broken model."""
-    return (openvino_graph.available() and installed("onnx")
-            and all(bool(torch.isfinite(weight).all()) for weight in model.state_dict().values()))
-
-
-def _openvino(model: TransformerNet, precision: str) -> dict[str, Callable[[], Runner]]:
-    """OpenVINO's candidates at ``precision`` (``auto``: fp32, and bf16 where the CPU has it natively)."""
-    precisions = ["fp32", "bf16"] if precision == "auto" else [precision]
-    return {f"openvino-{p}": (lambda p=p: openvino_graph.OpenVinoGraph(onnxrt.cached_graph(model), p))
-            for p in precisions if p == "fp32" or precision == "bf16" or cpu_has_bf16()}
 
 
 def choose_engine(device: torch.device, model: TransformerNet, precision: str = "auto",
@@ -140,11 +107,11 @@ def choose_engine(device: torch.device, model: TransformerNet, precision: str = 
     """``(backend, precision)`` to run ``model`` with on ``device`` for images near ``size``.
 
     Among :func:`engine_candidates`, whichever measures fastest here at the
-    nearest of the measured sizes (see :mod:`stst.infer.precision`).
+    nearest of the measured sizes (see :mod:`stst.infer.choice`).
     """
     candidates = engine_candidates(device, model, precision, backend)
-    chosen, dtype = decide(model.config.tag, candidates, size_bucket(*size)).engine.split("-")
-    return chosen, dtype
+    chosen = BY_NAME[decide(model.config.tag, candidates, size_bucket(*size)).engine]
+    return chosen.backend, chosen.precision
 
 
 class Stylizer:
@@ -164,7 +131,7 @@ class Stylizer:
     - ``route``: told the size bucket, the engine and the graph each time ONNX
       Runtime or OpenVINO is chosen (how :mod:`stst.infer.express` learns what it
       may run without torch);
-      with it, the choice counts what the express lane saves (:func:`stst.infer.precision.decide`).
+      with it, the choice counts what the express lane saves (:func:`stst.infer.choice.decide`).
     - ``measure``: time the engines at each new size (cached per machine); without it, run on the
       sound engine (:func:`stst.infer.measuring.sound`), for runs too short to pay for the timing.
     """
@@ -219,7 +186,7 @@ class Stylizer:
                         else self._sound())
             log.debug(decision.says(bucket))
             choice = self._engines[bucket] = decision.engine
-            if self.route is not None and choice.split("-")[0] in GRAPH_BACKENDS:
+            if self.route is not None and BY_NAME[choice].torch_free:
                 self.route(bucket, choice, self._runner(choice).path)
         return self._engines[bucket]
 
@@ -234,8 +201,8 @@ class Stylizer:
         return Decision(choice, "unmeasured")
 
     def _use(self, name: str) -> None:
-        self.backend, self.precision = name.split("-")
-        self.dtype = PRECISIONS.get(self.precision)  # int8: tiles run in fp32 torch
+        self.backend, self.precision = BY_NAME[name].backend, BY_NAME[name].precision
+        self.dtype = DTYPES.get(self.precision)  # int8: tiles run in fp32 torch
         self.graph = self._runner(name) if self.backend in GRAPH_BACKENDS else None
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -243,7 +210,7 @@ class Stylizer:
 
     def _whole(self, batch: torch.Tensor) -> torch.Tensor:
         if self.graph is not None:
-            return torch.as_tensor(self.graph(batch))  # on CPUs one image per core (.graph, .openvino_graph)
+            return torch.as_tensor(self.graph(batch))  # on CPUs one image per core (.onnxruntime_graph, .openvino_graph)
         if self.device.type == "cpu" and len(batch) > 1:
             # One image at a time: its layers' activations stay nearer the cores. Four 640x480 frames of the
             # realtime network ran 10-25% slower as one batch than one by one (2-core Xeon, bf16 and ONNX Runtime).
@@ -298,7 +265,7 @@ def open_stylizer(model_path: str | Path, device: torch.device, precision: str =
     if Path(model_path).suffix.lower() == ".onnx":
         if tile not in ("auto", None):
             raise StstError("--tile is not available for ONNX models")
-        return onnxrt.OnnxStylizer(model_path, device)
+        return OnnxStylizer(model_path, cuda=device.type == "cuda")
     model, _ = load_model(model_path, device)
     route = None
     if lane and device.type == "cpu" and express.serves(tile, compile) and not _accelerated():

@@ -5,7 +5,7 @@ photos takes through a light network. Once the torch path
 (:class:`stst.infer.engine.Stylizer`) has chosen ONNX Runtime or OpenVINO for a
 model at a size, it records the engine and the graph it runs in
 ``$STST_HOME/express.json``, keyed by the model file's hash, what was asked
-(precision, backend) and the machine (CPU, library versions, threads). A later
+(precision, backend) and the machine's fingerprint (:mod:`stst.infer.caches`). A later
 run that asks the same opens the recorded graphs directly: the same graph and
 engine, so the same output. A size with no
 recorded graph (another engine won there, it was not measured yet, or it needs
@@ -19,32 +19,21 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..base.home import read_record, stst_home, write_record
-from ..base.machine import cpu_cores, cpu_name, installed, package_version
-from ..model import GRAPH_FORM
-from .graph import GraphRunner
+from ..base.home import stst_home
+from ..base.machine import installed
+from .caches import ROUTES_FILE, fingerprint, here, read_record, write_record
+from .engines import BY_NAME
 from .measuring import Decision
-from .openvino_graph import OpenVinoGraph
+from .onnxruntime_graph import GraphRunner
 from .sizes import runs_in_tiles, size_bucket
 
-EXPRESS_FILE = "express.json"
 log = logging.getLogger(__name__)  # stst stylize -v shows each size's engine and why
 Route = dict[tuple[int, int], tuple[str, Path]]  # size bucket -> engine ("onnxruntime-fp32", ...) and graph
-
-
-# The engines the lane runs, by name, as builders of a runner for a graph.
-LANE_ENGINES: dict[str, Callable[[Path], Callable[[np.ndarray], np.ndarray]]] = {
-    "onnxruntime-fp32": GraphRunner, "onnxruntime-int8": GraphRunner,
-    "openvino-fp32": lambda graph: OpenVinoGraph(graph, "fp32"),
-    "openvino-bf16": lambda graph: OpenVinoGraph(graph, "bf16"),
-}
 
 
 def serves(tile: object, compile: bool) -> bool:
@@ -53,19 +42,12 @@ def serves(tile: object, compile: bool) -> bool:
     return tile == "auto" and not compile
 
 
-def machine_part() -> str:
-    """The machine and libraries a recorded choice was measured with (threads as the environment sets them)."""
-    threads = os.environ.get("OMP_NUM_THREADS") or f"{cpu_cores()} cpus"
-    return (f"{cpu_name()} | torch {package_version('torch')}, onnxruntime {package_version('onnxruntime')}, "
-            f"openvino {package_version('openvino')}, stst {__version__}, graph form {GRAPH_FORM} | {threads}")
-
-
 def request_key(model_file: Path, precision: str, backend: str, measured: bool = True) -> str:
     """What a recorded choice depends on: the machine, the libraries, the model's bytes, the request, and whether
     the engines were timed (a run that times them takes no unmeasured choice)."""
     stat = Path(model_file).stat()
     weights = _weights(str(model_file), stat.st_size, stat.st_mtime_ns)
-    return (f"{machine_part()} | model {weights} | precision {precision}, backend {backend}"
+    return (f"{fingerprint()} | model {weights} | precision {precision}, backend {backend}"
             + ("" if measured else " | unmeasured"))
 
 
@@ -78,18 +60,18 @@ def _weights(model_file: str, size: int, mtime_ns: int) -> str:
 def record(key: str, bucket: tuple[int, int], engine: str, graph: Path) -> None:
     """Remember that the torch path runs ``graph`` on ``engine`` at ``bucket`` for ``key``; a cache that cannot be
     written is only a slower next start."""
-    known = read_record(EXPRESS_FILE)
+    known = read_record(ROUTES_FILE)
     routes = known.get(key) if isinstance(known.get(key), dict) else {}
     name, route = f"{bucket[0]}x{bucket[1]}", [engine, str(graph)]
     if routes.get(name) == route:
         return
     known[key] = {**routes, name: route}
-    write_record(EXPRESS_FILE, known)
+    write_record(ROUTES_FILE, known)
 
 
 def recorded(key: str) -> Route:
     """The routes recorded for ``key`` whose graphs are still there, by size bucket."""
-    routes = read_record(EXPRESS_FILE).get(key)
+    routes = read_record(ROUTES_FILE).get(key)
     found = {}
     for name, route in routes.items() if isinstance(routes, dict) else ():
         try:
@@ -97,27 +79,26 @@ def recorded(key: str) -> Route:
             engine, graph = route
         except (TypeError, ValueError):
             continue
-        if len(bucket) == 2 and engine in LANE_ENGINES and isinstance(graph, str) and Path(graph).is_file():
+        if len(bucket) == 2 and engine in BY_NAME and BY_NAME[engine].torch_free and isinstance(graph, str) and Path(graph).is_file():
             found[bucket] = (engine, Path(graph))
     return found
 
 
 def seen(model_file: Path, precision: str, backend: str) -> bool:
     """Whether a run of photos recorded a route here for this model and request, timed or not."""
-    known = read_record(EXPRESS_FILE)
+    known = read_record(ROUTES_FILE)
     return any(request_key(model_file, precision, backend, measured) in known for measured in (True, False))
 
 
 def describe_routes() -> list[str]:
     """``stst info --engines``: the express lane's routes on this machine, a line per model and request."""
-    prefix = machine_part() + " | "
     lines = []
-    for key, routes in sorted(read_record(EXPRESS_FILE).items()):
-        if key.startswith(prefix) and isinstance(routes, dict):
+    for key, routes in sorted(here(ROUTES_FILE).items()):
+        if isinstance(routes, dict):
             sizes = ", ".join(f"{name} ({route[0]})" for name, route in sorted(routes.items())
                               if isinstance(route, list) and route)
-            lines.append(f"  {key[len(prefix):]}: {sizes} without torch")
-    return [f"express lane (graphs run without torch, in {stst_home() / EXPRESS_FILE}):", *lines] if lines else []
+            lines.append(f"  {key}: {sizes} without torch")
+    return [f"express lane (graphs run without torch, in {stst_home() / ROUTES_FILE}):", *lines] if lines else []
 
 
 class ExpressStylizer:
@@ -136,7 +117,7 @@ class ExpressStylizer:
         if route is not None:
             if route not in self._graphs:
                 log.debug(Decision(route[0], "express").says(size_bucket(height, width)))
-                self._graphs[route] = LANE_ENGINES[route[0]](route[1])
+                self._graphs[route] = BY_NAME[route[0]].graph_runner(route[1])
             return self._graphs[route](batch)
         if self._fallback is None:
             self._fallback = self._build_fallback()

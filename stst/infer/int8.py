@@ -35,7 +35,8 @@ import torch
 from ..base.errors import StstError, first_line
 from ..base.imageio import read_photo
 from ..model.network import TransformerNet
-from .onnxrt import OnnxStylizer, cached_file, cached_graph, weights_digest
+from .caches import cached_file, cached_graph, int8_names
+from .onnxruntime_graph import OnnxStylizer
 
 FIDELITY = 1.5  # grey levels (0-255), mean absolute difference from fp32 on the calibration photos
 PERCENTILE = 99.999
@@ -102,12 +103,10 @@ def _quantize(fp32: Path, target: Path, photos: Sequence[torch.Tensor]) -> None:
             root.setLevel(level)
 
 
-def quantized_graph(model: TransformerNet, device: torch.device = torch.device("cpu")) -> Path:
+def quantized_graph(model: TransformerNet) -> Path:
     """The model's int8 graph, made and judged the first time; a :class:`StstError` when it is not faithful."""
-    import onnxruntime
-
-    name = f"{weights_digest(model)}-int8-ort{onnxruntime.__version__}"
-    verdict = cached_file(f"{name}.unfaithful")
+    name, unfaithful = int8_names(model)
+    verdict = cached_file(unfaithful)
     if verdict is not None:
         raise StstError(verdict.read_text().strip())
 
@@ -119,9 +118,9 @@ def quantized_graph(model: TransformerNet, device: torch.device = torch.device("
         except Exception as exc:  # the quantizer's own errors: then there is simply no int8 engine
             raise StstError(f"int8 quantization failed ({first_line(exc)})") from None
         try:
-            check_fidelity(OnnxStylizer(fp32, device), OnnxStylizer(target, device), photos, FIDELITY)
+            check_fidelity(OnnxStylizer(fp32), OnnxStylizer(target), photos, FIDELITY)
         except StstError as exc:  # remembered, so that these weights are judged once
-            cached_file(f"{name}.unfaithful", lambda path: path.write_text(f"{exc}\n"))
+            cached_file(unfaithful, lambda path: path.write_text(f"{exc}\n"))
             raise
 
-    return cached_file(f"{name}.onnx", make)
+    return cached_file(name, make)

@@ -8,7 +8,7 @@ network's :func:`~stst.model.rewrite.inference_form`: the same images, faster la
 ONNX goes through torch's TorchScript-based exporter: it needs only the
 ``onnx`` package and takes about 2 s, where the dynamo exporter needs
 ``onnxscript`` and took 13 s for the same graph (2-core AVX2 CPU), which
-matters because :mod:`stst.infer.onnxrt` exports each model on first use.
+matters because :mod:`stst.infer.caches` exports each model on first use.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from ..stylize import JobSettings, stylize_bytes
 from ..video.settings import VideoSettings
 from .catalog import Catalog, UnknownModel
 from .clips import ClipJobs
-from .engines import QUEUE, Engines, Stylizer
+from .workers import QUEUE, ModelWorkers, Stylizer
 from .fields import ApiError, field, look_of
 from .guard import Access, Guard
 from .live import live
@@ -67,7 +67,7 @@ class Server:
         # Styles trained from the page go to --models, else to the cache, whose styles are offered too.
         trained = config.models or stst_home() / STYLES_FOLDER
         self.catalog = Catalog(config.models or (trained if trained.is_dir() else None), warn=log.warning)
-        self.engines = Engines(resolve_device(config.device), config.precision, config.backend, config.queue)
+        self.workers = ModelWorkers(resolve_device(config.device), config.precision, config.backend, config.queue)
         self.clips = ClipJobs(replace(config.video, max_pixels=config.max_pixels), config.queue)
         self.styles = StyleJobs(trained, lambda name: name in self.catalog.styles, self.catalog.add, config.device,
                                 config.queue)
@@ -112,7 +112,7 @@ async def stylize(request: Request) -> Response:
         if not upload.size:
             raise ApiError(422, f"{name}: empty upload")
         start = time.perf_counter()
-        result = await asyncio.wrap_future(server.engines.submit(
+        result = await asyncio.wrap_future(server.workers.submit(
             path, lambda stylizer: _stylize_upload(stylizer, upload, fmt, server.settings(max_size)), look))
     seconds = time.perf_counter() - start
     log.info("POST /api/stylize %s %s: %.2f s", path.stem, name, seconds)
@@ -140,7 +140,7 @@ async def submit_clip(request: Request) -> Response:
     if target.stat().st_size == 0:
         target.unlink()
         raise ApiError(422, f"{Path(filename or 'upload').name}: empty upload")
-    job = await run_in_threadpool(server.clips.submit, target, filename, path.stem, server.engines.bound(path, look))
+    job = await run_in_threadpool(server.clips.submit, target, filename, path.stem, server.workers.bound(path, look))
     log.info("POST /api/clips %s %s: queued as %s", path.stem, Path(filename or "upload").name, job.id)
     return JSONResponse(job.describe(), status_code=202)
 
@@ -273,7 +273,7 @@ def create_app(config: ServeConfig = ServeConfig()) -> Starlette:
         yield
         server.clips.close()
         server.styles.close()
-        server.engines.close()
+        server.workers.close()
 
     app = Starlette(
         routes=[

@@ -23,7 +23,7 @@ from ..base.errors import FileProblem, first_line
 from ..video.probe import is_video
 from ..video.settings import VideoSettings
 from ..video.video import stylize_video
-from .engines import QUEUE
+from .workers import QUEUE
 from .fields import busy
 
 KEEP = 8  # finished clips kept for download

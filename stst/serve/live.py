@@ -92,7 +92,7 @@ async def live(ws: WebSocket) -> None:
             frame = await slot.take()
             start = time.perf_counter()
             try:
-                out = await asyncio.wrap_future(server.engines.submit(
+                out = await asyncio.wrap_future(server.workers.submit(
                     state["path"], lambda stylizer: stylize_bytes(stylizer, frame, "frame", "JPEG", settings),
                     state["look"], limited=False))
             except StstError as exc:

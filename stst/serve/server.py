@@ -21,6 +21,7 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(128)  # now, not when uvicorn starts: a client given the printed address is queued, not refused
     except OSError as exc:
         sock.close()
         raise StstError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); try another --port") from None

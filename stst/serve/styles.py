@@ -26,7 +26,7 @@ from ..training.datasets import SHIPPED_PHOTOS
 from ..training.options import PRESETS, RunSettings, make_options
 from ..training.train import train
 from .clips import safe_stem
-from .engines import QUEUE
+from .workers import QUEUE
 from .fields import busy
 
 STYLES_FOLDER = "styles"  # in $STST_HOME, where new styles go without --models

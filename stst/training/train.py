@@ -24,7 +24,7 @@ from ..base.errors import EXIT_INTERRUPTED, FileProblem, StstError, first_line, 
 from ..base.fileio import check_target, check_writable, file_sha256
 from ..base.imageio import read_photo, to_uint8, write_photo
 from ..infer.engine import choose_engine, stylize_tensor
-from ..infer.precision import PRECISIONS
+from ..infer.engine import DTYPES
 from ..model.bundled import resolve_model
 from ..model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..model.network import ArchConfig, TransformerNet
@@ -76,10 +76,10 @@ def training_precision(device: torch.device, setting: str, net: TransformerNet) 
             setting = choose_engine(device, net, "auto", backend="torch")[1]
         else:
             setting = "fp32"
-    if setting not in PRECISIONS:
+    if setting not in DTYPES:
         raise TrainingError(f"unknown precision '{setting}' (use auto, fp32, bf16 or fp16)")
     scaler = torch.amp.GradScaler(device.type) if setting == "fp16" else None
-    return TrainingPrecision(setting, PRECISIONS[setting], scaler)
+    return TrainingPrecision(setting, DTYPES[setting], scaler)
 
 
 def forward_losses(net: torch.nn.Module, loss_fn: PerceptualLoss, x: torch.Tensor,

@@ -39,7 +39,7 @@ class _Lane:
         self.seconds = 0.5 * (self.seconds + seconds)
 
 
-class Engines:
+class ModelWorkers:
     """Stylizers by model file, each built once and run by one request at a time, in the model's thread.
 
     A :class:`stst.infer.engine.Stylizer` measures its engines on first use and

@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from stst.infer import engine, measuring, precision
+from stst.infer import choice, engine, measuring
 from stst.infer.measuring import Decision
 from stst.infer.engine import Stylizer, choose_engine
 from stst.base.errors import StstError
-from stst.infer.precision import (CALIBRATION_FILE, MAX_ROUNDS, MIN_ROUNDS, STABLE_ROUNDS, decide, machine_key,
-                                    measure_candidates, time_once)
+from stst.infer.caches import CHOICES_FILE
+from stst.infer.choice import MAX_ROUNDS, MIN_ROUNDS, STABLE_ROUNDS, decide, machine_key, measure_candidates, time_once
 from stst.infer.sizes import size_bucket
 
 from stst.model.checkpoint import save_checkpoint
@@ -49,9 +49,9 @@ def test_a_candidate_must_beat_the_reference_by_its_margin_and_the_answer_is_cac
     assert measured >= 2 * (1 + MIN_ROUNDS)  # a warm-up, then rounds of both
     assert decide(32, candidates, measure=fake_timer({"torch-fp32": 1.0, "torch-bf16": 0.1}, calls)).engine == "torch-fp32"
     assert len(calls) == measured  # cached
-    saved = json.loads((tmp_path / CALIBRATION_FILE).read_text())[machine_key(32, list(candidates), (256, 256))]
+    saved = json.loads((tmp_path / CHOICES_FILE).read_text())[machine_key(32, list(candidates), (256, 256))]
     assert saved["choice"] == "torch-fp32" and saved["seconds"]["torch-bf16"] == 3.34
-    (tmp_path / CALIBRATION_FILE).unlink()
+    (tmp_path / CHOICES_FILE).unlink()
     # the AMD EPYC case; then bf16 only 1.05x faster: within its 1.1x margin, so not chosen
     assert decide(32, candidates, measure=fake_timer({"torch-fp32": 0.707, "torch-bf16": 0.419}, calls)).engine == "torch-bf16"
     assert decide(16, candidates, measure=fake_timer({"torch-fp32": 1.05, "torch-bf16": 1.0}, calls)).engine == "torch-fp32"
@@ -147,14 +147,14 @@ def test_a_candidate_that_cannot_be_set_up_is_left_out(tmp_path, monkeypatch):
     candidates = {**named("torch-fp32", "torch-bf16"), "onnxruntime-fp32": unwritable}
     timer = fake_timer({"torch-fp32": 1.0, "torch-bf16": 0.5}, [])
     assert decide(32, candidates, measure=timer).engine == "torch-bf16"
-    assert not (tmp_path / CALIBRATION_FILE).exists()  # measured again, with it, next time
+    assert not (tmp_path / CHOICES_FILE).exists()  # measured again, with it, next time
 
 
 def test_a_single_candidate_is_not_measured(tmp_path, monkeypatch):
     monkeypatch.setenv("STST_HOME", str(tmp_path))
     calls = []
     assert decide(32, named("torch-fp32"), measure=fake_timer({}, calls)).engine == "torch-fp32"
-    assert calls == [] and not (tmp_path / CALIBRATION_FILE).exists()
+    assert calls == [] and not (tmp_path / CHOICES_FILE).exists()
 
 
 def test_an_unwritable_cache_still_gives_an_answer(monkeypatch, tmp_path):
@@ -193,7 +193,7 @@ def test_candidates_follow_the_machine_and_the_options(monkeypatch):
     for precision in ("int8", "fp16"):
         with pytest.raises(StstError, match="runs"):
             choose_engine(cpu, net, backend="openvino", precision=precision)
-    monkeypatch.setattr(engine, "_faithful_int8", lambda model, device: None)  # a model int8 cannot follow
+    monkeypatch.setattr(engine, "_faithful_int8", lambda model: None)  # a model int8 cannot follow
     choose_engine(cpu, net)
     assert seen[-1] == ["torch-fp32", "torch-bf16", "onnxruntime-fp32", *ov]
     choose_engine(cpu, net, backend="torch")
@@ -227,9 +227,9 @@ def test_engines_are_timed_per_image_on_the_batches_runs_hand_them(monkeypatch):
     image, as the Stylizer does on CPUs."""
     import time
 
-    import stst.infer.precision as precision
+    import stst.infer.choice as choice
 
-    monkeypatch.setattr(precision, "default_batch", lambda: 3)
+    monkeypatch.setattr(choice, "default_batch", lambda: 3)
     shapes = []
     assert 0.09 < time_once(lambda x: (shapes.append(tuple(x.shape)), time.sleep(0.1 * len(x))), (20, 30)) < 0.2
     assert shapes == [(3, 3, 20, 30)]
@@ -301,13 +301,13 @@ def test_info_engines_shows_what_was_measured_and_chosen(tmp_path, monkeypatch):
 def counted_measurements(monkeypatch) -> list:
     """The sizes at which engines get timed from now on (the real timing still runs)."""
     sizes = []
-    real = precision.measure_candidates
+    real = choice.measure_candidates
 
     def counting(runners, size, *args, **kwargs):
         sizes.append(size)
         return real(runners, size, *args, **kwargs)
 
-    monkeypatch.setattr(precision, "measure_candidates", counting)
+    monkeypatch.setattr(choice, "measure_candidates", counting)
     return sizes
 
 
@@ -328,9 +328,9 @@ def test_a_folder_times_the_engines_once_it_has_met_the_model(tmp_path, monkeypa
         assert run.exit_code == 0 and "5 stylized" in run.stdout, run.output
 
     folder()
-    assert timed == [] and not (tmp_path / "home" / CALIBRATION_FILE).exists()  # first met: the sound engine
+    assert timed == [] and not (tmp_path / "home" / CHOICES_FILE).exists()  # first met: the sound engine
     folder()
-    assert timed == [(256, 256)] and (tmp_path / "home" / CALIBRATION_FILE).exists()  # met before: timed
+    assert timed == [(256, 256)] and (tmp_path / "home" / CHOICES_FILE).exists()  # met before: timed
     Image.open(PHOTOS / "kodim23.jpg").resize((600, 400)).save(tmp_path / "larger.png")
     one = CliRunner().invoke(main, ["stylize", str(tmp_path / "larger.png"), "-m", str(model), "--precision", "fp32",
                                     "-o", str(tmp_path / "one.png")])
@@ -352,15 +352,15 @@ def test_a_fresh_home_runs_the_example_without_timing_engines_and_verbose_says_w
     from click.testing import CliRunner
 
     from stst.cli import main
-    from stst.infer.express import EXPRESS_FILE
+    from stst.infer.caches import ROUTES_FILE
 
     monkeypatch.setenv("STST_HOME", str(tmp_path / "home"))
     timed = counted_measurements(monkeypatch)
     runs = [CliRunner().invoke(main, ["stylize", "--example", "-v", "-o", str(tmp_path / f"{i}.jpg")]) for i in range(2)]
     assert [run.exit_code for run in runs] == [0, 0], runs[0].output
     assert runs[0].stdout.strip() == f"wrote {tmp_path / '0.jpg'}"
-    assert timed == [] and not (tmp_path / "home" / CALIBRATION_FILE).exists()
-    [(key, routes)] = json.loads((tmp_path / "home" / EXPRESS_FILE).read_text()).items()
+    assert timed == [] and not (tmp_path / "home" / CHOICES_FILE).exists()
+    [(key, routes)] = json.loads((tmp_path / "home" / ROUTES_FILE).read_text()).items()
     assert key.endswith("| unmeasured") and [engine for engine, _ in routes.values()] == ["onnxruntime-fp32"]
     notes = [[line for line in run.stderr.splitlines() if line.startswith("note:")] for run in runs]
     assert notes[0] == ["note: engine for images near 768x512: onnxruntime-fp32 (not timed yet: a first run of "

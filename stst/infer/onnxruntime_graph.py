@@ -24,6 +24,7 @@ from ..base.machine import require
 
 if TYPE_CHECKING:
     import onnxruntime
+    import torch
 
 
 def session_options(threads: int = 0) -> onnxruntime.SessionOptions:
@@ -73,3 +74,12 @@ class GraphRunner:
         else:
             out = self.session.run(None, {self.input: batch})[0]
         return np.clip(out, 0.0, 1.0, out=out)
+
+
+class OnnxStylizer(GraphRunner):
+    """A graph run by ONNX Runtime with the call signature of :class:`stst.infer.engine.Stylizer` (tensors)."""
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        import torch
+
+        return torch.from_numpy(super().__call__(batch))

@@ -1,28 +1,11 @@
-"""The automatic engine and precision on CPUs, chosen by what measures faster on the machine at hand.
+"""The engine a network runs with on a CPU: the fastest of the candidates, timed on the model at hand at the
+size at hand, once per machine (a CPU flag is not enough; docs/engine-choice.md has the measurements).
 
-A CPU flag is not enough: bf16 autocast ran 1.7x faster than fp32 on an AMD
-EPYC with AVX512-BF16, but 1.2x slower on an Intel Xeon with AVX512-BF16 and
-no AMX; ONNX Runtime ran 1.55x faster than eager fp32 on an AMD EPYC with AVX2
-only. And the size matters: on one machine ONNX Runtime and eager fp32 tied at
-256x256 while ONNX Runtime was 1.32x faster at 768x512. So the candidates that
-can run here are timed on the model at hand at the size at hand (the nearest
-of :data:`SIZE_BUCKETS`), interleaved, round after round until the choice has
-stopped changing (one far behind is timed no more), each by its fastest round (a busy machine only ever adds
-time: on a 2-core Xeon the realtime network's ONNX Runtime graph took 0.17 s
-in one measurement and a median of 0.24 s in the next), and the answer is
-cached per CPU, library versions, thread count, network width, set of
-candidates and size in ``$STST_HOME/precision.json`` (``stst info --engines``
-prints it). A candidate must beat the first (the
-reference, eager fp32) by its margin: bf16 and int8 change the output slightly
-(bf16 0.24 grey levels on average; int8 at most 1.5, checked per model by
-:mod:`stst.infer.int8`), so they must pay clearly; ONNX Runtime's fp32 output
-equals eager fp32 within 2e-6. For runs of photos that the express lane
-(:mod:`stst.infer.express`) could serve next time, a torch engine other than
-the reference must also beat every ONNX Runtime candidate by
-:data:`LANE_SECONDS` an image: choosing it keeps those runs off the lane, and
-each of them then imports torch (1.6-3 s). On a 2-core Xeon with AMX, bf16
-ran the realtime network in 0.085 s against ONNX Runtime's 0.119, and 24
-photos took 8.9 s through it against 4.9 s through the lane.
+Candidates are timed in interleaved rounds until the choice stops changing, each by its fastest round (a busy
+machine only adds time); one must beat the reference (eager fp32) by its margin in the engine table
+(:mod:`stst.infer.engines`), and where the express lane could serve the run, a torch engine must also beat every
+graph engine by :data:`LANE_SECONDS` an image (the lane saves importing torch). The answer is cached under the
+machine's fingerprint (:mod:`stst.infer.caches`); ``stst info --engines`` prints it.
 """
 
 from __future__ import annotations
@@ -35,18 +18,13 @@ from datetime import datetime, timezone
 import torch
 
 from ..base.cores import default_batch
-from ..base.machine import cpu_name, installed, package_version
 from ..base.errors import StstError
-from ..base.home import read_record, stst_home, write_record
-from ..model import GRAPH_FORM
+from ..base.home import stst_home
+from .caches import CHOICES_FILE, fingerprint, here, read_record, write_record
+from .engines import engine
 from .measuring import Decision
 from .sizes import SIZE_BUCKETS
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-CALIBRATION_FILE = "precision.json"
-# How much faster than the reference a candidate must measure to be chosen.
-MARGINS = {"torch-bf16": 1.1, "onnxruntime-fp32": 1.05, "onnxruntime-int8": 1.1, "openvino-fp32": 1.05,
-           "openvino-bf16": 1.1}
 # Seconds an image by which a torch engine other than the reference must beat every exported graph's (ONNX Runtime,
 # OpenVINO) where the express lane could serve the run: importing torch (about 2.4 s) spread over 24 photos.
 LANE_SECONDS = 0.1
@@ -71,23 +49,10 @@ def cpu_has_bf16() -> bool:
     return bool(check and check())
 
 
-def machine_prefix() -> str:
-    """What every measurement here depends on: CPU, library versions and threads."""
-    try:
-        import onnxruntime
-
-        libraries = f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}"
-    except ImportError:
-        libraries = f"torch {torch.__version__}"
-    if installed("openvino"):
-        libraries += f", openvino {package_version('openvino')}"
-    return f"{cpu_name()} | {libraries}, graph form {GRAPH_FORM} | {torch.get_num_threads()} threads"
-
-
 def machine_key(width: object, candidates: list[str], size: tuple[int, int], lane: bool = False) -> str:
     """The cache key of one measurement: the machine, the network's width, the candidates, the size and whether
     the express lane counts."""
-    return (f"{machine_prefix()} | width {width} | {', '.join(candidates)} | {size[0]}x{size[1]}, "
+    return (f"{fingerprint()} | width {width} | {', '.join(candidates)} | {size[0]}x{size[1]}, "
             f"batches of {default_batch()}" + (" | express lane" if lane else ""))
 
 
@@ -106,7 +71,7 @@ def time_once(runner: Runner, size: tuple[int, int]) -> float:
 
 def _costs(names: list[str], seconds: dict[str, float]) -> dict[str, float]:
     """Each candidate's seconds times its margin (the reference, first, has none)."""
-    return {name: seconds[name] * (MARGINS.get(name, 1.0) if name != names[0] else 1.0) for name in names}
+    return {name: seconds[name] * (engine(name).margin if name != names[0] else 1.0) for name in names}
 
 
 def _choice(names: list[str], seconds: dict[str, float], lane: bool = False) -> str:
@@ -114,7 +79,7 @@ def _choice(names: list[str], seconds: dict[str, float], lane: bool = False) -> 
     torch engine other than the reference only where it beats every graph engine (which the lane runs) by
     :data:`LANE_SECONDS`."""
     def lane_runs(name: str) -> bool:
-        return name == names[0] or not name.startswith("torch-")
+        return name == names[0] or engine(name).torch_free
 
     cost = _costs(names, seconds).get
     choice = min(names, key=cost)
@@ -185,7 +150,7 @@ def decide(width: object, candidates: dict[str, Callable[[], Runner]], size: tup
     names = list(candidates)
     if len(names) == 1:
         return Decision(names[0], "forced")
-    known = read_record(CALIBRATION_FILE)
+    known = read_record(CHOICES_FILE)
     key = machine_key(width, names, size, lane)
     if isinstance(known.get(key), dict) and known[key].get("choice") in names:
         return Decision(known[key]["choice"], "cached")
@@ -198,22 +163,20 @@ def decide(width: object, candidates: dict[str, Callable[[], Runner]], size: tup
     choice, seconds, rounds = measure_candidates(runners, size, measure, lane)
     known[key] = {"choice": choice, "seconds": {n: round(s, 4) for n, s in seconds.items()}, "rounds": rounds,
                   "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    write_record(CALIBRATION_FILE, known)
+    write_record(CHOICES_FILE, known)
     return Decision(choice, "measured")
 
 
 def measured_here() -> dict[str, dict]:
-    """The cached measurements of this machine (CPU, libraries, threads), by the rest of their key."""
-    prefix = machine_prefix() + " | "
-    return {key[len(prefix):]: value for key, value in read_record(CALIBRATION_FILE).items()
-            if key.startswith(prefix) and isinstance(value, dict)}
+    """The cached measurements of this machine, by the rest of their key."""
+    return {key: value for key, value in here(CHOICES_FILE).items() if isinstance(value, dict)}
 
 
 def describe_measurements(measured: dict[str, dict]) -> list[str]:
     """``stst info --engines``: one line per measured network width and size, fastest first."""
     if not measured:
-        return [f"no engine measured yet on this machine ({machine_prefix()}); the first stylization measures"]
-    lines = [f"measured on {machine_prefix()} (in {stst_home() / CALIBRATION_FILE}):"]
+        return [f"no engine measured yet on this machine ({fingerprint()}); the first stylization measures"]
+    lines = [f"measured on {fingerprint()} (in {stst_home() / CHOICES_FILE}):"]
     for key, entry in sorted(measured.items()):
         seconds = entry.get("seconds", {})
         times = ", ".join(f"{name} {s * 1000:.0f} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1]))

@@ -1,0 +1,140 @@
+"""The engines stst runs its networks with, as one table.
+
+The choice (:mod:`stst.infer.choice`), the torch path (:mod:`stst.infer.engine`), the express lane, the CLI's
+``--backend``/``--precision``/``--engine`` choices, the server and ``stst info --engines`` all read this table,
+so an engine is added or changed here alone. No torch here: the CLI reads it for its options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..base.errors import StstError
+from ..base.machine import installed, require
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DEVICE_WORDS = {"cpu": "CPUs", "cuda": "CUDA GPUs", "mps": "Apple GPUs"}
+BACKEND_WORDS = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One engine: a backend at a precision, where it runs, what it needs and how far its output may stray."""
+
+    backend: str
+    precision: str
+    devices: tuple[str, ...]  # where it runs at all
+    auto: tuple[str, ...]  # devices where --precision auto offers it
+    packages: tuple[str, ...]  # needed beside torch
+    output: str  # its output against eager fp32's
+    margin: float  # how much faster than the reference (eager fp32) it must measure to be chosen
+    needs: str = ""  # what else auto asks of it: "native bf16" (the CPU's), "a faithful graph" (int8's check)
+    torch_free: bool = False  # runs an exported ONNX graph, without torch: the express lane can run it
+    per_size: bool = False  # compiles each image size (0.3-0.8 s): auto leaves it out of runs of photos
+    built: str = ""  # how it is set up
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}-{self.precision}"
+
+    def graph_runner(self, graph: Path, cuda: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+        """A runner of the exported ``graph`` on this engine (torch-free engines only)."""
+        if self.backend == "onnxruntime":
+            from .onnxruntime_graph import GraphRunner
+
+            return GraphRunner(graph, cuda=cuda)
+        from .openvino_graph import OpenVinoGraph
+
+        return OpenVinoGraph(graph, self.precision)
+
+
+ENGINES: tuple[Engine, ...] = (
+    Engine("torch", "fp32", ("cpu", "cuda", "mps"), ("cpu", "mps"), (), "the reference", 1.0,
+           built="eager PyTorch (on CPUs the realtime design's inference form)"),
+    Engine("torch", "bf16", ("cpu", "cuda"), ("cpu",), (), "0.24 grey levels from fp32 on average", 1.1,
+           needs="native bf16", built="eager PyTorch under bf16 autocast"),
+    Engine("torch", "fp16", ("cuda", "mps"), ("cuda",), (), "fp16 autocast", 1.0,
+           built="eager PyTorch under fp16 autocast, channels_last on CUDA"),
+    Engine("onnxruntime", "fp32", ("cpu", "cuda"), ("cpu",), ("onnx", "onnxruntime"), "equal within 2e-6", 1.05,
+           torch_free=True, built="the exported ONNX graph, cached in $STST_HOME/onnx"),
+    Engine("onnxruntime", "int8", ("cpu",), ("cpu",), ("onnx", "onnxruntime"),
+           "within 1.5 grey levels, checked per model", 1.1, needs="a faithful graph", torch_free=True,
+           built="the graph's residual blocks quantized (S8S8), judged on the calibration photos"),
+    Engine("openvino", "fp32", ("cpu",), ("cpu",), ("onnx", "openvino"), "equal within 1e-4", 1.05,
+           torch_free=True, per_size=True, built="the exported ONNX graph, compiled per image size"),
+    Engine("openvino", "bf16", ("cpu",), ("cpu",), ("onnx", "openvino"), "0.24 grey levels from fp32 on average",
+           1.1, needs="native bf16", torch_free=True, per_size=True,
+           built="the exported ONNX graph, compiled per image size in bf16"),
+)
+BY_NAME = {engine.name: engine for engine in ENGINES}
+ENGINE_NAMES = tuple(BY_NAME)
+BACKENDS = ("auto", *dict.fromkeys(engine.backend for engine in ENGINES))
+PRECISIONS = ("auto", *dict.fromkeys(engine.precision for engine in ENGINES))
+GRAPH_BACKENDS = tuple(dict.fromkeys(engine.backend for engine in ENGINES if engine.torch_free))
+
+
+def engine(name: str) -> Engine:
+    """The engine called ``name`` ("onnxruntime-fp32", ...)."""
+    if name not in BY_NAME:
+        raise StstError(f"unknown engine '{name}' (use {', '.join(ENGINE_NAMES)})")
+    return BY_NAME[name]
+
+
+def _words(names: object, words: dict[str, str]) -> str:
+    return " or ".join(words.get(name, name) for name in dict.fromkeys(names))
+
+
+def _refusal(precision: str, backend: str) -> str:
+    """Why no engine answers a request on the device asked for: the one-line error."""
+    if precision not in PRECISIONS:
+        return f"unknown precision '{precision}' (use {', '.join(PRECISIONS)})"
+    if backend not in BACKENDS:
+        return f"unknown backend '{backend}' (use {', '.join(BACKENDS)})"
+    rows = [e for e in ENGINES if backend in ("auto", e.backend) and precision in ("auto", e.precision)]
+    if not rows:
+        return f"--backend {backend} runs {_words((e.precision for e in ENGINES if e.backend == backend), {})}, " \
+               f"not {precision}"
+    asked = f"--precision {precision}" if precision != "auto" else f"--backend {backend}"
+    line = f"{asked} runs on {_words((d for e in rows for d in e.devices), DEVICE_WORDS)}"
+    return line + (f", through {_words((e.backend for e in rows), BACKEND_WORDS)} only" if backend == "auto" else "")
+
+
+def offered(precision: str, backend: str, device: str, native_bf16: bool = False, lane: bool = False) -> list[Engine]:
+    """The engines a request (``--precision``, ``--backend``) leaves on ``device`` (a device type), the reference
+    first: the engines ``auto`` takes from are measured on CPUs only, so a GPU runs torch unless asked otherwise.
+    Beside the reference, ``auto`` leaves out what is not installed, bf16 where the CPU lacks it natively and, in a
+    run of photos (``lane``), the engines that compile each size; a backend asked for by name needs its packages
+    and runs int8 only when asked for it too."""
+    rows = [e for e in ENGINES if device in e.devices and backend in ("auto", e.backend)
+            and (e.precision == precision if precision != "auto" else device in e.auto)
+            and (device == "cpu" or backend != "auto" or e.backend == "torch")]
+    if not rows:
+        raise StstError(_refusal(precision, backend))
+    if backend != "auto" or len(rows) == 1:
+        for package in dict.fromkeys(p for e in rows for p in e.packages):
+            require(package, f"--precision {precision}" if backend == "auto" else f"--backend {backend}")
+
+    def left(e: Engine) -> bool:
+        if e is rows[0]:
+            return True
+        if backend != "auto":
+            return e.needs != "a faithful graph" or precision != "auto"
+        return all(map(installed, e.packages)) and not (lane and e.per_size)
+
+    return [e for e in rows if left(e) and (precision != "auto" or e.needs != "native bf16" or native_bf16)]
+
+
+def describe_table() -> list[str]:
+    """``stst info --engines``: the table, a line per engine."""
+    lines = ["engines (the reference first; auto takes the fastest measured, each by its margin):"]
+    for e in ENGINES:
+        missing = [p for p in e.packages if not installed(p)]
+        lines.append(f"  {e.name:<17} {', '.join(e.devices):<14} margin {e.margin:<5} output: {e.output}; "
+                     f"{e.built}" + (f"; auto needs {e.needs}" if e.needs else "")
+                     + (f" [not installed: {', '.join(missing)}]" if missing else ""))
+    return lines
