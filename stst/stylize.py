@@ -141,16 +141,24 @@ def plan_jobs(
     return jobs
 
 
-def _check_target(job: Job, sources: set[Path], claimed: set[Path], overwrite: bool) -> str | None:
-    """Why ``job`` must not run ('skip: ...' or a failure reason), or None."""
+@dataclass(frozen=True)
+class _Refusal:
+    """Why a job must not run: ``skip`` (reported as a note, the output exists) or a failure."""
+
+    reason: str
+    skip: bool = False
+
+
+def _check_target(job: Job, sources: set[Path], claimed: set[Path], overwrite: bool) -> _Refusal | None:
+    """Why ``job`` must not run, or None."""
     target = job.target.resolve()
     if target in sources:
-        return "output would overwrite an input file"
+        return _Refusal("output would overwrite an input file")
     if target in claimed:
-        return f"output {job.target} is also the output of another input"
+        return _Refusal(f"output {job.target} is also the output of another input")
     claimed.add(target)
     if job.target.exists() and not overwrite:
-        return "skip: output exists (use --overwrite to replace it)"
+        return _Refusal("output exists (use --overwrite to replace it)", skip=True)
     return None
 
 
@@ -178,6 +186,128 @@ def _batches(
     yield from pending.values()
 
 
+class _Run:
+    """One run of :func:`run_jobs`: what it reports, and its steps (admit, read, stylize, write; then the clips)."""
+
+    def __init__(self, stylizer: Network, jobs: list[Job], settings: JobSettings, warn: Callable[[str], None],
+                 progress: bool, model_name: str) -> None:
+        self.stylizer, self.settings, self.warn, self.progress, self.model_name = (stylizer, settings, warn,
+                                                                                    progress, model_name)
+        self.report = Report()
+        self.sources = {job.source.resolve() for job in jobs}
+        self.claimed: set[Path] = set()
+        self.photos = [job for job in jobs if job.kind != "video"]
+        self.clips = [job for job in jobs if job.kind == "video"]
+        self.bar = tqdm(total=len(self.photos), unit="img", disable=not progress or len(self.photos) <= 1,
+                        dynamic_ncols=True)
+        self.writes: deque[tuple[Job, Future]] = deque()
+
+    def done(self, job: Job) -> None:
+        if job.kind == "image":  # clips have a frame bar of their own
+            self.bar.update()
+
+    def fail(self, job: Job, reason: str) -> None:
+        self.report.failed.append((job.source, reason))
+        self.warn(f"warning: {job.source}: {reason}")
+        self.done(job)
+
+    def admitted(self, job: Job) -> bool:
+        """Whether ``job`` may run; a skipped or refused one is reported here."""
+        refusal = _check_target(job, self.sources, self.claimed, self.settings.overwrite)
+        if refusal is not None and refusal.skip:
+            self.report.skipped.append(job.source)
+            self.warn(f"note: {job.target}: {refusal.reason}")
+            self.done(job)
+        elif refusal is not None:
+            self.fail(job, refusal.reason)
+        return refusal is None
+
+    def loaded(self) -> Iterator[tuple[Job, Photo]]:
+        """The admitted photos, decoded; the unreadable ones reported."""
+        for job in self.photos:
+            if self.admitted(job):
+                try:
+                    photo = read_photo(job.source, self.settings.max_size, self.settings.max_pixels)
+                except FileProblem as exc:
+                    self.fail(job, exc.problem)
+                    continue
+                if photo.frames > 1:
+                    self.warn(f"note: {job.source}: has {photo.frames} frames (animated or multipage); "
+                              "only the first is stylized")
+                yield job, photo
+
+    def stylize_batch(self, batch: list[tuple[Job, Photo]], writer: ThreadPoolExecutor) -> None:
+        """One forward pass; each finite result handed to the writer."""
+        try:
+            outputs = self.stylizer(np.stack([photo.pixels for _, photo in batch]))
+        except (StstError, RuntimeError, MemoryError) as exc:  # e.g. out of memory for this size
+            reason = "out of memory" if isinstance(exc, MemoryError) else first_line(exc)
+            for job, _ in batch:
+                self.fail(job, f"cannot stylize ({reason})")
+            return
+        for (job, photo), rgb in zip(batch, outputs):
+            if not all_finite(rgb):
+                self.fail(job, f"{self.model_name} {NOT_FINITE}")
+            else:
+                self.writes.append((job, writer.submit(write_photo, job.target, rgb, photo.alpha, job.format,
+                                                       self.settings.quality)))
+
+    def finish_write(self) -> None:
+        job, future = self.writes.popleft()
+        try:
+            future.result()
+            self.report.stylized.append(job.target)
+            self.done(job)
+        except Exception as exc:  # OSError (disk full, permissions) or an encoder's error
+            self.fail(job, f"cannot write {job.target} ({first_line(exc)})")
+
+    def run_photos(self) -> None:
+        """Decoding ahead in one thread, the network here, encoding behind in another; Ctrl-C finishes the
+        writes in flight (they are atomic) and starts no others."""
+        batch_size = self.settings.batch_size
+        writer = ThreadPoolExecutor(max_workers=1)
+        try:
+            for batch in _batches(prefetch(self.loaded(), depth=2), batch_size):
+                self.stylize_batch(batch, writer)
+                while len(self.writes) > 2 * batch_size:
+                    self.finish_write()
+            while self.writes:
+                self.finish_write()
+        except KeyboardInterrupt:
+            self.report.interrupted = True
+            while self.writes:
+                self.finish_write()
+        finally:
+            writer.shutdown(wait=True)
+            self.bar.close()
+
+    def run_clips(self) -> None:
+        """Each clip through :func:`stst.video.video.stylize_video`, after the photos."""
+        if not self.clips or self.report.interrupted:
+            return
+        from .video.video import stylize_video  # torch and PyAV come with the first clip
+
+        for job in self.clips:
+            if not self.admitted(job):
+                continue
+            try:
+                clip = stylize_video(self.stylizer, job.source, job.target, self.settings.video,
+                                     progress=self.progress)
+            except FileProblem as exc:
+                self.fail(job, exc.problem if exc.path == job.source else str(exc))
+                continue
+            except KeyboardInterrupt:
+                self.report.interrupted = True
+                break
+            for note in clip.notes:
+                self.warn(f"note: {job.source}: {note}")
+            if clip.error:
+                self.fail(job, f"decoding stopped after {clip.frames} frames ({clip.error}); {job.target} holds "
+                               "those frames")
+            else:
+                self.report.stylized.append(job.target)
+
+
 def run_jobs(
     stylizer: Network,
     jobs: list[Job],
@@ -196,112 +326,14 @@ def run_jobs(
     the writes in flight and sets ``report.interrupted``. An output folder that
     cannot be written (a file in the way) raises :class:`FileProblem` before any work.
     """
-    batch_size = settings.batch_size
-    if batch_size < 1:
+    if settings.batch_size < 1:
         raise StstError("--batch-size must be at least 1")
     for folder in sorted({job.target.parent for job in jobs}):  # one line for the run, not one per photo
         check_folder(folder, "outputs")
-    report = Report()
-    sources = {job.source.resolve() for job in jobs}
-    claimed: set[Path] = set()
-    clips = [job for job in jobs if job.kind == "video"]
-    jobs = [job for job in jobs if job.kind != "video"]
-    bar = tqdm(total=len(jobs), unit="img", disable=not progress or len(jobs) <= 1, dynamic_ncols=True)
-
-    def done(job: Job) -> None:
-        if job.kind == "image":  # clips have a frame bar of their own
-            bar.update()
-
-    def fail(job: Job, reason: str) -> None:
-        report.failed.append((job.source, reason))
-        warn(f"warning: {job.source}: {reason}")
-        done(job)
-
-    def admitted(job: Job) -> bool:
-        """Whether ``job`` may run; a skipped or refused one is reported here."""
-        problem = _check_target(job, sources, claimed, settings.overwrite)
-        if problem and problem.startswith("skip: "):
-            report.skipped.append(job.source)
-            warn(f"note: {job.target}: {problem[6:]}")
-            done(job)
-        elif problem:
-            fail(job, problem)
-        return problem is None
-
-    def loaded() -> Iterator[tuple[Job, Photo]]:
-        for job in jobs:
-            if admitted(job):
-                try:
-                    photo = read_photo(job.source, settings.max_size, settings.max_pixels)
-                except FileProblem as exc:
-                    fail(job, exc.problem)
-                    continue
-                if photo.frames > 1:
-                    warn(f"note: {job.source}: has {photo.frames} frames (animated or multipage); "
-                         "only the first is stylized")
-                yield job, photo
-
-    writes: deque[tuple[Job, Future]] = deque()
-
-    def finish_write() -> None:
-        job, future = writes.popleft()
-        try:
-            future.result()
-            report.stylized.append(job.target)
-            done(job)
-        except Exception as exc:  # OSError (disk full, permissions) or an encoder's error
-            fail(job, f"cannot write {job.target} ({first_line(exc)})")
-
-    def stylize_batch(batch: list[tuple[Job, Photo]]) -> None:
-        try:
-            outputs = stylizer(np.stack([photo.pixels for _, photo in batch]))
-        except (StstError, RuntimeError, MemoryError) as exc:  # e.g. out of memory for this size
-            reason = "out of memory" if isinstance(exc, MemoryError) else first_line(exc)
-            for job, _ in batch:
-                fail(job, f"cannot stylize ({reason})")
-            return
-        for (job, photo), rgb in zip(batch, outputs):
-            if not all_finite(rgb):
-                fail(job, f"{model_name} {NOT_FINITE}")
-            else:
-                writes.append((job, writer.submit(write_photo, job.target, rgb, photo.alpha, job.format,
-                                                  settings.quality)))
-
-    writer = ThreadPoolExecutor(max_workers=1)
-    try:
-        for batch in _batches(prefetch(loaded(), depth=2), batch_size):
-            stylize_batch(batch)
-            while len(writes) > 2 * batch_size:
-                finish_write()
-        while writes:
-            finish_write()
-    except KeyboardInterrupt:
-        report.interrupted = True
-        while writes:  # writes are atomic: finish those in flight, start no others
-            finish_write()
-    finally:
-        writer.shutdown(wait=True)
-        bar.close()
-    if clips and not report.interrupted:
-        from .video.video import stylize_video  # torch and PyAV come with the first clip
-    for job in clips if not report.interrupted else []:
-        if not admitted(job):
-            continue
-        try:
-            clip = stylize_video(stylizer, job.source, job.target, settings.video, progress=progress)
-        except FileProblem as exc:
-            fail(job, exc.problem if exc.path == job.source else str(exc))
-            continue
-        except KeyboardInterrupt:
-            report.interrupted = True
-            break
-        for note in clip.notes:
-            warn(f"note: {job.source}: {note}")
-        if clip.error:
-            fail(job, f"decoding stopped after {clip.frames} frames ({clip.error}); {job.target} holds those frames")
-        else:
-            report.stylized.append(job.target)
-    return report
+    run = _Run(stylizer, jobs, settings, warn, progress, model_name)
+    run.run_photos()
+    run.run_clips()
+    return run.report
 
 
 def stylize_bytes(

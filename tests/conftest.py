@@ -1,6 +1,7 @@
 """Shared fixtures: the small real photos and paintings in tests/data, and freshly initialised (untrained) models.
 
-``tests/data`` ships with the project, so the suite runs from a plain clone.
+``tests/data`` ships with the project, so the suite runs from a plain clone; ``scripts/`` is importable for
+the lab tools some tests use.
 Tests that need the full data in ``../shared/data`` (beside the project) use
 ``needs_shared`` and skip with a reason when it is absent.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,6 +26,9 @@ from stst.model.network import ArchConfig, TransformerNet
 from stst.training.weights import CACHE_NAME
 
 DATA = Path(__file__).resolve().parent / "data"
+# The lab tools in scripts/ (the flicker metric, the hard clip, the statistics smoothing lever) are not part of the
+# package; the tests that use them import them from there.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 PHOTOS = DATA / "photos"  # five Kodak photos, 384x256 JPEG
 TRAIN = PHOTOS  # the training tests train on the same few photos
 STYLES = DATA / "styles"

@@ -188,7 +188,7 @@ def test_real_clip_with_audio(tmp_path):
 
 
 def test_warping_error_measures_flicker_and_the_flow_blend_reduces_it(tmp_path):
-    from stst.video.flicker import read_frames, warping_error
+    from flicker import read_frames, warping_error
     from stst.video.temporal import FlowBlend
 
     src = list(read_frames(make_clip(tmp_path / "pan.mp4", frames=10, size=(128, 96), audio=None)))
@@ -211,7 +211,7 @@ def test_temporal_blend_option_writes_the_clip(tmp_path, small_model):
 
 
 def test_a_fade_from_black_starts_black_and_brightens_steadily(tmp_path):
-    from stst.video.flicker import read_frames
+    from flicker import read_frames
 
     levels = [0.0, 0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 1.0]
     src = make_clip(tmp_path / "fade.mp4", frames=len(levels), audio=None, levels=levels)
@@ -224,10 +224,10 @@ def test_a_fade_from_black_starts_black_and_brightens_steadily(tmp_path):
 
 
 def test_the_default_video_path_is_no_less_steady_than_frame_by_frame_on_cuts_fades_and_fast_motion(tmp_path):
-    """Opening on black, fades, a whip pan, a fast zoom, hard cuts and a dark scene (stst.video.shots)."""
+    """Opening on black, fades, a whip pan, a fast zoom, hard cuts and a dark scene (scripts/shots.py)."""
     from stst.model.bundled import bundled_models
-    from stst.video.flicker import read_frames, warping_error
-    from stst.video.shots import make_shots_clip
+    from flicker import read_frames, warping_error
+    from shots import make_shots_clip
 
     src = make_shots_clip(sorted(PHOTOS.glob("*.jpg"))[:4], tmp_path / "shots.mp4", size=(160, 120))
     model = bundled_models()["the_scream"]
@@ -241,7 +241,7 @@ def test_the_default_video_path_is_no_less_steady_than_frame_by_frame_on_cuts_fa
 
 
 def test_the_default_video_path_denoises_the_source_and_flickers_less(tmp_path):
-    from stst.video.flicker import read_frames, warping_error
+    from flicker import read_frames, warping_error
 
     src = make_clip(tmp_path / "still.mp4", frames=10, size=(128, 96), audio=None, pan=0, noise=8)
     plain = tmp_path / "plain.mp4"

@@ -1,10 +1,5 @@
-"""Independent images run side by side, one per CPU core.
-
-Engines split one image's layers over the cores poorly where the layers are small. On 2 cores of an Intel Xeon,
-ONNX Runtime ran the realtime network at 640x480 in 113 ms on one thread and 84-87 ms on two; two frames at once,
-one thread each, gave 1.27-1.77x the frames of one at a time on two threads (light and full tiers 1.8x and 1.6x
-in the same hour), and a clip 1.3x the frames end to end. Torch scales better over threads: side by side gave it
-1.16-1.19x for the network alone and nothing end to end, so its engines keep running one image at a time.
+"""Independent images run side by side, one per CPU core: engines split one image's small layers over the cores
+poorly (measurements: docs/performance.md, "Photos side by side").
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """An ONNX graph run by ONNX Runtime on numpy arrays: the one engine that needs no torch.
 
-ONNX Runtime's worker threads spin while they wait for work by default. Here
-the network shares two cores with the threads that decode and encode photos,
-which the spinning starves: 24 photos through the realtime tier took 5.7 s
-with it and 4.6 s without (768x512 PNGs, 2 cores of an Intel Xeon, medians of
-6); through the light tier, where the network is most of the work, 13.4 and 13.5.
-
-A batch of several images runs one image per core (:mod:`stst.base.cores`), through a second session of one
-thread, which the cores share.
+Its worker threads do not spin while they wait (they would starve the threads that decode and encode photos on
+the same cores), and a batch runs one image per core (:mod:`stst.base.cores`) through a second session of one
+thread. Measurements: docs/performance.md.
 """
 
 from __future__ import annotations

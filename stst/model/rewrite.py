@@ -161,8 +161,9 @@ def inference_form(model: TransformerNet) -> TransformerNet:
     its full-resolution layers on phases (the instance norm moves into :class:`PhaseUpsampleNorm`; the ReLU after
     it works on phases as it did on pixels).
 
-    The instance norms are ``model``'s own modules, not copies, so that hooks on them (the statistics smoothing of
-    :mod:`stst.video.smoothing`) act on the copy too: over a channel's 4 phases they see its whole statistics.
+    The instance norms are ``model``'s own modules, not copies, so that hooks on them (a benchmark's statistics
+    smoothing, ``scripts/statistics_smoothing.py``) act on the copy too: over a channel's 4 phases they see its
+    whole statistics.
     """
     fast = copy.deepcopy(model, memo={id(norm): norm for norm in norm_layers(model)}).eval()
     if isinstance(fast, RealtimeNet):

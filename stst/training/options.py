@@ -39,6 +39,11 @@ class TrainOptions:
     minutes: float = 0.0
 
 
+# What a resumed run may change: the photos it reads and how long it runs. The rest shapes the weights.
+CHANGEABLE_ON_RESUME = frozenset({"dataset", "iterations", "minutes"})
+FIXED_ON_RESUME = frozenset(f.name for f in fields(TrainOptions)) - CHANGEABLE_ON_RESUME
+
+
 def options_from_dict(values: object) -> TrainOptions:
     """TrainOptions from a model file's metadata, type-checked; raises ValueError saying what is wrong."""
     if not isinstance(values, dict):

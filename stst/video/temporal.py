@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..base.imageio import shrunk_size
-from .flicker import gray, opencv, reliable_flow, warp
+from .flow import gray, opencv, reliable_flow, warp
 from .settings import DEFAULT_DENOISE
 
 DEFAULT_WEIGHT = 0.6

@@ -1,12 +1,4 @@
-"""Temporal consistency: the warping error of Lai et al. 2018, and optical-flow helpers shared with the video path.
-
-Lai, Huang, Wang, Shechtman, Yumer, Yang, "Learning Blind Video Temporal
-Consistency" (ECCV 2018): the optical flow of the *source* frames carries
-stylized frame t-1 onto frame t; where the flow is reliable (a forward-backward
-check, Ruder et al. 2016), the mean squared RGB difference (0..1 values)
-between stylized frame t and that warped frame, averaged over the clip. Lower
-is steadier; the source clip's own value is the floor set by lighting changes
-and flow errors.
+"""Optical flow between video frames, and where it can be trusted (a forward-backward check, Ruder et al. 2016).
 
 Uses OpenCV (``opencv-python-headless``): DIS flow by default, Farneback as
 an independent second method.
@@ -15,8 +7,6 @@ an independent second method.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 
@@ -93,50 +83,3 @@ def reliable_flow(current: np.ndarray, previous: np.ndarray, method: str = "dis"
 
 def gray(rgb: np.ndarray) -> np.ndarray:
     return opencv().cvtColor(rgb, opencv().COLOR_RGB2GRAY)
-
-
-def thumbnail(grey: np.ndarray) -> np.ndarray:
-    """A 32x32 float copy (0..1) of a grey frame: enough to tell one shot from another."""
-    return opencv().resize(grey, (32, 32), interpolation=opencv().INTER_AREA).astype(np.float32) / 255
-
-
-def is_cut(previous: np.ndarray, current: np.ndarray, cut: float = CUT) -> bool:
-    """Whether grey frame ``current`` starts a new shot after ``previous`` (thumbnails further apart than ``cut``)."""
-    return float(np.abs(thumbnail(current) - thumbnail(previous)).mean()) > cut
-
-
-def warping_error(source: Iterable[np.ndarray], stylized: Iterable[np.ndarray], method: str = "dis",
-                  across_cuts: bool = False) -> float:
-    """Mean warping error of ``stylized`` frames against the motion of ``source`` frames (RGB uint8, equal sizes).
-
-    Pairs of frames across a scene cut (:func:`is_cut`) are left out unless
-    ``across_cuts``: there the flow matches unrelated pictures, and the
-    error measures the new shot, not flicker. Clips without cuts get the
-    same value either way.
-    """
-    errors = []
-    previous = None
-    for src, out in zip(source, stylized):
-        if src.shape[:2] != out.shape[:2]:
-            src = opencv().resize(src, (out.shape[1], out.shape[0]), interpolation=opencv().INTER_AREA)
-        g, o = gray(src), out.astype(np.float32) / 255
-        if previous is not None and (across_cuts or not is_cut(previous[0], g)):
-            g0, o0 = previous
-            backward, mask = reliable_flow(g, g0, method)
-            if mask.any():
-                errors.append(float(np.square(o - warp(o0, backward))[mask].mean()))
-        previous = (g, o)
-    if not errors:
-        raise ValueError("need at least two frames with reliable flow")
-    return float(np.mean(errors))
-
-
-def read_frames(path: str | Path, limit: int | None = None) -> Iterator[np.ndarray]:
-    """RGB uint8 frames of a clip, upright as stored (rotation metadata is not applied)."""
-    import av
-
-    with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if limit is not None and i >= limit:
-                return
-            yield frame.to_ndarray(format="rgb24")
