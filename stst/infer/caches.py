@@ -129,11 +129,16 @@ def cached_file(name: str, make: Callable[[Path], None] | None = None) -> Path |
                     "use --backend torch or set STST_HOME to a writable folder")
 
 
+def graph_name(model: TransformerNet, kind: str = "") -> str:
+    """The cache name of one of the model's exported graphs (``kind``: "" the model, "stats", "tiles")."""
+    return f"{weights_digest(model)}{'-' + kind if kind else ''}{_made_by()[0]}onnx"
+
+
 def cached_graph(model: TransformerNet) -> Path:
     """The model's ONNX graph in the cache, exported first if it is not there yet."""
     from ..model.export import export_model
 
-    return cached_file(f"{weights_digest(model)}{_made_by()[0]}onnx", lambda path: export_model(model, path, "onnx"))
+    return cached_file(graph_name(model), lambda path: export_model(model, path, "onnx"))
 
 
 def int8_names(model: TransformerNet) -> tuple[str, str]:

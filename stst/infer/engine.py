@@ -25,7 +25,8 @@ from .engines import BY_NAME, GRAPH_BACKENDS, Engine, offered
 from .measuring import Decision, sound
 from .onnxruntime_graph import OnnxStylizer
 from .sizes import AUTO_TILE, SIZE_BUCKETS, runs_in_tiles, size_bucket
-from .tiling import stylize_tiled
+from .tile_graphs import GraphTiles
+from .tiling import TileEngine, stylize_tiled
 
 TileSetting = Union[int, Literal["auto"], None]
 DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # torch engines' autocast, by precision
@@ -123,7 +124,8 @@ class Stylizer:
     - ``channels_last``: default on CUDA, where cuDNN's convolutions prefer it.
     - ``tile``: a tile size, ``None`` for whole images, or ``auto``: tiles of
       1024 above 4 megapixels, and on CUDA also whenever memory runs out.
-      Tiles always run in torch (they share instance-norm statistics through hooks).
+      Tiles share the whole image's instance-norm statistics; they run on ONNX Runtime where a graph engine was
+      chosen (:mod:`stst.infer.tile_graphs`), else in torch.
     - ``compile``: ``torch.compile`` the network (pays off for many images).
     - On CPUs a batch runs image by image in torch, one image per core at a time
       in ONNX Runtime and OpenVINO (as the engines are measured, and ran fastest so), and
@@ -168,6 +170,7 @@ class Stylizer:
         if len(self.candidates) == 1:
             self._use(self._engine_at(*SIZE_BUCKETS[0]))
         self.tile = tile
+        self._graph_tiles: GraphTiles | bool | None = None  # built the first time tiles run on a graph engine
         if cuda:
             torch.backends.cudnn.benchmark = True  # folders often repeat sizes
 
@@ -202,7 +205,7 @@ class Stylizer:
 
     def _use(self, name: str) -> None:
         self.backend, self.precision = BY_NAME[name].backend, BY_NAME[name].precision
-        self.dtype = DTYPES.get(self.precision)  # int8: tiles run in fp32 torch
+        self.dtype = DTYPES.get(self.precision)  # None for the graph engines: their tiles run in fp32
         self.graph = self._runner(name) if self.backend in GRAPH_BACKENDS else None
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -225,9 +228,24 @@ class Stylizer:
         with self._autocast():
             return self.network(x).float().clamp_(0, 1).cpu()
 
+    def _tile_engine(self) -> TileEngine | None:
+        """Where the chosen engine runs a graph on the CPU, the tiles run on ONNX Runtime fp32 (faithful to eager
+        fp32 within 1e-4); else, or where its graphs cannot be made, in torch (None)."""
+        if self.graph is None or self.device.type != "cpu":
+            return None
+        if self._graph_tiles is None:
+            try:
+                self._graph_tiles = GraphTiles(self.model)
+            except StstError as exc:
+                log.debug("tiles run in torch: %s", exc)
+                self._graph_tiles = False
+        return self._graph_tiles or None
+
     def _tiled(self, batch: torch.Tensor, tile: int) -> torch.Tensor:
-        with self._autocast():
-            return torch.cat([stylize_tiled(self.model, image[None], tile) for image in batch]).clamp_(0, 1)
+        engine = self._tile_engine()
+        with self._autocast() if engine is None else contextlib.nullcontext():
+            return torch.cat([stylize_tiled(self.model, image[None], tile, engine=engine)
+                              for image in batch]).clamp_(0, 1)
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -235,7 +253,7 @@ class Stylizer:
         batch = torch.as_tensor(batch)
         h, w = batch.shape[-2:]
         tile = (AUTO_TILE if runs_in_tiles(h, w) else None) if self.tile == "auto" else self.tile
-        self._use(self._engine_at(*((tile, tile) if tile else (h, w))))  # tiles run in torch, at the choice's precision
+        self._use(self._engine_at(*((tile, tile) if tile else (h, w))))  # tiles follow the choice at the tile size
         if tile:
             return self._tiled(batch, tile)
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 # The sizes (height, width) measured at: an image is timed at the nearest in pixel count (log scale).
-# Larger images run at the largest's choice; above AUTO_PIXELS they run in tiles, always in torch.
+# Larger images run at the largest's choice; above AUTO_PIXELS they run in tiles (stst.infer.tiling).
 SIZE_BUCKETS = ((256, 256), (384, 512), (512, 768))
 AUTO_TILE = 1024  # tile size of --tile auto
 AUTO_PIXELS = 2048 * 2048  # --tile auto tiles images larger than this

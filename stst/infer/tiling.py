@@ -34,13 +34,35 @@ STATS_SIZE = 1024  # long side of the shrunk image whose norm statistics all til
 Stats = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
 
 
-@torch.inference_mode()
-def norm_statistics(model: TransformerNet, image: torch.Tensor, size: int = STATS_SIZE) -> Stats:
-    """Per-channel mean and variance at every instance norm, from ``image`` shrunk to long side ``size``."""
+class TileEngine:
+    """What runs the tiles: the whole image's statistics, then the network proper on each tile with them. In
+    torch here; :class:`stst.infer.tile_graphs.GraphTiles` runs both on ONNX Runtime."""
+
+    def __init__(self, model: TransformerNet) -> None:
+        self.model = model
+
+    def statistics(self, image: torch.Tensor) -> Stats:
+        return norm_statistics(self.model, image, size=None)
+
+    def body(self, part: torch.Tensor, stats: Stats) -> torch.Tensor:
+        with shared_statistics(self.model, stats):
+            return self.model.body(part.to(next(self.model.parameters()).device))
+
+
+def shrunk(image: torch.Tensor, size: int) -> torch.Tensor:
+    """``image`` shrunk to long side ``size`` (as it is where it is smaller)."""
     h, w = image.shape[-2:]
     width, height = shrunk_size(w, h, size)
     if (width, height) != (w, h):
         image = F.interpolate(image, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return image
+
+
+@torch.inference_mode()
+def norm_statistics(model: TransformerNet, image: torch.Tensor, size: int | None = STATS_SIZE) -> Stats:
+    """Per-channel mean and variance at every instance norm, from ``image`` shrunk to long side ``size`` (None:
+    as it is)."""
+    image = shrunk(image, size) if size else image
     stats: Stats = {}
 
     def record(module, inputs):
@@ -92,28 +114,29 @@ def _ramp(start: int, tile: int, total: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def stylize_tiled(model: TransformerNet, image: torch.Tensor, tile: int, stats_size: int = STATS_SIZE) -> torch.Tensor:
-    """Stylize one ``(1, 3, H, W)`` 0..1 image in tiles of ``tile`` pixels; returns the unclamped output."""
+def stylize_tiled(model: TransformerNet, image: torch.Tensor, tile: int, stats_size: int = STATS_SIZE,
+                  engine: TileEngine | None = None) -> torch.Tensor:
+    """Stylize one ``(1, 3, H, W)`` 0..1 image in tiles of ``tile`` pixels, on ``engine`` (default: torch, on the
+    model's device); returns the unclamped output."""
     if tile < MIN_TILE or tile % SIZE_MULTIPLE:
         raise ValueError(f"tile size must be a multiple of {SIZE_MULTIPLE} and at least {MIN_TILE}")
+    engine = engine or TileEngine(model)
     device = next(model.parameters()).device
-    stats = norm_statistics(model, image.to(device), stats_size)
+    stats = engine.statistics(shrunk(image, stats_size).to(device))
     h, w = image.shape[-2:]
     padded, (top, left) = pad_to_multiple(image, model.border)
     padded.mul_(model.pixel_scale)
     ph, pw = padded.shape[-2:]
     out = torch.zeros(3, ph, pw)
     weight = torch.zeros(1, ph, pw)
-    with shared_statistics(model, stats):
-        for y0 in _starts(ph, tile):
-            th = min(tile, ph - y0)
-            wy = _ramp(y0, th, ph)
-            for x0 in _starts(pw, tile):
-                tw = min(tile, pw - x0)
-                part = padded[..., y0 : y0 + th, x0 : x0 + tw].to(device)
-                result = model.body(part)[0].float().cpu()
-                mask = wy[:, None] * _ramp(x0, tw, pw)[None, :]
-                out[:, y0 : y0 + th, x0 : x0 + tw] += result * mask
-                weight[:, y0 : y0 + th, x0 : x0 + tw] += mask
+    for y0 in _starts(ph, tile):
+        th = min(tile, ph - y0)
+        wy = _ramp(y0, th, ph)
+        for x0 in _starts(pw, tile):
+            tw = min(tile, pw - x0)
+            result = engine.body(padded[..., y0 : y0 + th, x0 : x0 + tw], stats)[0].float().cpu()
+            mask = wy[:, None] * _ramp(x0, tw, pw)[None, :]
+            out[:, y0 : y0 + th, x0 : x0 + tw] += result * mask
+            weight[:, y0 : y0 + th, x0 : x0 + tw] += mask
     out /= weight.mul_(model.pixel_scale)
     return out[None, :, top : top + h, left : left + w]
