@@ -99,7 +99,7 @@ def test_non_finite_loss_stops_naming_the_iteration(tmp_path):
 
 
 def test_ctrl_c_leaves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_path):
-    out, log, total = tmp_path / "s.pth", tmp_path / "log.jsonl", 20
+    out, log, total = tmp_path / "s.pth", tmp_path / "log.jsonl", 15
     args = ["--style", STYLE, "--dataset", TRAIN, "--image-size", "64", "--style-size", "128", "--batch-size", "2",
             "--seed", "5", "--workers", "1", "--iterations", total]
     proc = subprocess.Popen([sys.executable, "-m", "stst", "train", *map(str, args), "-o", out, "--log", log],
