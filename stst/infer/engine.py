@@ -21,7 +21,7 @@ from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
 from .caches import cached_graph
 from .choice import Runner, cpu_has_bf16, decide
-from .engines import BY_NAME, GRAPH_BACKENDS, Engine, offered
+from .engines import BY_NAME, FAITHFUL_GRAPH, GRAPH_BACKENDS, Engine, offered
 from .measuring import Decision, sound
 from .onnxruntime_graph import OnnxStylizer
 from .sizes import AUTO_TILE, SIZE_BUCKETS, runs_in_tiles, size_bucket
@@ -93,7 +93,7 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
     candidates = {}
     for e in rows:
         int8_graph = None
-        if e.needs == "a faithful graph" and e is not rows[0] and precision == "auto":
+        if e.needs == FAITHFUL_GRAPH and e is not rows[0] and precision == "auto":
             int8_graph = _faithful_int8(model) if measured else None
             if int8_graph is None:
                 continue

@@ -18,6 +18,8 @@ from ..base.machine import installed, require
 if TYPE_CHECKING:
     import numpy as np
 
+# What ``auto`` may also ask of an engine (Engine.needs): the CPU's native bf16, or int8's fidelity check passed.
+NATIVE_BF16, FAITHFUL_GRAPH = "native bf16", "a faithful graph"
 DEVICE_WORDS = {"cpu": "CPUs", "cuda": "CUDA GPUs", "mps": "Apple GPUs"}
 BACKEND_WORDS = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
@@ -33,7 +35,7 @@ class Engine:
     packages: tuple[str, ...]  # needed beside torch
     output: str  # its output against eager fp32's
     margin: float  # how much faster than the reference (eager fp32) it must measure to be chosen
-    needs: str = ""  # what else auto asks of it: "native bf16" (the CPU's), "a faithful graph" (int8's check)
+    needs: str = ""  # what else auto asks of it: NATIVE_BF16 or FAITHFUL_GRAPH
     torch_free: bool = False  # runs an exported ONNX graph, without torch: the express lane can run it
     per_size: bool = False  # compiles each image size (0.3-0.8 s): auto leaves it out of runs of photos
     built: str = ""  # how it is set up
@@ -57,18 +59,18 @@ ENGINES: tuple[Engine, ...] = (
     Engine("torch", "fp32", ("cpu", "cuda", "mps"), ("cpu", "mps"), (), "the reference", 1.0,
            built="eager PyTorch (on CPUs the realtime design's inference form)"),
     Engine("torch", "bf16", ("cpu", "cuda"), ("cpu",), (), "0.24 grey levels from fp32 on average", 1.1,
-           needs="native bf16", built="eager PyTorch under bf16 autocast"),
+           needs=NATIVE_BF16, built="eager PyTorch under bf16 autocast"),
     Engine("torch", "fp16", ("cuda", "mps"), ("cuda",), (), "fp16 autocast", 1.0,
            built="eager PyTorch under fp16 autocast, channels_last on CUDA"),
     Engine("onnxruntime", "fp32", ("cpu", "cuda"), ("cpu",), ("onnx", "onnxruntime"), "equal within 2e-6", 1.05,
            torch_free=True, built="the exported ONNX graph, cached in $STST_HOME/onnx"),
     Engine("onnxruntime", "int8", ("cpu",), ("cpu",), ("onnx", "onnxruntime"),
-           "within 1.5 grey levels, checked per model", 1.1, needs="a faithful graph", torch_free=True,
+           "within 1.5 grey levels, checked per model", 1.1, needs=FAITHFUL_GRAPH, torch_free=True,
            built="the graph's residual blocks quantized (S8S8), judged on the calibration photos"),
     Engine("openvino", "fp32", ("cpu",), ("cpu",), ("onnx", "openvino"), "equal within 1e-4", 1.05,
            torch_free=True, per_size=True, built="the exported ONNX graph, compiled per image size"),
     Engine("openvino", "bf16", ("cpu",), ("cpu",), ("onnx", "openvino"), "0.24 grey levels from fp32 on average",
-           1.1, needs="native bf16", torch_free=True, per_size=True,
+           1.1, needs=NATIVE_BF16, torch_free=True, per_size=True,
            built="the exported ONNX graph, compiled per image size in bf16"),
 )
 BY_NAME = {engine.name: engine for engine in ENGINES}
@@ -123,10 +125,10 @@ def offered(precision: str, backend: str, device: str, native_bf16: bool = False
         if e is rows[0]:
             return True
         if backend != "auto":
-            return e.needs != "a faithful graph" or precision != "auto"
+            return e.needs != FAITHFUL_GRAPH or precision != "auto"
         return all(map(installed, e.packages)) and not (lane and e.per_size)
 
-    return [e for e in rows if left(e) and (precision != "auto" or e.needs != "native bf16" or native_bf16)]
+    return [e for e in rows if left(e) and (precision != "auto" or e.needs != NATIVE_BF16 or native_bf16)]
 
 
 def describe_table() -> list[str]:

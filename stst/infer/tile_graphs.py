@@ -8,10 +8,8 @@ norms may see a channel's phases apart) and are cached beside the model's graph.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,31 +17,24 @@ import torch
 from torch import nn
 
 from ..base.machine import require
-from ..model.network import TransformerNet, instance_statistics, norm_layers, normalise_with
+from ..model.network import TransformerNet, norm_layers
 from .caches import cached_file, graph_name
 from .onnxruntime_graph import session_options
-from .tiling import Stats
+from .tiling import Stats, recorded_statistics, shared_statistics
 
 _DYNAMIC = {0: "batch", 2: "height", 3: "width"}
 
 
 class _Statistics(nn.Module):
-    """The model's forward pass, answering every norm layer's input statistics (mean, variance, ...)."""
+    """The model's forward pass, answering every norm layer's input statistics (mean0, var0, mean1, ...)."""
 
     def __init__(self, model: TransformerNet) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        found: list[torch.Tensor] = []
-        handles = [m.register_forward_pre_hook(lambda _m, inputs: found.extend(instance_statistics(inputs[0])))
-                   for m in norm_layers(self.model)]
-        try:
-            self.model(x)
-        finally:
-            for handle in handles:
-                handle.remove()
-        return tuple(found)
+        stats = recorded_statistics(self.model, x)
+        return tuple(t for norm in norm_layers(self.model) for t in stats[norm])
 
 
 class _Tile(nn.Module):
@@ -54,21 +45,9 @@ class _Tile(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor, *flat: torch.Tensor) -> torch.Tensor:
-        norms = norm_layers(self.model)
-        stats = {norm: (flat[2 * i], flat[2 * i + 1]) for i, norm in enumerate(norms)}
-        with _steered(norms, stats):
+        stats = {norm: (flat[2 * i], flat[2 * i + 1]) for i, norm in enumerate(norm_layers(self.model))}
+        with shared_statistics(self.model, stats):
             return self.model.body(x)
-
-
-@contextlib.contextmanager
-def _steered(norms: list[nn.Module], stats: Stats) -> Iterator[None]:
-    handles = [m.register_forward_hook(lambda module, inputs, _out: normalise_with(module, inputs[0], *stats[module]))
-               for m in norms]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _export(module: nn.Module, example: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
@@ -98,11 +77,12 @@ class GraphTiles:
         self.norms = norm_layers(model)
         flat = _flat_names(model)
         # the wrappers in eval mode: the exporter restores their mode afterwards, and with it the model's
+        image = torch.rand(1, 3, 64, 96)
         stats_path = cached_file(graph_name(model, "stats"), lambda path: _export(
-            _Statistics(model).eval(), (torch.rand(1, 3, 64, 96),), ["image"], flat, {"image": _DYNAMIC}, path))
-        example = (torch.rand(1, 3, 64, 96) * 255, *_Statistics(model).eval()(torch.rand(1, 3, 64, 96)))
+            _Statistics(model).eval(), (image,), ["image"], flat, {"image": _DYNAMIC}, path))
         tile_path = cached_file(graph_name(model, "tiles"), lambda path: _export(
-            _Tile(model).eval(), example, ["tile", *flat], ["stylized"], {"tile": _DYNAMIC, "stylized": _DYNAMIC}, path))
+            _Tile(model).eval(), (image * 255, *_Statistics(model).eval()(image)), ["tile", *flat], ["stylized"],
+            {"tile": _DYNAMIC, "stylized": _DYNAMIC}, path))
         options = session_options()
         # ONNX Runtime's memory arena keeps a tile's peak working set for good: for Johnson's design (a 9x9
         # convolution over 32 channels at full resolution) 3.8 GiB for a 12 MP photo, against 2.2 GiB without it

@@ -62,7 +62,12 @@ def shrunk(image: torch.Tensor, size: int) -> torch.Tensor:
 def norm_statistics(model: TransformerNet, image: torch.Tensor, size: int | None = STATS_SIZE) -> Stats:
     """Per-channel mean and variance at every instance norm, from ``image`` shrunk to long side ``size`` (None:
     as it is)."""
-    image = shrunk(image, size) if size else image
+    return recorded_statistics(model, shrunk(image, size) if size else image)
+
+
+def recorded_statistics(model: TransformerNet, image: torch.Tensor) -> Stats:
+    """Every instance norm's input statistics in ``model``'s forward pass over ``image`` (traceable: the tile
+    graphs' export records it)."""
     stats: Stats = {}
 
     def record(module, inputs):
