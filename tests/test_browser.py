@@ -143,15 +143,19 @@ def test_a_dropped_painting_trains_with_a_preview_and_joins_the_grid(page, serve
     assert page.locator("#message").is_hidden()
     screenshot(page, "serve-new-style.png")
     assert [p.name for p in served.models.iterdir()] == ["starry_night-2.pth"]
-    # it mixes with the styles of its base (shipwreck), and only those are offered
-    assert page.eval_on_selector_all("#mix-style option", "(o) => o.map((x) => x.value)") == ["", "shipwreck"]
-    page.wait_for_function("document.getElementById('busy').hidden")
-    before = page.get_attribute("#after", "src")
+    # it mixes with every style of its network: a mix is made like a new style, and joins the grid
+    assert "shipwreck" in page.eval_on_selector_all("#mix-style option", "(o) => o.map((x) => x.value)")
     page.select_option("#mix-style", "shipwreck")
-    page.evaluate("() => { const m = document.getElementById('mix'); m.value = '0.5'; "
+    page.evaluate("() => { const m = document.getElementById('mix'); m.value = '0.25'; "
                   "m.dispatchEvent(new Event('input')); }")
-    page.wait_for_function(f"document.getElementById('after').src !== {before!r} && "
-                           "document.getElementById('busy').hidden", timeout=60_000)
+    assert page.locator("#mix-value").text_content() == "0.25"
+    page.fill("#mix-minutes", "0.05")
+    page.click("#mix-make")
+    page.wait_for_function("document.getElementById('style-status').textContent.includes('starry_night-275+shipwreck25"
+                           ": done')", timeout=120_000)
+    page.wait_for_function("document.querySelector('.card[data-model=\"starry_night-275+shipwreck25\"][data-state=done]')",
+                           timeout=60_000)
+    assert page.locator("#chosen-name").text_content() == "starry night-275+shipwreck25"
     assert page.locator("#message").is_hidden()
 
 

@@ -294,11 +294,30 @@ def test_a_painting_becomes_a_style_with_progress_a_preview_and_a_place_in_the_q
         assert "the_scream-2" in names and "mon_tableau_" in names
         assert post(client, model="the_scream-2", max_size=64).status_code == 200
         assert client.get("/api/styles/nope").status_code == 404
+        # a mix of two styles the server has: a job like a painting's, then a style in the grid
+        mixed = client.post("/api/styles", data={"mix": "starry_night=0.7, udnie=0.3", "minutes": "0.05"},
+                            files={"photo": ("me.jpg", PHOTO.read_bytes())})
+        assert mixed.status_code == 202 and mixed.json()["name"] == "starry_night70+udnie30", mixed.text
+        for _ in range(1200):
+            job = client.get(f"/api/styles/{mixed.json()['id']}").json()
+            if job["state"] in ("done", "failed"):
+                break
+            time.sleep(0.1)
+        assert job["state"] == "done" and job["preview"], job
+        assert (models / "starry_night70+udnie30.pth").is_file()
+        assert post(client, model="starry_night70+udnie30", max_size=64).status_code == 200
 
 
-def test_a_mix_of_styles_that_share_no_base_is_refused_in_one_line(client):
+def test_a_mix_is_made_by_the_styles_route_and_refused_in_one_line_elsewhere(client):
     answer = post(client, mix="starry_night=0.7,udnie=0.3", max_size=64)
     assert answer.status_code == 400
-    assert answer.json()["error"].startswith("cannot mix starry_night and udnie: they were not fine-tuned from one base")
-    assert post(client, mix="starry_night=1", max_size=64).status_code == 200
-    assert post(client, mix="nope=1", max_size=64).status_code == 404
+    assert answer.json()["error"].startswith("mix: a mix is trained first, by POST /api/styles with mix=a=0.7,b=0.3")
+    refused = [client.post("/api/styles", data={"mix": "starry_night=1"}),
+               client.post("/api/styles", data={"mix": "starry_night=1,udnie=0"}),
+               client.post("/api/styles", data={"mix": "nope=1,udnie=1"}),
+               client.post("/api/styles", data={"mix": "starry_night=lots,udnie=1"})]
+    assert [r.status_code for r in refused] == [400, 400, 404, 400], [r.text for r in refused]
+    assert refused[0].json()["error"] == "'starry_night=1': a mix needs two styles or more, with weights above 0"
+    assert refused[3].json()["error"] == "'starry_night=lots': the weight after '=' must be a number"
+
+

@@ -11,7 +11,7 @@ from stst.model.network import ArchConfig
 from stst.infer.engine import Stylizer
 from stst.infer.caches import weights_digest
 from stst.infer.tile_graphs import GraphTiles
-from stst.infer.tiling import MIN_TILE, stylize_tiled
+from stst.infer.tiling import MIN_TILE, TileEngine, stylize_tiled
 
 from conftest import PHOTOS, fresh_network
 
@@ -27,6 +27,20 @@ def test_tiles_match_the_untiled_result(residual):
         tiled = stylize_tiled(net, photo, tile=256, stats_size=1000).clamp(0, 1)
     assert tiled.shape == whole.shape == (1, 3, 280, 420)
     assert (tiled - whole).abs().max().item() * 255 < 0.5  # same 8-bit image
+
+
+def test_tiles_are_spread_evenly_so_a_phone_photo_is_little_more_work_than_its_pixels():
+    seen = []
+
+    class Counting(TileEngine):
+        def body(self, part, stats):  # the layout is what is counted here, not the network's work
+            seen.append(tuple(part.shape[-2:]))
+            return part
+
+    net = fresh_network(config=ArchConfig(channels=8))
+    stylize_tiled(net, torch.rand(1, 3, 3000, 4000), tile=1024, engine=Counting(net))
+    assert len(seen) == 20 and max(max(s) for s in seen) <= 1024  # 4 rows of 5, none over the tile size
+    assert sum(h * w for h, w in seen) < 1.4 * 3000 * 4000  # tiles pushed back to the edge made it 1.75x
 
 
 def test_tile_size_is_checked():

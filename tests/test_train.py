@@ -158,7 +158,7 @@ def test_bf16_autocast_keeps_grams_and_losses_in_fp32_and_trains(tmp_path):
     options = small_options(iterations=3)
     net = TransformerNet(ArchConfig(channels=8)).train()
     precision = training_precision(torch.device("cpu"), "bf16", net)
-    loss_fn = build_loss(options, _load_style(options.style, options.style_size), resolve_vgg_weights()[0],
+    loss_fn = build_loss(options, _load_style(options), resolve_vgg_weights()[0],
                          torch.device("cpu"))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     x = read_photo(TRAIN / "kodim23.jpg", max_size=32).rgb[None]

@@ -39,6 +39,15 @@ def _g(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else "?"
 
 
+def _style_line(style: dict[str, Any], size: str) -> str:
+    """The painting (its title, file, size and licence), or a mix's parts with their shares."""
+    if isinstance(style.get("mix"), list):
+        shares = ", ".join(f"{p.get('name', '?')} {100 * p.get('weight', 0):.0f}%" for p in style["mix"])
+        return f"a mix of {shares}"
+    return (f"{style.get('title') or style.get('name', '?')} [{style.get('name', '?')}, {size}"
+            f"{', ' + style['licence'] if 'licence' in style else ''}]")
+
+
 def describe(info: dict[str, Any]) -> list[str]:
     """Readable lines for a terminal; absent metadata (a bare state_dict) shows as '?'."""
     meta, arch = info["metadata"], info["architecture"]
@@ -49,8 +58,7 @@ def describe(info: dict[str, Any]) -> list[str]:
     minutes = _minutes(meta.get("train_seconds"))
     rows = [
         ("model", f"{info['file']} ({info['bytes'] / 1e6:.1f} MB, sha256 {info['sha256']})"),
-        ("style", f"{style.get('title') or style.get('name', '?')} [{style.get('name', '?')}, {size}"
-                  f"{', ' + style['licence'] if 'licence' in style else ''}]"),
+        ("style", _style_line(style, size)),
         ("training", f"{meta.get('iterations', '?')} iterations, "
                      f"{f'{minutes:.1f} min' if minutes is not None else '?'} on "
                      f"{hardware.get('gpu') or hardware.get('cpu', '?')} ({hardware.get('device', '?')}, "

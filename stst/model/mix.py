@@ -1,30 +1,21 @@
-"""Mixing styles: ``--model a=0.7 --model b=0.3`` as one network whose weights are the weighted mean of theirs.
+"""Mixing styles: ``--model a=0.7 --model b=0.3``, the parts of a mix and the arithmetic on them.
 
-Averaging weights gives one network (one pass, not two pictures overlaid) only for networks that stayed
-close to one shared start: models fine-tuned from the same base, as the quick recipe makes them (``stst
-train`` on a CPU; Wortsman et al. 2022, "Model soups", for the same effect in classifiers). Networks trained
-apart have no common coordinates, so averaging them gives noise: they are refused, named. Measured against
-the mixed paintings' Gram matrices, the mix is as far as a crossfade of the two pictures, not closer
-(docs/training.md, "Mixing").
+A mix is one network trained toward the mixed paintings' styles (``stst.training.mixing``); this module holds
+what that needs without training: parsing ``NAME=WEIGHT``, normalising the weights, the names of mixes, which
+models share a base (the lineage) and the weighted mean of their weights, where a mix of such models starts.
+Averaging weights alone works only for networks that stayed close to one shared start (Wortsman et al. 2022,
+"Model soups"), and even then lands as far from the mixed styles as a crossfade (docs/training.md, "Mixing").
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import StstError
 from ..base.fileio import file_sha256
-from ..base.home import stst_home
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-
-# Where mixed networks are written, one file per mix (named by what went into it), so that the engines and
-# their caches treat a mix like any model file.
-MIX_FOLDER = "mixes"
-
+from .checkpoint import Checkpoint
 
 class MixError(StstError):
     """Models that cannot be mixed, or weights that make no mix."""
@@ -69,22 +60,25 @@ def lineage(path: Path, ckpt: Checkpoint) -> set[str]:
     return {file_sha256(path)} | parent
 
 
+def share_base(parts: list[Part], ckpts: list[Checkpoint]) -> bool:
+    """Whether the models' lineages meet: all fine-tuned from one base, or that base and its fine-tunes."""
+    return bool(set.intersection(*(lineage(p.path, c) for p, c in zip(parts, ckpts))))
+
+
 def check_mixable(parts: list[Part], ckpts: list[Checkpoint]) -> None:
-    """The same network shape and one shared base; else a one-line error naming the models."""
+    """Networks of one shape, each of a design that trains (not the realtime design, which is only distilled);
+    else a one-line error naming the models."""
     names = " and ".join(p.name for p in parts)
     if len({c.arch for c in ckpts}) > 1:
         shapes = ", ".join(f"{p.name}: width {c.arch.tag}" for p, c in zip(parts, ckpts))
         raise MixError(f"cannot mix {names}: their networks differ ({shapes})")
-    if not set.intersection(*(lineage(p.path, c) for p, c in zip(parts, ckpts))):
-        raise MixError(f"cannot mix {names}: they were not fine-tuned from one base (models made by "
-                       "`stst train` on a CPU, the quick recipe, share one and can be mixed)")
+    if ckpts[0].arch.design != "johnson":
+        raise MixError(f"cannot mix {names}: {ckpts[0].arch.design} networks are only distilled, not trained; "
+                       "mix the full or light tier")
 
 
-def mix_checkpoints(parts: list[Part]) -> Checkpoint:
-    """One checkpoint whose weights are the weighted mean of the parts' (weights normalised)."""
-    parts = normalised(parts)
-    ckpts = [load_checkpoint(p.path) for p in parts]
-    check_mixable(parts, ckpts)
+def average(parts: list[Part], ckpts: list[Checkpoint]) -> Checkpoint:
+    """One checkpoint whose weights are the weighted mean of the (normalised) parts' weights."""
     state = {key: sum(p.weight * c.state_dict[key].float() for p, c in zip(parts, ckpts))
              for key in ckpts[0].state_dict}
     metadata = {"mix": [{"name": p.name, "sha256": file_sha256(p.path), "weight": p.weight} for p in parts]}
@@ -99,20 +93,6 @@ def mix_name(parts: list[Part]) -> str:
     return "+".join(f"{p.name}{round(100 * p.weight)}" for p in parts)
 
 
-def mixed_model_file(parts: list[Part]) -> Path:
-    """The mix as a model file in the cache (written once per set of models and weights)."""
-    parts = normalised(parts)
-    if len(parts) == 1:
-        return parts[0].path
-    key = json.dumps([[file_sha256(p.path), round(p.weight, 6)] for p in parts]).encode()
-    path = stst_home() / MIX_FOLDER / f"{hashlib.sha256(key).hexdigest()[:16]}.pth"
-    if not path.is_file():
-        ckpt = mix_checkpoints(parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(path, ckpt.build(), ckpt.metadata)
-    return path
-
-
 def parts_of(specs: list[str], locate: Callable[[str], tuple[Path, str]]) -> list[Part]:
     """``NAME=WEIGHT`` specs as parts, each name turned into its file and shown name by ``locate``."""
     parts = []
@@ -120,11 +100,3 @@ def parts_of(specs: list[str], locate: Callable[[str], tuple[Path, str]]) -> lis
         name, weight = parse_part(spec)
         parts.append(Part(*locate(name), weight))
     return parts
-
-
-def resolve_mix(specs: list[str], tier: str = "full") -> tuple[Path, str]:
-    """``--model`` given once or more (``NAME=WEIGHT``): the model file to run and the name for output files."""
-    from .bundled import resolve_model
-
-    parts = parts_of(specs, lambda name: resolve_model(name, tier))
-    return mixed_model_file(parts), mix_name(parts)

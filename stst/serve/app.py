@@ -96,13 +96,14 @@ async def models(request: Request) -> Response:
 
 
 async def stylize(request: Request) -> Response:
-    """``POST /api/stylize``: multipart ``image`` and the fields of :func:`look_of`, ``model`` (or ``mix``:
-    ``a=0.7,b=0.3``), ``tier``, ``format`` (default png) and ``max_size``; answers the stylized image."""
+    """``POST /api/stylize``: multipart ``image`` and the fields of :func:`look_of`, ``model``, ``tier``,
+    ``format`` (default png) and ``max_size``; answers the stylized image."""
     server = _server(request)
     async with request.form(max_files=1, max_fields=16) as form:
-        mix = form.get("mix")
-        path = (await run_in_threadpool(server.catalog.mixed, mix, form.get("tier")) if mix
-                else server.catalog.file(form.get("model"), form.get("tier")))
+        if "mix" in form:
+            raise ApiError(400, "mix: a mix is trained first, by POST /api/styles with mix=a=0.7,b=0.3; then it is "
+                                "a style to stylize with (model=its name)")
+        path = server.catalog.file(form.get("model"), form.get("tier"))
         look = look_of(form)
         fmt = field(form, "format", lambda v: FORMAT_ALIASES[v.lower()], "PNG",
                      what=f"one of {', '.join(FORMAT_ALIASES)}")
@@ -152,27 +153,40 @@ async def _save(upload: UploadFile, target: Path) -> None:
 
 
 async def submit_style(request: Request) -> Response:
-    """``POST /api/styles``: multipart ``painting``, optional ``photo`` (previewed as the style is learned) and
-    ``minutes`` (the budget, default the quick recipe's); answers the job (202). One trains at a time."""
+    """``POST /api/styles``: multipart ``painting`` (or ``mix``: ``a=0.7,b=0.3``, styles the server has), optional
+    ``photo`` (previewed as the style is learned) and ``minutes`` (the budget, default the quick recipe's, or the
+    mix's); answers the job (202). One trains at a time."""
     server = _server(request)
     jobs = server.styles
     async with request.form(max_files=2, max_fields=8) as form:
         minutes = field(form, "minutes", float, None, lambda v: MINUTES[0] <= v <= MINUTES[1],
                         f"a number of minutes from {MINUTES[0]:g} to {MINUTES[1]:g}")
+        if "mix" in form:
+            parts = await run_in_threadpool(server.catalog.mix_parts, str(form["mix"]))
+            photo = await _photo(form, jobs)
+            job = await run_in_threadpool(jobs.submit_mix, parts, photo, minutes)
+            log.info("POST /api/styles %s: queued as %s (%s)", form["mix"], job.name, job.id)
+            return JSONResponse(jobs.describe(job), status_code=202)
         upload = _upload(form, "painting")
         filename = upload.filename
         painting = jobs.new_upload("painting")
         await _save(upload, painting)
-        photo = None
-        if isinstance(form.get("photo"), UploadFile):
-            photo = jobs.new_upload("photo")
-            await _save(form["photo"], photo)
+        photo = await _photo(form, jobs)
     if painting.stat().st_size == 0:
         painting.unlink()
         raise ApiError(422, f"{Path(filename or 'upload').name}: empty upload")
     job = await run_in_threadpool(jobs.submit, painting, filename, photo, minutes)
     log.info("POST /api/styles %s: queued as %s (%s)", Path(filename or "upload").name, job.name, job.id)
     return JSONResponse(jobs.describe(job), status_code=202)
+
+
+async def _photo(form: FormData, jobs: StyleJobs) -> Path | None:
+    """A style job's preview photo, if the form has one, saved where the jobs keep uploads."""
+    if not isinstance(form.get("photo"), UploadFile):
+        return None
+    photo = jobs.new_upload("photo")
+    await _save(form["photo"], photo)
+    return photo
 
 
 def _job(request: Request, jobs: dict, what: str):

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..base.errors import StstError
 from ..model.bundled import DEFAULT_MODEL, TIERS, bundled_styles, styles_in
 from ..model.checkpoint import load_checkpoint
-from ..model.mix import lineage, mixed_model_file, parts_of
+from ..model.mix import MixError, Part, check_mixable, normalised, parts_of
 
 
 class UnknownModel(StstError):
@@ -28,11 +28,11 @@ class Style:
     title: str  # the painting, e.g. "Vincent van Gogh, The Starry Night (1889)"
     tiers: dict[str, Path]
     macs_per_pixel: dict[str, int]
-    lineage: list[str]  # of the full model (:func:`stst.model.mix.lineage`): styles whose lineages meet can be mixed
+    network: str  # the full model's shape (design and width): styles of one shape can be mixed
 
     def describe(self) -> dict:
         return {"name": self.name, "title": self.title, "tiers": list(self.tiers), "macs_per_pixel": self.macs_per_pixel,
-                "lineage": self.lineage}
+                "network": self.network}
 
 
 def _style(name: str, tiers: dict[str, Path]) -> Style:
@@ -40,8 +40,9 @@ def _style(name: str, tiers: dict[str, Path]) -> Style:
     meta = next(iter(checkpoints.values())).metadata.get("style", {})
     title = meta.get("title") or Path(meta.get("name", name)).stem.replace("_", " ")
     first = next(iter(tiers))
+    arch = checkpoints[first].arch
     return Style(name, title, tiers, {tier: ckpt.arch.macs_per_pixel() for tier, ckpt in checkpoints.items()},
-                 sorted(sha[:16] for sha in lineage(tiers[first], checkpoints[first])))
+                 arch.tag)
 
 
 class Catalog:
@@ -83,10 +84,14 @@ class Catalog:
             raise UnknownModel(f"{style.name} has no {tier} tier{known}; it has: {', '.join(style.tiers)}")
         return style.tiers[tier]
 
-    def mixed(self, spec: str, tier: str | None) -> Path:
-        """A mix of styles, ``a=0.7,b=0.3`` (names the server has, weights normalised), as a model file."""
-        return mixed_model_file(parts_of([item.strip() for item in spec.split(",")],
-                                         lambda name: (self.file(name, tier), name)))
+    def mix_parts(self, spec: str) -> list[Part]:
+        """The styles of a mix, ``a=0.7,b=0.3`` (names the server has; their full tier), weights normalised;
+        a one-line refusal for fewer than two or styles that cannot be mixed."""
+        parts = normalised(parts_of([item.strip() for item in spec.split(",")], lambda name: (self.file(name, "full"), name)))
+        if len(parts) < 2:
+            raise MixError(f"'{spec}': a mix needs two styles or more, with weights above 0")
+        check_mixable(parts, [load_checkpoint(p.path) for p in parts])
+        return parts
 
     def fastest(self, name: str | None) -> str:
         """The fastest tier that style ``name`` has (the live view's default)."""

@@ -1,10 +1,12 @@
-"""New styles from the page: a painting uploaded, trained by the quick recipe in a worker thread, one at a time.
+"""New styles from the page: a painting uploaded, or a mix of styles the server has, trained by the quick recipe
+in a worker thread, one at a time.
 
 Like the clips: uploads live in a private temporary folder under names the server makes, never the client's;
 each job can be polled for its place in the queue, its progress and a preview of the client's photo as the
 network learns. The finished model goes into the server's models folder (``--models DIR``, else
-``$STST_HOME/styles``) under a name made from the painting's file name, cut to safe characters and never the
-name of a style the server already has; then it joins the catalog.
+``$STST_HOME/styles``) under a name made from the painting's file name (cut to safe characters) or the mix's
+parts, never the name of a style the server already has; then it joins the catalog. A mix made before (by
+the CLI too) is taken from the mixes' cache at once.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..base.errors import FileProblem, StstError, first_line
 from ..base.fileio import atomic_path
 from ..base.imageio import read_photo
+from ..model.mix import Part, mix_name
 from ..training.data import IMAGE_SUFFIXES
 from ..training.datasets import SHIPPED_PHOTOS
 from ..training.options import PRESETS, RunSettings, make_options
+from ..training.mixing import make_mix, mix_file, mix_minutes
 from ..training.train import train
 from .clips import safe_stem
 from .workers import QUEUE
@@ -41,9 +45,10 @@ class StyleJob:
 
     id: str
     name: str  # the style's name in the catalog once done
-    painting: Path
+    painting: Path | None  # a new painting's upload; None for a mix
     photo: Path | None
     minutes: float
+    parts: list[Part] = field(default_factory=list)  # a mix's styles, normalised
     state: str = "queued"  # queued, running, done, failed
     iteration: int = 0
     seconds: float = 0.0
@@ -68,6 +73,18 @@ def _discard(*uploads: Path | None) -> None:
             upload.unlink(missing_ok=True)
 
 
+def _check_images(uploads: list[tuple[Path | None, str]]) -> None:
+    """Each upload given decodes as an image; else all are removed and the error names the bad one."""
+    for path, what in uploads:
+        if path is None:
+            continue
+        try:
+            read_photo(path, max_size=64)
+        except FileProblem as exc:
+            _discard(*(upload for upload, _ in uploads))
+            raise FileProblem(what, exc.problem) from None
+
+
 class StyleJobs:
     """The server's trainings: accepted paintings, one worker that trains them in turn, and where models go."""
 
@@ -90,39 +107,46 @@ class StyleJobs:
     def new_upload(self, kind: str) -> Path:
         return self.folder / f"{uuid.uuid4().hex}.{kind}"
 
-    def _free_name(self, filename: str | None) -> str:
-        stem = safe_stem(filename).lower() or "style"
+    def _free_name(self, stem: str) -> str:
         name, n = stem, 2
         while self.taken(name) or (self.models / f"{name}.pth").exists() or name in {j.name for j in self.jobs.values()}:
             name, n = f"{stem}-{n}", n + 1
         return name
 
-    def submit(self, painting: Path, filename: str | None, photo: Path | None, minutes: float | None) -> StyleJob:
-        """Queue the painting (and a preview photo) at paths :meth:`new_upload` named; refuses what is no image,
-        and a painting beyond the queue (503)."""
+    def _admit(self, *uploads: Path | None) -> None:
+        """A 503 for a job beyond the queue (its uploads removed)."""
         ahead = [job for job in list(self.jobs.values()) if job.state in ("queued", "running")]
         if len(ahead) > self.queue:
-            _discard(painting, photo)
-            raise busy(len(ahead) - 1, "the paintings before it", self.queue, 60 * sum(j.minutes for j in ahead))
-        for path, what in ((painting, filename or "painting"), (photo, "photo")):
-            if path is None:
-                continue
-            try:
-                read_photo(path, max_size=64)
-            except FileProblem as exc:
-                _discard(painting, photo)
-                raise FileProblem(what, exc.problem) from None
-        minutes = PRESETS["quick"]["minutes"] if minutes is None else minutes
+            _discard(*uploads)
+            raise busy(len(ahead) - 1, "the styles before it", self.queue, 60 * sum(j.minutes for j in ahead))
+
+    def _queue(self, job: StyleJob, suffix: str = "") -> StyleJob:
+        """The job in the queue, under a free name, its painting (if any) moved into its own folder."""
         with self._lock:
-            job_id, name = painting.stem, self._free_name(filename)
-            scratch = self.folder / job_id
-            scratch.mkdir()
-            kept = painting.rename(scratch / f"{name}{safe_suffix(filename)}")  # its name is the style's title
-            job = StyleJob(job_id, name, kept, photo, minutes)
+            job.name = self._free_name(job.name)
+            (self.folder / job.id).mkdir()
+            if job.painting is not None:  # its name is the style's title
+                job.painting = job.painting.rename(self.folder / job.id / f"{job.name}{suffix}")
             self.jobs[job.id] = job
             self._forget_old()
         self._worker.submit(self._run, job)
         return job
+
+    def submit(self, painting: Path, filename: str | None, photo: Path | None, minutes: float | None) -> StyleJob:
+        """Queue the painting (and a preview photo) at paths :meth:`new_upload` named; refuses what is no image,
+        and a painting beyond the queue (503)."""
+        self._admit(painting, photo)
+        _check_images([(painting, filename or "painting"), (photo, "photo")])
+        minutes = PRESETS["quick"]["minutes"] if minutes is None else minutes
+        job = StyleJob(painting.stem, safe_stem(filename).lower() or "style", painting, photo, minutes)
+        return self._queue(job, safe_suffix(filename))
+
+    def submit_mix(self, parts: list[Part], photo: Path | None, minutes: float | None) -> StyleJob:
+        """Queue a mix of the (normalised) ``parts``, styles of the server's, with a preview photo; a 503 beyond
+        the queue."""
+        self._admit(photo)
+        _check_images([(photo, "photo")])
+        return self._queue(StyleJob(uuid.uuid4().hex, mix_name(parts), None, photo, mix_minutes(parts, minutes), parts))
 
     def describe(self, job: StyleJob) -> dict:
         """The job as the API shows it, with its place in the queue (1: next; 0: not waiting)."""
@@ -132,12 +156,12 @@ class StyleJobs:
     def _run(self, job: StyleJob) -> None:
         job.state = "running"
         try:
-            out = job.painting.with_name(f"{job.name}.pth")
-            self._train(job, out)
+            out = self.folder / job.id / f"{job.name}.pth"
+            made = self._mix(job, out) if job.parts else self._train(job, out)
             self.models.mkdir(parents=True, exist_ok=True)
             target = self.models / out.name
             with atomic_path(target) as tmp:
-                shutil.copyfile(out, tmp)
+                shutil.copyfile(made, tmp)
             self.added(job.name, target)
             job.state = "done"
         except StstError as exc:
@@ -147,9 +171,8 @@ class StyleJobs:
         finally:
             _discard(job.painting, job.photo)
 
-    def _train(self, job: StyleJob, out: Path) -> None:
-        options = make_options(str(job.painting), str(SHIPPED_PHOTOS), "quick", minutes=job.minutes)
-
+    def _settings(self, job: StyleJob, out: Path) -> RunSettings:
+        """How a job's training runs: its progress and previews told to the job, stopped when the server stops."""
         def stepped(iteration: int, seconds: float) -> None:
             if self._closing:
                 raise StstError("the server stopped")
@@ -158,9 +181,20 @@ class StyleJobs:
             if shown.is_file():
                 job.preview = shown
 
-        run = RunSettings(output=out, device=self.device, workers=0, checkpoint_every=0, preview=job.photo,
-                          preview_every=PREVIEW_EVERY, progress=False, on_step=stepped)
-        train(options, run, log=lambda message: None)
+        return RunSettings(output=out, device=self.device, workers=0, checkpoint_every=0, preview=job.photo,
+                           preview_every=PREVIEW_EVERY, progress=False, on_step=stepped)
+
+    def _train(self, job: StyleJob, out: Path) -> Path:
+        options = make_options(str(job.painting), str(SHIPPED_PHOTOS), "quick", minutes=job.minutes)
+        train(options, self._settings(job, out), log=lambda message: None)
+        return out
+
+    def _mix(self, job: StyleJob, out: Path) -> Path:
+        """The mix from the cache, or trained into it."""
+        kept = mix_file(job.parts, job.minutes)
+        if not kept.is_file():
+            make_mix(job.parts, kept, job.minutes, self._settings(job, out), log=lambda message: None)
+        return kept
 
     def _forget_old(self) -> None:
         finished = [job for job in self.jobs.values() if job.state in ("done", "failed")]

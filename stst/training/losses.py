@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -149,19 +149,29 @@ def style_targets(encoder: VGGFeatures, style_image: torch.Tensor, layers: list[
     return {name: gram(f) for name, f in encoder(style_image, layers).items()}
 
 
-def build_loss(
-    options: TrainOptions, style_image: torch.Tensor, vgg_state: dict[str, torch.Tensor], device: torch.device
-) -> PerceptualLoss:
-    """The perceptual loss of a run: its layers and weights, with Gram targets from the (3, H, W) uint8 style image."""
+# A run's style: one (3, H, W) uint8 painting, or several with weights (a mix of styles).
+Style = torch.Tensor | Sequence[tuple[torch.Tensor, float]]
+
+
+def mixed_style_targets(encoder: VGGFeatures, style: Style, layers: list[str]) -> dict[str, torch.Tensor]:
+    """The Gram targets of a run's style: the painting's, or the weighted mean of the mixed paintings'."""
+    parts = [(style, 1.0)] if isinstance(style, torch.Tensor) else style
+    dtype, device = next(encoder.parameters()).dtype, next(encoder.parameters()).device
+    grams = [(style_targets(encoder, (image.to(dtype) / 255)[None].to(device), layers), w) for image, w in parts]
+    return {layer: sum(w * g[layer] for g, w in grams) for layer in layers}
+
+
+def build_loss(options: TrainOptions, style: Style, vgg_state: dict[str, torch.Tensor],
+               device: torch.device) -> PerceptualLoss:
+    """The perceptual loss of a run: its layers and weights, with Gram targets from its style (uint8 images)."""
     check_layers([options.content_layer, *options.style_layers])
     deepest = max([options.content_layer, *options.style_layers], key=LAYERS.get)
-    encoder = VGGFeatures(vgg_state, deepest).to(device)
-    dtype = next(encoder.parameters()).dtype  # torch's default dtype (float64 in the DDP equivalence test)
-    targets = style_targets(encoder, (style_image.to(dtype) / 255)[None].to(device), list(options.style_layers))
+    encoder = VGGFeatures(vgg_state, deepest).to(device)  # torch's default dtype (float64 in the DDP equivalence test)
     return PerceptualLoss(
         encoder,
         ContentLoss(options.content_layer, options.content_weight),
-        StyleLoss(targets, dict(options.style_layers), options.style_weight),
+        StyleLoss(mixed_style_targets(encoder, style, list(options.style_layers)), dict(options.style_layers),
+                  options.style_weight),
         TotalVariationLoss(options.tv_weight),
         TemporalLoss(options.temporal_weight) if options.temporal_weight else None,
     )

@@ -37,6 +37,9 @@ class TrainOptions:
     # A wall-clock budget for the training steps (0: none). The run ends when it is spent (or at ``iterations``,
     # whichever comes first), and the cosine schedule follows the share of it spent instead of the iterations.
     minutes: float = 0.0
+    # A mix of styles (stst.training.mixing): model file -> weight. The style target is the weighted mean of the
+    # Gram matrices of those models' paintings, and ``style`` only names the mix.
+    mix: dict[str, float] = field(default_factory=dict)
 
 
 # What a resumed run may change: the photos it reads and how long it runs. The rest shapes the weights.
@@ -62,9 +65,9 @@ def options_from_dict(values: object) -> TrainOptions:
         raise ValueError(f"training option '{small[0]}' must be at least 1")
     if "style" not in values or "dataset" not in values:
         raise ValueError("training options lack the style or the dataset")
-    layers = values.get("style_layers", {})
-    if not all(isinstance(k, str) and isinstance(w, (int, float)) for k, w in layers.items()):
-        raise ValueError("training option 'style_layers' must map layer names to weights")
+    for name, what in (("style_layers", "layer names"), ("mix", "model files")):
+        if not all(isinstance(k, str) and isinstance(w, (int, float)) for k, w in values.get(name, {}).items()):
+            raise ValueError(f"training option '{name}' must map {what} to weights")
     return TrainOptions(**values)
 
 

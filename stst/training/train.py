@@ -29,7 +29,7 @@ from ..model.bundled import resolve_model
 from ..model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..model.network import ArchConfig, TransformerNet
 from .data import crop_loader, find_images
-from .losses import PerceptualLoss, build_loss
+from .losses import PerceptualLoss, Style, build_loss
 from .options import RunSettings, TrainOptions, cosine_rate, options_from_dict
 from .weights import resolve_vgg_weights
 
@@ -45,7 +45,7 @@ class TrainingError(StstError):
 
 
 class TrainingInterrupted(StstError):
-    """Ctrl-C: a resumable checkpoint was written."""
+    """Ctrl-C: training stopped at a step (a run writes a resumable checkpoint; a mix keeps nothing)."""
 
     exit_code = EXIT_INTERRUPTED
 
@@ -124,11 +124,18 @@ def learning_rate(options: TrainOptions, iteration: int, seconds: float) -> floa
     return cosine_rate(options.lr, min(seconds, budget), budget)
 
 
-def _load_style(path: str | Path, long_side: int) -> torch.Tensor:
-    """The style image with its long side resized to ``long_side``, aspect kept, as (3, H, W) uint8."""
-    photo = read_photo(path)
+def _load_style(options: TrainOptions) -> Style:
+    """The run's painting with its long side resized to ``style_size``, aspect kept, as (3, H, W) uint8; for a
+    mix, the paintings the mixed models hold, with their weights."""
+    if options.mix:
+        parts = [(load_checkpoint(path).style_image, weight) for path, weight in options.mix.items()]
+        for (image, _), path in zip(parts, options.mix):
+            if image is None:
+                raise FileProblem(path, "holds no style image, so it cannot be mixed")
+        return parts
+    photo = read_photo(options.style)
     h, w = photo.size
-    scale = long_side / max(h, w)
+    scale = options.style_size / max(h, w)
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     rgb = torch.nn.functional.interpolate(photo.rgb[None], size=size, mode="bicubic", antialias=True)[0]
     return torch.from_numpy(to_uint8(rgb)).permute(2, 0, 1).contiguous()
@@ -197,7 +204,7 @@ class _Start:
     options: TrainOptions
     iteration: int = 0
     seconds: float = 0.0
-    style_image: torch.Tensor | None = None  # a resumed run's own; a new run loads its style after the checks
+    style: Style | None = None  # a resumed run's own; a new run loads its style after the checks
     resumed: Checkpoint | None = None
     init: Checkpoint | None = None  # fine-tuning: the model whose shape and weights the run starts from
 
@@ -233,7 +240,8 @@ def _starting_point(options: TrainOptions | None, resume: str | Path | None, lim
     elif options is None:
         raise TrainingError("give the training options or a checkpoint to resume")
     else:
-        begin = _Start(replace(options, style=str(Path(options.style).resolve()),
+        begin = _Start(replace(options, style=options.style if options.mix else str(Path(options.style).resolve()),
+                               mix={str(Path(k).resolve()): w for k, w in options.mix.items()},
                                dataset=str(Path(options.dataset).resolve()),
                                init=str(resolve_model(options.init)[0].resolve()) if options.init else ""))
     begin.options = replace(begin.options, **{k: v for k, v in limits.items() if v is not None})
@@ -251,8 +259,12 @@ def _provenance(begin: _Start) -> tuple[dict, dict | None]:
     if begin.resumed is not None:
         return begin.resumed.metadata.get("style", {}), begin.resumed.metadata.get("init")
     options, init = begin.options, begin.init
-    style = {"name": Path(options.style).name, "size": list(begin.style_image.shape[1:]),
-             "sha256": file_sha256(options.style)}
+    if options.mix:
+        style = {"name": options.style, "mix": [{"name": Path(k).name, "sha256": file_sha256(k), "weight": w}
+                                                for k, w in options.mix.items()]}
+    else:
+        style = {"name": Path(options.style).name, "size": list(begin.style.shape[1:]),
+                 "sha256": file_sha256(options.style)}
     if init is None:
         return style, None
     return style, {"name": Path(options.init).name, "sha256": file_sha256(options.init),
@@ -269,9 +281,10 @@ class _Session:
                  files: list[Path], resume: str | Path | None, continuing: bool, log: Callable[[str], None]) -> None:
         options = self.options = begin.options
         self.run, self.ctx, self.device, self.files = run, ctx, device, files
-        self.iteration, self.seconds, self.style_image = begin.iteration, begin.seconds, begin.style_image
+        self.iteration, self.seconds = begin.iteration, begin.seconds
+        self.style_image = begin.style if isinstance(begin.style, torch.Tensor) else None  # a mix keeps none
         vgg_state, vgg_source = resolve_vgg_weights(run.vgg_weights, log)
-        self.loss_fn = build_loss(options, begin.style_image, vgg_state, device)
+        self.loss_fn = build_loss(options, begin.style, vgg_state, device)
         self._network(begin, resume)
         self.loader = crop_loader(files, options.image_size, options.batch_size, options.seed,
                                   begin.iteration * options.batch_size, run.workers,
@@ -484,10 +497,11 @@ def train(
     files = find_images(options.dataset)
     continuing = resume is not None and Path(resume).resolve() == Path(run.output).resolve()
     if ctx.main:
-        sources = [] if resume else [Path(options.style), *([Path(options.init)] if options.init else [])]
+        styles = [Path(k) for k in options.mix] or [Path(options.style)]
+        sources = [] if resume else [*styles, *([Path(options.init)] if options.init else [])]
         _check_outputs(run, resume, continuing, files + sources, begin.arch)
-    if begin.style_image is None:
-        begin.style_image = _load_style(options.style, options.style_size)
+    if begin.style is None:
+        begin.style = _load_style(options)
     session = _Session(begin, run, ctx, device, files, resume, continuing, log)
     try:
         session.loop()

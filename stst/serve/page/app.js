@@ -46,13 +46,13 @@ function fillStyles(select) {
   select.replaceChildren(...state.models.map((m) => new Option(m.name.replaceAll("_", " "), m.name)));
 }
 
-// Styles mix only with those fine-tuned from the same base: the server gives each style's lineage.
+// Styles mix with those of the same network: the server gives each style's.
 function fillMix(model) {
-  const own = state.byName[model].lineage;
-  const partners = state.models.filter((m) => m.name !== model && m.lineage.some((sha) => own.includes(sha)));
+  const own = state.byName[model].network;
+  const partners = state.models.filter((m) => m.name !== model && m.network === own);
   const keep = $("mix-style").value;
-  $("mix-style").replaceChildren(new Option("nothing", ""), ...partners.map((m) => new Option(m.name.replaceAll("_", " "), m.name)));
-  $("mix-style").value = partners.some((m) => m.name === keep) ? keep : "";
+  $("mix-style").replaceChildren(...partners.map((m) => new Option(m.name.replaceAll("_", " "), m.name)));
+  if (partners.some((m) => m.name === keep)) $("mix-style").value = keep;
   $("mix-box").hidden = partners.length === 0;
 }
 
@@ -143,8 +143,6 @@ async function renderChosen() {
     model: state.chosen, tier: $("tier").value, strength: $("strength").value,
     stroke_scale: $("stroke").value, preserve_colors: $("colors").checked, format: "png",
   };
-  const share = Number($("mix").value);
-  if ($("mix-style").value && share > 0) fields.mix = `${state.chosen}=${1 - share},${$("mix-style").value}=${share}`;
   try {
     const response = await api("/api/stylize", stylizeForm(state.photo, fields));
     if (ticket !== state.request) return;
@@ -201,8 +199,7 @@ $("split").addEventListener("input", (event) => {
 $("strength").addEventListener("input", (e) => { $("strength-value").textContent = e.target.value; later(); });
 $("stroke").addEventListener("input", (e) => { $("stroke-value").textContent = e.target.value; later(); });
 $("colors").addEventListener("change", later);
-$("mix-style").addEventListener("change", later);
-$("mix").addEventListener("input", (e) => { $("mix-value").textContent = e.target.value; later(); });
+$("mix").addEventListener("input", (e) => { $("mix-value").textContent = e.target.value; });
 $("tier").addEventListener("change", later);
 
 // ---- clips: upload, progress from the server, download ----
@@ -310,12 +307,25 @@ $("live-style").addEventListener("change", () => {
 });
 $("live-tier").addEventListener("change", () => { if (live.socket) live.socket.send(liveSettings()); });
 
-// ---- a new style: a painting trained by the server (one at a time), its progress and a preview ----
+// ---- a new style: a painting or a mix trained by the server (one at a time), its progress and a preview ----
 async function newStyle(painting) {
   if (!painting) return;
   const form = new FormData();
   form.append("painting", painting, painting.name);
   form.append("minutes", $("style-minutes").value);
+  await followStyle(form);
+}
+
+// A mix of the chosen style and the one picked, at the slider's share, trained for the mix's own budget.
+async function newMix() {
+  const share = Number($("mix").value);
+  const form = new FormData();
+  form.append("mix", `${state.chosen}=${1 - share},${$("mix-style").value}=${share}`);
+  if ($("mix-minutes").value) form.append("minutes", $("mix-minutes").value);
+  await followStyle(form);
+}
+
+async function followStyle(form) {
   if (state.photo) form.append("photo", await shrunk(state.photo, 512), "photo.jpg");
   $("style-job").hidden = false;
   $("style-preview").hidden = true;
@@ -357,6 +367,7 @@ async function newStyle(painting) {
 }
 
 dropZone($("painting-drop"), $("painting-input"), newStyle);
+$("mix-make").addEventListener("click", newMix);
 
 // ---- start: the models ----
 async function loadModels() {
