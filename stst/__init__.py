@@ -29,8 +29,6 @@ _API = {
     "resolve_model": "model.bundled",
     "export_model": "model.export",
     "model_info": "model.info",
-    "resolve_mix": "model.mix",
-    "mix_checkpoints": "model.mix",
     # stylizing photos and clips
     "Stylizer": "infer.engine",
     "open_stylizer": "infer.engine",
@@ -57,6 +55,8 @@ _API = {
     "train": "training.train",
     "DistillOptions": "training.distill",
     "distill": "training.distill",
+    "resolve_mix": "training.mixing",
+    "mixed_model_file": "training.mixing",
     "evaluate": "training.evaluate",
     "mean_score": "training.evaluate",
     "Lpips": "training.similarity",
