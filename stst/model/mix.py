@@ -17,6 +17,7 @@ from ..base.errors import StstError
 from ..base.fileio import file_sha256
 from .checkpoint import Checkpoint
 
+
 class MixError(StstError):
     """Models that cannot be mixed, or weights that make no mix."""
 
