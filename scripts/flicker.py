@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stst.video.flow import gray, opencv, reliable_flow, warp
+from stst.base.opencv import opencv
+from stst.video.flow import gray, reliable_flow, warp
 from stst.video.smoothing import ShotCuts, thumbnails
 
 

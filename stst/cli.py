@@ -127,7 +127,7 @@ def main() -> None:
 @click.option("--tier", type=click.Choice(["full", "light", "realtime"]), default=None,
               help="full: the model itself; light: its light tier (about 3x faster, a little less faithful); "
                    "realtime: its realtime tier (about 20x faster, simpler strokes; clips get the denoiser's flow "
-                   "at 320 px and the encoder's fast preset to keep up) [default: full].")
+                   "at 320 px, the encoder's fast preset and on a CPU half-size frames, to keep up) [default: full].")
 @click.option("--light", is_flag=True, help="Short for --tier light.")
 @click.option("-o", "--output", help="Output file (one input), folder (several inputs, or a name ending in /), or - for "
               "standard output (one image).")
@@ -161,19 +161,23 @@ def main() -> None:
 @click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True,
               help="Video quality (constant rate factor: lower is better and bigger).")
 @click.option("--codec", help="Video codec from this FFmpeg build [default: libx264; libvpx-vp9 for .webm].")
-@click.option("--temporal-blend", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+@click.option("--temporal-blend", type=click.FloatRange(0, 1, max_open=True),
               help="Video: blend each frame with the previous output along the optical flow (less flicker, "
-                   "softer strokes).")
+                   "softer strokes) [default: 0.2 for the light and realtime tiers, along the denoiser's flow; "
+                   "else 0].")
 @click.option("--denoise", type=click.FloatRange(0, 1, max_open=True), default=0.8, show_default=True,
               help="Video: filter the source's noise over time, along the optical flow (less flicker, strokes stay "
                    "crisp); 0 turns it off.")
+@click.option("--frame-scale", type=click.FloatRange(0.25, 1), help="Video: the network sees frames at this scale, "
+              "enlarged back with their fine detail added (strokes 1/scale as big, scale^2 of the work) [default: "
+              "0.5 for the light and realtime tiers on a CPU, to keep up with the camera; else 1].")
 @click.option("--keep-dark/--no-keep-dark", default=True, show_default=True,
               help="Video: dim the output of dark frames with their source, so that black stays black and fades "
                    "stay fades (off: every frame a full painting).")
 @click.option("-v", "--verbose", is_flag=True, help="Say which engine runs each size of image, and why.")
 def stylize(inputs, model_spec, mix_minutes, tier, light, output, recursive, fmt, quality, max_size, max_pixels, overwrite, device, batch_size,
             precision, backend, tile, compile_, example, strength, preserve_colors, stroke_scale, crf, codec,
-            temporal_blend, denoise, keep_dark, verbose) -> None:
+            temporal_blend, denoise, frame_scale, keep_dark, verbose) -> None:
     """Stylize images, video clips and/or folders of them with a trained model (.pth or exported .onnx).
 
     An INPUT of - reads one image from standard input; -o - writes one image to
@@ -205,7 +209,7 @@ def stylize(inputs, model_spec, mix_minutes, tier, light, output, recursive, fmt
                            max_pixels=max_pixels,
                            video=VideoSettings(max_size=max_size, max_pixels=max_pixels, batch_size=max(batch_size, 4),
                                                crf=crf, codec=codec, temporal=temporal_blend, denoise=denoise,
-                                               dark=keep_dark).for_model(model_name))
+                                               scale=frame_scale, dark=keep_dark).for_model(model_name))
     look = Look(stroke_scale, preserve_colors, strength)
     network = _Network(Path(model_path), precision, tile_setting, compile_, backend)
     if "-" in map(str, inputs) or output == "-":
@@ -311,6 +315,7 @@ def _run_sharded(jobs, device: str, network: _Network, look, settings, photos: b
 
     ctx, torch_device = distributed.setup(device)
     lane = photos and ctx.world == 1  # a run the express lane could serve next time
+    settings = replace(settings, video=replace(settings.video, device=torch_device.type))
     report = run_jobs(look.around(network.on(torch_device, lane)), jobs[ctx.rank::ctx.world], settings, warn=_warn,
                       progress=ctx.main, model_name=str(network.path))
     report = Report.merged(distributed.gather(report))

@@ -109,3 +109,14 @@ def test_info_json_round_trips_the_metadata():
     assert info["architecture"]["gflop_per_megapixel"] == 307.6 and len(info["sha256"]) == 64
     text = CliRunner().invoke(main, ["info", "starry_night"])
     assert text.exit_code == 0 and "The Starry Night" in text.stdout and "307.6 GFLOP per megapixel" in text.stdout
+
+
+@torch.inference_mode()
+def test_a_larger_stroke_scale_keeps_the_photos_fine_luminance(photo):
+    """The network runs on the shrunk photo, and what the shrink lost of the luminance is added back: a network
+    that gives its input back gives back the photo's luminance (clamping aside), where the shrunk photo enlarged
+    alone would blur it."""
+    kept = Look(stroke_scale=2).apply(lambda x: x, photo)
+    blurred = F.interpolate(F.interpolate(photo, scale_factor=0.5, mode="area"), size=photo.shape[-2:], mode="bicubic")
+    assert kept.shape == photo.shape
+    assert (luminance(kept) - luminance(photo)).abs().mean() < 0.1 * (luminance(blurred) - luminance(photo)).abs().mean()

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from stst.base.errors import FileProblem
+from stst.base.machine import cpu_cores
 from stst.cli import main
 from stst.infer import openvino_graph
 from stst.infer.engine import Stylizer
@@ -46,10 +47,13 @@ def test_a_model_is_compiled_per_size_and_only_the_latest_sizes_are_kept(stst_ho
     for size in sizes:
         out = runner(np.random.default_rng(0).random((1, 3, *size), dtype=np.float32))
         assert out.shape == (1, 3, *size) and out.min() >= 0 and out.max() <= 1
-    assert list(runner._compiled) == sizes[1:]
+    assert list(runner._compiled) == [(*size, 1) for size in sizes[1:]]  # one image: one stream of all the cores
+    runner(torch.rand(2, 3, *sizes[-1]))  # a batch: a stream per core
+    assert list(runner._compiled)[-1] == (*sizes[-1], cpu_cores())
     compiled = []
     monkeypatch.setattr(runner._core, "compile_model", lambda *args: compiled.append(args) or None)
-    runner(torch.rand(2, 3, *sizes[-1]))  # a kept size: not compiled again
+    runner(torch.rand(2, 3, *sizes[-1]))  # kept: not compiled again
+    runner(torch.rand(1, 3, *sizes[-1]))
     assert compiled == []
 
 

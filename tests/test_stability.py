@@ -18,7 +18,7 @@ from stst.model.network import ArchConfig, TransformerNet
 from stst.video.smoothing import DARK, DARK_RISE, DarkKeeper
 from statistics_smoothing import StatisticsSmoother  # scripts/: a lever the benchmark measures
 from stst.video.settings import DEFAULT_DENOISE
-from stst.video.temporal import FlowDenoiser
+from stst.video.temporal import FlowBlend, FlowDenoiser
 
 from conftest import PHOTOS, STYLES, TRAIN
 
@@ -173,6 +173,24 @@ def test_flow_denoiser_keeps_up_with_a_fade():
     for level in [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 0.8, 0.5, 0.3, 0.15, 0.05, 0.01]:
         frame = np.clip(still * level + rng.normal(0, 2, still.shape), 0, 255).astype(np.uint8)
         assert denoise(frame).mean() == pytest.approx(frame.mean(), rel=0.04, abs=0.5)
+
+
+def test_the_quick_blend_rides_on_the_denoisers_flow_and_follows_motion():
+    """The quick path's blend takes the denoiser's flow (computed on frames shrunk to its side) instead of its
+    own: each output takes the blend's weight of the previous one, carried along the motion."""
+    scene = read_photo(PHOTOS / "kodim23.jpg").rgb.permute(1, 2, 0).mul(255).round().byte().numpy()
+    pan = [np.ascontiguousarray(scene[64:160, 64 + 4 * i: 192 + 4 * i]) for i in range(2)]  # 4 pixels a frame
+    denoise, blend = FlowDenoiser(0.8, side=64), FlowBlend(0.2)
+    outputs = [torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))).float() / 255 for frame in pan]
+    assert denoise(pan[0]) is not None and denoise.motion is None  # a first frame has no flow
+    blend(pan[0], outputs[0], denoise.motion)
+    denoise(pan[1])
+    backward, trusted = denoise.motion
+    assert backward.shape == (48, 64, 2) and trusted.mean() > 0.8  # at the flow's size, mostly reliable
+    assert np.median(backward[..., 0]) == pytest.approx(2.0, abs=0.5)  # 4 pixels, at half size
+    changed = blend(pan[1], torch.zeros_like(outputs[1]), denoise.motion)  # this frame's output: black
+    inner = changed[:, 8:-8, 8:-16]  # the previous output, carried 4 pixels along: 0.2 of it
+    assert inner.mean().item() == pytest.approx(0.2 * outputs[1][:, 8:-8, 8:-16].mean().item(), rel=0.1)
 
 
 def test_the_cli_denoises_video_by_default():

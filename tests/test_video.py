@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -19,6 +20,8 @@ from stst.model.checkpoint import save_checkpoint
 from stst.cli import main
 from stst.model.network import ArchConfig
 from stst.video.probe import is_video
+from stst.video.settings import VideoSettings
+from stst.video.video import stylize_video
 
 from conftest import PHOTOS, SHARED, answers_ctrl_c, fresh_network, make_clip, needs_shared
 
@@ -262,3 +265,43 @@ def test_the_quick_tiers_keep_the_clip_path_up_with_them(tmp_path):
         result = run("stylize", str(clip), "--tier", tier, "-o", str(out), "--backend", "torch", "--precision", "fp32")
         assert result.exit_code == 0, result.output
         assert subme in out.read_bytes() and probe(out)["frames"] == 6
+
+
+@pytest.mark.parametrize("settings, seen", [
+    (VideoSettings().for_model("starry_night-realtime"), (240, 320)),  # the quick tiers on a CPU: half size
+    (VideoSettings().for_model("starry_night-light"), (240, 320)),
+    (VideoSettings().for_model("starry_night"), (480, 640)),  # the full tier: whole frames
+    (replace(VideoSettings().for_model("starry_night-realtime"), device="cuda"), (480, 640)),
+    (VideoSettings(scale=1.0).for_model("starry_night-realtime"), (480, 640)),  # --frame-scale 1
+    (VideoSettings(scale=0.25), (120, 160)),
+])
+def test_the_network_sees_frames_at_the_clip_paths_scale_and_the_detail_comes_back(tmp_path, settings, seen):
+    """The network (here one that gives its input back) sees the frames at the scale of the settings; the output
+    keeps the clip's size and, enlarged back with the frame's detail (test_look), stays within a few grey levels
+    of the source."""
+    from flicker import read_frames
+
+    clip = make_clip(tmp_path / "in.mp4", frames=4, size=(640, 480), audio=None, pan=3)
+    shapes = []
+
+    def identity(frames: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(frames.shape[-2:]))
+        return frames.clone()
+
+    out = tmp_path / "out.mp4"
+    stylize_video(identity, clip, out, replace(settings, denoise=0.0), progress=False)
+    assert set(shapes) == {seen} and probe(out)["size"] == (640, 480)
+    source, made = np.stack(list(read_frames(clip))).astype(float), np.stack(list(read_frames(out))).astype(float)
+    assert np.abs(made - source).mean() < 4.0
+
+
+def test_small_frames_are_not_shrunk_below_320_pixels():
+    quick = VideoSettings().for_model("great_wave-realtime")
+    assert quick.network_scale(640, 480) == 0.5 and quick.network_scale(1920, 1080) == 0.5
+    assert quick.network_scale(480, 360) == pytest.approx(320 / 480) and quick.network_scale(64, 48) == 1.0
+
+
+def test_frame_scale_out_of_range_is_a_usage_error(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=2, audio=None)
+    result = run("stylize", clip, "--tier", "realtime", "--frame-scale", "0.1")
+    assert result.exit_code == 2 and "Invalid value for '--frame-scale'" in result.output

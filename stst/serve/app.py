@@ -68,7 +68,8 @@ class Server:
         trained = config.models or stst_home() / STYLES_FOLDER
         self.catalog = Catalog(config.models or (trained if trained.is_dir() else None), warn=log.warning)
         self.workers = ModelWorkers(resolve_device(config.device), config.precision, config.backend, config.queue)
-        self.clips = ClipJobs(replace(config.video, max_pixels=config.max_pixels), config.queue)
+        self.video = replace(config.video, max_pixels=config.max_pixels, device=self.workers.device.type)
+        self.clips = ClipJobs(self.video, config.queue)
         self.styles = StyleJobs(trained, lambda name: name in self.catalog.styles, self.catalog.add, config.device,
                                 config.queue)
 

@@ -8,7 +8,9 @@ dropped, never queued, so the delay stays under two frames' time. Each
 stylized frame (JPEG) follows a text message ``{"ms": ..., "dropped": ...}``
 (``dropped``: frames replaced so far, which get no answer); a bad frame gets
 ``{"error": "...", "frame": true}`` instead, a bad setting ``{"error": "..."}``,
-and the stream goes on.
+and the stream goes on. Frames reach the network as clips' frames do
+(:meth:`stst.video.settings.VideoSettings.network_scale`: at half size for the
+quick tiers on a CPU).
 """
 
 from __future__ import annotations
@@ -92,8 +94,9 @@ async def live(ws: WebSocket) -> None:
             frame = await slot.take()
             start = time.perf_counter()
             try:
+                scaled = server.video.for_model(state["path"].stem).around
                 out = await asyncio.wrap_future(server.workers.submit(
-                    state["path"], lambda stylizer: stylize_bytes(stylizer, frame, "frame", "JPEG", settings),
+                    state["path"], lambda stylizer: stylize_bytes(scaled(stylizer), frame, "frame", "JPEG", settings),
                     state["look"], limited=False))
             except StstError as exc:
                 log.warning("WS /api/live: %s", exc)

@@ -12,6 +12,7 @@ import torch
 from ..base.errors import FileProblem
 from ..base.imageio import read_photo
 from ..infer.engine import Stylizer
+from ..infer.look import Look
 from ..model.checkpoint import Checkpoint, load_model
 from .data import IMAGE_SUFFIXES
 from .losses import PerceptualLoss, build_loss
@@ -86,17 +87,20 @@ def evaluate(
     skip: Callable[[Path, str], None] | None = None,
     precision: str = "fp32",
     backend: str = "torch",
+    look: Look = Look(),
 ) -> list[Score]:
     """Stylize each photo (long side shrunk to ``size``) and score it under the model's own training losses.
 
     ``precision`` and ``backend`` pick the engine that stylizes (as for
     ``stst stylize``; default eager fp32), so that an engine's effect on the
-    picture can be judged. An unreadable photo raises :class:`FileProblem`,
+    picture can be judged; ``look`` around it (a stroke scale: the clip path's
+    half-size frames). An unreadable photo raises :class:`FileProblem`,
     or with ``skip`` is reported to it and left out; with no photo left, it raises.
     """
     model, ckpt = load_model(model_path, device)
     scorer = Scorer(model_path, ckpt, device)
-    stylizer = Stylizer(model, device, precision=precision, tile=None, channels_last=False, backend=backend)
+    stylizer = look.around(Stylizer(model, device, precision=precision, tile=None, channels_last=False,
+                                    backend=backend))
     scores = []
     files = photo_files(inputs)
     for path in files:

@@ -10,19 +10,10 @@ import functools
 
 import numpy as np
 
+from ..base.opencv import opencv
+
 FLOW_METHODS = ("dis", "dis-fast", "farneback")
 CUT = 0.2  # mean absolute difference of 32x32 grey thumbnails (0..1) that starts a new shot
-
-
-def opencv():
-    """The cv2 module, imported on first use (a core dependency; the message covers a broken install)."""
-    try:
-        import cv2
-    except ImportError as exc:
-        from ..base.errors import StstError
-
-        raise StstError("video flow needs OpenCV, which did not import: pip install opencv-python-headless") from exc
-    return cv2
 
 
 def flow(a: np.ndarray, b: np.ndarray, method: str = "dis") -> np.ndarray:

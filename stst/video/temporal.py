@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from ..base.imageio import shrunk_size
-from .flow import gray, opencv, reliable_flow, warp
+from ..base.opencv import opencv
+from .flow import gray, reliable_flow, warp
 from .settings import DEFAULT_DENOISE
 
 DEFAULT_WEIGHT = 0.6
@@ -47,6 +48,7 @@ DENOISE_WINDOW = 5  # ... over this many pixels; from 2x as much on, not at all 
 FADE_GAIN = (0.25, 4.0)  # how far the carried frame's light may be scaled to this frame's (a fade); not more, so
 # that a black frame's noise is not blown up into the first frame of a fade from black
 FLOW_SIDE = 640  # the long side (pixels) of the frames the filter's flow is computed on
+Motion = tuple[np.ndarray, np.ndarray]  # a frame's flow back to the one before (H, W, 2), and where it is reliable
 QUICK_FLOW_SIDE = 320  # ... for the quick tiers (VideoSettings.quick): 19 ms a 640x480 frame instead of 47
 
 
@@ -66,6 +68,9 @@ class FlowDenoiser:
         self.strength, self.side = strength, side
         # shrunk grey source frame (uint8, for the flow), its filtered copy and the filtered frame (float32)
         self.previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # the last frame's flow back to the one before and where it is reliable, at the flow's size (the quick
+        # clip path blends the outputs along it: FlowBlend's motion)
+        self.motion: Motion | None = None
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """``rgb``: (H, W, 3) uint8; returns the filtered frame, (H, W, 3) uint8.
@@ -79,9 +84,11 @@ class FlowDenoiser:
         scale = min(1.0, self.side / max(h, w))  # of the flow's vectors, too
         small = gray(rgb if scale == 1 else cv2.resize(rgb, shrunk_size(w, h, self.side), interpolation=cv2.INTER_AREA))
         frame, small_filtered = rgb.astype(np.float32), small.astype(np.float32)
+        self.motion = None
         if self.previous is not None and self.strength > 0 and self.previous[2].shape == frame.shape:
             small0, small_filtered0, frame0 = self.previous
             backward, trusted = reliable_flow(small, small0, "dis-fast")
+            self.motion = backward, trusted
             carried = warp(small_filtered0, backward)
             # a fade changes every pixel by less than the gate lets through: the carry follows the light
             gain = np.float32(np.clip((small_filtered.mean() + 0.1) / (carried.mean() + 0.1), *FADE_GAIN))
@@ -100,7 +107,9 @@ class FlowDenoiser:
 
 
 class FlowBlend:
-    """Stateful per-clip blender: call it on each frame in order with the source and the stylized frame."""
+    """Stateful per-clip blender: call it on each frame in order with the source and the stylized frame, and
+    the denoiser's :attr:`FlowDenoiser.motion` of that frame where it should ride on that flow instead of its own
+    (``method``)."""
 
     def __init__(self, weight: float = DEFAULT_WEIGHT, method: str = "dis") -> None:
         if not 0.0 <= weight < 1.0:
@@ -108,14 +117,32 @@ class FlowBlend:
         self.weight, self.method = weight, method
         self.previous: tuple[np.ndarray, np.ndarray] | None = None
 
-    def __call__(self, source: np.ndarray, stylized: torch.Tensor) -> torch.Tensor:
+    def __call__(self, source: np.ndarray, stylized: torch.Tensor, motion: Motion | None = None) -> torch.Tensor:
         """``source``: (H, W, 3) uint8 RGB frame; ``stylized``: (3, H, W) 0..1; returns the blended (3, H, W)."""
-        g = gray(source)
+        g = gray(source) if motion is None else None
         out = stylized.permute(1, 2, 0).contiguous().numpy()
-        if self.previous is not None and self.weight > 0:
+        if self.previous is not None and self.weight > 0 and self.previous[1].shape == out.shape:
             g0, o0 = self.previous
-            backward, mask = reliable_flow(g, g0, self.method)
-            mask = mask[..., None]
-            out = np.where(mask, self.weight * warp(o0, backward) + (1 - self.weight) * out, out).astype(np.float32)
+            if motion is not None:
+                backward, mask = _enlarged(motion, out.shape[:2])
+            elif g0 is not None:
+                backward, mask = reliable_flow(g, g0, self.method)
+            else:  # the previous frame had no flow of its own, and this one brings none
+                backward, mask = None, None
+            if backward is not None:
+                weight = mask.astype(np.float32) * np.float32(self.weight)  # 0 where the flow is not reliable
+                out = opencv().blendLinear(warp(o0, backward), out, weight, 1 - weight)
         self.previous = (g, out)
         return torch.from_numpy(out).permute(2, 0, 1)
+
+
+def _enlarged(motion: Motion, size: tuple[int, int]) -> Motion:
+    """The denoiser's flow and reliable pixels, computed on shrunk frames, at the frames' ``size`` (H, W)."""
+    cv2 = opencv()
+    backward, trusted = motion
+    h, w = size
+    if backward.shape[:2] == size:
+        return motion
+    scale = w / backward.shape[1]
+    backward = cv2.resize(backward, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(scale)
+    return backward, cv2.resize(trusted.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)

@@ -236,11 +236,12 @@ class _Sink:
         self.step = max(1, round(1 / (video.time_base * rate))) if video.time_base else 1  # one frame, in pts
         self.frames, self.last_pts, self.end = 0, None, 0.0
 
-    def video(self, frames: list, inputs: list, outputs: torch.Tensor) -> None:
-        """Encode ``outputs`` of ``inputs`` (the decoded ``frames``); a missing or repeated pts takes the next free one."""
-        for src, photo, rgb in zip(frames, inputs, outputs):
+    def video(self, frames: list, inputs: list, motions: list, outputs: torch.Tensor) -> None:
+        """Encode ``outputs`` of ``inputs`` (the decoded ``frames``, with the denoiser's flow where the blend rides
+        on it); a missing or repeated pts takes the next free one."""
+        for src, photo, motion, rgb in zip(frames, inputs, motions, outputs):
             if self.blend is not None:
-                rgb = self.blend(to_uint8(photo), rgb)
+                rgb = self.blend(to_uint8(photo), rgb, motion)
             pixels = np.ascontiguousarray(to_uint8(rgb)[: self.vout.height, : self.vout.width])
             frame = self.av.VideoFrame.from_ndarray(pixels, format="rgb24")
             pts = src.pts
@@ -282,16 +283,22 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
     the network), and cropped to the encoder's even size when written.
     """
     container, video, audio = decoding
-    sink = _Sink(encoding, video, FlowBlend(settings.temporal) if settings.temporal else None)
+    blend = settings.blend_weight()
+    sink = _Sink(encoding, video, FlowBlend(blend) if blend else None)
     side = QUICK_FLOW_SIDE if settings.quick else FLOW_SIDE
     denoiser = FlowDenoiser(settings.denoise, side) if settings.denoise else None
+    ride = settings.quick and denoiser is not None  # the blend takes the denoiser's flow instead of its own
     dark = DarkKeeper() if settings.dark else None
     batch_size = settings.batch_size
     width, height = size
+    network = settings.around(stylizer)
 
-    def tensor(frame) -> torch.Tensor:
+    def tensor(frame) -> tuple:
+        """The decoded frame, its (denoised) pixels and, where the blend rides on it, the denoiser's flow."""
         rgb = frame.to_ndarray(width=width, height=height, format="rgb24")
-        return torch.from_numpy(array_pixels(denoiser(rgb) if denoiser is not None else rgb))
+        if denoiser is not None:
+            rgb = denoiser(rgb)
+        return frame, torch.from_numpy(array_pixels(rgb)), denoiser.motion if ride else None
 
     error = None
     batch: list = []
@@ -300,19 +307,19 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
         def flush() -> None:
             if not batch:
                 return
-            frames = torch.stack([t for _, t in batch])
-            outputs = stylizer(frames)
+            frames = torch.stack([t for _, t, _ in batch])
+            outputs = network(frames)
             if dark is not None:
                 outputs = dark(frames, outputs)
             if not all_finite(outputs):
                 raise FileProblem(source, "the model produced NaN or infinite values (a broken model?)")
-            pending.append(writer.submit(sink.video, [f for f, _ in batch], [t for _, t in batch], outputs))
+            pending.append(writer.submit(sink.video, *map(list, zip(*batch)), outputs))
             bar.update(len(batch))
             batch.clear()
             while len(pending) > 2:
                 pending.pop(0).result()
 
-        for kind, item in prefetch(((k, (i, tensor(i)) if k == "frame" else i)
+        for kind, item in prefetch(((k, tensor(i) if k == "frame" else i)
                                     for k, i in _presentation_order(_frames(container, video, audio))),
                                    depth=2 * batch_size):
             if kind == "frame":
