@@ -29,7 +29,9 @@ stylization, so moving objects do not leave ghosts. Since the previous output
 was itself blended, strokes are carried along motion trajectories (an
 exponential moving average along the flow). DIS flow from OpenCV; measure the
 result with a different flow method (Farneback) so that the metric does not
-reward its own flow's mistakes.
+reward its own flow's mistakes. On the quick tiers' path (a light blend by
+default) it takes the flow the denoiser has just computed for the frame
+(:attr:`FlowDenoiser.motion`) instead of computing one of its own.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ DENOISE_WINDOW = 5  # ... over this many pixels; from 2x as much on, not at all 
 FADE_GAIN = (0.25, 4.0)  # how far the carried frame's light may be scaled to this frame's (a fade); not more, so
 # that a black frame's noise is not blown up into the first frame of a fade from black
 FLOW_SIDE = 640  # the long side (pixels) of the frames the filter's flow is computed on
-Motion = tuple[np.ndarray, np.ndarray]  # a frame's flow back to the one before (H, W, 2), and where it is reliable
 QUICK_FLOW_SIDE = 320  # ... for the quick tiers (VideoSettings.quick): 19 ms a 640x480 frame instead of 47
+Motion = tuple[np.ndarray, np.ndarray]  # a frame's flow back to the one before (H, W, 2), and where it is reliable
 
 
 class FlowDenoiser:
