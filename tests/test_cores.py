@@ -68,7 +68,7 @@ def test_photos_of_equal_size_go_one_per_core_by_default_and_tiled_ones_alone(tm
         seen.append(batch.shape)
         return 1 - batch
 
-    monkeypatch.setattr(stst.infer.sizes, "AUTO_PIXELS", 70 * 50)  # the 80x60 photo would run in tiles
+    monkeypatch.setitem(stst.infer.sizes.AUTO_PIXELS, "johnson", 70 * 50)  # the 80x60 photo would run in tiles
     report = run_jobs(network, plan_jobs([src], "neg", tmp_path / "out", False, None), JobSettings(batch_size=2),
                       progress=False)
     assert len(report.stylized) == 6 and not report.failed

@@ -13,6 +13,7 @@ from stst.infer.caches import CHOICES_FILE, ROUTES_FILE
 from stst.infer.choice import decide
 from stst.infer.express import record, recorded, request_key
 from stst.infer.engines import ENGINES, offered
+from stst.infer.sizes import AUTO_PIXELS
 
 from conftest import fresh_network
 
@@ -73,7 +74,7 @@ def test_one_fingerprint_keys_every_cache_and_other_software_is_pruned(monkeypat
         return decide(32, {"torch-fp32": lambda: "a", "onnxruntime-fp32": lambda: "b"}, (256, 256), measure).why
 
     assert choose() == "measured" and choose() == "cached"
-    record(request_key(model, "auto", "auto"), (256, 256), "onnxruntime-fp32", graph)
+    record(request_key(model, "auto", "auto"), (256, 256), "onnxruntime-fp32", graph, AUTO_PIXELS["johnson"])
     assert recorded(request_key(model, "auto", "auto"))
     def entries() -> list[list[str]]:
         return [list(json.loads((stst_home / name).read_text())) for name in (CHOICES_FILE, ROUTES_FILE)]
@@ -85,7 +86,7 @@ def test_one_fingerprint_keys_every_cache_and_other_software_is_pruned(monkeypat
             monkeypatch.setattr(caches, "package_version", lambda name: "99.0")
         assert choose() == "measured"  # the choice is timed again ...
         assert not recorded(request_key(model, "auto", "auto"))  # ... and the lane's routes miss too
-        record(request_key(model, "auto", "auto"), (256, 256), "onnxruntime-fp32", graph)
+        record(request_key(model, "auto", "auto"), (256, 256), "onnxruntime-fp32", graph, AUTO_PIXELS["johnson"])
         if change == "threads":  # another thread count is another setting of the machine: both kept
             assert [len(keys) for keys in entries()] == [2, 2]
     # this CPU's entries of older software are pruned

@@ -1,5 +1,6 @@
 """The express lane: photos through a recorded ONNX Runtime or OpenVINO graph without importing torch."""
 
+import functools
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from stst.infer.engine import Stylizer
 from stst.infer.caches import ROUTES_FILE
 from stst.infer.express import ExpressStylizer, recorded, request_key
 from stst.infer.onnxruntime_graph import GraphRunner
+from stst.infer.sizes import AUTO_PIXELS
 from stst.infer.caches import cached_graph
 from stst.model.bundled import resolve_model
 from stst.model.export import export_model
@@ -60,12 +62,14 @@ def test_a_size_without_a_recorded_graph_goes_through_the_fallback(tmp_path):
         built.append(1)
         return lambda batch: np.zeros_like(batch)
 
-    lane = ExpressStylizer({(256, 256): ("onnxruntime-fp32", graph)}, fallback)
+    lane = ExpressStylizer({(256, 256): ("onnxruntime-fp32", graph, AUTO_PIXELS["johnson"]),
+                            (512, 768): ("onnxruntime-fp32", graph, 500 * 700)}, fallback)
     x = np.random.default_rng(0).random((1, 3, 200, 240), dtype=np.float32)
     out = lane(x)
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1 and out.std() > 0 and built == []
     assert np.allclose(out, GraphRunner(graph)(x))
-    assert not lane(np.ones((2, 3, 500, 700), np.float32)).any() and built == [1]  # 512x768: not recorded
+    assert lane(np.ones((1, 3, 500, 700), np.float32)).any() and built == []  # 512x768, at its limit: whole
+    assert not lane(np.ones((2, 3, 520, 720), np.float32)).any() and built == [1]  # above it: the torch path's
     lane(np.ones((1, 3, 480, 640), np.float32))
     assert built == [1]  # the torch path is built once
 
@@ -79,15 +83,15 @@ def test_only_graph_engines_chosen_on_a_cpu_are_recorded(tmp_path, monkeypatch):
         torch.rand(1, 3, 64, 64))
     assert seen == []  # torch was asked for
     ort = Stylizer(fresh_network(), "cpu", backend="onnxruntime", tile=None,
-                   route=lambda bucket, engine, graph: express.record(key, bucket, engine, graph))
+                   route=functools.partial(express.record, key))
     ort(torch.rand(1, 3, 300, 400))
-    route = ("onnxruntime-fp32", ort.graph.path)
+    route = ("onnxruntime-fp32", ort.graph.path, AUTO_PIXELS["johnson"])  # tiles above 4 MP: the torch path
     assert recorded(key) == {(256, 256): route, (384, 512): route}
     assert recorded(request_key(model_path, "fp32", "auto")) == {}
     vino = Stylizer(fresh_network(), "cpu", backend="openvino", precision="fp32", tile=None,
-                    route=lambda bucket, engine, graph: express.record(key, bucket, engine, graph))
+                    route=functools.partial(express.record, key))
     vino(torch.rand(1, 3, 600, 800))
-    assert recorded(key)[(512, 768)] == ("openvino-fp32", ort.graph.path)  # the same graph, another engine
+    assert recorded(key)[(512, 768)] == ("openvino-fp32", ort.graph.path, AUTO_PIXELS["johnson"])  # another engine
     (tmp_path / "onnx" / ort.graph.path.name).unlink()  # a graph removed from the cache is no route
     assert recorded(key) == {}
     assert list(json.loads((tmp_path / ROUTES_FILE).read_text())) == [key]
@@ -97,14 +101,18 @@ def test_a_run_that_measures_takes_only_measured_routes_and_others_prefer_them(t
     monkeypatch.setenv("STST_HOME", str(tmp_path))
     model_path, _ = resolve_model("udnie", "realtime")
     graph = cached_graph(fresh_network(3))
-    express.record(request_key(model_path, "auto", "auto", measured=False), (256, 256), "onnxruntime-fp32", graph)
-    express.record(request_key(model_path, "auto", "auto", measured=False), (384, 512), "onnxruntime-fp32", graph)
-    express.record(request_key(model_path, "auto", "auto"), (384, 512), "openvino-fp32", graph)
+    whole = AUTO_PIXELS["realtime"]
+    express.record(request_key(model_path, "auto", "auto", measured=False), (256, 256), "onnxruntime-fp32", graph,
+                   whole)
+    express.record(request_key(model_path, "auto", "auto", measured=False), (384, 512), "onnxruntime-fp32", graph,
+                   whole)
+    express.record(request_key(model_path, "auto", "auto"), (384, 512), "openvino-fp32", graph, whole)
     fallback = lambda: None  # noqa: E731 (never built here)
     long_run = express.open_express(model_path, "auto", "auto", fallback, measure=True)
     short_run = express.open_express(model_path, "auto", "auto", fallback, measure=False)
-    assert long_run.routes == {(384, 512): ("openvino-fp32", graph)}
-    assert short_run.routes == {(256, 256): ("onnxruntime-fp32", graph), (384, 512): ("openvino-fp32", graph)}
+    assert long_run.routes == {(384, 512): ("openvino-fp32", graph, whole)}
+    assert short_run.routes == {(256, 256): ("onnxruntime-fp32", graph, whole),
+                                (384, 512): ("openvino-fp32", graph, whole)}
 
 
 def test_an_exported_onnx_model_runs_without_torch_on_the_cpu(tmp_path):

@@ -49,7 +49,7 @@ def test_tile_size_is_checked():
 
 
 def test_auto_tiling_above_the_threshold(monkeypatch):
-    monkeypatch.setattr(sizes, "AUTO_PIXELS", 200 * 200)
+    monkeypatch.setitem(sizes.AUTO_PIXELS, "johnson", 200 * 200)
     monkeypatch.setattr(engine_module, "AUTO_TILE", 256)
     calls = []
     real = engine_module.stylize_tiled
@@ -93,7 +93,7 @@ def test_tiles_on_onnx_runtime_give_the_torch_tiles(config, stst_home):
 
 
 def test_a_graph_engine_runs_the_tiles_of_auto_on_onnx_runtime(monkeypatch):
-    monkeypatch.setattr(sizes, "AUTO_PIXELS", 200 * 200)
+    monkeypatch.setitem(sizes.AUTO_PIXELS, "johnson", 200 * 200)
     monkeypatch.setattr(engine_module, "AUTO_TILE", 256)
     engines = []
     real = engine_module.stylize_tiled
@@ -103,3 +103,10 @@ def test_a_graph_engine_runs_the_tiles_of_auto_on_onnx_runtime(monkeypatch):
     reference = Stylizer(net, "cpu", backend="torch", precision="fp32")(x)
     assert (Stylizer(net, "cpu", backend="onnxruntime")(x) - reference).abs().max().item() < 1e-4
     assert engines == ["NoneType", "GraphTiles"]
+
+
+def test_the_realtime_design_runs_a_phone_photo_whole_and_4096_square_in_tiles():
+    """Its full-resolution layers are thin: a 12 MP photo runs whole (faster, in 2.2 GB); Johnson's tiles it."""
+    assert not sizes.runs_in_tiles(3000, 4000, "realtime") and sizes.runs_in_tiles(3000, 4000, "johnson")
+    assert sizes.runs_in_tiles(4096, 4096, "realtime") and not sizes.runs_in_tiles(2048, 2048, "johnson")
+    assert sizes.runs_in_tiles(3000, 4000)  # without a design: the torch path decides (the express lane's case)

@@ -24,7 +24,7 @@ from .choice import Runner, cpu_has_bf16, decide
 from .engines import BY_NAME, FAITHFUL_GRAPH, GRAPH_BACKENDS, Engine, offered
 from .measuring import Decision, sound
 from .onnxruntime_graph import OnnxStylizer
-from .sizes import AUTO_TILE, SIZE_BUCKETS, runs_in_tiles, size_bucket
+from .sizes import AUTO_PIXELS, AUTO_TILE, SIZE_BUCKETS, runs_in_tiles, size_bucket
 from .tile_graphs import GraphTiles
 from .tiling import TileEngine, stylize_tiled
 
@@ -130,9 +130,9 @@ class Stylizer:
     - On CPUs a batch runs image by image in torch, one image per core at a time
       in ONNX Runtime and OpenVINO (as the engines are measured, and ran fastest so), and
       torch runs :func:`torch_network`.
-    - ``route``: told the size bucket, the engine and the graph each time ONNX
-      Runtime or OpenVINO is chosen (how :mod:`stst.infer.express` learns what it
-      may run without torch);
+    - ``route``: told the size bucket, the engine, the graph and the most pixels the
+      network runs whole each time ONNX Runtime or OpenVINO is chosen (how
+      :mod:`stst.infer.express` learns what it may run without torch);
       with it, the choice counts what the express lane saves (:func:`stst.infer.choice.decide`).
     - ``measure``: time the engines at each new size (cached per machine); without it, run on the
       sound engine (:func:`stst.infer.measuring.sound`), for runs too short to pay for the timing.
@@ -147,7 +147,7 @@ class Stylizer:
         channels_last: bool | None = None,
         compile: bool = False,
         backend: str = "auto",
-        route: Callable[[tuple[int, int], str, Path], None] | None = None,
+        route: Callable[[tuple[int, int], str, Path, int], None] | None = None,
         measure: bool = True,
     ) -> None:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -190,7 +190,7 @@ class Stylizer:
             log.debug(decision.says(bucket))
             choice = self._engines[bucket] = decision.engine
             if self.route is not None and BY_NAME[choice].torch_free:
-                self.route(bucket, choice, self._runner(choice).path)
+                self.route(bucket, choice, self._runner(choice).path, AUTO_PIXELS[self.model.config.design])
         return self._engines[bucket]
 
     def _sound(self) -> Decision:
@@ -252,7 +252,8 @@ class Stylizer:
         """Stylize a ``(N, 3, H, W)`` batch of 0..1 images (a tensor or an array); returns 0..1 float32 on the CPU."""
         batch = torch.as_tensor(batch)
         h, w = batch.shape[-2:]
-        tile = (AUTO_TILE if runs_in_tiles(h, w) else None) if self.tile == "auto" else self.tile
+        huge = runs_in_tiles(h, w, self.model.config.design)
+        tile = (AUTO_TILE if huge else None) if self.tile == "auto" else self.tile
         self._use(self._engine_at(*((tile, tile) if tile else (h, w))))  # tiles follow the choice at the tile size
         if tile:
             return self._tiled(batch, tile)

@@ -30,10 +30,11 @@ from .caches import ROUTES_FILE, fingerprint, here, read_record, write_record
 from .engines import BY_NAME
 from .measuring import Decision
 from .onnxruntime_graph import GraphRunner
-from .sizes import runs_in_tiles, size_bucket
+from .sizes import AUTO_PIXELS, size_bucket
 
 log = logging.getLogger(__name__)  # stst stylize -v shows each size's engine and why
-Route = dict[tuple[int, int], tuple[str, Path]]  # size bucket -> engine ("onnxruntime-fp32", ...) and graph
+# size bucket -> engine ("onnxruntime-fp32", ...), graph, and the most pixels the network runs whole (its design's)
+Route = dict[tuple[int, int], tuple[str, Path, int]]
 
 
 def serves(tile: object, compile: bool) -> bool:
@@ -57,12 +58,13 @@ def _weights(model_file: str, size: int, mtime_ns: int) -> str:
     return hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:20]
 
 
-def record(key: str, bucket: tuple[int, int], engine: str, graph: Path) -> None:
-    """Remember that the torch path runs ``graph`` on ``engine`` at ``bucket`` for ``key``; a cache that cannot be
-    written is only a slower next start."""
+def record(key: str, bucket: tuple[int, int], engine: str, graph: Path, whole: int) -> None:
+    """Remember that the torch path runs ``graph`` on ``engine`` at ``bucket`` for ``key``, images of up to
+    ``whole`` pixels whole (:data:`stst.infer.sizes.AUTO_PIXELS`); a cache that cannot be written is only a
+    slower next start."""
     known = read_record(ROUTES_FILE)
     routes = known.get(key) if isinstance(known.get(key), dict) else {}
-    name, route = f"{bucket[0]}x{bucket[1]}", [engine, str(graph)]
+    name, route = f"{bucket[0]}x{bucket[1]}", [engine, str(graph), whole]
     if routes.get(name) == route:
         return
     known[key] = {**routes, name: route}
@@ -76,11 +78,12 @@ def recorded(key: str) -> Route:
     for name, route in routes.items() if isinstance(routes, dict) else ():
         try:
             bucket = tuple(int(side) for side in name.split("x"))
-            engine, graph = route
+            engine, graph, whole = route
         except (TypeError, ValueError):
             continue
-        if len(bucket) == 2 and engine in BY_NAME and BY_NAME[engine].torch_free and isinstance(graph, str) and Path(graph).is_file():
-            found[bucket] = (engine, Path(graph))
+        if (len(bucket) == 2 and engine in BY_NAME and BY_NAME[engine].torch_free and isinstance(graph, str)
+                and Path(graph).is_file() and whole in AUTO_PIXELS.values()):
+            found[bucket] = (engine, Path(graph), whole)
     return found
 
 
@@ -113,12 +116,13 @@ class ExpressStylizer:
 
     def __call__(self, batch: np.ndarray) -> object:
         height, width = batch.shape[-2:]
-        route = self.routes.get(size_bucket(height, width)) if not runs_in_tiles(height, width) else None
-        if route is not None:
-            if route not in self._graphs:
-                log.debug(Decision(route[0], "express").says(size_bucket(height, width)))
-                self._graphs[route] = BY_NAME[route[0]].graph_runner(route[1])
-            return self._graphs[route](batch)
+        route = self.routes.get(size_bucket(height, width))
+        if route is not None and height * width <= route[2]:  # larger: tiles, which the torch path runs
+            engine, graph, _ = route
+            if (engine, graph) not in self._graphs:
+                log.debug(Decision(engine, "express").says(size_bucket(height, width)))
+                self._graphs[engine, graph] = BY_NAME[engine].graph_runner(graph)
+            return self._graphs[engine, graph](batch)
         if self._fallback is None:
             self._fallback = self._build_fallback()
         return self._fallback(batch)
