@@ -43,6 +43,7 @@ import torch
 from PIL import Image
 from websockets.sync.client import connect
 
+from stst.base.machine import describe_cpu
 from stst.base.devices import resolve_device
 from stst.infer.engine import open_stylizer
 from stst.model.bundled import DEFAULT_MODEL, resolve_model
@@ -208,7 +209,7 @@ def main() -> None:
     parser.add_argument("--queue", type=int, action="append", help="stst serve --queue for the load rows")
     parser.add_argument("--tier", default="full", help="the tier the load rows ask for")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{describe_cpu()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as scratch:
         if not args.skip_photo:
             photo_rows(args.photo, args.repeats, Path(scratch))

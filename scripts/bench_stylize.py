@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from stst.base.machine import describe_cpu
 from stst.model.bundled import DEFAULT_MODEL, bundled_models
 from stst.model.checkpoint import load_model, save_checkpoint
 from stst.base.devices import resolve_device
@@ -314,7 +315,7 @@ def main() -> None:
     device = resolve_device(args.device)
     scratch = Path(tempfile.mkdtemp(prefix="stst-bench-"))
     model, model_path = network(scratch)
-    print(f"model: {model_path}; torch {torch.__version__}; device {device}")
+    print(f"{describe_cpu()}\nmodel: {model_path}; torch {torch.__version__}; device {device}")
     if args.commands:
         commands_table(str(device), args.passes, args.rows)
         return

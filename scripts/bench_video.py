@@ -40,6 +40,7 @@ import av
 import numpy as np
 import torch
 
+from stst.base.machine import describe_cpu
 from stst.model.bundled import DEFAULT_MODEL, TIERS, bundled_models, bundled_styles
 from stst.model.checkpoint import load_checkpoint, load_model
 from stst.base.devices import resolve_device
@@ -247,6 +248,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="stst-bench-video-"))
     clip = excerpt(args.clip, scratch / "clip.mp4", args.frames, args.max_size)
     w, h = next(read_frames(clip)).shape[1::-1]
+    print(describe_cpu())
     print(f"clip: {args.clip.name}, first {args.frames} frames at {w}x{h}; model {DEFAULT_MODEL}; "
           f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
     if not args.skip_speed:

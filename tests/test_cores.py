@@ -9,6 +9,7 @@ from PIL import Image
 import stst.base.cores as cores
 import stst.infer.sizes
 from stst.base.cores import default_batch, side_by_side
+from stst.base.machine import VECTOR_FLAGS, cpu_cores, cpu_flags, cpu_name, describe_cpu
 from stst.infer.onnxruntime_graph import GraphRunner
 from stst.infer.caches import cached_graph
 from stst.model.bundled import resolve_model
@@ -75,3 +76,10 @@ def test_photos_of_equal_size_go_one_per_core_by_default_and_tiled_ones_alone(tm
     assert sorted(seen) == sorted([(2, 3, 48, 64), (1, 3, 60, 80), (2, 3, 48, 64), (1, 3, 48, 64)])
     first = np.asarray(Image.open(tmp_path / "out" / "p0-neg.png"), dtype=np.int16)
     assert np.abs(first - (255 - np.asarray(Image.open(src / "p0.png"), dtype=np.int16))).max() <= 1
+
+
+def test_benchmarks_name_the_cpu_its_vector_extensions_and_whether_it_has_native_bf16():
+    line = describe_cpu()
+    assert line.startswith(f"CPU: {cpu_name()} (") and line.endswith(f", {cpu_cores()} cores")
+    assert set(cpu_flags()) <= set(VECTOR_FLAGS)
+    assert ("; native bf16)" in line) == bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))

@@ -361,7 +361,7 @@ def test_a_fresh_home_runs_the_example_without_timing_engines_and_verbose_says_w
     assert runs[0].stdout.strip() == f"wrote {tmp_path / '0.jpg'}"
     assert timed == [] and not (tmp_path / "home" / CHOICES_FILE).exists()
     [(key, routes)] = json.loads((tmp_path / "home" / ROUTES_FILE).read_text()).items()
-    assert key.endswith("| unmeasured") and [engine for engine, _ in routes.values()] == ["onnxruntime-fp32"]
+    assert key.endswith("| unmeasured") and [route[0] for route in routes.values()] == ["onnxruntime-fp32"]
     notes = [[line for line in run.stderr.splitlines() if line.startswith("note:")] for run in runs]
     assert notes[0] == ["note: engine for images near 768x512: onnxruntime-fp32 (not timed yet: a first run of "
                         f"fewer than {measuring.MEASURE_FROM} photos starts on it)"]  # nothing waited for

@@ -19,6 +19,27 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+# The CPU's vector extensions that decide which engines and precisions run fast (/proc/cpuinfo's names).
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`VECTOR_FLAGS` this CPU has (``/proc/cpuinfo``; empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            have = set(next(line.split(":", 1)[1].split() for line in f if line.startswith("flags")))
+    except (OSError, StopIteration):
+        return []
+    return [flag for flag in VECTOR_FLAGS if flag in have]
+
+
+def describe_cpu() -> str:
+    """One line for benchmark output: the CPU's model name, its vector extensions and the cores this process has."""
+    flags = cpu_flags()
+    bf16 = "native bf16" if {"avx512_bf16", "amx_bf16"} & set(flags) else "no native bf16"
+    return f"CPU: {cpu_name()} ({', '.join(flags) or 'flags unknown'}; {bf16}), {cpu_cores()} cores"
+
+
 def cpu_cores() -> int:
     """The CPUs this process may run on (its affinity, which containers and ``taskset`` narrow)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
