@@ -42,7 +42,7 @@ def luminance(rgb: torch.Tensor) -> torch.Tensor:
     """``(N, 1, H, W)`` BT.601 luma of ``(N, 3, H, W)`` RGB."""
     import torch
 
-    # one weighted sum over the channels: 2.5x faster than adding scaled channel slices
+    # one weighted sum over the channels: faster than adding scaled channel slices
     return torch.einsum("nchw,c->nhw", rgb, rgb.new_tensor(_LUMA)).unsqueeze(1)
 
 
@@ -57,9 +57,8 @@ def keep_colors(photo: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``x`` (N, C, H, W) resized to ``size`` (H, W): bicubic up, area-averaged down. On a CPU each plane goes through
-    OpenCV, 10x faster than torch's antialiased bicubic (0.4 ms against 4.8 for a 640x480 frame's three planes
-    doubled, on two AVX2 cores): the half-size clip path's enlargements would otherwise cost as much as its
-    network."""
+    OpenCV, about 10x faster than torch's antialiased bicubic: the half-size clip path's enlargements would
+    otherwise cost as much as its network (docs/video.md)."""
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -70,7 +69,7 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     cv2 = opencv()
     planes = x.detach().contiguous().reshape(-1, *x.shape[-2:]).numpy()
     how = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
-    out = np.empty((len(planes), *size), np.float32)  # written in place: 5x faster than stacking new planes
+    out = np.empty((len(planes), *size), np.float32)  # written in place: far faster than stacking new planes
     for plane, resized in zip(planes, out):
         cv2.resize(plane, size[::-1], dst=resized, interpolation=how)
     return torch.from_numpy(out).reshape(*x.shape[:-2], *size)

@@ -13,9 +13,8 @@ Each image size gets its own compiled model (shapes fixed: with free height and
 width the same graph ran 2.5x slower), built the first time the size is met
 (0.5-0.8 s at 640x480-768x512) and kept for the next few sizes; a batch runs
 as one request per image on as many streams as the process has cores, and a
-single image (the live view's frames) on one stream of all of them: on 2 AVX2
-cores the realtime graph took 10.6 ms a 320x240 frame so, against 21 ms on
-one of two streams.
+single image (the live view's frames) on one stream of all of them, about
+twice as fast as on one of them.
 """
 
 from __future__ import annotations

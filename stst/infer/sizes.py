@@ -13,8 +13,8 @@ import math
 SIZE_BUCKETS = ((256, 256), (384, 512), (512, 768))
 AUTO_TILE = 1024  # tile size of --tile auto
 # --tile auto tiles images larger than this, by network design. The realtime design's full-resolution layers are
-# thin (8 channels against Johnson's 32): a phone's 12 MP photo runs whole, through the express lane, in 4.4 s and
-# 1.6 GB against 7.6-9.6 s in tiles (2 AVX2 cores), and 4096x4096 still goes in tiles, within 2.5 GB.
+# thin (8 channels against Johnson's 32): a phone's 12 MP photo runs whole (faster, in 1.6 GB; docs/performance.md)
+# and 4096x4096 still goes in tiles, within 2.5 GB.
 AUTO_PIXELS = {"johnson": 2048 * 2048, "realtime": 4096 * 3072}
 
 

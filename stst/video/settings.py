@@ -22,8 +22,8 @@ QUICK_TIERS = ("light", "realtime")
 # cores (docs/video.md).
 QUICK_SCALE = 0.5
 QUICK_MIN_SIDE = 320
-# ... and each output takes this much of the previous one along the denoiser's flow: starry_night-realtime's
-# flicker on cup.mp4 goes from 0.59x / 0.51x of frame by frame (DIS / Farneback flow) to 0.41x / 0.37x.
+# ... and each output takes this much of the previous one along the denoiser's flow: the flicker under half
+# of frame by frame, for a little of the strokes' crispness (docs/video.md).
 QUICK_BLEND = 0.2
 
 
