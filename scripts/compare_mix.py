@@ -27,7 +27,7 @@ from stst.base.imageio import read_photo, to_uint8
 from stst.base.machine import cpu_name
 from stst.model.bundled import resolve_model
 from stst.model.checkpoint import load_checkpoint, load_model
-from stst.model.mix import Part, average, share_base
+from stst.model.mix import Mix, Part, average, share_base
 from stst.training.losses import gram, style_targets
 from stst.training.mixing import mix_minutes, mixed_model_file
 from stst.training.similarity import Lpips
@@ -67,7 +67,7 @@ def main() -> None:
     nets = [c.build() for c in ckpts]
     photos = [read_photo(p, max_size=args.size).rgb[None] for p in args.photos]
     one_base = share_base([Part(path_a, name_a, 1), Part(path_b, name_b, 1)], ckpts)
-    minutes = mix_minutes([Part(path_a, name_a, 1), Part(path_b, name_b, 1)], args.minutes)
+    minutes = mix_minutes(Mix([Part(path_a, name_a, 0.5), Part(path_b, name_b, 0.5)], ckpts), args.minutes)
     print(f"CPU: {cpu_name()}; {len(photos)} photos at {args.size} px; A = {name_a}, B = {name_b} "
           f"({'one base' if one_base else 'trained apart'}); mixes trained {minutes:g} min each")
     print("| weight of A | style loss: mix | crossfade | averaged weights | mix / crossfade | LPIPS: mix | "

@@ -7,7 +7,7 @@ from stst.base.errors import StstError
 from stst.base.fileio import file_sha256
 from stst.cli import main
 from stst.model.checkpoint import load_checkpoint, save_checkpoint
-from stst.model.mix import MixError, Part, average
+from stst.model.mix import MixError, Part, average, checked
 from stst.model.network import ArchConfig, build_network
 from stst.training.losses import mixed_style_targets, style_targets
 from stst.training.mixing import make_mix, resolve_mix
@@ -116,7 +116,7 @@ def test_an_interrupted_mix_leaves_nothing(family, tmp_path):
     out = tmp_path / "mix.pth"
     parts = [Part(family["starry"], "starry", 0.5), Part(family["scream"], "scream", 0.5)]
     with pytest.raises(StstError, match="stopped"):
-        make_mix(parts, out, 1.0, RunSettings(output=tmp_path / "scratch.pth", workers=0, progress=False,
+        make_mix(checked(parts), out, 1.0, RunSettings(output=tmp_path / "scratch.pth", workers=0, progress=False,
                                               on_step=stop), log=lambda m: None)
     assert not out.exists()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..base.errors import StstError
 from ..base.fileio import file_sha256
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
 
 
 class MixError(StstError):
@@ -76,6 +76,22 @@ def check_mixable(parts: list[Part], ckpts: list[Checkpoint]) -> None:
     if ckpts[0].arch.design != "johnson":
         raise MixError(f"cannot mix {names}: {ckpts[0].arch.design} networks are only distilled, not trained; "
                        "mix the full or light tier")
+
+
+@dataclass(frozen=True)
+class Mix:
+    """A mix's parts (weights normalised) with their checkpoints, loaded and checked once (:func:`checked`)."""
+
+    parts: list[Part]
+    ckpts: list[Checkpoint]
+
+
+def checked(parts: list[Part]) -> Mix:
+    """The parts normalised, their checkpoints loaded and checked mixable (:func:`check_mixable`)."""
+    parts = normalised(parts)
+    ckpts = [load_checkpoint(p.path) for p in parts]
+    check_mixable(parts, ckpts)
+    return Mix(parts, ckpts)
 
 
 def average(parts: list[Part], ckpts: list[Checkpoint]) -> Checkpoint:

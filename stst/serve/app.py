@@ -163,9 +163,9 @@ async def submit_style(request: Request) -> Response:
         minutes = field(form, "minutes", float, None, lambda v: MINUTES[0] <= v <= MINUTES[1],
                         f"a number of minutes from {MINUTES[0]:g} to {MINUTES[1]:g}")
         if "mix" in form:
-            parts = await run_in_threadpool(server.catalog.mix_parts, str(form["mix"]))
+            mix = await run_in_threadpool(server.catalog.mix_parts, str(form["mix"]))
             photo = await _photo(form, jobs)
-            job = await run_in_threadpool(jobs.submit_mix, parts, photo, minutes)
+            job = await run_in_threadpool(jobs.submit_mix, mix, photo, minutes)
             log.info("POST /api/styles %s: queued as %s (%s)", form["mix"], job.name, job.id)
             return JSONResponse(jobs.describe(job), status_code=202)
         upload = _upload(form, "painting")

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..base.errors import StstError
 from ..model.bundled import DEFAULT_MODEL, TIERS, bundled_styles, styles_in
 from ..model.checkpoint import load_checkpoint
-from ..model.mix import MixError, Part, check_mixable, normalised, parts_of
+from ..model.mix import Mix, MixError, checked, parts_of
 
 
 class UnknownModel(StstError):
@@ -84,14 +84,13 @@ class Catalog:
             raise UnknownModel(f"{style.name} has no {tier} tier{known}; it has: {', '.join(style.tiers)}")
         return style.tiers[tier]
 
-    def mix_parts(self, spec: str) -> list[Part]:
-        """The styles of a mix, ``a=0.7,b=0.3`` (names the server has; their full tier), weights normalised;
-        a one-line refusal for fewer than two or styles that cannot be mixed."""
-        parts = normalised(parts_of([item.strip() for item in spec.split(",")], lambda name: (self.file(name, "full"), name)))
-        if len(parts) < 2:
+    def mix_parts(self, spec: str) -> Mix:
+        """The styles of a mix, ``a=0.7,b=0.3`` (names the server has; their full tier), weights normalised and
+        checkpoints loaded; a one-line refusal for fewer than two or styles that cannot be mixed."""
+        mix = checked(parts_of([item.strip() for item in spec.split(",")], lambda name: (self.file(name, "full"), name)))
+        if len(mix.parts) < 2:
             raise MixError(f"'{spec}': a mix needs two styles or more, with weights above 0")
-        check_mixable(parts, [load_checkpoint(p.path) for p in parts])
-        return parts
+        return mix
 
     def fastest(self, name: str | None) -> str:
         """The fastest tier that style ``name`` has (the live view's default)."""

@@ -17,13 +17,13 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import FileProblem, StstError, first_line
 from ..base.fileio import atomic_path
 from ..base.imageio import read_photo
-from ..model.mix import Part, mix_name
+from ..model.mix import Mix, mix_name
 from ..training.data import IMAGE_SUFFIXES
 from ..training.datasets import SHIPPED_PHOTOS
 from ..training.options import PRESETS, RunSettings, make_options
@@ -48,7 +48,7 @@ class StyleJob:
     painting: Path | None  # a new painting's upload; None for a mix
     photo: Path | None
     minutes: float
-    parts: list[Part] = field(default_factory=list)  # a mix's styles, normalised
+    mix: Mix | None = None  # a mix's styles, normalised, with their checkpoints
     state: str = "queued"  # queued, running, done, failed
     iteration: int = 0
     seconds: float = 0.0
@@ -141,12 +141,12 @@ class StyleJobs:
         job = StyleJob(painting.stem, safe_stem(filename).lower() or "style", painting, photo, minutes)
         return self._queue(job, safe_suffix(filename))
 
-    def submit_mix(self, parts: list[Part], photo: Path | None, minutes: float | None) -> StyleJob:
-        """Queue a mix of the (normalised) ``parts``, styles of the server's, with a preview photo; a 503 beyond
-        the queue."""
+    def submit_mix(self, mix: Mix, photo: Path | None, minutes: float | None) -> StyleJob:
+        """Queue ``mix`` (:meth:`stst.serve.catalog.Catalog.mix_parts`), with a preview photo; a 503 beyond the
+        queue."""
         self._admit(photo)
         _check_images([(photo, "photo")])
-        return self._queue(StyleJob(uuid.uuid4().hex, mix_name(parts), None, photo, mix_minutes(parts, minutes), parts))
+        return self._queue(StyleJob(uuid.uuid4().hex, mix_name(mix.parts), None, photo, mix_minutes(mix, minutes), mix))
 
     def describe(self, job: StyleJob) -> dict:
         """The job as the API shows it, with its place in the queue (1: next; 0: not waiting)."""
@@ -157,7 +157,7 @@ class StyleJobs:
         job.state = "running"
         try:
             out = self.folder / job.id / f"{job.name}.pth"
-            made = self._mix(job, out) if job.parts else self._train(job, out)
+            made = self._mix(job, out) if job.mix else self._train(job, out)
             self.models.mkdir(parents=True, exist_ok=True)
             target = self.models / out.name
             with atomic_path(target) as tmp:
@@ -191,9 +191,9 @@ class StyleJobs:
 
     def _mix(self, job: StyleJob, out: Path) -> Path:
         """The mix from the cache, or trained into it."""
-        kept = mix_file(job.parts, job.minutes)
+        kept = mix_file(job.mix.parts, job.minutes)
         if not kept.is_file():
-            make_mix(job.parts, kept, job.minutes, self._settings(job, out), log=lambda message: None)
+            make_mix(job.mix, kept, job.minutes, self._settings(job, out), log=lambda message: None)
         return kept
 
     def _forget_old(self) -> None:

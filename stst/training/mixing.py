@@ -21,7 +21,7 @@ from ..base.fileio import file_sha256
 from ..base.home import stst_home
 from ..model.bundled import resolve_model
 from ..model.checkpoint import load_checkpoint, save_checkpoint
-from ..model.mix import Part, average, check_mixable, mix_name, normalised, parts_of, share_base
+from ..model.mix import Mix, Part, average, checked, mix_name, normalised, parts_of, share_base
 from .datasets import SHIPPED_PHOTOS
 from .options import RunSettings, make_options
 from .train import TrainingInterrupted, train
@@ -33,11 +33,11 @@ MINUTES = {"one base": 1.0, "apart": 3.0}
 RECIPE = "quick-1"  # part of each mix's cache key: a changed recipe makes its mixes anew
 
 
-def mix_minutes(parts: list[Part], minutes: float | None = None) -> float:
+def mix_minutes(mix: Mix, minutes: float | None = None) -> float:
     """The training budget of a mix: ``minutes`` where given, else by whether the parts share a base."""
     if minutes is not None:
         return minutes
-    return MINUTES["one base" if share_base(parts, [load_checkpoint(p.path) for p in parts]) else "apart"]
+    return MINUTES["one base" if share_base(mix.parts, mix.ckpts) else "apart"]
 
 
 def mix_file(parts: list[Part], minutes: float) -> Path:
@@ -46,13 +46,11 @@ def mix_file(parts: list[Part], minutes: float) -> Path:
     return stst_home() / MIX_FOLDER / f"{hashlib.sha256(key).hexdigest()[:16]}.pth"
 
 
-def make_mix(parts: list[Part], output: Path, minutes: float, run: RunSettings,
+def make_mix(mix: Mix, output: Path, minutes: float, run: RunSettings,
              log: Callable[[str], None] = print) -> dict:
-    """Train the mix of ``parts`` (normalised) for ``minutes`` into the scratch file ``run.output`` (its previews
-    beside it), then keep it slim in ``output``; returns the final losses. An interrupted mix leaves ``output``
-    untouched."""
-    ckpts = [load_checkpoint(p.path) for p in parts]
-    check_mixable(parts, ckpts)
+    """Train ``mix`` for ``minutes`` into the scratch file ``run.output`` (its previews beside it), then keep it
+    slim in ``output``; returns the final losses. An interrupted mix leaves ``output`` untouched."""
+    parts, ckpts = mix.parts, mix.ckpts
     with tempfile.TemporaryDirectory(prefix="stst-mix-") as folder:
         if share_base(parts, ckpts):
             start = Path(folder) / "average.pth"
@@ -77,15 +75,15 @@ def mixed_model_file(parts: list[Part], minutes: float | None = None, device: st
     parts = normalised(parts)
     if len(parts) == 1:
         return parts[0].path
-    check_mixable(parts, [load_checkpoint(p.path) for p in parts])
-    minutes = mix_minutes(parts, minutes)
-    path = mix_file(parts, minutes)
+    mix = checked(parts)
+    minutes = mix_minutes(mix, minutes)
+    path = mix_file(mix.parts, minutes)
     if not path.is_file():
         log(f"making the mix {mix_name(parts)}: {minutes:g} minutes of training toward the mixed styles, "
             f"once (kept in {path.parent})")
         with tempfile.TemporaryDirectory(prefix="stst-mix-") as scratch:
             run = RunSettings(output=Path(scratch) / "mix.pth", device=device, workers=0, progress=progress)
-            make_mix(parts, path, minutes, run, log)
+            make_mix(mix, path, minutes, run, log)
     return path
 
 
