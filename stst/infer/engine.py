@@ -21,7 +21,7 @@ from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
 from .caches import cached_graph
 from .choice import Runner, cpu_has_bf16, decide
-from .engines import BY_NAME, FAITHFUL_GRAPH, GRAPH_BACKENDS, Engine, offered
+from .engines import BY_NAME, FAITHFUL_GRAPH, GRAPH_BACKENDS, Engine, offered, tile_engines
 from .measuring import Decision, sound
 from .onnxruntime_graph import OnnxStylizer
 from .sizes import AUTO_PIXELS, AUTO_TILE, SIZE_BUCKETS, runs_in_tiles, size_bucket
@@ -124,8 +124,8 @@ class Stylizer:
     - ``channels_last``: default on CUDA, where cuDNN's convolutions prefer it.
     - ``tile``: a tile size, ``None`` for whole images, or ``auto``: tiles of
       1024 above 4 megapixels, and on CUDA also whenever memory runs out.
-      Tiles share the whole image's instance-norm statistics; they run on ONNX Runtime where a graph engine was
-      chosen (:mod:`stst.infer.tile_graphs`), else in torch.
+      Tiles share the whole image's instance-norm statistics; where a graph engine was chosen they run on the
+      graph engine it names for tiles, OpenVINO first (:mod:`stst.infer.tile_graphs`), else in torch.
     - ``compile``: ``torch.compile`` the network (pays off for many images).
     - On CPUs a batch runs image by image in torch, one image per core at a time
       in ONNX Runtime and OpenVINO (as the engines are measured, and ran fastest so), and
@@ -160,7 +160,8 @@ class Stylizer:
             self.model = self.model.to(memory_format=torch.channels_last)
         network = torch_network(self.model, self.device)  # built once: the measured torch engines run it too
         self.network = torch.compile(network, dynamic=True) if compile else network
-        self.candidates = engine_candidates(self.device, self.model, precision, "torch" if compile else backend,
+        self.asked_backend = "torch" if compile else backend  # --backend; a graph engine's tiles keep to it
+        self.candidates = engine_candidates(self.device, self.model, precision, self.asked_backend,
                                             network, lane=route is not None, measured=measure)
         self.measure = measure
         self._runners: dict[str, Runner] = {}  # built once, shared by the measurement and the work
@@ -170,7 +171,7 @@ class Stylizer:
         if len(self.candidates) == 1:
             self._use(self._engine_at(*SIZE_BUCKETS[0]))
         self.tile = tile
-        self._graph_tiles: GraphTiles | bool | None = None  # built the first time tiles run on a graph engine
+        self._graph_tiles: dict[str, GraphTiles | None] = {}  # by chosen engine: built the first time tiles run
         if cuda:
             torch.backends.cudnn.benchmark = True  # folders often repeat sizes
 
@@ -229,23 +230,29 @@ class Stylizer:
             return self.network(x).float().clamp_(0, 1).cpu()
 
     def _tile_engine(self) -> TileEngine | None:
-        """Where the chosen engine runs a graph on the CPU, the tiles run on ONNX Runtime fp32 (faithful to eager
-        fp32 within 1e-4); else, or where its graphs cannot be made, in torch (None)."""
+        """Where the chosen engine runs a graph on the CPU, the tiles run on the first of its tile engines
+        (:func:`stst.infer.engines.tile_engines`; OpenVINO only for finite weights, as ``auto``) whose graphs can be
+        made; else in torch (None)."""
         if self.graph is None or self.device.type != "cpu":
             return None
-        if self._graph_tiles is None:
-            try:
-                self._graph_tiles = GraphTiles(self.model)
-            except StstError as exc:
-                log.debug("tiles run in torch: %s", exc)
-                self._graph_tiles = False
-        return self._graph_tiles or None
+        chosen = BY_NAME[f"{self.backend}-{self.precision}"]
+        if chosen.name not in self._graph_tiles:
+            self._graph_tiles[chosen.name] = None
+            for e in tile_engines(chosen, self.asked_backend):
+                if e.per_size and not _finite(self.model):
+                    continue
+                try:
+                    self._graph_tiles[chosen.name] = GraphTiles(self.model, e)
+                    break
+                except StstError as exc:
+                    log.debug("tiles not on %s: %s", e.name, exc)
+        return self._graph_tiles[chosen.name]
 
     def _tiled(self, batch: torch.Tensor, tile: int) -> torch.Tensor:
         engine = self._tile_engine()
         with self._autocast() if engine is None else contextlib.nullcontext():
-            return torch.cat([stylize_tiled(self.model, image[None], tile, engine=engine)
-                              for image in batch]).clamp_(0, 1)
+            outputs = [stylize_tiled(self.model, image[None], tile, engine=engine).clamp_(0, 1) for image in batch]
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)  # huge images: no copy of a single one
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -7,7 +7,6 @@ so an engine is added or changed here alone. No torch here: the CLI reads it for
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +15,8 @@ from ..base.errors import StstError
 from ..base.machine import installed, require
 
 if TYPE_CHECKING:
-    import numpy as np
+    from .onnxruntime_graph import GraphRunner
+    from .openvino_graph import OpenVinoGraph
 
 # What ``auto`` may also ask of an engine (Engine.needs): the CPU's native bf16, or int8's fidelity check passed.
 NATIVE_BF16, FAITHFUL_GRAPH = "native bf16", "a faithful graph"
@@ -39,21 +39,28 @@ class Engine:
     torch_free: bool = False  # runs an exported ONNX graph, without torch: the express lane can run it
     per_size: bool = False  # compiles each image size (0.3-0.8 s): auto leaves it out of runs of photos
     built: str = ""  # how it is set up
+    tiles: tuple[str, ...] = ()  # a graph engine's: the engines its tiles may run on, the first that can be set up
 
     @property
     def name(self) -> str:
         return f"{self.backend}-{self.precision}"
 
-    def graph_runner(self, graph: Path, cuda: bool = False) -> Callable[[np.ndarray], np.ndarray]:
-        """A runner of the exported ``graph`` on this engine (torch-free engines only)."""
+    def graph_runner(self, graph: Path, cuda: bool = False, arena: bool = True) -> GraphRunner | OpenVinoGraph:
+        """A runner of the exported ``graph`` on this engine (torch-free engines only); ``arena``: ONNX Runtime's
+        memory arena (it keeps a run's peak working set)."""
         if self.backend == "onnxruntime":
             from .onnxruntime_graph import GraphRunner
 
-            return GraphRunner(graph, cuda=cuda)
+            return GraphRunner(graph, cuda=cuda, arena=arena)
         from .openvino_graph import OpenVinoGraph
 
         return OpenVinoGraph(graph, self.precision)
 
+
+# Where a graph engine's tiles run (stst.infer.tile_graphs): OpenVINO first, at the engine's precision where it has
+# it. It compiles each size, but a photo's tiles have one size; it ran them faster than ONNX Runtime where measured,
+# and whole photos on every CPU measured (docs/performance.md). ONNX Runtime fp32 where OpenVINO cannot be set up.
+_FP32_TILES = ("openvino-fp32", "onnxruntime-fp32")
 
 ENGINES: tuple[Engine, ...] = (
     Engine("torch", "fp32", ("cpu", "cuda", "mps"), ("cpu", "mps"), (), "the reference", 1.0,
@@ -63,15 +70,15 @@ ENGINES: tuple[Engine, ...] = (
     Engine("torch", "fp16", ("cuda", "mps"), ("cuda",), (), "fp16 autocast", 1.0,
            built="eager PyTorch under fp16 autocast, channels_last on CUDA"),
     Engine("onnxruntime", "fp32", ("cpu", "cuda"), ("cpu",), ("onnx", "onnxruntime"), "equal within 2e-6", 1.05,
-           torch_free=True, built="the exported ONNX graph, cached in $STST_HOME/onnx"),
+           torch_free=True, built="the exported ONNX graph, cached in $STST_HOME/onnx", tiles=_FP32_TILES),
     Engine("onnxruntime", "int8", ("cpu",), ("cpu",), ("onnx", "onnxruntime"),
            "within 1.5 grey levels, checked per model", 1.1, needs=FAITHFUL_GRAPH, torch_free=True,
-           built="the graph's residual blocks quantized (S8S8), judged on the calibration photos"),
+           built="the graph's residual blocks quantized (S8S8), judged on the calibration photos", tiles=_FP32_TILES),
     Engine("openvino", "fp32", ("cpu",), ("cpu",), ("onnx", "openvino"), "equal within 1e-4", 1.05,
-           torch_free=True, per_size=True, built="the exported ONNX graph, compiled per image size"),
+           torch_free=True, per_size=True, built="the exported ONNX graph, compiled per image size", tiles=_FP32_TILES),
     Engine("openvino", "bf16", ("cpu",), ("cpu",), ("onnx", "openvino"), "0.24 grey levels from fp32 on average",
            1.1, needs=NATIVE_BF16, torch_free=True, per_size=True,
-           built="the exported ONNX graph, compiled per image size in bf16"),
+           built="the exported ONNX graph, compiled per image size in bf16", tiles=("openvino-bf16", "onnxruntime-fp32")),
 )
 BY_NAME = {engine.name: engine for engine in ENGINES}
 ENGINE_NAMES = tuple(BY_NAME)
@@ -131,6 +138,12 @@ def offered(precision: str, backend: str, device: str, native_bf16: bool = False
     return [e for e in rows if left(e) and (precision != "auto" or e.needs != NATIVE_BF16 or native_bf16)]
 
 
+def tile_engines(chosen: Engine, backend: str = "auto") -> list[Engine]:
+    """The engines that may run the tiles of huge images where ``chosen`` runs whole ones, best first (none: in
+    torch, as ``chosen`` does); a backend asked for by name (``--backend``) runs its own."""
+    return [BY_NAME[name] for name in chosen.tiles if backend in ("auto", BY_NAME[name].backend)]
+
+
 def describe_table() -> list[str]:
     """``stst info --engines``: the table, a line per engine."""
     lines = ["engines (the reference first; auto takes the fastest measured, each by its margin):"]
@@ -138,5 +151,6 @@ def describe_table() -> list[str]:
         missing = [p for p in e.packages if not installed(p)]
         lines.append(f"  {e.name:<17} {', '.join(e.devices):<14} margin {e.margin:<5} output: {e.output}; "
                      f"{e.built}" + (f"; auto needs {e.needs}" if e.needs else "")
+                     + (f"; huge images' tiles on {' or '.join(e.tiles)}" if e.tiles else "")
                      + (f" [not installed: {', '.join(missing)}]" if missing else ""))
     return lines

@@ -37,14 +37,16 @@ class GraphRunner:
     """A ``(N, 3, H, W)`` 0..1 batch in (an array, or anything numpy reads: a CPU tensor), the graph's output
     clamped to 0..1 out."""
 
-    def __init__(self, path: str | Path, cuda: bool = False) -> None:
+    def __init__(self, path: str | Path, cuda: bool = False, arena: bool = True) -> None:
         require("onnxruntime", "Running ONNX models")
         import onnxruntime as ort
 
         self.path, self.cuda = Path(path), cuda
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        options = session_options()
+        options.enable_cpu_mem_arena = arena  # the arena keeps a run's peak working set for good
         try:
-            self.session = ort.InferenceSession(str(path), session_options(), providers=providers)
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise FileProblem(path, f"not a readable ONNX model ({first_line(exc)})") from exc
         self.input = self.session.get_inputs()[0].name
@@ -59,6 +61,12 @@ class GraphRunner:
                 self._single = ort.InferenceSession(str(self.path), session_options(threads=1),
                                                     providers=["CPUExecutionProvider"])
             return self._single
+
+    def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The graph's outputs, unclamped, for one image's inputs by name (the tile graphs':
+        :mod:`stst.infer.tile_graphs`)."""
+        return self.session.run(None, {name: np.ascontiguousarray(value, dtype=np.float32)
+                                       for name, value in feed.items()})
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)

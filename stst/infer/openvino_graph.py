@@ -70,7 +70,7 @@ class OpenVinoGraph:
             self._compiled.move_to_end(key)
             return self._compiled[key]
         model = self._model.clone()
-        model.reshape([1, 3, height, width])
+        model.reshape({self._model.inputs[0].get_any_name(): [1, 3, height, width]})  # the others are fixed
         compiled = self._core.compile_model(model, "CPU", {
             "INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision],
             "NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": self._streams,
@@ -80,6 +80,15 @@ class OpenVinoGraph:
         if len(self._compiled) > KEEP_SIZES:
             self._compiled.popitem(last=False)
         return self._compiled[key]
+
+    def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The graph's outputs, unclamped, for one image's inputs by name (the first an image; the tile graphs'
+        statistics beside it: :mod:`stst.infer.tile_graphs`), on one stream of all the cores."""
+        image = feed[self._model.inputs[0].get_any_name()]
+        with self._lock:
+            request = self._requests(*image.shape[-2:], 1)[0]
+            request.infer({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in feed.items()})
+            return [request.get_output_tensor(i).data.copy() for i in range(len(self._model.outputs))]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..base.errors import StstError
 from ..base.fileio import atomic_path
@@ -38,24 +39,35 @@ _DYNAMIC = {0: "batch", 2: "height", 3: "width"}
 def export_model(model: TransformerNet, path: str | Path, fmt: str) -> None:
     """Write ``model`` to ``path`` (atomically) as ``onnx`` or ``torchscript``."""
     model = inference_form(model.cpu())
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        # torch.jit and the TorchScript-based ONNX exporter are deprecated, but still the C++/mobile route and
-        # the fast exporter; DeprecationWarning/FutureWarning/TracerWarning (shape arithmetic is traced on purpose)
-        warnings.simplefilter("ignore")
+    with atomic_path(path) as tmp:
         if fmt == "torchscript":
-            torch.jit.script(model).save(str(tmp))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit is deprecated, but still the C++/mobile route
+                torch.jit.script(model).save(str(tmp))
         elif fmt == "onnx":
-            require("onnx", "ONNX export")
-            import onnx
-
-            exported = io.BytesIO()
-            torch.onnx.export(model, (torch.rand(1, 3, 64, 96),), exported, dynamo=False, input_names=["image"],
-                              output_names=["stylized"], dynamic_axes={"image": _DYNAMIC, "stylized": _DYNAMIC})
-            proto = onnx.load_from_string(exported.getvalue())
-            _shuffle_by_transposed_convolution(proto.graph)
-            onnx.save(proto, str(tmp))
+            tmp.write_bytes(onnx_graph(model, (torch.rand(1, 3, 64, 96),), ["image"], ["stylized"],
+                                       {"image": _DYNAMIC, "stylized": _DYNAMIC}))
         else:
             raise StstError(f"unknown export format '{fmt}' (use {' or '.join(FORMATS)})")
+
+
+def onnx_graph(module: nn.Module, example: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
+               dynamic: dict[str, dict[int, str]]) -> bytes:
+    """``module`` (an inference form, or a wrapper of one) traced on ``example`` as an ONNX graph, its pixel shuffles
+    rewritten (:func:`_shuffle_by_transposed_convolution`)."""
+    require("onnx", "ONNX export")
+    import onnx
+
+    exported = io.BytesIO()
+    # The TorchScript-based ONNX exporter is deprecated, but the fast one; DeprecationWarning/FutureWarning/
+    # TracerWarning (shape arithmetic is traced on purpose)
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, example, exported, dynamo=False, input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic)
+    proto = onnx.load_from_string(exported.getvalue())
+    _shuffle_by_transposed_convolution(proto.graph)
+    return proto.SerializeToString()
 
 
 def _shuffle_by_transposed_convolution(graph: onnx.GraphProto) -> None:
