@@ -60,10 +60,11 @@ def _faithful_int8(model: TransformerNet) -> Path | None:
         return None
 
 
-def _finite(model: TransformerNet) -> bool:
-    """Whether the weights hold no NaN or infinity: OpenVINO's fused ReLUs turn NaN into 0, so the output check of a
-    run (:func:`stst.base.imageio.all_finite`) would not see a broken model there; ``auto`` leaves it out then."""
-    return all(bool(torch.isfinite(weight).all()) for weight in model.state_dict().values())
+def _hides_nan(e: Engine, model: TransformerNet) -> bool:
+    """Whether ``e`` would hide a broken model from the output check of a run (:func:`stst.base.imageio.all_finite`):
+    OpenVINO, whose fused ReLUs turn NaN into 0, on weights that hold NaN or infinity. ``auto`` leaves it out then,
+    and so do a graph engine's tiles."""
+    return e.backend == "openvino" and not all(bool(torch.isfinite(w).all()) for w in model.state_dict().values())
 
 
 def _builder(e: Engine, model: TransformerNet, network: TransformerNet, device: torch.device,
@@ -97,7 +98,7 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
             int8_graph = _faithful_int8(model) if measured else None
             if int8_graph is None:
                 continue
-        if e.per_size and backend == "auto" and not _finite(model):
+        if backend == "auto" and _hides_nan(e, model):
             continue
         candidates[e.name] = _builder(e, model, network, device, int8_graph)
     return candidates
@@ -239,7 +240,7 @@ class Stylizer:
         if chosen.name not in self._graph_tiles:
             self._graph_tiles[chosen.name] = None
             for e in tile_engines(chosen, self.asked_backend):
-                if e.per_size and not _finite(self.model):
+                if _hides_nan(e, self.model):
                     continue
                 try:
                     self._graph_tiles[chosen.name] = GraphTiles(self.model, e)

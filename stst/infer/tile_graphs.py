@@ -15,14 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..model.export import onnx_graph
+from ..model.export import DYNAMIC_AXES, onnx_graph
 from ..model.network import TransformerNet, norm_layers
 from ..model.rewrite import inference_form
 from .caches import cached_file, graph_name
 from .engines import Engine
 from .tiling import Stats, recorded_statistics, shared_statistics
-
-_DYNAMIC = {0: "batch", 2: "height", 3: "width"}
 
 
 class _Statistics(nn.Module):
@@ -72,10 +70,10 @@ class GraphTiles:
         # the wrappers in eval mode: the exporter restores their mode afterwards, and with it the form's
         image = torch.rand(1, 3, 64, 96)
         stats_path = cached_file(graph_name(model, "stats"), lambda path: _export(
-            _Statistics(form).eval(), (image,), ["image"], flat, {"image": _DYNAMIC}, path))
+            _Statistics(form).eval(), (image,), ["image"], flat, {"image": DYNAMIC_AXES}, path))
         tile_path = cached_file(graph_name(model, "tiles"), lambda path: _export(
             _Tile(form).eval(), (image * 255, *_Statistics(form)(image)), ["tile", *flat], ["stylized"],
-            {"tile": _DYNAMIC, "stylized": _DYNAMIC}, path))
+            {"tile": DYNAMIC_AXES, "stylized": DYNAMIC_AXES}, path))
         # ONNX Runtime's memory arena keeps a tile's peak working set for good: for Johnson's design (a 9x9
         # convolution over 32 channels at full resolution) 3.8 GiB for a 12 MP photo against 2.2 GiB without it,
         # though faster (docs/performance.md); the realtime design's full-resolution layers are small, so it keeps it.

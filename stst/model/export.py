@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import onnx
 
 FORMATS = ("onnx", "torchscript")
-_DYNAMIC = {0: "batch", 2: "height", 3: "width"}
+DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}  # an image input's or output's free axes
 
 
 def export_model(model: TransformerNet, path: str | Path, fmt: str) -> None:
@@ -46,7 +46,7 @@ def export_model(model: TransformerNet, path: str | Path, fmt: str) -> None:
                 torch.jit.script(model).save(str(tmp))
         elif fmt == "onnx":
             tmp.write_bytes(onnx_graph(model, (torch.rand(1, 3, 64, 96),), ["image"], ["stylized"],
-                                       {"image": _DYNAMIC, "stylized": _DYNAMIC}))
+                                       {"image": DYNAMIC_AXES, "stylized": DYNAMIC_AXES}))
         else:
             raise StstError(f"unknown export format '{fmt}' (use {' or '.join(FORMATS)})")
 
