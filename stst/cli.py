@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import sys
@@ -18,6 +19,18 @@ from .base.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_USAGE, StstError, 
 from .base.limits import DEFAULT_MAX_PIXELS
 from .infer.engines import BACKENDS, BY_NAME, ENGINE_NAMES, PRECISIONS
 from .training.options import FIXED_ON_RESUME, PRESETS, RunSettings, default
+
+
+class _Finite(click.FloatRange):
+    """A number option in a range that is a real number: ``nan`` passes every comparison of a plain
+    FloatRange and ``inf`` every lower bound (a budget of ``--minutes nan`` would never end)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
 
 FORMAT_CHOICES = click.Choice(["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"], case_sensitive=False)
 
@@ -122,7 +135,7 @@ def main() -> None:
               help="Model file (.pth, .onnx) or bundled model name (see `stst models`) [default: starry_night]. "
                    "Repeated with weights, a mix of the styles, trained the first time it is asked for and kept: "
                    "--model a=0.7 --model b=0.3.")
-@click.option("--mix-minutes", type=click.FloatRange(0.01, 600), help="How long a new mix trains [default: 1 for "
+@click.option("--mix-minutes", type=_Finite(0.01, 600), help="How long a new mix trains [default: 1 for "
               "models fine-tuned from one base, 3 for others].")
 @click.option("--tier", type=click.Choice(["full", "light", "realtime"]), default=None,
               help="full: the model itself; light: its light tier (about 3x faster, a little less faithful); "
@@ -153,22 +166,22 @@ def main() -> None:
               help="Tile size in pixels for huge images, 'auto' (tiles above 4 MP, and on CUDA out-of-memory) or 'off'.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (pays off for many images).")
 @click.option("--example", is_flag=True, help="Stylize the sample photo that ships with stst, into the current folder.")
-@click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+@click.option("--strength", type=_Finite(0, 1), default=1.0, show_default=True,
               help="0 gives back the photo, 1 the full style; in between a blend.")
 @click.option("--preserve-colors", is_flag=True, help="Keep the photo's colours; take the painting's strokes and tones.")
-@click.option("--stroke-scale", type=click.FloatRange(0.25, 8), default=1.0, show_default=True,
+@click.option("--stroke-scale", type=_Finite(0.25, 8), default=1.0, show_default=True,
               help="Size of the painting's strokes relative to the photo (2: twice as big, and 4x less work).")
 @click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True,
               help="Video quality (constant rate factor: lower is better and bigger).")
 @click.option("--codec", help="Video codec from this FFmpeg build [default: libx264; libvpx-vp9 for .webm].")
-@click.option("--temporal-blend", type=click.FloatRange(0, 1, max_open=True),
+@click.option("--temporal-blend", type=_Finite(0, 1, max_open=True),
               help="Video: blend each frame with the previous output along the optical flow (less flicker, "
                    "softer strokes) [default: 0.2 for the light and realtime tiers, along the denoiser's flow; "
                    "else 0].")
-@click.option("--denoise", type=click.FloatRange(0, 1, max_open=True), default=0.8, show_default=True,
+@click.option("--denoise", type=_Finite(0, 1, max_open=True), default=0.8, show_default=True,
               help="Video: filter the source's noise over time, along the optical flow (less flicker, strokes stay "
                    "crisp); 0 turns it off.")
-@click.option("--frame-scale", type=click.FloatRange(0.25, 1), help="Video: the network sees frames at this scale, "
+@click.option("--frame-scale", type=_Finite(0.25, 1), help="Video: the network sees frames at this scale, "
               "enlarged back with their fine detail added (strokes 1/scale as big, scale^2 of the work) [default: "
               "0.5 for the light and realtime tiers on a CPU, to keep up with the camera; else 1].")
 @click.option("--keep-dark/--no-keep-dark", default=True, show_default=True,
@@ -400,22 +413,25 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.option("--style-size", type=click.IntRange(16), help=f"Long side of the style image [default: {default('style_size')}].")
 @click.option("--batch-size", type=click.IntRange(1), help=f"[default: {default('batch_size')}]")
 @click.option("--iterations", type=click.IntRange(1), help=f"Optimiser steps [johnson: {default('iterations')}, cpu-fast: {PRESETS['cpu-fast']['iterations']}].")
-@click.option("--epochs", type=click.FloatRange(0, min_open=True), help="Passes over the dataset (instead of --iterations).")
-@click.option("--minutes", type=click.FloatRange(0, min_open=True),
+@click.option("--epochs", type=_Finite(0, min_open=True), help="Passes over the dataset (instead of --iterations).")
+@click.option("--minutes", type=_Finite(0, min_open=True),
               help=f"Train for this much wall time (the schedule fits it; a longer budget, a better model) "
                    f"[quick: {PRESETS['quick']['minutes']:g}; with --iterations or --epochs: none].")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), help=f"Adam learning rate [johnson: {default('lr')}, cpu-fast: {PRESETS['cpu-fast']['lr']}].")
+@click.option("--lr", type=_Finite(0, min_open=True), help=f"Adam learning rate [johnson: {default('lr')}, cpu-fast: {PRESETS['cpu-fast']['lr']}].")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="[johnson: constant, cpu-fast: cosine]")
-@click.option("--content-weight", type=float, help=f"[default: {default('content_weight'):g}]")
-@click.option("--style-weight", type=float, help=f"[default: {default('style_weight'):g}]")
-@click.option("--tv-weight", type=float, help=f"[default: {default('tv_weight'):g}]")
+@click.option("--content-weight", type=_Finite(), help=f"[default: {default('content_weight'):g}]")
+@click.option("--style-weight", type=_Finite(), help=f"[default: {default('style_weight'):g}]")
+@click.option("--tv-weight", type=_Finite(), help=f"[default: {default('tv_weight'):g}]")
+@click.option("--palette-weight", type=_Finite(0), help="Weight of the palette term: the output's colours, "
+              "as a distribution, toward the painting's (CIELAB sliced Wasserstein distance) "
+              f"[quick: {PRESETS['quick'].get('palette_weight', 0):g}; otherwise {default('palette_weight'):g}].")
 @click.option("--content-layer", help=f"VGG16 layer for the content loss [default: {default('content_layer')}].")
 @click.option("--style-layers", help="Comma-separated VGG16 layers, each with an optional :weight "
               f"[default: {','.join(default('style_layers'))}].")
 @click.option("--width", "channels", type=click.IntRange(4), help=f"Channels of the first layer [default: {default('channels')}].")
 @click.option("--residual/--no-residual", default=None, help="Global skip connection: starts from the photo, keeps more of it [default: off].")
 @click.option("--seed", type=int, help=f"[default: {default('seed')}]")
-@click.option("--temporal-weight", type=click.FloatRange(0), help="Weight of the stability term: the stylized photo, "
+@click.option("--temporal-weight", type=_Finite(0), help="Weight of the stability term: the stylized photo, "
               "moved a little, should be the moved stylization (less flicker in video; 1e7 for the bundled "
               f"models) [default: {default('temporal_weight'):g}].")
 @click.option("--init", "init_model", metavar="NAME|FILE",
@@ -440,7 +456,7 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.pass_context
 def train(ctx, style, dataset, output, preset, image_size, style_size, batch_size, iterations, epochs, minutes, lr,
           lr_schedule,
-          content_weight, style_weight, tv_weight, content_layer, style_layers, channels, residual, seed,
+          content_weight, style_weight, tv_weight, palette_weight, content_layer, style_layers, channels, residual, seed,
           temporal_weight, init_model, device,
           workers, checkpoint_every, resume, preview, preview_every, log_path, vgg_weights, precision, compile_,
           overwrite) -> None:
@@ -486,7 +502,7 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
         options = make_options(
             str(style), str(dataset), preset, image_size=image_size, style_size=style_size, batch_size=batch_size,
             iterations=iterations, minutes=minutes, lr=lr, lr_schedule=lr_schedule, content_weight=content_weight,
-            style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,
+            style_weight=style_weight, tv_weight=tv_weight, palette_weight=palette_weight, content_layer=content_layer,
             style_layers=_parse_style_layers(style_layers), channels=channels, residual=residual, seed=seed,
             temporal_weight=temporal_weight,
             # a network shape given explicitly starts from scratch rather than from the preset's model
@@ -509,7 +525,8 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
     except ValueError as exc:  # bad layer names and similar option problems
         raise click.UsageError(str(exc)) from None
     if context().main:
-        click.echo(f"wrote {output} (content {losses['content']:.4g}, style {losses['style']:.4g}, tv {losses['tv']:.4g})")
+        terms = ", ".join(f"{name} {value:.4g}" for name, value in losses.items() if name != "total")
+        click.echo(f"wrote {output} ({terms})")
         if options is not None and options.minutes and options.minutes < QUICK_NOTE_BELOW_MINUTES:
             click.echo(f"note: a quick model ({options.minutes:g} minutes); for a better one: stst train --style "
                        f"{shlex.quote(str(style))} --minutes 30 (or --preset cpu-fast, the long recipe)", err=True)
@@ -539,7 +556,8 @@ def weights(vgg_weights) -> None:
               help="The engine that stylizes (names as in `stst info --engines`), to judge what it does to the picture.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def evaluate(model_path, inputs, size, device, engine, as_json) -> None:
-    """Score a model on photos: content, style and TV losses under its own training weights, and LPIPS to the photo."""
+    """Score a model on photos: content, style and TV losses under its own training weights, LPIPS to the photo and
+    the palette distance to the painting (CIELAB, sliced Wasserstein; 0 is the painting's own palette)."""
     import json
     from dataclasses import asdict
 
@@ -679,7 +697,7 @@ def export(model_spec, fmt, output, overwrite) -> None:
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="As for stst stylize.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True, help="As for stst stylize.")
-@click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=200, show_default=True,
+@click.option("--max-upload-mb", type=_Finite(0, min_open=True), default=200, show_default=True,
               help="Refuse uploads (photos and clips) larger than this.")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse images with more pixels than this (checked before decoding).")

@@ -94,4 +94,16 @@ def test_lpips_is_reported_and_small_for_a_network_that_keeps_the_photo(tiny_mod
     assert all(0 <= s.lpips < 0.3 for s in scores)  # a residual network two steps from the identity
     assert mean_score(scores)["lpips"] == pytest.approx((scores[0].lpips + scores[1].lpips) / 2)
     table = CliRunner().invoke(main, ["evaluate", str(tiny_model), str(PHOTOS / "kodim01.jpg"), "--size", "64"])
-    assert table.output.splitlines()[0].split() == ["photo", "content", "style", "tv", "total", "lpips"]
+    assert table.output.splitlines()[0].split() == ["photo", "content", "style", "tv", "total", "lpips", "palette"]
+
+
+def test_the_palette_distance_is_reported_against_the_painting(tiny_model):
+    from stst.model.checkpoint import load_checkpoint
+    from stst.training.palette import palette_distance
+
+    photos = [PHOTOS / "kodim01.jpg", PHOTOS / "kodim02.jpg"]
+    painting = load_checkpoint(tiny_model).style_image.float() / 255
+    for score, photo in zip(evaluate(tiny_model, photos, size=64), photos):
+        # a network two steps from the identity: the picture's palette is the photo's
+        assert score.palette == pytest.approx(palette_distance(read_photo(photo, max_size=64).rgb, painting), abs=1.5)
+        assert score.palette > 5

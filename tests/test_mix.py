@@ -11,7 +11,7 @@ from stst.model.mix import MixError, Part, average, checked
 from stst.model.network import ArchConfig, build_network
 from stst.training.losses import mixed_style_targets, style_targets
 from stst.training.mixing import make_mix, resolve_mix
-from stst.training.options import RunSettings, TrainOptions
+from stst.training.options import PRESETS, RunSettings, TrainOptions
 from stst.training.train import train
 from stst.training.vgg import VGGFeatures
 from stst.training.weights import resolve_vgg_weights
@@ -63,6 +63,7 @@ def test_weights_that_do_not_add_up_are_normalised_and_the_mix_is_made_once(fami
     meta = load_checkpoint(path).metadata
     assert [p["weight"] for p in meta["style"]["mix"]] == pytest.approx([0.75, 0.25])
     assert meta["options"]["mix"] == {str(family["starry"]): 0.75, str(family["scream"]): 0.25}
+    assert meta["options"]["palette_weight"] == PRESETS["quick"]["palette_weight"]  # the quick recipe's own
     assert meta["init"]["name"] == "average.pth"  # models of one base start from their averaged weights
 
 
@@ -98,6 +99,8 @@ def test_models_that_cannot_be_mixed_are_one_line_naming_them(family, tmp_path):
         mix(*(f"{p}=0.5" for p in realtime))
     with pytest.raises(MixError, match="the weights of the mix add up to 0"):
         mix(f"{family['starry']}=0", f"{family['scream']}=0")
+    with pytest.raises(MixError, match=r"the weights of the mix are too large to add up \(their sum overflows\)"):
+        mix(f"{family['starry']}=1e308", f"{family['scream']}=1e308")
     photo = tmp_path / "p.png"
     Image.open(PHOTOS / "kodim23.jpg").resize((48, 32)).save(photo)
     result = CliRunner().invoke(main, ["stylize", str(photo), "--model", f"{family['starry']}=0.5", "--model",

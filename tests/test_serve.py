@@ -20,8 +20,10 @@ from starlette.testclient import TestClient
 
 from stst.cli import main
 from stst.model.bundled import bundled_styles
+from stst.model.checkpoint import load_checkpoint
 from stst.serve.app import ServeConfig, create_app
 from stst.serve.live import _Slot
+from stst.training.options import PRESETS
 
 from conftest import PHOTOS, STYLES, make_clip
 
@@ -290,6 +292,8 @@ def test_a_painting_becomes_a_style_with_progress_a_preview_and_a_place_in_the_q
         assert preview.status_code == 200 and Image.open(io.BytesIO(preview.content)).size == (384, 256)
         assert client.get(f"/api/styles/{jobs[1]['id']}/preview").status_code == 404  # no photo, no preview
         assert sorted(p.name for p in models.iterdir()) == ["mon_tableau_.pth", "the_scream-2.pth"]
+        made = load_checkpoint(models / "the_scream-2.pth").metadata["options"]
+        assert made["palette_weight"] == PRESETS["quick"]["palette_weight"]  # the command line's recipe
         names = [m["name"] for m in client.get("/api/models").json()["models"]]
         assert "the_scream-2" in names and "mon_tableau_" in names
         assert post(client, model="the_scream-2", max_size=64).status_code == 200

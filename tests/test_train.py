@@ -210,5 +210,25 @@ def test_the_quick_recipe_is_the_cpu_default_and_needs_no_data_set(tmp_path):
     assert meta["train_seconds"] >= 3.0
     assert f"note: a quick model (0.05 minutes); for a better one: stst train --style {STYLE} --minutes 30" in result.stderr
     assert "left" in result.stderr  # the progress bar counts the budget down
+    assert result.stderr.count("100%") == 1 and "left, ," not in result.stderr  # its last line once, no empty field
+    assert "palette=" in result.stderr and "palette " in result.output
     info = CliRunner().invoke(main, ["info", str(out)])
     assert info.exit_code == 0 and f"fine-tuned from {PRESETS['quick']['init']}.pth" in info.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0"])
+def test_a_budget_that_is_not_a_finite_positive_number_is_a_usage_error(tmp_path, value):
+    out = tmp_path / "never.pth"
+    result = CliRunner().invoke(main, ["train", "--style", str(STYLE), "--minutes", value, "-o", str(out)])
+    assert result.exit_code == 2 and "--minutes" in result.stderr
+    assert not out.exists()
+
+
+def test_the_palette_term_trains_and_is_logged(tmp_path):
+    out, log = tmp_path / "p.pth", tmp_path / "p.jsonl"
+    train(small_options(iterations=6, palette_weight=1e4, lr=5e-3),
+          RunSettings(output=out, log=log, workers=0, progress=False))
+    rows = read_log(log)
+    assert all(r["palette"] > 0 for r in rows) and rows[-1]["palette"] < rows[0]["palette"]
+    assert all(r["total"] == pytest.approx(r["content"] + r["style"] + r["tv"] + r["palette"]) for r in rows)
+    assert load_checkpoint(out).metadata["options"]["palette_weight"] == 1e4

@@ -68,9 +68,11 @@ def describe(info: dict[str, Any]) -> list[str]:
                     f"{_g(options.get('content_weight'))} style {_g(options.get('style_weight'))} tv "
                     f"{_g(options.get('tv_weight'))}, content layer {options.get('content_layer', '?')}, "
                     f"style layers {layers}, seed {options.get('seed', '?')}"
-                    f"{', temporal ' + _g(options['temporal_weight']) if options.get('temporal_weight') else ''}"),
+                    f"{', temporal ' + _g(options['temporal_weight']) if options.get('temporal_weight') else ''}"
+                    f"{', palette ' + _g(options['palette_weight']) if options.get('palette_weight') else ''}"),
         ("dataset", f"{meta.get('dataset', {}).get('path', '?')} ({meta.get('dataset', {}).get('images', '?')} images)"),
         ("losses", f"content {_g(losses.get('content'))}, style {_g(losses.get('style'))}, tv {_g(losses.get('tv'))}, "
+                   f"{'palette ' + _g(losses['palette']) + ', ' if 'palette' in losses else ''}"
                    f"total {_g(losses.get('total'))} (last training batch)"),
         ("network", f"{arch.get('design', 'johnson')} design, width {arch['channels']}, residual "
                     f"{'on' if arch['residual'] else 'off'}, {arch['parameters'] / 1e6:.2f} M parameters stored as "

@@ -48,6 +48,9 @@ def parse_part(spec: str) -> tuple[str, float]:
 def normalised(parts: list[Part]) -> list[Part]:
     """The parts with weights that add up to 1 (parts of weight 0 dropped)."""
     total = sum(p.weight for p in parts)
+    if total == float("inf"):
+        raise MixError("the weights of the mix are too large to add up (their sum overflows); give shares such as "
+                       "0.7 and 0.3")
     if total <= 0:
         raise MixError("the weights of the mix add up to 0")
     return [Part(p.path, p.name, p.weight / total) for p in parts if p.weight > 0]

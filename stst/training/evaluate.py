@@ -1,5 +1,6 @@
-"""Scoring a trained model on held-out photos with the same perceptual loss it was trained with, and by LPIPS
-to the photo (how much of the photo the eye still finds in the picture)."""
+"""Scoring a trained model on held-out photos with the same perceptual loss it was trained with, by LPIPS
+to the photo (how much of the photo the eye still finds in the picture) and by the palette distance to the
+painting (how far its colours are from the painting's: both other yardsticks reward staying near the photo)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,19 @@ from ..model.checkpoint import Checkpoint, load_model
 from .data import IMAGE_SUFFIXES
 from .losses import PerceptualLoss, build_loss
 from .options import options_from_dict
+from .palette import palette_distance
 from .similarity import Lpips
 from .weights import resolve_vgg_weights
 
 TERMS = ("content", "style", "tv", "total")
-# The loss terms and LPIPS-VGG to the photo: what evaluate reports per photo.
-SCORES = (*TERMS, "lpips")
+# The loss terms, LPIPS-VGG to the photo and the palette distance to the painting: what evaluate reports per photo.
+SCORES = (*TERMS, "lpips", "palette")
 
 
 @dataclass
 class Score:
-    """Weighted loss terms of one stylized photo (``total`` is their sum) and its LPIPS to the photo."""
+    """Weighted loss terms of one stylized photo (``total``: content, style and TV), its LPIPS to the photo and its
+    palette distance to the painting (:func:`stst.training.palette.palette_distance`)."""
 
     photo: str
     content: float
@@ -35,6 +38,7 @@ class Score:
     tv: float
     total: float
     lpips: float
+    palette: float
 
 
 def photo_files(inputs: list[str | Path]) -> list[Path]:
@@ -65,17 +69,21 @@ def model_loss(model_path: str | Path, ckpt: Checkpoint, device: torch.device | 
 
 
 class Scorer:
-    """A model's training losses and LPIPS to the photo, for any picture made from a photo (stst's or a peer's)."""
+    """A model's training losses, LPIPS to the photo and palette distance to the painting, for any picture made
+    from a photo (stst's or a peer's)."""
 
     def __init__(self, model_path: str | Path, ckpt: Checkpoint, device: torch.device | str = "cpu") -> None:
         self.loss_fn = model_loss(model_path, ckpt, device)
         self.lpips = Lpips(resolve_vgg_weights()[0]).to(device)
+        self.painting = ckpt.style_image.float() / 255
 
     @torch.no_grad()
     def __call__(self, name: str, picture: torch.Tensor, photo: torch.Tensor) -> Score:
         """The score of ``picture`` (1, 3, H, W) in 0..1, made from ``photo`` of the same size."""
         terms = self.loss_fn(picture, photo)
-        return Score(name, *(terms[t].item() for t in TERMS), self.lpips(picture, photo).item())
+        terms["total"] = terms["content"] + terms["style"] + terms["tv"]  # the paper's total, whatever else trained
+        return Score(name, *(terms[t].item() for t in TERMS), self.lpips(picture, photo).item(),
+                     palette_distance(picture, self.painting))
 
 
 @torch.no_grad()
@@ -118,5 +126,5 @@ def evaluate(
 
 
 def mean_score(scores: list[Score]) -> dict[str, float]:
-    """Average of each term (and of LPIPS) over photos."""
+    """Average of each term (and of LPIPS and the palette distance) over photos."""
     return {t: sum(getattr(s, t) for s in scores) / len(scores) for t in SCORES}

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .options import TrainOptions
+from .palette import PaletteLoss, colours
 from .vgg import LAYERS, VGGFeatures, check_layers
 
 
@@ -125,12 +126,14 @@ class TemporalLoss:
 
 
 class PerceptualLoss:
-    """Content + style + TV losses over one shared VGG pass of the stylized batch (+ the temporal term, if any)."""
+    """Content + style + TV losses over one shared VGG pass of the stylized batch (+ the palette and temporal
+    terms, if any)."""
 
     def __init__(self, encoder: VGGFeatures, content: ContentLoss, style: StyleLoss, tv: TotalVariationLoss,
-                 temporal: TemporalLoss | None = None) -> None:
+                 temporal: TemporalLoss | None = None, palette: PaletteLoss | None = None) -> None:
         check_layers([content.layer, *style.layer_weights])
         self.encoder, self.content, self.style, self.tv, self.temporal = encoder, content, style, tv, temporal
+        self.palette = palette
         self.layers = sorted({content.layer, *style.layer_weights}, key=LAYERS.get)
 
     def __call__(self, output: torch.Tensor, photos: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -139,7 +142,9 @@ class PerceptualLoss:
             target = self.encoder(photos, [self.content.layer])
         feats = self.encoder(output, self.layers)
         terms = {"content": self.content(feats, target), "style": self.style(feats), "tv": self.tv(output)}
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+        if self.palette is not None:
+            terms["palette"] = self.palette(output)
+        terms["total"] = sum(terms.values())
         return terms
 
 
@@ -161,6 +166,18 @@ def mixed_style_targets(encoder: VGGFeatures, style: Style, layers: list[str]) -
     return {layer: sum(w * g[layer] for g, w in grams) for layer in layers}
 
 
+def style_colours(style: Style, count: int = 65_536, seed: int = 0) -> torch.Tensor:
+    """``count`` CIELAB colours of a run's style: the painting's pixels, or each mixed painting's in
+    proportion to its weight (the palette target of :class:`PaletteLoss`)."""
+    parts = [(style, 1.0)] if isinstance(style, torch.Tensor) else style
+    generator = torch.Generator().manual_seed(seed)
+    total = sum(w for _, w in parts)
+    tables = [colours(image.float() / 255) for image, _ in parts]
+    picked = [t[torch.randint(len(t), (max(1, round(count * w / total)),), generator=generator)]
+              for t, (_, w) in zip(tables, parts)]
+    return torch.cat(picked)
+
+
 def build_loss(options: TrainOptions, style: Style, vgg_state: dict[str, torch.Tensor],
                device: torch.device) -> PerceptualLoss:
     """The perceptual loss of a run: its layers and weights, with Gram targets from its style (uint8 images)."""
@@ -174,4 +191,5 @@ def build_loss(options: TrainOptions, style: Style, vgg_state: dict[str, torch.T
                   options.style_weight),
         TotalVariationLoss(options.tv_weight),
         TemporalLoss(options.temporal_weight) if options.temporal_weight else None,
+        PaletteLoss(style_colours(style).to(device), options.palette_weight) if options.palette_weight else None,
     )

@@ -311,7 +311,7 @@ class _Session:
                         disable=not shown, dynamic_ncols=True)
         return tqdm(total=round(self.budget), initial=min(round(self.seconds), round(self.budget)), unit="s",
                     desc="training", disable=not shown, dynamic_ncols=True,
-                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {remaining} left, {postfix}")
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {remaining} left{postfix}")
 
     def running(self) -> bool:
         """Whether another step fits: iterations left, and budget left under ``--minutes``."""
@@ -420,8 +420,8 @@ class _Session:
         """After a step: the ranks' mean losses to the bar and the log, a preview and a checkpoint when due."""
         run, iteration = self.run, self.iteration
         self.losses = losses = distributed.mean(terms, self.device)
-        self.bar.set_postfix(**({} if self.budget is None else {"it": iteration}), content=f"{losses['content']:.3g}",
-                             style=f"{losses['style']:.3g}", tv=f"{losses['tv']:.3g}", refresh=False)
+        terms = {name: f"{value:.3g}" for name, value in losses.items() if name != "total"}
+        self.bar.set_postfix(**({} if self.budget is None else {"it": iteration}), **terms, refresh=False)
         self.bar.update(1 if self.budget is None else min(round(self.seconds), round(self.budget)) - self.bar.n)
         if self.log_file:
             self.log_file.write(json.dumps({"iteration": iteration, **losses, "seconds": round(self.seconds, 3)}) + "\n")
@@ -471,7 +471,16 @@ class _Session:
                 self._record(terms)
 
     def close(self) -> None:
-        self.bar.close()
+        bar = self.bar
+        if not bar.disable and bar.last_print_n == bar.n:
+            # The last step drew the final state: tqdm's close would draw it once more (a repeated line in a
+            # log or a pipe), so end the line and let the bar go without it.
+            bar.fp.write("\n")
+            bar.fp.flush()
+            bar.leave = False
+            bar.disable = True
+            tqdm._decr_instances(bar)
+        bar.close()
         if self.log_file:
             self.log_file.close()
 

@@ -1,0 +1,59 @@
+"""The palette yardstick and loss: CIELAB colours, the sliced Wasserstein distance, and training toward a palette."""
+
+import pytest
+import torch
+
+from stst.base.imageio import read_photo
+from stst.training.losses import style_colours
+from stst.training.palette import PaletteLoss, colours, lab, palette_distance
+
+from conftest import PHOTOS, STYLES
+
+
+def test_lab_of_known_colours():
+    rgb = torch.tensor([[1.0, 1, 1], [0, 0, 0], [1, 0, 0], [0, 0, 1], [0.5, 0.5, 0.5]]).T[:, :, None]
+    expected = torch.tensor([[100, 0, 0], [0, 0, 0], [53.24, 80.09, 67.20], [32.30, 79.19, -107.86],
+                             [53.39, 0, 0]])
+    assert torch.allclose(lab(rgb)[..., 0].T, expected, atol=0.05)
+
+
+def test_the_distance_is_zero_on_the_painting_and_grows_as_colours_move_away():
+    painting = read_photo(STYLES / "starry_night.jpg", max_size=256).rgb
+    photo = read_photo(PHOTOS / "kodim23.jpg", max_size=256).rgb
+    assert palette_distance(painting, painting) < 0.5  # sampling alone
+    assert palette_distance(painting, painting) == palette_distance(painting, painting)  # seeded: repeatable
+    darker, much_darker = palette_distance(painting * 0.8, painting), palette_distance(painting * 0.5, painting)
+    assert 3 < darker < much_darker
+    assert palette_distance(photo, painting) > 10
+    # a picture with the painting's colours in another arrangement is on the painting's palette
+    shuffled = painting.reshape(3, -1)[:, torch.randperm(painting[0].numel())].reshape(painting.shape)
+    assert palette_distance(shuffled, painting) < 0.5
+    # the mean colour alone is not the palette: a flat picture of the painting's mean colour stays far
+    flat = painting.mean((1, 2), keepdim=True).expand_as(painting)
+    assert palette_distance(flat, painting) > 5
+
+
+def test_the_palette_loss_pulls_colours_toward_the_painting():
+    painting = read_photo(STYLES / "the_scream.jpg", max_size=128).rgb
+    target = (painting * 255).round().to(torch.uint8)
+    loss = PaletteLoss(style_colours(target), weight=1.0)
+    logits = torch.logit(read_photo(PHOTOS / "kodim23.jpg", max_size=64).rgb[None].clamp(0.02, 0.98))
+    logits.requires_grad_(True)
+    before = palette_distance(torch.sigmoid(logits)[0], painting)
+    optimizer = torch.optim.Adam([logits], lr=0.05)
+    for _ in range(60):
+        optimizer.zero_grad()
+        loss(torch.sigmoid(logits)).backward()
+        optimizer.step()
+    after = palette_distance(torch.sigmoid(logits)[0].detach(), painting)
+    assert after < 0.4 * before
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_a_mix_takes_its_colours_from_each_painting_by_weight():
+    black = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    white = torch.full((3, 8, 8), 255, dtype=torch.uint8)
+    table = style_colours([(black, 0.75), (white, 0.25)], count=1000)
+    assert len(table) == 1000
+    assert (table[:, 0] > 50).float().mean().item() == pytest.approx(0.25, abs=0.01)
+    assert torch.equal(colours(white.float() / 255)[:1], table[table[:, 0] > 50][:1])
