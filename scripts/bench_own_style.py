@@ -128,7 +128,7 @@ def write_sheet(rows: list[Image.Image], target: Path) -> None:
 
 
 def print_table(rows: list[tuple], photos: int, size: int) -> None:
-    print(f"\nCPU: {describe_cpu()}; {photos} held-out Kodak photos at {size} px")
+    print(f"\n{describe_cpu()}; {photos} held-out Kodak photos at {size} px")
     print("| painting | recipe | wall time | style (raw) | LPIPS to the photo | palette | content (raw) | verdict |\n"
           "|---|---|---|---|---|---|---|---|")
     for painting in dict.fromkeys(row[0] for row in rows):
