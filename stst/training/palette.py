@@ -26,9 +26,10 @@ DIRECTIONS = 128
 
 def lab(rgb: torch.Tensor) -> torch.Tensor:
     """CIELAB (D65) of sRGB colours in 0..1 with the channels in dimension -3 (``(..., 3, H, W)``); differentiable."""
-    c = rgb.float().clamp(0, 1)
+    c = (rgb if rgb.dtype in (torch.float32, torch.float64) else rgb.float()).clamp(0, 1)  # fp32 under autocast
     linear = torch.where(c <= 0.04045, c / 12.92, ((c.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
-    matrix = torch.tensor(_RGB_TO_XYZ, device=rgb.device) / torch.tensor(_WHITE, device=rgb.device)[:, None]
+    matrix = torch.tensor(_RGB_TO_XYZ, dtype=c.dtype, device=c.device)
+    matrix = matrix / torch.tensor(_WHITE, dtype=c.dtype, device=c.device)[:, None]
     xyz = torch.einsum("ij,...jhw->...ihw", matrix, linear)
     f = torch.where(xyz > _DELTA**3, xyz.clamp_min(_DELTA**3) ** (1 / 3), xyz / (3 * _DELTA**2) + 4 / 29)
     x, y, z = f.unbind(-3)
@@ -65,7 +66,7 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, axes: torch.Tensor) -> 
     """The mean over ``axes`` (``(3, K)``) of the 1-D earth mover's distance between colour tables ``a`` and
     ``b`` projected on each; ``b``'s quantiles stand in for it where the sizes differ."""
     pa = torch.sort(a @ axes.to(a), dim=0).values
-    pb = quantiles(torch.sort(b @ axes.to(b), dim=0).values, len(pa))
+    pb = quantiles(torch.sort(b @ axes.to(b), dim=0).values, len(pa)).to(pa)
     return (pa - pb).abs().mean()
 
 
@@ -82,7 +83,7 @@ def palette_distance(picture: torch.Tensor, painting: torch.Tensor, seed: int = 
 class PaletteLoss:
     """The palette distance of a stylized batch to the painting, as a training loss with its weight.
 
-    Every pixel of the batch is compared with as many quantiles of the painting's colours along ``count``
+    Every pixel of each picture is compared with as many quantiles of the painting's colours along ``count``
     directions (the sort is differentiable). The directions are drawn once, from a fixed seed: in three
     dimensions a few dozen of them pin a distribution down, and a loss that draws nothing per step gives a
     resumed run the losses of an uninterrupted one.
@@ -94,4 +95,9 @@ class PaletteLoss:
         self.axes = directions(count, torch.Generator().manual_seed(0)).to(target.device)
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
-        return self.weight * sliced_wasserstein(colours(output), self.target, self.axes)
+        """The mean over the batch of each picture's distance: per picture, as the yardstick measures, and
+        so the same whether one process sees the batch or several see shares of it."""
+        pictures = lab(output).flatten(2).transpose(1, 2)  # (N, pixels, 3)
+        projected = torch.sort(pictures @ self.axes.to(pictures), dim=1).values
+        target = quantiles(torch.sort(self.target @ self.axes.to(self.target), dim=0).values, projected.shape[1])
+        return self.weight * (projected - target.to(projected)).abs().mean()
