@@ -425,6 +425,8 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.option("--palette-weight", type=_Finite(0), help="Weight of the palette term: the output's colours, "
               "as a distribution, toward the painting's (CIELAB sliced Wasserstein distance) "
               f"[quick: {PRESETS['quick'].get('palette_weight', 0):g}; otherwise {default('palette_weight'):g}].")
+@click.option("--palette-fit/--no-palette-fit", default=None, help="After training, fit a colour map of the output "
+              "to the painting's palette (folded into the network: free at inference) [quick: on; otherwise off].")
 @click.option("--content-layer", help=f"VGG16 layer for the content loss [default: {default('content_layer')}].")
 @click.option("--style-layers", help="Comma-separated VGG16 layers, each with an optional :weight "
               f"[default: {','.join(default('style_layers'))}].")
@@ -456,7 +458,8 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.pass_context
 def train(ctx, style, dataset, output, preset, image_size, style_size, batch_size, iterations, epochs, minutes, lr,
           lr_schedule,
-          content_weight, style_weight, tv_weight, palette_weight, content_layer, style_layers, channels, residual, seed,
+          content_weight, style_weight, tv_weight, palette_weight, palette_fit, content_layer, style_layers, channels,
+          residual, seed,
           temporal_weight, init_model, device,
           workers, checkpoint_every, resume, preview, preview_every, log_path, vgg_weights, precision, compile_,
           overwrite) -> None:
@@ -502,7 +505,8 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
         options = make_options(
             str(style), str(dataset), preset, image_size=image_size, style_size=style_size, batch_size=batch_size,
             iterations=iterations, minutes=minutes, lr=lr, lr_schedule=lr_schedule, content_weight=content_weight,
-            style_weight=style_weight, tv_weight=tv_weight, palette_weight=palette_weight, content_layer=content_layer,
+            style_weight=style_weight, tv_weight=tv_weight, palette_weight=palette_weight, palette_fit=palette_fit,
+            content_layer=content_layer,
             style_layers=_parse_style_layers(style_layers), channels=channels, residual=residual, seed=seed,
             temporal_weight=temporal_weight,
             # a network shape given explicitly starts from scratch rather than from the preset's model

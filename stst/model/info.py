@@ -69,7 +69,8 @@ def describe(info: dict[str, Any]) -> list[str]:
                     f"{_g(options.get('tv_weight'))}, content layer {options.get('content_layer', '?')}, "
                     f"style layers {layers}, seed {options.get('seed', '?')}"
                     f"{', temporal ' + _g(options['temporal_weight']) if options.get('temporal_weight') else ''}"
-                    f"{', palette ' + _g(options['palette_weight']) if options.get('palette_weight') else ''}"),
+                    f"{', palette ' + _g(options['palette_weight']) if options.get('palette_weight') else ''}"
+                    f"{', colours fitted to the painting' if meta.get('colour_map') else ''}"),
         ("dataset", f"{meta.get('dataset', {}).get('path', '?')} ({meta.get('dataset', {}).get('images', '?')} images)"),
         ("losses", f"content {_g(losses.get('content'))}, style {_g(losses.get('style'))}, tv {_g(losses.get('tv'))}, "
                    f"{'palette ' + _g(losses['palette']) + ', ' if 'palette' in losses else ''}"

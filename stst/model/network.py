@@ -263,6 +263,22 @@ def pad_to_multiple(x: torch.Tensor, margin: int = 0) -> tuple[torch.Tensor, tup
     return x, (top + margin, left + margin)
 
 
+def recolour(model: TransformerNet, matrix: torch.Tensor, shift: torch.Tensor) -> None:
+    """Fold the colour map ``output -> matrix @ output + shift`` (RGB in 0..1) into the layer that paints the output.
+
+    That layer is linear in its input, so the folded network computes exactly the mapped output at no cost
+    (in 0..255 inside the body, hence the shift's scale). A residual network adds the photo after that layer, so
+    its output cannot take the map there.
+    """
+    if model.residual:
+        raise ValueError("a residual network's output cannot take a colour map in its last layer")
+    conv = model.last.conv2d
+    with torch.no_grad():
+        matrix, shift = matrix.to(conv.weight), shift.to(conv.weight)
+        conv.weight.copy_(torch.einsum("oi,i...->o...", matrix, conv.weight))
+        conv.bias.copy_(matrix @ conv.bias + model.pixel_scale * shift)
+
+
 def norm_layers(model: nn.Module) -> list[nn.InstanceNorm2d]:
     """The instance norms of ``model`` in forward order (tiling and video steer their statistics)."""
     return [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d)]

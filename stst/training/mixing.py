@@ -30,7 +30,7 @@ MIX_FOLDER = "mixes"  # in $STST_HOME: one model file per mix, named by what wen
 # The minutes of training a mix gets unless told: parts of one base start from their average, others from one
 # of the parts, which must first learn the others' looks.
 MINUTES = {"one base": 1.0, "apart": 3.0}
-RECIPE = "quick-2"  # part of each mix's cache key: a changed recipe makes its mixes anew (2: the palette term)
+RECIPE = "quick-3"  # part of each mix's cache key: a changed recipe makes its mixes anew (2: the palette term, 3: its fit)
 
 
 def mix_minutes(mix: Mix, minutes: float | None = None) -> float:

@@ -28,6 +28,9 @@ class TrainOptions:
     tv_weight: float = 1e5
     # The painting's colours as a distribution (stst.training.palette.PaletteLoss; 0: off, as in the paper).
     palette_weight: float = 0.0
+    # After the steps, an affine colour map of the output fitted to the painting's palette and folded into the
+    # last layer (stst.training.palette.fit_colours; not for residual networks).
+    palette_fit: bool = False
     content_layer: str = DEFAULT_CONTENT_LAYER
     style_layers: dict[str, float] = field(default_factory=lambda: dict.fromkeys(DEFAULT_STYLE_LAYERS, 1.0))
     lr_schedule: str = "constant"  # or "cosine": decay to 0 over the run
@@ -83,10 +86,10 @@ PRESETS: dict[str, dict] = {
     "cpu-fast": {"image_size": 128, "lr": 2e-3, "lr_schedule": "cosine", "iterations": 4000},
     # A new style in minutes on a CPU: a trained network fine-tuned to the painting for a wall-clock budget
     # (the iterations only cap it), on the photos that ship with stst. In minutes the Gram loss alone moves the
-    # texture but keeps the base network's colours, so the palette term takes the painting's, and a doubled
-    # style weight more of its strokes. See docs/training.md.
+    # texture but keeps the base network's colours, so the palette term takes the painting's, a doubled style
+    # weight more of its strokes, and a colour map fitted at the end the rest of the palette. See docs/training.md.
     "quick": {"image_size": 128, "lr": 1e-3, "lr_schedule": "cosine", "iterations": 100_000, "minutes": 3.0,
-              "init": "shipwreck", "style_weight": 2e10, "palette_weight": 5e4},
+              "init": "shipwreck", "style_weight": 2e10, "palette_weight": 5e4, "palette_fit": True},
 }
 # The photo set each preset trains on when --dataset is not given: the quick one downloads nothing.
 PRESET_DATASETS = {"quick": "kodak"}

@@ -27,10 +27,11 @@ from ..infer.engine import choose_engine, stylize_tensor
 from ..infer.engine import DTYPES
 from ..model.bundled import resolve_model
 from ..model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ..model.network import ArchConfig, TransformerNet
+from ..model.network import ArchConfig, TransformerNet, recolour
 from .data import crop_loader, find_images
-from .losses import PerceptualLoss, Style, build_loss
+from .losses import PerceptualLoss, Style, build_loss, style_colours
 from .options import RunSettings, TrainOptions, cosine_rate, options_from_dict
+from .palette import fit_colours
 from .weights import resolve_vgg_weights
 
 # Training stops when more than this share of the data set cannot be read.
@@ -38,6 +39,9 @@ MAX_UNREADABLE_SHARE = 0.5
 # Room to ask for beside the output before training starts: a checkpoint holds
 # the float32 weights and Adam's two moments (3x), twice for the temporary copy.
 CHECKPOINT_BYTES_PER_PARAMETER = 4 * 3 * 2
+# The colour fit's photos (spread over the data set) and their long side: 0.5 M output pixels in about a second.
+FIT_PHOTOS = 12
+FIT_SIZE = 256
 
 
 class TrainingError(StstError):
@@ -295,6 +299,8 @@ class _Session:
         self.vgg_source = vgg_source
         self.unreadable: set[str] = set()
         self.losses: dict[str, float] = begin.resumed.metadata.get("losses", {}) if begin.resumed else {}
+        self.palette = style_colours(begin.style) if options.palette_fit else None
+        self.colour_map: dict | None = None
         try:
             self.log_file = open(run.log, "a" if resume else "w") if run.log and ctx.main else None
         except OSError as exc:
@@ -362,6 +368,7 @@ class _Session:
             "dataset": {"path": str(options.dataset), "images": len(self.files), "unreadable": len(self.unreadable)},
             "vgg_weights": self.vgg_source,
             **({"init": self.init_meta} if self.init_meta else {}),
+            **({"colour_map": self.colour_map} if self.colour_map else {}),
         }
         training = {"optimizer": self.optimizer.state_dict()}
         try:
@@ -470,6 +477,28 @@ class _Session:
                 self.seconds += time.perf_counter() - tick
                 self._record(terms)
 
+    def fit_palette(self) -> None:
+        """Step 4 (``palette_fit``): a colour map of the trained network's output fitted to the painting's palette on
+        training photos (:func:`stst.training.palette.fit_colours`) and folded into its last layer."""
+        if self.model.residual:
+            self.warn("note: no colour fit: a residual network's output cannot take one")
+            return
+        step = max(1, len(self.files) // FIT_PHOTOS)
+        outputs = []
+        self.model.eval()
+        with torch.no_grad():
+            for path in self.files[::step][:FIT_PHOTOS]:
+                try:
+                    photo = read_photo(path, max_size=FIT_SIZE).rgb[None].to(self.device, self.dtype)
+                except FileProblem:
+                    continue  # counted and reported by the loader
+                outputs.append(self.model(photo).movedim(1, -1).reshape(-1, 3))
+        self.model.train()
+        if outputs:
+            matrix, shift = fit_colours(torch.cat(outputs), self.palette)
+            recolour(self.model, matrix, shift)
+            self.colour_map = {"matrix": matrix.tolist(), "shift": shift.tolist()}
+
     def close(self) -> None:
         bar = self.bar
         if not bar.disable and bar.last_print_n == bar.n:
@@ -518,6 +547,8 @@ def train(
         session.close()
         distributed.shutdown()
     if ctx.main:
+        if options.palette_fit:
+            session.fit_palette()
         session.save(final=True)
     if session.unreadable:
         log(f"{len(session.unreadable)} unreadable training image(s) were skipped")
