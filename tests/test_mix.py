@@ -64,6 +64,7 @@ def test_weights_that_do_not_add_up_are_normalised_and_the_mix_is_made_once(fami
     assert [p["weight"] for p in meta["style"]["mix"]] == pytest.approx([0.75, 0.25])
     assert meta["options"]["mix"] == {str(family["starry"]): 0.75, str(family["scream"]): 0.25}
     assert meta["options"]["palette_weight"] == PRESETS["quick"]["palette_weight"]  # the quick recipe's own
+    assert meta["options"]["palette_fit"] and "colour_map" in meta  # its colour fit too
     assert meta["init"]["name"] == "average.pth"  # models of one base start from their averaged weights
 
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from stst.base.imageio import read_photo
 from stst.model.bundled import bundled_models
 from stst.model.checkpoint import load_model
-from stst.model.network import BORDER, ArchConfig, TransformerNet, pad_to_multiple
+from stst.model.network import BORDER, ArchConfig, TransformerNet, build_network, pad_to_multiple, recolour
 
 from conftest import PHOTOS, fresh_network
 
@@ -100,3 +100,21 @@ def test_the_border_leaves_edges_as_close_to_the_photo_going_on_as_before_for_a_
     # measured: 1.12x and 1.17x here, 1.03x at 768x512 (the 4 mirrored pixels are a smaller share of the whole)
     assert sum(d.abs().mean() for d in now) <= 1.2 * sum(d.abs().mean() for d in before)
     assert sum(d.mean().abs() for d in now) <= 1.3 * sum(d.mean().abs() for d in before)  # frame lines
+
+
+@pytest.mark.parametrize("design", ["johnson", "realtime"])
+def test_a_colour_map_folds_exactly_into_the_last_layer(design):
+    torch.manual_seed(0)
+    net = build_network(ArchConfig(channels=16, design=design)).eval()
+    x = read_photo(PHOTOS / "kodim23.jpg", max_size=96).rgb[None]
+    matrix, shift = torch.tensor([[1.2, 0.1, -0.2], [0.0, 0.8, 0.3], [0.1, 0.1, 1.1]]), torch.tensor([-0.1, 0.05, 0.2])
+    with torch.no_grad():
+        expected = torch.einsum("ij,njhw->nihw", matrix, net(x)) + shift.view(1, 3, 1, 1)
+        recolour(net, matrix, shift)
+        assert torch.allclose(net(x), expected, atol=1e-4)
+
+
+def test_a_residual_network_takes_no_colour_map():
+    net = fresh_network(config=ArchConfig(residual=True))
+    with pytest.raises(ValueError, match="residual"):
+        recolour(net, torch.eye(3), torch.zeros(3))

@@ -5,7 +5,7 @@ import torch
 
 from stst.base.imageio import read_photo
 from stst.training.losses import style_colours
-from stst.training.palette import PaletteLoss, colours, lab, palette_distance
+from stst.training.palette import PaletteLoss, colours, fit_colours, lab, palette_distance
 
 from conftest import PHOTOS, STYLES
 
@@ -57,3 +57,15 @@ def test_a_mix_takes_its_colours_from_each_painting_by_weight():
     assert len(table) == 1000
     assert (table[:, 0] > 50).float().mean().item() == pytest.approx(0.25, abs=0.01)
     assert torch.equal(colours(white.float() / 255)[:1], table[table[:, 0] > 50][:1])
+
+
+def test_the_colour_fit_maps_a_picture_onto_the_painting_palette():
+    painting = read_photo(STYLES / "starry_night.jpg", max_size=128).rgb
+    # a stylized picture stand-in: a photo of other colours, darkened and with values past 0..1 as a network gives
+    picture = read_photo(PHOTOS / "kodim23.jpg", max_size=128).rgb * 1.3 - 0.2
+    matrix, shift = fit_colours(picture.reshape(3, -1).T, colours(painting))
+    mapped = (torch.einsum("ij,jhw->ihw", matrix, picture) + shift.view(3, 1, 1)).clamp(0, 1)
+    before = palette_distance(picture.clamp(0, 1), painting)
+    assert palette_distance(mapped, painting) < 0.5 * before
+    again = fit_colours(picture.reshape(3, -1).T, colours(painting))
+    assert torch.equal(again[0], matrix) and torch.equal(again[1], shift)  # seeded: one fit per network

@@ -292,8 +292,9 @@ def test_a_painting_becomes_a_style_with_progress_a_preview_and_a_place_in_the_q
         assert preview.status_code == 200 and Image.open(io.BytesIO(preview.content)).size == (384, 256)
         assert client.get(f"/api/styles/{jobs[1]['id']}/preview").status_code == 404  # no photo, no preview
         assert sorted(p.name for p in models.iterdir()) == ["mon_tableau_.pth", "the_scream-2.pth"]
-        made = load_checkpoint(models / "the_scream-2.pth").metadata["options"]
-        assert made["palette_weight"] == PRESETS["quick"]["palette_weight"]  # the command line's recipe
+        made = load_checkpoint(models / "the_scream-2.pth").metadata
+        assert made["options"]["palette_weight"] == PRESETS["quick"]["palette_weight"]  # the command line's recipe
+        assert made["options"]["palette_fit"] and "colour_map" in made
         names = [m["name"] for m in client.get("/api/models").json()["models"]]
         assert "the_scream-2" in names and "mon_tableau_" in names
         assert post(client, model="the_scream-2", max_size=64).status_code == 200

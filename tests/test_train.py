@@ -18,6 +18,7 @@ from stst.base.imageio import read_photo
 from stst.model.network import ArchConfig, TransformerNet
 from stst.training.datasets import SHIPPED_PHOTOS
 from stst.training.options import PRESETS, RunSettings, TrainOptions, preset_for
+from stst.training.palette import palette_distance
 from stst.training.train import TrainingError, train
 
 from conftest import PHOTOS, STYLES, TRAIN
@@ -212,8 +213,10 @@ def test_the_quick_recipe_is_the_cpu_default_and_needs_no_data_set(tmp_path):
     assert "left" in result.stderr  # the progress bar counts the budget down
     assert result.stderr.count("100%") == 1 and "left, ," not in result.stderr  # its last line once, no empty field
     assert "palette=" in result.stderr and "palette " in result.output
+    assert meta["options"]["palette_fit"] and len(meta["colour_map"]["matrix"]) == 3  # the colours fitted at the end
     info = CliRunner().invoke(main, ["info", str(out)])
     assert info.exit_code == 0 and f"fine-tuned from {PRESETS['quick']['init']}.pth" in info.output
+    assert "colours fitted to the painting" in info.output
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0"])
@@ -232,3 +235,29 @@ def test_the_palette_term_trains_and_is_logged(tmp_path):
     assert all(r["palette"] > 0 for r in rows) and rows[-1]["palette"] < rows[0]["palette"]
     assert all(r["total"] == pytest.approx(r["content"] + r["style"] + r["tv"] + r["palette"]) for r in rows)
     assert load_checkpoint(out).metadata["options"]["palette_weight"] == 1e4
+
+
+def test_the_colour_fit_moves_the_trained_network_to_the_painting_palette_in_its_last_layer(tmp_path):
+    plain, fitted = tmp_path / "plain.pth", tmp_path / "fitted.pth"
+    for out, fit in ((plain, False), (fitted, True)):
+        train(small_options(iterations=2, init="shipwreck", palette_fit=fit),  # a trained network, as the quick recipe's
+              RunSettings(output=out, workers=0, progress=False))
+    a, b = load_checkpoint(plain), load_checkpoint(fitted)
+    assert "colour_map" not in a.metadata
+    matrix, shift = (torch.tensor(b.metadata["colour_map"][k]) for k in ("matrix", "shift"))
+    changed = {k for k in a.state_dict if not torch.equal(a.state_dict[k], b.state_dict[k])}
+    assert changed == {"deconv3.conv2d.weight", "deconv3.conv2d.bias"}  # the same steps, then the map folded in
+    painting = read_photo(STYLE, max_size=128).rgb
+    photo = read_photo(PHOTOS / "kodim23.jpg", max_size=128).rgb[None]
+    with torch.no_grad():
+        distances = [palette_distance(load_model(path)[0](photo).clamp(0, 1), painting) for path in (plain, fitted)]
+    assert distances[1] < 0.7 * distances[0] and not torch.equal(matrix, torch.eye(3)) and shift.abs().sum() > 0
+
+
+def test_a_residual_network_trains_without_the_colour_fit_and_says_so(tmp_path):
+    out = tmp_path / "r.pth"
+    result = CliRunner().invoke(main, ["train", "--style", str(STYLE), "--dataset", str(TRAIN), "--iterations", "1",
+                                       "--residual", "--width", "8", "--image-size", "32", "--workers", "0",
+                                       "--device", "cpu", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "no colour fit" in result.stderr and "colour_map" not in load_checkpoint(out).metadata

@@ -23,8 +23,9 @@ _DELTA = 6 / 29
 # The yardstick's sampling: pixels of each picture and of the painting, and projection directions.
 PIXELS = 20_000
 DIRECTIONS = 128
-# The colour fit (fit_colours): output pixels, directions, Adam steps and rate. About a second on 2 AVX2 cores;
-# twice the steps moved the held-out palette 0.1-0.4 further and the Gram loss up by a fifth (docs/training.md).
+# The colour fit (fit_colours): output pixels, directions, Adam steps and rate. 1-3 s on 2 AVX2 cores;
+# twice the steps moved the held-out palette 0.2-0.4 further and the Gram loss up by a quarter to two fifths
+# (docs/training.md).
 FIT_PIXELS = 8192
 FIT_DIRECTIONS = 32
 FIT_STEPS = 100
