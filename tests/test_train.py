@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 import shutil
 import signal
 import subprocess
@@ -252,6 +253,19 @@ def test_the_colour_fit_moves_the_trained_network_to_the_painting_palette_in_its
     with torch.no_grad():
         distances = [palette_distance(load_model(path)[0](photo).clamp(0, 1), painting) for path in (plain, fitted)]
     assert distances[1] < 0.7 * distances[0] and not torch.equal(matrix, torch.eye(3)) and shift.abs().sum() > 0
+
+
+def test_a_fitted_model_resumes_from_its_trained_weights_not_the_map(tmp_path):
+    straight, resumed = tmp_path / "straight.pth", tmp_path / "resumed.pth"
+    options = small_options(iterations=4, init="shipwreck", palette_fit=True)
+    train(options, RunSettings(output=straight, workers=0, progress=False))
+    train(replace(options, iterations=2), RunSettings(output=resumed, workers=0, progress=False))
+    assert set(load_checkpoint(resumed).training["unfitted"]) == {"deconv3.conv2d.weight", "deconv3.conv2d.bias"}
+    train(None, RunSettings(output=resumed, workers=0, progress=False), resume=resumed, iterations=4)
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    for name, weight in a.state_dict.items():
+        assert torch.allclose(weight, b.state_dict[name], atol=1e-5), name
+    assert a.metadata["colour_map"] == pytest.approx(b.metadata["colour_map"])
 
 
 def test_a_residual_network_trains_without_the_colour_fit_and_says_so(tmp_path):

@@ -128,7 +128,8 @@ def fit_colours(outputs: torch.Tensor, target: torch.Tensor, seed: int = 0) -> t
     rows = sample(outputs.detach().float().cpu(), FIT_PIXELS, generator)
     axes = directions(FIT_DIRECTIONS, generator)
     goal = quantiles(projected(target.float().cpu(), axes), FIT_PIXELS)
-    matrix, shift = torch.eye(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+    matrix = torch.eye(3, dtype=rows.dtype, requires_grad=True)  # float32 also where float64 is torch's default
+    shift = torch.zeros(3, dtype=rows.dtype, requires_grad=True)
     optimizer = torch.optim.Adam([matrix, shift], lr=FIT_RATE)
     for _ in range(FIT_STEPS):
         mapped = (rows @ matrix.T + shift).clamp(0, 1)

@@ -301,6 +301,7 @@ class _Session:
         self.losses: dict[str, float] = begin.resumed.metadata.get("losses", {}) if begin.resumed else {}
         self.palette = style_colours(begin.style) if options.palette_fit else None
         self.colour_map: dict | None = None
+        self.unfitted: dict[str, torch.Tensor] = {}  # the weights the colour map replaced, for --resume
         try:
             self.log_file = open(run.log, "a" if resume else "w") if run.log and ctx.main else None
         except OSError as exc:
@@ -344,6 +345,11 @@ class _Session:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
         if begin.resumed is not None:
             model.load_state_dict(begin.resumed.state_dict)
+            # a finished run's colour map is undone: the steps go on from the trained weights, as without a stop
+            unfitted = begin.resumed.training.get("unfitted", {})
+            if not isinstance(unfitted, dict) or not unfitted.keys() <= model.state_dict().keys():
+                raise FileProblem(resume, "cannot be resumed: corrupt training state (unfitted weights)")
+            model.load_state_dict(unfitted, strict=False)
             try:
                 self.optimizer.load_state_dict(begin.resumed.training["optimizer"])
             except (ValueError, KeyError, TypeError, RuntimeError) as exc:
@@ -370,7 +376,7 @@ class _Session:
             **({"init": self.init_meta} if self.init_meta else {}),
             **({"colour_map": self.colour_map} if self.colour_map else {}),
         }
-        training = {"optimizer": self.optimizer.state_dict()}
+        training = {"optimizer": self.optimizer.state_dict(), **({"unfitted": self.unfitted} if self.unfitted else {})}
         try:
             save_checkpoint(output, self.model, metadata, training=training, style_image=self.style_image)
             self.saved_at, self.saved_seconds = iteration, self.seconds
@@ -496,7 +502,10 @@ class _Session:
         self.model.train()
         if outputs:
             matrix, shift = fit_colours(torch.cat(outputs), self.palette)
+            before = {name: value.clone() for name, value in self.model.state_dict().items()}
             recolour(self.model, matrix, shift)
+            self.unfitted = {name: before[name] for name, value in self.model.state_dict().items()
+                             if not torch.equal(value, before[name])}
             self.colour_map = {"matrix": matrix.tolist(), "shift": shift.tolist()}
 
     def close(self) -> None:
