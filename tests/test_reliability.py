@@ -409,6 +409,17 @@ def test_row7_corrupt_resume_checkpoint_is_one_line(tmp_path):
     assert_one_line_error(result, 2, "cannot be resumed: corrupt training state", "image_size")
 
 
+def test_row7_corrupt_unfitted_weights_in_a_resume_checkpoint_are_one_line(tmp_path):
+    made = train_cli("--style", STYLE, "--dataset", TRAIN, "--iterations", "1",
+                     "-o", tmp_path / "f.pth")  # the quick recipe: a finished run keeps the weights its map replaced
+    assert made.exit_code == 0, made.output
+    payload = torch.load(tmp_path / "f.pth", weights_only=True)
+    payload["training"]["unfitted"] = {"deconv3.conv2d.weight": torch.zeros(1)}
+    torch.save(payload, tmp_path / "f.pth")
+    result = run("train", "--resume", tmp_path / "f.pth", "--iterations", "2")
+    assert_one_line_error(result, 2, "cannot be resumed: corrupt training state", "weights that do not fit")
+
+
 # --- environment -----------------------------------------------------------------------------------------------
 
 def test_row6_unusable_stst_home_only_matters_to_commands_that_cache(tmp_path, small_model):

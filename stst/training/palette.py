@@ -75,11 +75,16 @@ def projected(table: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
     return torch.sort(table @ axes.to(table), dim=-2).values
 
 
+def sorted_distance(pictures: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The mean 1-D earth mover's distance between sorted projections ``pictures`` (``(..., pixels, K)``) and
+    ``target`` (``(pixels', K)``), whose quantiles stand in for it where the sizes differ."""
+    return (pictures - quantiles(target, pictures.shape[-2]).to(pictures)).abs().mean()
+
+
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
     """The mean over ``axes`` (``(3, K)``) of the 1-D earth mover's distance between colour tables ``a`` and
-    ``b`` projected on each; ``b``'s quantiles stand in for it where the sizes differ."""
-    pa = projected(a, axes)
-    return (pa - quantiles(projected(b, axes), pa.shape[-2]).to(pa)).abs().mean()
+    ``b`` projected on each."""
+    return sorted_distance(projected(a, axes), projected(b, axes))
 
 
 def palette_distance(picture: torch.Tensor, painting: torch.Tensor, seed: int = 0) -> float:
@@ -111,7 +116,7 @@ class PaletteLoss:
         """The mean over the batch of each picture's distance: per picture, as the yardstick measures, and
         so the same whether one process sees the batch or several see shares of it."""
         pictures = projected(lab(output).flatten(2).transpose(1, 2), self.axes)  # (N, pixels, K)
-        return self.weight * (pictures - quantiles(self.target, pictures.shape[-2]).to(pictures)).abs().mean()
+        return self.weight * sorted_distance(pictures, self.target)
 
 
 def fit_colours(outputs: torch.Tensor, target: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,13 +132,13 @@ def fit_colours(outputs: torch.Tensor, target: torch.Tensor, seed: int = 0) -> t
     generator = torch.Generator().manual_seed(seed)
     rows = sample(outputs.detach().float().cpu(), FIT_PIXELS, generator)
     axes = directions(FIT_DIRECTIONS, generator)
-    goal = quantiles(projected(target.float().cpu(), axes), FIT_PIXELS)
+    goal = projected(target.float().cpu(), axes)
     matrix = torch.eye(3, dtype=rows.dtype, requires_grad=True)  # float32 also where float64 is torch's default
     shift = torch.zeros(3, dtype=rows.dtype, requires_grad=True)
     optimizer = torch.optim.Adam([matrix, shift], lr=FIT_RATE)
     for _ in range(FIT_STEPS):
         mapped = (rows @ matrix.T + shift).clamp(0, 1)
-        distance = (projected(lab(mapped.T[..., None])[..., 0].T, axes) - goal).abs().mean()
+        distance = sorted_distance(projected(lab(mapped.T[..., None])[..., 0].T, axes), goal)
         optimizer.zero_grad()
         distance.backward()
         optimizer.step()

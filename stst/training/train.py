@@ -344,12 +344,12 @@ class _Session:
             model.load_state_dict(begin.init.state_dict)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
         if begin.resumed is not None:
-            model.load_state_dict(begin.resumed.state_dict)
             # a finished run's colour map is undone: the steps go on from the trained weights, as without a stop
-            unfitted = begin.resumed.training.get("unfitted", {})
-            if not isinstance(unfitted, dict) or not unfitted.keys() <= model.state_dict().keys():
-                raise FileProblem(resume, "cannot be resumed: corrupt training state (unfitted weights)")
-            model.load_state_dict(unfitted, strict=False)
+            try:
+                model.load_state_dict({**begin.resumed.state_dict, **begin.resumed.training.get("unfitted", {})})
+            except (TypeError, RuntimeError):  # torch's message starts with a line that names nothing
+                raise FileProblem(resume, "cannot be resumed: corrupt training state (weights that do not fit the "
+                                          "network)") from None
             try:
                 self.optimizer.load_state_dict(begin.resumed.training["optimizer"])
             except (ValueError, KeyError, TypeError, RuntimeError) as exc:
@@ -502,10 +502,9 @@ class _Session:
         self.model.train()
         if outputs:
             matrix, shift = fit_colours(torch.cat(outputs), self.palette)
-            before = {name: value.clone() for name, value in self.model.state_dict().items()}
+            last = next(name for name, module in self.model.named_modules() if module is self.model.last)
+            self.unfitted = {k: v.clone() for k, v in self.model.last.state_dict(prefix=f"{last}.").items()}
             recolour(self.model, matrix, shift)
-            self.unfitted = {name: before[name] for name, value in self.model.state_dict().items()
-                             if not torch.equal(value, before[name])}
             self.colour_map = {"matrix": matrix.tolist(), "shift": shift.tolist()}
 
     def close(self) -> None:
