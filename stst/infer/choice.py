@@ -10,9 +10,11 @@ machine's fingerprint (:mod:`stst.infer.caches`); ``stst info --engines`` prints
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 import torch
@@ -96,34 +98,97 @@ def _contenders(names: list[str], seconds: dict[str, float]) -> list[str]:
     return [name for name in names if cost[name] <= BEHIND * best]
 
 
+@dataclass
+class Trial:
+    """The timing of candidates in interleaved rounds, one sample at a time, as the work comes: the rounds of
+    :func:`measure_candidates`, and of a run of photos that times its engines on its own batches (whose outputs
+    stand: every candidate's output is within its margin of fp32's), a round spread over several batches.
+
+    Every round times each candidate still in contention (:func:`_contenders`) once, starting with a different one
+    each round, so that a slow spell of the machine hits all of them; each one's fastest sample decides. It ends
+    when one is left, or when the choice has been the same for :data:`STABLE_ROUNDS` rounds in a row (after at
+    least :data:`MIN_ROUNDS`), or the budget is spent. It is plain data, so that a run that ends before its trial
+    does leaves it in the record for the next run to go on with.
+    """
+
+    names: list[str]  # the reference first
+    lane: bool = False
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    choices: list[str] = field(default_factory=list)  # the choice after each round
+    timed: list[str] = field(default_factory=list)  # the candidates still in contention
+    queue: list[str] = field(default_factory=list)  # this round's candidates still to time
+    spent: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.timed = [name for name in self.timed if name in self.names] or list(self.names)
+        self.queue = [name for name in self.queue if name in self.timed] or (list(self.timed) if not self.choices
+                                                                              else self._rotated())
+
+    @property
+    def done(self) -> bool:
+        return not self.queue
+
+    @property
+    def choice(self) -> str:
+        return self.choices[-1]
+
+    def next(self) -> str:
+        """The candidate to time next."""
+        return self.queue[0]
+
+    def add(self, name: str, seconds: float) -> None:
+        """A sample of ``name``: ``seconds`` an image."""
+        self.samples.setdefault(name, []).append(seconds)
+        self.spent += seconds
+        self.queue.remove(name)
+        if not self.queue:
+            self._end_round()
+
+    def drop(self, name: str) -> None:
+        """Leave out a candidate that failed (it could not be set up, or compile for a size); not the reference."""
+        self.names = [n for n in self.names if n != name]
+        self.timed = [n for n in self.timed if n != name]
+        self.samples.pop(name, None)
+        self.queue = [n for n in self.queue if n != name]
+        if not self.queue:
+            self._end_round()
+
+    def fastest(self) -> dict[str, float]:
+        return {name: min(times) for name, times in self.samples.items() if name in self.names}
+
+    def _rotated(self) -> list[str]:
+        shift = len(self.choices) % len(self.timed)
+        return self.timed[shift:] + self.timed[:shift]
+
+    def _end_round(self) -> None:
+        fastest = self.fastest()
+        names = [name for name in self.names if name in fastest]
+        self.choices.append(_choice(names, fastest, self.lane))
+        self.timed = [name for name in _contenders(names, fastest) if name in self.timed]
+        stable = len(self.choices) >= STABLE_ROUNDS and len(set(self.choices[-STABLE_ROUNDS:])) == 1
+        rounds = len(self.choices)
+        finished = len(self.timed) == 1 or rounds >= MAX_ROUNDS or (
+            rounds >= MIN_ROUNDS and (stable or self.spent > BUDGET_SECONDS))
+        self.queue = [] if finished else self._rotated()
+
+
 def measure_candidates(runners: dict[str, Runner], size: tuple[int, int], measure: Measure = time_once,
                        lane: bool = False) -> tuple[str, dict[str, float], int]:
-    """``(choice, fastest seconds by name, rounds)``: each runner is warmed up once, then timed in rounds.
+    """``(choice, fastest seconds by name, rounds)``: each runner is warmed up once, then timed in the rounds of a
+    :class:`Trial`."""
+    trial = _timed(runners, size, measure, lane)
+    return trial.choice, trial.fastest(), len(trial.choices)
 
-    Every round times each runner still in contention (:func:`_contenders`) once, starting with a different one
-    each round, so that a slow spell of the machine hits all of them; each one's fastest round decides. It stops
-    when one is left, or when the choice has been the same for :data:`STABLE_ROUNDS` rounds in a row (after at
-    least :data:`MIN_ROUNDS`).
-    """
-    names = list(runners)
+
+def _timed(runners: dict[str, Runner], size: tuple[int, int], measure: Measure, lane: bool) -> Trial:
+    """The trial of ``runners`` on random images of ``size``, each warmed up once first."""
     for runner in runners.values():
         measure(runner, size)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    choices: list[str] = []
-    spent = 0.0
-    timed = names
-    for round_ in range(MAX_ROUNDS):
-        for i in range(len(timed)):
-            name = timed[(round_ + i) % len(timed)]
-            samples[name].append(measure(runners[name], size))
-            spent += samples[name][-1]
-        fastest_rounds = {name: min(times) for name, times in samples.items()}
-        choices.append(_choice(names, fastest_rounds, lane))
-        timed = [name for name in _contenders(names, fastest_rounds) if name in timed]
-        stable = len(choices) >= STABLE_ROUNDS and len(set(choices[-STABLE_ROUNDS:])) == 1
-        if len(timed) == 1 or (round_ + 1 >= MIN_ROUNDS and (stable or spent > BUDGET_SECONDS)):
-            break
-    return choices[-1], fastest_rounds, len(choices)
+    trial = Trial(list(runners), lane)
+    while not trial.done:
+        name = trial.next()
+        trial.add(name, measure(runners[name], size))
+    return trial
 
 
 def _built(candidates: dict[str, Callable[[], Runner]]) -> dict[str, Runner]:
@@ -139,6 +204,38 @@ def _built(candidates: dict[str, Callable[[], Runner]]) -> dict[str, Runner]:
     return runners
 
 
+def cached_choice(width: object, names: list[str], size: tuple[int, int], lane: bool = False) -> Decision | None:
+    """The choice measured here before for this network width, these candidates and this size, if any."""
+    known = read_record(CHOICES_FILE).get(machine_key(width, names, size, lane))
+    return Decision(known["choice"], "cached") if isinstance(known, dict) and known.get("choice") in names else None
+
+
+def trial_of(width: object, names: list[str], size: tuple[int, int], lane: bool = False) -> Trial:
+    """The trial an earlier run began and did not finish for these candidates here (see :func:`record_trial`),
+    else a new one."""
+    known = read_record(CHOICES_FILE).get(machine_key(width, names, size, lane))
+    begun = known.get("trial") if isinstance(known, dict) else None
+    if isinstance(begun, dict):
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            trial = Trial(names=list(names), lane=lane, **{k: v for k, v in begun.items() if k not in ("names", "lane")})
+            if all(isinstance(v, list) and v and all(isinstance(t, float) for t in v) for v in trial.samples.values()):
+                return trial
+    return Trial(list(names), lane)
+
+
+def record_trial(width: object, names: list[str], size: tuple[int, int], trial: Trial) -> None:
+    """Write ``trial`` to the record under the key of ``names`` (the candidates it began with): its choice once
+    it is done, else how far it got."""
+    known = read_record(CHOICES_FILE)
+    key = machine_key(width, names, size, trial.lane)
+    if trial.done:
+        known[key] = {"choice": trial.choice, "seconds": {n: round(s, 4) for n, s in trial.fastest().items()},
+                      "rounds": len(trial.choices), "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    else:
+        known[key] = {"trial": {k: v for k, v in asdict(trial).items() if k not in ("names", "lane")}}
+    write_record(CHOICES_FILE, known)
+
+
 def decide(width: object, candidates: dict[str, Callable[[], Runner]], size: tuple[int, int] = SIZE_BUCKETS[0],
            measure: Measure = time_once, lane: bool = False) -> Decision:
     """The candidate to use at ``size``, measured once per machine and size, and cached; and why.
@@ -150,21 +247,18 @@ def decide(width: object, candidates: dict[str, Callable[[], Runner]], size: tup
     names = list(candidates)
     if len(names) == 1:
         return Decision(names[0], "forced")
-    known = read_record(CHOICES_FILE)
-    key = machine_key(width, names, size, lane)
-    if isinstance(known.get(key), dict) and known[key].get("choice") in names:
-        return Decision(known[key]["choice"], "cached")
+    known = cached_choice(width, names, size, lane)
+    if known is not None:
+        return known
     log.info("timing %d engines for this network at %dx%d, once on this machine (stst info --engines shows the "
              "choice)", len(names), size[1], size[0])
     runners = _built(candidates)
     if len(runners) < len(names):  # measured without a candidate that could not be set up: not cached
         left = measure_candidates(runners, size, measure, lane)[0] if len(runners) > 1 else next(iter(runners))
         return Decision(left, "measured")
-    choice, seconds, rounds = measure_candidates(runners, size, measure, lane)
-    known[key] = {"choice": choice, "seconds": {n: round(s, 4) for n, s in seconds.items()}, "rounds": rounds,
-                  "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    write_record(CHOICES_FILE, known)
-    return Decision(choice, "measured")
+    trial = _timed(runners, size, measure, lane)
+    record_trial(width, names, size, trial)
+    return Decision(trial.choice, "measured")
 
 
 def measured_here() -> dict[str, dict]:
@@ -178,6 +272,9 @@ def describe_measurements(measured: dict[str, dict]) -> list[str]:
         return [f"no engine measured yet on this machine ({fingerprint()}); the first stylization measures"]
     lines = [f"measured on {fingerprint()} (in {stst_home() / CHOICES_FILE}):"]
     for key, entry in sorted(measured.items()):
+        if "trial" in entry:
+            lines.append(f"  {key}: being timed on runs of photos (left for the next run)")
+            continue
         seconds = entry.get("seconds", {})
         times = ", ".join(f"{name} {s * 1000:.0f} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1]))
         lines.append(f"  {key}: chose {entry.get('choice')} ({times}; {entry.get('rounds', '?')} rounds, "

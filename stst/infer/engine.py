@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Union
@@ -20,7 +21,7 @@ from ..model.checkpoint import load_model
 from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
 from .caches import cached_graph
-from .choice import Runner, cpu_has_bf16, decide
+from .choice import Runner, Trial, cached_choice, cpu_has_bf16, decide, record_trial, trial_of
 from .engines import BY_NAME, FAITHFUL_GRAPH, GRAPH_BACKENDS, Engine, offered, tile_engines
 from .measuring import Decision, sound
 from .onnxruntime_graph import OnnxStylizer
@@ -80,16 +81,14 @@ def _builder(e: Engine, model: TransformerNet, network: TransformerNet, device: 
 
 
 def engine_candidates(device: torch.device, model: TransformerNet, precision: str = "auto", backend: str = "auto",
-                      network: TransformerNet | None = None, lane: bool = False,
-                      measured: bool = True) -> dict[str, Callable[[], Runner]]:
+                      network: TransformerNet | None = None, measured: bool = True) -> dict[str, Callable[[], Runner]]:
     """The engines ``model`` may run with on ``device``, as ``{"backend-precision": build runner}``, the reference
     first: those of the engine table (:func:`stst.infer.engines.offered`) the request leaves. A single candidate is
     settled without measuring. ``network``: what the torch engines run on CPUs, when the caller has built it
-    (:func:`torch_network`). ``lane``: a run of photos, whose sizes may change from photo to photo (see
-    :func:`open_stylizer`). ``measured``: false for a run that will not time its engines
+    (:func:`torch_network`). ``measured``: false for a run that will not time its engines
     (:mod:`stst.infer.measuring`): ``auto`` then skips int8, whose quantizing and check only a measurement repays.
     """
-    rows = offered(precision, backend, device.type, device.type == "cpu" and cpu_has_bf16(), lane)
+    rows = offered(precision, backend, device.type, device.type == "cpu" and cpu_has_bf16())
     network = torch_network(model, device) if network is None else network
     candidates = {}
     for e in rows:
@@ -98,6 +97,8 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
             int8_graph = _faithful_int8(model) if measured else None
             if int8_graph is None:
                 continue
+        elif e.needs == FAITHFUL_GRAPH:  # int8 asked for: an unfaithful graph is refused now, as a bad model is
+            int8_graph = int8.quantized_graph(model)
         if backend == "auto" and _hides_nan(e, model):
             continue
         candidates[e.name] = _builder(e, model, network, device, int8_graph)
@@ -135,8 +136,10 @@ class Stylizer:
       network runs whole each time ONNX Runtime or OpenVINO is chosen (how
       :mod:`stst.infer.express` learns what it may run without torch);
       with it, the choice counts what the express lane saves (:func:`stst.infer.choice.decide`).
-    - ``measure``: time the engines at each new size (cached per machine); without it, run on the
-      sound engine (:func:`stst.infer.measuring.sound`), for runs too short to pay for the timing.
+    - ``measure``: time the engines at each new size (cached per machine): in a run of photos (``route``) on
+      its own batches, whose outputs stand, so that the timing costs only what the slower candidates take longer;
+      elsewhere on random images first. Without it, run on the sound engine
+      (:func:`stst.infer.measuring.sound`), for runs too short to pay for the timing.
     """
 
     def __init__(
@@ -162,11 +165,12 @@ class Stylizer:
         network = torch_network(self.model, self.device)  # built once: the measured torch engines run it too
         self.network = torch.compile(network, dynamic=True) if compile else network
         self.asked_backend = "torch" if compile else backend  # --backend; a graph engine's tiles keep to it
-        self.candidates = engine_candidates(self.device, self.model, precision, self.asked_backend,
-                                            network, lane=route is not None, measured=measure)
+        self.candidates = engine_candidates(self.device, self.model, precision, self.asked_backend, network,
+                                            measured=measure)
         self.measure = measure
         self._runners: dict[str, Runner] = {}  # built once, shared by the measurement and the work
         self._engines: dict[tuple[int, int], str] = {}  # measured size -> "backend-precision"
+        self._trials: dict[tuple[int, int], Trial] = {}  # size -> the engines' timing on a run's batches
         self.route = route
         self.backend = self.precision = None  # the engine of the latest batch; settled ones are known now
         if len(self.candidates) == 1:
@@ -181,19 +185,67 @@ class Stylizer:
             self._runners[name] = self.candidates[name]()
         return self._runners[name]
 
-    def _engine_at(self, height: int, width: int) -> str:
-        """The engine for images of about this size: measured the first time a size bucket is met (then cached)."""
+    def _engine_at(self, height: int, width: int, trial: bool = False) -> str:
+        """The engine for images of about this size: measured the first time a size bucket is met (then cached).
+        With ``trial`` (whole images of a run of photos) the engines are timed on the run's own batches instead
+        (:meth:`_try`), and while they are, this is the candidate to time next."""
         bucket = size_bucket(height, width)
+        if bucket in self._trials:
+            return self._trials[bucket].next()
         if bucket not in self._engines:
-            builders = {name: (lambda n=name: self._runner(n)) for name in self.candidates}
-            measured = self.measure or len(self.candidates) == 1
-            decision = (decide(self.model.config.tag, builders, bucket, lane=self.route is not None) if measured
-                        else self._sound())
-            log.debug(decision.says(bucket))
-            choice = self._engines[bucket] = decision.engine
-            if self.route is not None and BY_NAME[choice].torch_free:
-                self.route(bucket, choice, self._runner(choice).path, AUTO_PIXELS[self.model.config.design])
+            names, tag, lane = list(self.candidates), self.model.config.tag, self.route is not None
+            measured = self.measure or len(names) == 1
+            decision = cached_choice(tag, names, bucket, lane) if measured and len(names) > 1 else None
+            if trial and measured and len(names) > 1 and decision is None:
+                begun = self._trials[bucket] = trial_of(tag, names, bucket, lane)
+                if not begun.samples:  # not when it goes on with a trial an earlier run began
+                    log.info("timing %d engines on this run's photos near %dx%d, once on this machine (stst info "
+                             "--engines shows the choice)", len(names), bucket[1], bucket[0])
+                return begun.next()
+            builders = {name: (lambda n=name: self._runner(n)) for name in names}
+            self._settle(bucket, decision or (decide(tag, builders, bucket, lane=lane) if measured else self._sound()))
         return self._engines[bucket]
+
+    def _settle(self, bucket: tuple[int, int], decision: Decision) -> None:
+        """Images near ``bucket`` run on the engine decided; the express lane is told where it runs a graph."""
+        log.debug(decision.says(bucket))
+        choice = self._engines[bucket] = decision.engine
+        if self.route is not None and BY_NAME[choice].torch_free:
+            self.route(bucket, choice, self._runner(choice).path, AUTO_PIXELS[self.model.config.design])
+
+    def _try(self, bucket: tuple[int, int], name: str, batch: torch.Tensor) -> torch.Tensor | None:
+        """``batch`` stylized by candidate ``name`` of the bucket's trial, and timed for it (a per-size engine
+        compiles first, untimed); None where the candidate cannot run here (it is left out). The trial is recorded
+        after each batch, so that a run that ends before it does leaves it to the next."""
+        trial = self._trials[bucket]
+        try:
+            self._use(name)
+            prepare = getattr(self.graph, "prepare", None)
+            if prepare is not None:
+                prepare(len(batch), *batch.shape[-2:])
+            start = time.perf_counter()
+            out = self._whole(batch)
+        except StstError as exc:
+            if name == trial.names[0]:  # the reference: as in a run that does not time its engines
+                raise
+            log.debug("engine %s left out: %s", name, exc)
+            trial.drop(name)
+            out = None
+        else:
+            trial.add(name, (time.perf_counter() - start) / len(batch))
+        record_trial(self.model.config.tag, list(self.candidates), bucket, trial)
+        if trial.done:
+            del self._trials[bucket]
+            self._settle(bucket, Decision(trial.choice, "trial"))
+        self._release()
+        return out
+
+    def _release(self) -> None:
+        """Let go of the runners no size runs on and no trial times any more (an engine holds its graph and
+        buffers: seven held 3.5 GB at the end of a 768x512 run's trial of the full network)."""
+        kept = {*self._engines.values(), *(name for trial in self._trials.values() for name in trial.timed)}
+        for name in [name for name in self._runners if name not in kept]:
+            del self._runners[name]
 
     def _sound(self) -> Decision:
         """The sound engine, untimed; the reference where it cannot be set up (its graph cannot be written)."""
@@ -262,9 +314,18 @@ class Stylizer:
         h, w = batch.shape[-2:]
         huge = runs_in_tiles(h, w, self.model.config.design)
         tile = (AUTO_TILE if huge else None) if self.tile == "auto" else self.tile
-        self._use(self._engine_at(*((tile, tile) if tile else (h, w))))  # tiles follow the choice at the tile size
         if tile:
+            self._use(self._engine_at(tile, tile))  # tiles follow the choice at the tile size
             return self._tiled(batch, tile)
+        bucket = size_bucket(h, w)
+        while True:
+            name = self._engine_at(h, w, trial=self.route is not None)
+            if bucket not in self._trials:
+                break
+            out = self._try(bucket, name, batch)
+            if out is not None:
+                return out
+        self._use(name)
         try:
             return self._whole(batch)
         except torch.OutOfMemoryError:

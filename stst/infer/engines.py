@@ -37,7 +37,7 @@ class Engine:
     margin: float  # how much faster than the reference (eager fp32) it must measure to be chosen
     needs: str = ""  # what else auto asks of it: NATIVE_BF16 or FAITHFUL_GRAPH
     torch_free: bool = False  # runs an exported ONNX graph, without torch: the express lane can run it
-    per_size: bool = False  # compiles each image size (0.3-0.8 s): auto leaves it out of runs of photos
+    per_size: bool = False  # compiles each image size (0.1-0.3 s; a folder of camera photos has one or two)
     built: str = ""  # how it is set up
     tiles: tuple[str, ...] = ()  # a graph engine's: the engines its tiles may run on, the first that can be set up
 
@@ -79,6 +79,13 @@ ENGINES: tuple[Engine, ...] = (
     Engine("openvino", "bf16", ("cpu",), ("cpu",), ("onnx", "openvino"), "0.24 grey levels from fp32 on average",
            1.1, needs=NATIVE_BF16, torch_free=True, per_size=True,
            built="the exported ONNX graph, compiled per image size in bf16", tiles=("openvino-bf16", "onnxruntime-fp32")),
+    # ONNX Runtime's int8 graph, which OpenVINO runs with int8 convolutions (VNNI, AMX) and the rest in bf16 where the
+    # CPU has it natively: 0.24 s a 768x512 photo of the full network on 2 Zen 4 cores, against OpenVINO bf16's 0.32
+    # and ONNX Runtime int8's 0.45 (docs/engine-choice.md); 0.02-0.03 grey levels further from fp32 than ONNX Runtime.
+    Engine("openvino", "int8", ("cpu",), ("cpu",), ("onnx", "openvino"),
+           "within 1.5 grey levels, checked per model", 1.1, needs=FAITHFUL_GRAPH, torch_free=True, per_size=True,
+           built="the int8 graph compiled per image size, in bf16 around it where the CPU has it natively",
+           tiles=_FP32_TILES),
 )
 BY_NAME = {engine.name: engine for engine in ENGINES}
 ENGINE_NAMES = tuple(BY_NAME)
@@ -113,12 +120,11 @@ def _refusal(precision: str, backend: str) -> str:
     return line + (f", through {_words((e.backend for e in rows), BACKEND_WORDS)} only" if backend == "auto" else "")
 
 
-def offered(precision: str, backend: str, device: str, native_bf16: bool = False, lane: bool = False) -> list[Engine]:
+def offered(precision: str, backend: str, device: str, native_bf16: bool = False) -> list[Engine]:
     """The engines a request (``--precision``, ``--backend``) leaves on ``device`` (a device type), the reference
     first: the engines ``auto`` takes from are measured on CPUs only, so a GPU runs torch unless asked otherwise.
-    Beside the reference, ``auto`` leaves out what is not installed, bf16 where the CPU lacks it natively and, in a
-    run of photos (``lane``), the engines that compile each size; a backend asked for by name needs its packages
-    and runs int8 only when asked for it too."""
+    Beside the reference, ``auto`` leaves out what is not installed and bf16 where the CPU lacks it natively; a
+    backend asked for by name needs its packages and runs int8 only when asked for it too."""
     rows = [e for e in ENGINES if device in e.devices and backend in ("auto", e.backend)
             and (e.precision == precision if precision != "auto" else device in e.auto)
             and (device == "cpu" or backend != "auto" or e.backend == "torch")]
@@ -133,7 +139,7 @@ def offered(precision: str, backend: str, device: str, native_bf16: bool = False
             return True
         if backend != "auto":
             return e.needs != FAITHFUL_GRAPH or precision != "auto"
-        return all(map(installed, e.packages)) and not (lane and e.per_size)
+        return all(map(installed, e.packages))
 
     return [e for e in rows if left(e) and (precision != "auto" or e.needs != NATIVE_BF16 or native_bf16)]
 

@@ -4,14 +4,17 @@ Static quantization (ONNX Runtime's QDQ format): per-channel int8 weights and
 signed int8 activations (S8S8, the setting ONNX Runtime recommends first; the
 unsigned activations of U8S8 can saturate in VPMADDUBSW on CPUs without VNNI),
 activation ranges set by the 99.999th percentile on four of the photos shipped in
-``stst/examples/training`` (:data:`CALIBRATION`). Only the convolutions of the residual blocks
-are quantized: they run at a quarter of the resolution and hold 60% of the
-full model's multiply-adds, and there each quantize/dequantize pair is cheap.
-Quantizing every convolution as well (the full-resolution 9x9 ones, the
-upsampling ones) cost fidelity without much more speed: on starry_night the
-mean difference from fp32 was 1.5-3.4 grey levels against 0.7-1.2, for 1.55x
-against 1.45x the fp32 graph's speed (768x512, 2 cores of an AMD EPYC with
-AVX-512 VNNI). Instance normalisation, padding and upsampling stay in float.
+``stst/examples/training`` (:data:`CALIBRATION`). The convolutions of the residual blocks
+are quantized (they run at a quarter of the resolution and hold 60% of the
+full model's multiply-adds), and in Johnson's design the two upsampling ones
+(another 24%): on 2 cores of an AMD EPYC (Zen 4, AVX-512 VNNI) the full
+starry_night graph then ran a 768x512 photo in 0.34 s on ONNX Runtime against
+0.44 with the blocks alone, and 0.21 against 0.24 on OpenVINO, for 0.1-0.24
+more grey levels from fp32 (0.38-0.98 on the 14 bundled Johnson models). The
+realtime design's upsampling convolutions cost more (up to 1.68 grey levels)
+and stay in float, as do the full-resolution 9x9 convolutions: quantizing every
+convolution cost 1.5-3.4 grey levels. Instance normalisation, padding and
+upsampling stay in float.
 
 A model's quantized graph is used only if, on the calibration photos, its
 output is within :data:`FIDELITY` grey levels (mean absolute difference,
@@ -85,7 +88,8 @@ def _quantize(fp32: Path, target: Path, photos: Sequence[torch.Tensor]) -> None:
             return None if photo is None else {"image": photo.numpy()}
 
     graph = onnx.load(str(fp32)).graph
-    blocks = ("/res", "/blocks/")  # the residual blocks of both designs, as torch's exporter names them
+    # The residual blocks of both designs, as torch's exporter names them, and Johnson's upsampling and output layers
+    blocks = ("/res", "/blocks/", "/deconv1/", "/deconv2/", "/deconv3/")
     others = [node.name for node in graph.node if node.op_type == "Conv" and not any(b in node.name for b in blocks)]
     root = logging.getLogger()
     level = root.level

@@ -45,6 +45,7 @@ class Decision:
 REASONS = {
     "forced": "the only one the device, --precision and --backend leave",
     "measured": "the fastest, timed now; stst info --engines shows the times",
+    "trial": "the fastest, timed now on this run's photos (their outputs stand); stst info --engines shows the times",
     "cached": "the fastest when timed on this machine before; stst info --engines shows the times",
     "unmeasured": f"not timed yet: a first run of fewer than {MEASURE_FROM} photos starts on it",
     "express": "recorded by an earlier run for this model and request: runs without torch",
