@@ -164,16 +164,17 @@ def peak_mb(pid: int) -> float:
     return int(re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
 
 
-def load_rows(photo: Path, clients: int, queues: list[int], tier: str, scratch: Path) -> None:
+def load_rows(photo: Path, clients: int, queues: list[int], tier: str, scratch: Path, auto: bool = False) -> None:
     big = io.BytesIO()
     Image.open(photo).convert("RGB").resize((4000, 3000), Image.BICUBIC).save(big, "JPEG", quality=90)
     data = big.getvalue()
+    engine = [] if auto else ["--precision", "fp32", "--backend", "torch"]
     print(f"\nLoad: {clients} clients at once, one 4000x3000 JPEG each ({len(data) / 1e6:.1f} MB), {DEFAULT_MODEL} "
-          f"({tier}), fp32 torch")
+          f"({tier}), {'the engines auto picks here' if auto else 'fp32 torch'}")
     print("| --queue | images | 503 (Retry-After s) | seconds to the last answer | peak memory idle → under load |")
     print("|---|---|---|---|---|")
     for queue in queues:
-        server = start_serve("--precision", "fp32", "--backend", "torch", "--queue", str(queue),
+        server = start_serve(*engine, "--queue", str(queue),
                              log=scratch / "load.log")
         try:
             def one(_: int) -> httpx.Response:
@@ -210,6 +211,7 @@ def main() -> None:
     parser.add_argument("--load", type=int, default=0, metavar="N", help="N concurrent 12 MP uploads (0: none)")
     parser.add_argument("--queue", type=int, action="append", help="stst serve --queue for the load rows")
     parser.add_argument("--tier", default="full", help="the tier the load rows ask for")
+    parser.add_argument("--auto", action="store_true", help="the load rows on the engines auto picks, not fp32 torch")
     args = parser.parse_args()
     print(f"{describe_cpu()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as scratch:
@@ -218,7 +220,7 @@ def main() -> None:
         if not args.skip_live:
             live_rows(args.photo, args.seconds, Path(scratch), not args.skip_browser)
         if args.load:
-            load_rows(args.photo, args.load, args.queue or [4], args.tier, Path(scratch))
+            load_rows(args.photo, args.load, args.queue or [4], args.tier, Path(scratch), args.auto)
 
 
 if __name__ == "__main__":

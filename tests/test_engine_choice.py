@@ -40,6 +40,12 @@ def named(*names: str) -> dict:
     return {name: (lambda n=name: n) for name in names}
 
 
+def timed_calls(calls: list) -> list[str]:
+    """The candidates timed, in order, without each one's first call (its warm-up)."""
+    seen: set[str] = set()
+    return [name for name, _ in calls if name in seen or seen.add(name)]
+
+
 def test_a_candidate_must_beat_the_reference_by_its_margin_and_the_answer_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("STST_HOME", str(tmp_path))
     calls = []
@@ -119,7 +125,7 @@ def test_timings_are_interleaved_and_stop_once_the_choice_is_stable():
     truth = {"torch-fp32": 1.0, "torch-bf16": 0.5, "onnxruntime-fp32": 0.8}
     choice, _, rounds = measure_candidates(dict(zip(truth, truth)), (256, 256), fake_timer(truth, calls))
     assert choice == "torch-bf16" and rounds == max(MIN_ROUNDS, STABLE_ROUNDS)
-    order = [name for name, _ in calls[3:]]  # after the warm-ups, each round starts with the next candidate
+    order = timed_calls(calls)  # after the warm-ups, each round starts with the next candidate
     assert order[:6] == ["torch-fp32", "torch-bf16", "onnxruntime-fp32", "torch-bf16", "onnxruntime-fp32", "torch-fp32"]
 
 
@@ -135,9 +141,36 @@ def test_a_candidate_far_behind_is_timed_no_more_and_the_last_one_left_ends_it()
     calls.clear()
     truth = {"torch-fp32": 1.0, "torch-bf16": 0.4, "onnxruntime-fp32": 0.8}  # costs 1.0, 0.44, 0.84
     choice, _, rounds = measure_candidates(dict(zip(truth, truth)), (512, 768), fake_timer(truth, calls))
-    timed = [name for name, _ in calls[len(truth):]]
+    timed = timed_calls(calls)
     assert choice == "torch-bf16" and rounds == max(MIN_ROUNDS, STABLE_ROUNDS)
     assert (timed.count("torch-fp32"), timed.count("torch-bf16"), timed.count("onnxruntime-fp32")) == (1, 2, 2)
+
+
+def test_a_lean_measurement_holds_one_engine_at_a_time(tmp_path, monkeypatch):
+    """The server's (hold=False): every round builds and warms up each candidate anew and lets it go after, so that
+    its peak memory is one engine's; the same choice as when they are held."""
+    monkeypatch.setenv("STST_HOME", str(tmp_path))
+    truth = {"torch-fp32": 1.0, "torch-bf16": 0.5, "onnxruntime-fp32": 0.8}
+    alive, built, live = [], [], []
+
+    class Engine:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            alive.append(name)
+            built.append(name)
+
+        def __del__(self) -> None:
+            alive.remove(self.name)
+
+    def measure(runner, size):
+        live.append(len(alive))
+        return truth[runner.name]
+    engines = {name: (lambda n=name: Engine(n)) for name in truth}
+    assert decide(32, engines, measure=measure, hold=False).engine == "torch-bf16"
+    assert max(live) == 1 and alive == [] and built.count("torch-bf16") == max(MIN_ROUNDS, STABLE_ROUNDS)
+    (tmp_path / CHOICES_FILE).unlink()
+    built.clear()
+    assert decide(32, engines, measure=measure).engine == "torch-bf16" and sorted(built) == sorted(truth)
 
 
 def test_a_candidate_that_cannot_be_set_up_is_left_out(tmp_path, monkeypatch):
@@ -168,7 +201,7 @@ def test_an_unwritable_cache_still_gives_an_answer(monkeypatch, tmp_path):
 
 def test_candidates_follow_the_machine_and_the_options(monkeypatch):
     seen = []
-    monkeypatch.setattr(engine, "decide", lambda width, candidates, size, lane=False:
+    monkeypatch.setattr(engine, "decide", lambda width, candidates, size, lane=False, hold=True:
                         seen.append(list(candidates)) or Decision(next(iter(candidates)), "measured"))
     cpu, net = torch.device("cpu"), fresh_network()
     ov = ["openvino-fp32", "openvino-bf16"]
@@ -243,7 +276,7 @@ def test_the_stylizer_chooses_per_size_on_first_use(monkeypatch):
     """Nothing is measured until a batch comes; then once per size bucket, at that bucket."""
     asked = []
 
-    def choose(width, candidates, size, lane=False):
+    def choose(width, candidates, size, lane=False, hold=True):
         asked.append(size)
         return Decision("onnxruntime-fp32" if size == (384, 512) else "torch-fp32", "measured")
     monkeypatch.setattr(engine, "decide", choose)
@@ -461,3 +494,32 @@ def test_an_unmeasured_run_falls_back_to_the_reference_where_the_sound_engine_ca
 
     stylizer.candidates["onnxruntime-fp32"] = unwritable
     assert stylizer(torch.rand(1, 3, 40, 60)).shape == (1, 3, 40, 60) and stylizer.backend == "torch"
+
+
+def test_a_run_of_photos_of_sizes_met_once_runs_them_on_the_engine_that_does_not_compile(tmp_path, monkeypatch):
+    monkeypatch.setenv("STST_HOME", str(tmp_path))
+    names = ["torch-fp32", "onnxruntime-fp32", "openvino-fp32"]
+    trial = choice.Trial(names, lane=True)
+    while not trial.done:
+        trial.add(trial.next(), {"torch-fp32": 1.0, "onnxruntime-fp32": 0.6, "openvino-fp32": 0.3}[trial.next()])
+    assert (trial.choice, trial.spare) == ("openvino-fp32", "onnxruntime-fp32")
+    net = fresh_network(4, config=ArchConfig(channels=8))
+    choice.record_trial(net.config.tag, names, (256, 256), trial)
+    routes = []
+    stylizer = Stylizer(net, "cpu", precision="fp32", tile=None, route=lambda *args: routes.append(args))
+    engines = []
+    for height in (200, 201, 202, 200):
+        stylizer(torch.rand(1, 3, height, 240))
+        engines.append(stylizer.backend)
+    assert engines == ["openvino", "onnxruntime", "onnxruntime", "openvino"]
+    [(bucket, engine_name, graph, _, spare)] = routes
+    assert (engine_name, spare) == ("openvino-fp32", ("onnxruntime-fp32", graph))
+
+
+def test_the_server_times_its_engines_one_at_a_time(stst_home):
+    """Its peak memory under load is bounded (2.5 GB): the measurement holds one engine at a time there."""
+    from stst.model.bundled import bundled_models
+    from stst.serve.workers import ModelWorkers
+
+    workers = ModelWorkers(torch.device("cpu"))
+    assert workers._stylizer(bundled_models()["starry_night-realtime"]).lean

@@ -17,7 +17,7 @@ from stst.infer.engine import Stylizer
 from stst.infer.caches import ROUTES_FILE
 from stst.infer.express import ExpressStylizer, recorded, request_key
 from stst.infer.onnxruntime_graph import GraphRunner
-from stst.infer.sizes import AUTO_PIXELS
+from stst.infer.sizes import AUTO_PIXELS, SizeTally
 from stst.infer.caches import cached_graph
 from stst.model.bundled import resolve_model
 from stst.model.export import export_model
@@ -62,8 +62,8 @@ def test_a_size_without_a_recorded_graph_goes_through_the_fallback(tmp_path):
         built.append(1)
         return lambda batch: np.zeros_like(batch)
 
-    lane = ExpressStylizer({(256, 256): ("onnxruntime-fp32", graph, AUTO_PIXELS["johnson"]),
-                            (512, 768): ("onnxruntime-fp32", graph, 500 * 700)}, fallback)
+    lane = ExpressStylizer({(256, 256): ("onnxruntime-fp32", graph, AUTO_PIXELS["johnson"], None),
+                            (512, 768): ("onnxruntime-fp32", graph, 500 * 700, None)}, fallback)
     x = np.random.default_rng(0).random((1, 3, 200, 240), dtype=np.float32)
     out = lane(x)
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1 and out.std() > 0 and built == []
@@ -85,13 +85,13 @@ def test_only_graph_engines_chosen_on_a_cpu_are_recorded(tmp_path, monkeypatch):
     ort = Stylizer(fresh_network(), "cpu", backend="onnxruntime", tile=None,
                    route=functools.partial(express.record, key))
     ort(torch.rand(1, 3, 300, 400))
-    route = ("onnxruntime-fp32", ort.graph.path, AUTO_PIXELS["johnson"])  # tiles above 4 MP: the torch path
+    route = ("onnxruntime-fp32", ort.graph.path, AUTO_PIXELS["johnson"], None)  # tiles above 4 MP: torch's
     assert recorded(key) == {(256, 256): route, (384, 512): route}
     assert recorded(request_key(model_path, "fp32", "auto")) == {}
     vino = Stylizer(fresh_network(), "cpu", backend="openvino", precision="fp32", tile=None,
                     route=functools.partial(express.record, key))
     vino(torch.rand(1, 3, 600, 800))
-    assert recorded(key)[(512, 768)] == ("openvino-fp32", ort.graph.path, AUTO_PIXELS["johnson"])  # another engine
+    assert recorded(key)[(512, 768)] == ("openvino-fp32", ort.graph.path, AUTO_PIXELS["johnson"], None)  # forced
     (tmp_path / "onnx" / ort.graph.path.name).unlink()  # a graph removed from the cache is no route
     assert recorded(key) == {}
     assert list(json.loads((tmp_path / ROUTES_FILE).read_text())) == [key]
@@ -110,9 +110,30 @@ def test_a_run_that_measures_takes_only_measured_routes_and_others_prefer_them(t
     fallback = lambda: None  # noqa: E731 (never built here)
     long_run = express.open_express(model_path, "auto", "auto", fallback, measure=True)
     short_run = express.open_express(model_path, "auto", "auto", fallback, measure=False)
-    assert long_run.routes == {(384, 512): ("openvino-fp32", graph, whole)}
-    assert short_run.routes == {(256, 256): ("onnxruntime-fp32", graph, whole),
-                                (384, 512): ("openvino-fp32", graph, whole)}
+    assert long_run.routes == {(384, 512): ("openvino-fp32", graph, whole, None)}
+    assert short_run.routes == {(256, 256): ("onnxruntime-fp32", graph, whole, None),
+                                (384, 512): ("openvino-fp32", graph, whole, None)}
+
+
+def test_sizes_that_repeat_pay_for_a_compile_and_sizes_met_once_run_on_the_spare(tmp_path, monkeypatch):
+    """A folder of camera photos (one or two sizes) compiles them; a folder of photos each of its own size runs
+    the engine that does not compile, once it is clear that they do not repeat; a size met again compiles."""
+    camera = SizeTally()
+    assert all(camera.pays((768, 512) if i % 4 == 3 else (512, 768), 2) for i in range(12))
+    mixed = SizeTally()
+    assert [mixed.pays((300 + i, 400), 1) for i in range(6)] == [True, False, False, False, False, False]
+    assert mixed.pays((300, 400), 1)  # met again
+    monkeypatch.setenv("STST_HOME", str(tmp_path))
+    model_path, _ = resolve_model("udnie", "realtime")
+    key = request_key(model_path, "auto", "auto")
+    graph = cached_graph(fresh_network(3))
+    express.record(key, (256, 256), "openvino-fp32", graph, AUTO_PIXELS["johnson"], ("onnxruntime-fp32", graph))
+    lane = express.open_express(model_path, "auto", "auto", lambda: None)
+    assert lane.routes == {(256, 256): ("openvino-fp32", graph, AUTO_PIXELS["johnson"], ("onnxruntime-fp32", graph))}
+    rng = np.random.default_rng(0)
+    for height in (200, 201, 202):
+        lane(rng.random((1, 3, height, 240), dtype=np.float32))
+    assert [engine for engine, _ in lane._graphs] == ["openvino-fp32", "onnxruntime-fp32"]
 
 
 def test_an_exported_onnx_model_runs_without_torch_on_the_cpu(tmp_path):

@@ -91,6 +91,12 @@ def _choice(names: list[str], seconds: dict[str, float], lane: bool = False) -> 
     return choice
 
 
+def _spare(names: list[str], seconds: dict[str, float], lane: bool) -> str:
+    """The fastest of the timed candidates that do not compile each size ("" if none was timed)."""
+    whole = [name for name in names if name in seconds and not engine(name).per_size]
+    return _choice(whole, seconds, lane) if whole else ""
+
+
 def _contenders(names: list[str], seconds: dict[str, float]) -> list[str]:
     """The candidates still worth timing: within :data:`BEHIND` of the best, margins applied."""
     cost = _costs(names, seconds)
@@ -153,6 +159,11 @@ class Trial:
         if not self.queue:
             self._end_round()
 
+    @property
+    def spare(self) -> str:
+        """Where the choice compiles each size: the fastest candidate that does not (for sizes that do not repeat)."""
+        return _spare(self.names, self.fastest(), self.lane) if engine(self.choice).per_size else ""
+
     def fastest(self) -> dict[str, float]:
         return {name: min(times) for name, times in self.samples.items() if name in self.names}
 
@@ -176,38 +187,49 @@ def measure_candidates(runners: dict[str, Runner], size: tuple[int, int], measur
                        lane: bool = False) -> tuple[str, dict[str, float], int]:
     """``(choice, fastest seconds by name, rounds)``: each runner is warmed up once, then timed in the rounds of a
     :class:`Trial`."""
-    trial = _timed(runners, size, measure, lane)
+    trial = _timed({name: (lambda r=runner: r) for name, runner in runners.items()}, size, measure, lane)
     return trial.choice, trial.fastest(), len(trial.choices)
 
 
-def _timed(runners: dict[str, Runner], size: tuple[int, int], measure: Measure, lane: bool) -> Trial:
-    """The trial of ``runners`` on random images of ``size``, each warmed up once first."""
-    for runner in runners.values():
-        measure(runner, size)
-    trial = Trial(list(runners), lane)
+def _timed(candidates: dict[str, Callable[[], Runner]], size: tuple[int, int], measure: Measure, lane: bool,
+           hold: bool = True) -> Trial:
+    """The trial of ``candidates`` on random images of ``size``, each built and warmed up when first timed. With
+    ``hold``, each is kept for the rounds after; without, it is built and warmed up for every round and let go
+    after, so that one engine at a time holds its memory (seven held 3.6 GB at once for the full network at
+    768x512 on 2 Zen 4 cores, ONNX Runtime int8 1.7 GB of it). A candidate other than the first that cannot be set
+    up or run here (a :class:`StstError`) is left out."""
+    held: dict[str, Runner] = {}
+
+    def ready(name: str) -> Runner:
+        if name in held:
+            return held[name]
+        runner = candidates[name]()
+        measure(runner, size)  # the warm-up
+        if hold:
+            held[name] = runner
+        return runner
+
+    trial = Trial(list(candidates), lane)
     while not trial.done:
         name = trial.next()
-        trial.add(name, measure(runners[name], size))
-    return trial
-
-
-def _built(candidates: dict[str, Callable[[], Runner]]) -> dict[str, Runner]:
-    """The candidates' runners; one other than the reference that cannot be set up (e.g. its ONNX
-    graph cannot be written) is left out, so that ``auto`` still runs."""
-    runners = {}
-    for i, (name, build) in enumerate(candidates.items()):
         try:
-            runners[name] = build()
+            runner = ready(name)
         except StstError:
-            if i == 0:
+            if name == trial.names[0]:
                 raise
-    return runners
+            trial.drop(name)
+            continue
+        trial.add(name, measure(runner, size))
+        del runner
+    return trial
 
 
 def cached_choice(width: object, names: list[str], size: tuple[int, int], lane: bool = False) -> Decision | None:
     """The choice measured here before for this network width, these candidates and this size, if any."""
     known = read_record(CHOICES_FILE).get(machine_key(width, names, size, lane))
-    return Decision(known["choice"], "cached") if isinstance(known, dict) and known.get("choice") in names else None
+    if not isinstance(known, dict) or known.get("choice") not in names:
+        return None
+    return Decision(known["choice"], "cached", known["spare"] if known.get("spare") in names else "")
 
 
 def trial_of(width: object, names: list[str], size: tuple[int, int], lane: bool = False) -> Trial:
@@ -229,7 +251,8 @@ def record_trial(width: object, names: list[str], size: tuple[int, int], trial: 
     known = read_record(CHOICES_FILE)
     key = machine_key(width, names, size, trial.lane)
     if trial.done:
-        known[key] = {"choice": trial.choice, "seconds": {n: round(s, 4) for n, s in trial.fastest().items()},
+        known[key] = {"choice": trial.choice, "spare": trial.spare,
+                      "seconds": {n: round(s, 4) for n, s in trial.fastest().items()},
                       "rounds": len(trial.choices), "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     else:
         known[key] = {"trial": {k: v for k, v in asdict(trial).items() if k not in ("names", "lane")}}
@@ -237,12 +260,14 @@ def record_trial(width: object, names: list[str], size: tuple[int, int], trial: 
 
 
 def decide(width: object, candidates: dict[str, Callable[[], Runner]], size: tuple[int, int] = SIZE_BUCKETS[0],
-           measure: Measure = time_once, lane: bool = False) -> Decision:
+           measure: Measure = time_once, lane: bool = False, hold: bool = True) -> Decision:
     """The candidate to use at ``size``, measured once per machine and size, and cached; and why.
 
     ``candidates`` maps names to functions that build a runner; the first is
     the reference. With a single candidate nothing is measured. ``lane``: the
-    run is one the express lane could serve next time (see :func:`_choice`).
+    run is one the express lane could serve next time (see :func:`_choice`). ``hold``: keep each candidate
+    while they are timed (see :func:`_timed`). A measurement that left out a candidate that could not be set up
+    is not cached: it is made again, with it, next time.
     """
     names = list(candidates)
     if len(names) == 1:
@@ -252,13 +277,11 @@ def decide(width: object, candidates: dict[str, Callable[[], Runner]], size: tup
         return known
     log.info("timing %d engines for this network at %dx%d, once on this machine (stst info --engines shows the "
              "choice)", len(names), size[1], size[0])
-    runners = _built(candidates)
-    if len(runners) < len(names):  # measured without a candidate that could not be set up: not cached
-        left = measure_candidates(runners, size, measure, lane)[0] if len(runners) > 1 else next(iter(runners))
-        return Decision(left, "measured")
-    trial = _timed(runners, size, measure, lane)
+    trial = _timed(candidates, size, measure, lane, hold)
+    if trial.names != names:
+        return Decision(trial.choice, "measured", trial.spare)
     record_trial(width, names, size, trial)
-    return Decision(trial.choice, "measured")
+    return Decision(trial.choice, "measured", trial.spare)
 
 
 def measured_here() -> dict[str, dict]:

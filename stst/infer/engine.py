@@ -25,7 +25,7 @@ from .choice import Runner, Trial, cached_choice, cpu_has_bf16, decide, record_t
 from .engines import BY_NAME, FAITHFUL_GRAPH, GRAPH_BACKENDS, Engine, offered, tile_engines
 from .measuring import Decision, sound
 from .onnxruntime_graph import OnnxStylizer
-from .sizes import AUTO_PIXELS, AUTO_TILE, SIZE_BUCKETS, runs_in_tiles, size_bucket
+from .sizes import AUTO_PIXELS, AUTO_TILE, SIZE_BUCKETS, SizeTally, runs_in_tiles, size_bucket
 from .tile_graphs import GraphTiles
 from .tiling import TileEngine, stylize_tiled
 
@@ -132,14 +132,17 @@ class Stylizer:
     - On CPUs a batch runs image by image in torch, one image per core at a time
       in ONNX Runtime and OpenVINO (as the engines are measured, and ran fastest so), and
       torch runs :func:`torch_network`.
-    - ``route``: told the size bucket, the engine, the graph and the most pixels the
-      network runs whole each time ONNX Runtime or OpenVINO is chosen (how
-      :mod:`stst.infer.express` learns what it may run without torch);
-      with it, the choice counts what the express lane saves (:func:`stst.infer.choice.decide`).
+    - ``route``: told the size bucket, the engine, the graph, the most pixels the
+      network runs whole and, for an engine that compiles each size, the spare engine and its graph each time
+      ONNX Runtime or OpenVINO is chosen (how :mod:`stst.infer.express` learns what it may run without torch);
+      with it, the choice counts what the express lane saves (:func:`stst.infer.choice.decide`), and a size
+      met once among sizes that do not repeat runs on the spare (:class:`stst.infer.sizes.SizeTally`).
     - ``measure``: time the engines at each new size (cached per machine): in a run of photos (``route``) on
       its own batches, whose outputs stand, so that the timing costs only what the slower candidates take longer;
       elsewhere on random images first. Without it, run on the sound engine
       (:func:`stst.infer.measuring.sound`), for runs too short to pay for the timing.
+    - ``lean``: time the engines one at a time, each let go after its turn (:func:`stst.infer.choice.decide`'s
+      ``hold``), for a long-lived process whose peak memory counts: the server.
     """
 
     def __init__(
@@ -151,8 +154,9 @@ class Stylizer:
         channels_last: bool | None = None,
         compile: bool = False,
         backend: str = "auto",
-        route: Callable[[tuple[int, int], str, Path, int], None] | None = None,
+        route: Callable[[tuple[int, int], str, Path, int, tuple[str, Path] | None], None] | None = None,
         measure: bool = True,
+        lean: bool = False,
     ) -> None:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         cuda = self.device.type == "cuda"
@@ -167,10 +171,12 @@ class Stylizer:
         self.asked_backend = "torch" if compile else backend  # --backend; a graph engine's tiles keep to it
         self.candidates = engine_candidates(self.device, self.model, precision, self.asked_backend, network,
                                             measured=measure)
-        self.measure = measure
+        self.measure, self.lean = measure, lean
         self._runners: dict[str, Runner] = {}  # built once, shared by the measurement and the work
         self._engines: dict[tuple[int, int], str] = {}  # measured size -> "backend-precision"
         self._trials: dict[tuple[int, int], Trial] = {}  # size -> the engines' timing on a run's batches
+        self._spares: dict[tuple[int, int], str] = {}  # size -> the engine for sizes that do not repeat
+        self._tally = SizeTally() if route is not None else None  # a run of photos: do its sizes repeat?
         self.route = route
         self.backend = self.precision = None  # the engine of the latest batch; settled ones are known now
         if len(self.candidates) == 1:
@@ -202,16 +208,23 @@ class Stylizer:
                     log.info("timing %d engines on this run's photos near %dx%d, once on this machine (stst info "
                              "--engines shows the choice)", len(names), bucket[1], bucket[0])
                 return begun.next()
-            builders = {name: (lambda n=name: self._runner(n)) for name in names}
-            self._settle(bucket, decision or (decide(tag, builders, bucket, lane=lane) if measured else self._sound()))
+            # a lean stylizer's candidates are built for their timing alone, and let go after it
+            builders = {name: (self.candidates[name] if self.lean else lambda n=name: self._runner(n)) for name in names}
+            self._settle(bucket, decision or (decide(tag, builders, bucket, lane=lane, hold=not self.lean)
+                                              if measured else self._sound()))
         return self._engines[bucket]
 
     def _settle(self, bucket: tuple[int, int], decision: Decision) -> None:
         """Images near ``bucket`` run on the engine decided; the express lane is told where it runs a graph."""
         log.debug(decision.says(bucket))
         choice = self._engines[bucket] = decision.engine
+        if decision.spare:
+            self._spares[bucket] = decision.spare
         if self.route is not None and BY_NAME[choice].torch_free:
-            self.route(bucket, choice, self._runner(choice).path, AUTO_PIXELS[self.model.config.design])
+            spare = decision.spare if decision.spare and BY_NAME[decision.spare].torch_free else None
+            self.route(bucket, choice, self._runner(choice).path, AUTO_PIXELS[self.model.config.design],
+                       spare and (spare, self._runner(spare).path))
+        self._release()
 
     def _try(self, bucket: tuple[int, int], name: str, batch: torch.Tensor) -> torch.Tensor | None:
         """``batch`` stylized by candidate ``name`` of the bucket's trial, and timed for it (a per-size engine
@@ -237,13 +250,16 @@ class Stylizer:
         if trial.done:
             del self._trials[bucket]
             self._settle(bucket, Decision(trial.choice, "trial"))
-        self._release()
+        else:
+            self._release()
         return out
 
     def _release(self) -> None:
-        """Let go of the runners no size runs on and no trial times any more (an engine holds its graph and
-        buffers: seven held 3.5 GB at the end of a 768x512 run's trial of the full network)."""
-        kept = {*self._engines.values(), *(name for trial in self._trials.values() for name in trial.timed)}
+        """Let go of the runners no size runs on and no trial times any more: an engine holds its graph and
+        buffers (seven held 3.5 GB at the end of a 768x512 run's trial of the full network), and a server keeps its
+        stylizers."""
+        kept = {*self._engines.values(), *self._spares.values(),
+                *(name for trial in self._trials.values() for name in trial.timed)}
         for name in [name for name in self._runners if name not in kept]:
             del self._runners[name]
 
@@ -318,6 +334,7 @@ class Stylizer:
             self._use(self._engine_at(tile, tile))  # tiles follow the choice at the tile size
             return self._tiled(batch, tile)
         bucket = size_bucket(h, w)
+        repeats = self._tally is None or self._tally.pays((h, w), len(batch))
         while True:
             name = self._engine_at(h, w, trial=self.route is not None)
             if bucket not in self._trials:
@@ -325,6 +342,8 @@ class Stylizer:
             out = self._try(bucket, name, batch)
             if out is not None:
                 return out
+        if not repeats and bucket in self._spares:
+            name = self._spares[bucket]  # a size met once, among sizes that do not repeat: not worth a compile
         self._use(name)
         try:
             return self._whole(batch)
@@ -342,13 +361,13 @@ class Stylizer:
 
 def open_stylizer(model_path: str | Path, device: torch.device, precision: str = "auto", tile: TileSetting = "auto",
                   compile: bool = False, backend: str = "auto", lane: bool = False,
-                  measure: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+                  measure: bool = True, lean: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """The network in ``model_path`` (a stst .pth, or an exported .onnx run by ONNX Runtime) ready to stylize.
 
     ``lane``: a run of photos in one process, which the express lane (:mod:`stst.infer.express`) could serve
     next time. On a machine without a GPU such a run records the graphs that ONNX Runtime is chosen to run, and
     the lane runs them next time without torch. ``measure``: see :class:`Stylizer` (an unmeasured choice is
-    recorded apart, and only runs that do not measure take it).
+    recorded apart, and only runs that do not measure take it); ``lean``: see :class:`Stylizer`.
     """
     if Path(model_path).suffix.lower() == ".onnx":
         if tile not in ("auto", None):
@@ -360,7 +379,7 @@ def open_stylizer(model_path: str | Path, device: torch.device, precision: str =
         key = express.request_key(Path(model_path), precision, backend, measure)
         route = functools.partial(express.record, key)
     return Stylizer(model, device, precision=precision, tile=tile, compile=compile, backend=backend, route=route,
-                    measure=measure)
+                    measure=measure, lean=lean)
 
 
 def _accelerated() -> bool:

@@ -21,6 +21,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 
@@ -30,11 +31,12 @@ from .caches import ROUTES_FILE, fingerprint, here, read_record, write_record
 from .engines import BY_NAME
 from .measuring import Decision
 from .onnxruntime_graph import GraphRunner
-from .sizes import AUTO_PIXELS, size_bucket
+from .sizes import AUTO_PIXELS, SizeTally, size_bucket
 
 log = logging.getLogger(__name__)  # stst stylize -v shows each size's engine and why
-# size bucket -> engine ("onnxruntime-fp32", ...), graph, and the most pixels the network runs whole (its design's)
-Route = dict[tuple[int, int], tuple[str, Path, int]]
+# size bucket -> engine ("onnxruntime-fp32", ...), graph, the most pixels the network runs whole (its design's) and,
+# where the engine compiles each size, the spare engine and graph for sizes that do not repeat
+Route = dict[tuple[int, int], tuple[str, Path, int, Union[tuple[str, Path], None]]]
 
 
 def serves(tile: object, compile: bool) -> bool:
@@ -58,13 +60,14 @@ def _weights(model_file: str, size: int, mtime_ns: int) -> str:
     return hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:20]
 
 
-def record(key: str, bucket: tuple[int, int], engine: str, graph: Path, whole: int) -> None:
+def record(key: str, bucket: tuple[int, int], engine: str, graph: Path, whole: int,
+           spare: tuple[str, Path] | None = None) -> None:
     """Remember that the torch path runs ``graph`` on ``engine`` at ``bucket`` for ``key``, images of up to
-    ``whole`` pixels whole (:data:`stst.infer.sizes.AUTO_PIXELS`); a cache that cannot be written is only a
-    slower next start."""
+    ``whole`` pixels whole (:data:`stst.infer.sizes.AUTO_PIXELS`), and ``spare`` (an engine and its graph) for sizes
+    that do not repeat; a cache that cannot be written is only a slower next start."""
     known = read_record(ROUTES_FILE)
     routes = known.get(key) if isinstance(known.get(key), dict) else {}
-    name, route = f"{bucket[0]}x{bucket[1]}", [engine, str(graph), whole]
+    name, route = f"{bucket[0]}x{bucket[1]}", [engine, str(graph), whole, *(spare and [spare[0], str(spare[1])] or [])]
     if routes.get(name) == route:
         return
     known[key] = {**routes, name: route}
@@ -78,13 +81,18 @@ def recorded(key: str) -> Route:
     for name, route in routes.items() if isinstance(routes, dict) else ():
         try:
             bucket = tuple(int(side) for side in name.split("x"))
-            engine, graph, whole = route
+            engine, graph, whole, *spare = route
         except (TypeError, ValueError):
             continue
-        if (len(bucket) == 2 and engine in BY_NAME and BY_NAME[engine].torch_free and isinstance(graph, str)
-                and Path(graph).is_file() and whole in AUTO_PIXELS.values()):
-            found[bucket] = (engine, Path(graph), whole)
+        if len(bucket) == 2 and _runs_here(engine, graph) and whole in AUTO_PIXELS.values():
+            found[bucket] = (engine, Path(graph), whole, (spare[0], Path(spare[1])) if (
+                len(spare) == 2 and _runs_here(*spare)) else None)
     return found
+
+
+def _runs_here(engine: object, graph: object) -> bool:
+    """Whether a recorded engine and graph can run: a torch-free engine and a graph still there."""
+    return engine in BY_NAME and BY_NAME[engine].torch_free and isinstance(graph, str) and Path(graph).is_file()
 
 
 def seen(model_file: Path, precision: str, backend: str) -> bool:
@@ -113,12 +121,16 @@ class ExpressStylizer:
         self._build_fallback = fallback
         self._fallback: Callable[[np.ndarray], object] | None = None
         self._graphs: dict[tuple[str, Path], Callable[[np.ndarray], np.ndarray]] = {}
+        self._tally = SizeTally()
 
     def __call__(self, batch: np.ndarray) -> object:
         height, width = batch.shape[-2:]
         route = self.routes.get(size_bucket(height, width))
+        repeats = self._tally.pays((height, width), len(batch))
         if route is not None and height * width <= route[2]:  # larger: tiles, which the torch path runs
-            engine, graph, _ = route
+            engine, graph, _, spare = route
+            if spare is not None and not repeats:  # a size met once, among sizes that do not repeat
+                engine, graph = spare
             if (engine, graph) not in self._graphs:
                 log.debug(Decision(engine, "express").says(size_bucket(height, width)))
                 self._graphs[engine, graph] = BY_NAME[engine].graph_runner(graph)

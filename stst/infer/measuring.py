@@ -36,6 +36,7 @@ class Decision:
 
     engine: str
     why: str
+    spare: str = ""  # where ``engine`` compiles each size: the fastest that does not, for sizes that do not repeat
 
     def says(self, size: tuple[int, int]) -> str:
         """The line ``stst stylize -v`` prints."""

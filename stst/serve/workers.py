@@ -62,7 +62,8 @@ class ModelWorkers:
 
     def _stylizer(self, path: Path) -> Stylizer:
         if path not in self._stylizers:
-            self._stylizers[path] = open_stylizer(path, self.device, self.precision, "auto", False, self.backend)
+            self._stylizers[path] = open_stylizer(path, self.device, self.precision, "auto", False, self.backend,
+                                                  lean=True)  # its peak memory, under load, is bounded
         return self._stylizers[path]
 
     def submit(self, path: Path, work: Callable[[Stylizer], T], look: Look = Look(), limited: bool = True) -> Future[T]:
