@@ -176,6 +176,8 @@ class Stylizer:
         self._engines: dict[tuple[int, int], str] = {}  # measured size -> "backend-precision"
         self._trials: dict[tuple[int, int], Trial] = {}  # size -> the engines' timing on a run's batches
         self._spares: dict[tuple[int, int], str] = {}  # size -> the engine for sizes that do not repeat
+        self._trial_names: dict[tuple[int, int], list[str]] = {}  # size -> the candidates its trial began with
+        self._warmed: set[str] = set()  # the per-size engines a trial has warmed up
         self._tally = SizeTally() if route is not None else None  # a run of photos: do its sizes repeat?
         self.route = route
         self.backend = self.precision = None  # the engine of the latest batch; settled ones are known now
@@ -201,6 +203,8 @@ class Stylizer:
         if bucket not in self._engines:
             names, tag, lane = list(self.candidates), self.model.config.tag, self.route is not None
             measured = self.measure or len(names) == 1
+            if trial and measured:
+                names = self._trial_names[bucket] = self._graph_engines() or names
             decision = cached_choice(tag, names, bucket, lane) if measured and len(names) > 1 else None
             if trial and measured and len(names) > 1 and decision is None:
                 begun = self._trials[bucket] = trial_of(tag, names, bucket, lane)
@@ -213,6 +217,19 @@ class Stylizer:
             self._settle(bucket, decision or (decide(tag, builders, bucket, lane=lane, hold=not self.lean)
                                               if measured else self._sound()))
         return self._engines[bucket]
+
+    def _graph_engines(self) -> list[str]:
+        """The candidates a run of photos times on its batches where it can: the graph engines, which the express
+        lane runs next time without importing torch (1.6-3 s). A torch engine must beat every one of them by
+        :data:`stst.infer.choice.LANE_SECONDS` an image there, and none came near on the CPUs measured: OpenVINO
+        bf16 ran the networks 1.8-2.4x faster than torch's bf16 on 2 Zen 4 cores, and the reference's output is ONNX
+        Runtime fp32's within 2e-6. [] where there are none, or the first cannot be set up (its graph cannot be
+        written): then all are timed, the reference first."""
+        names = [name for name in self.candidates if BY_NAME[name].torch_free]
+        try:
+            return names if names and self._runner(names[0]) else []
+        except StstError:
+            return []
 
     def _settle(self, bucket: tuple[int, int], decision: Decision) -> None:
         """Images near ``bucket`` run on the engine decided; the express lane is told where it runs a graph."""
@@ -228,14 +245,15 @@ class Stylizer:
 
     def _try(self, bucket: tuple[int, int], name: str, batch: torch.Tensor) -> torch.Tensor | None:
         """``batch`` stylized by candidate ``name`` of the bucket's trial, and timed for it (a per-size engine
-        compiles first, untimed); None where the candidate cannot run here (it is left out). The trial is recorded
-        after each batch, so that a run that ends before it does leaves it to the next."""
+        compiles first, untimed, and its first batch after a compile is a warm-up, once per engine: later compiles'
+        first batches count, as a run whose sizes do not repeat pays for them); None where the candidate cannot run
+        here (it is left out). The trial is recorded after each batch, so that a run that ends before it does leaves
+        it to the next."""
         trial = self._trials[bucket]
         try:
             self._use(name)
             prepare = getattr(self.graph, "prepare", None)
-            if prepare is not None:
-                prepare(len(batch), *batch.shape[-2:])
+            warm_up = prepare is not None and prepare(len(batch), *batch.shape[-2:]) and name not in self._warmed
             start = time.perf_counter()
             out = self._whole(batch)
         except StstError as exc:
@@ -245,11 +263,14 @@ class Stylizer:
             trial.drop(name)
             out = None
         else:
-            trial.add(name, (time.perf_counter() - start) / len(batch))
-        record_trial(self.model.config.tag, list(self.candidates), bucket, trial)
+            if warm_up:  # its first batch after a compile, once: its output stands, its time does not count
+                self._warmed.add(name)
+            else:
+                trial.add(name, (time.perf_counter() - start) / len(batch))
+        record_trial(self.model.config.tag, self._trial_names[bucket], bucket, trial)
         if trial.done:
             del self._trials[bucket]
-            self._settle(bucket, Decision(trial.choice, "trial"))
+            self._settle(bucket, Decision(trial.choice, "trial", trial.spare))
         else:
             self._release()
         return out

@@ -79,9 +79,10 @@ ENGINES: tuple[Engine, ...] = (
     Engine("openvino", "bf16", ("cpu",), ("cpu",), ("onnx", "openvino"), "0.24 grey levels from fp32 on average",
            1.1, needs=NATIVE_BF16, torch_free=True, per_size=True,
            built="the exported ONNX graph, compiled per image size in bf16", tiles=("openvino-bf16", "onnxruntime-fp32")),
-    # ONNX Runtime's int8 graph, which OpenVINO runs with int8 convolutions (VNNI, AMX) and the rest in bf16 where the
-    # CPU has it natively: 0.24 s a 768x512 photo of the full network on 2 Zen 4 cores, against OpenVINO bf16's 0.32
-    # and ONNX Runtime int8's 0.45 (docs/engine-choice.md); 0.02-0.03 grey levels further from fp32 than ONNX Runtime.
+    # The int8 graph, which OpenVINO runs with int8 convolutions (VNNI, AMX) and the rest in bf16 where the CPU has it
+    # natively: 0.20-0.23 s a 768x512 photo of the full network on 2 Zen 4 cores, against OpenVINO bf16's 0.32-0.34
+    # and ONNX Runtime int8's 0.34-0.42 (docs/performance.md); 0.02-0.03 grey levels further from fp32 than ONNX
+    # Runtime's run of the same graph (its fidelity check).
     Engine("openvino", "int8", ("cpu",), ("cpu",), ("onnx", "openvino"),
            "within 1.5 grey levels, checked per model", 1.1, needs=FAITHFUL_GRAPH, torch_free=True, per_size=True,
            built="the int8 graph compiled per image size, in bf16 around it where the CPU has it natively",

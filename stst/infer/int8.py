@@ -7,14 +7,15 @@ activation ranges set by the 99.999th percentile on four of the photos shipped i
 ``stst/examples/training`` (:data:`CALIBRATION`). The convolutions of the residual blocks
 are quantized (they run at a quarter of the resolution and hold 60% of the
 full model's multiply-adds), and in Johnson's design the two upsampling ones
-(another 24%): on 2 cores of an AMD EPYC (Zen 4, AVX-512 VNNI) the full
-starry_night graph then ran a 768x512 photo in 0.34 s on ONNX Runtime against
-0.44 with the blocks alone, and 0.21 against 0.24 on OpenVINO, for 0.1-0.24
-more grey levels from fp32 (0.38-0.98 on the 14 bundled Johnson models). The
-realtime design's upsampling convolutions cost more (up to 1.68 grey levels)
-and stay in float, as do the full-resolution 9x9 convolutions: quantizing every
-convolution cost 1.5-3.4 grey levels. Instance normalisation, padding and
-upsampling stay in float.
+and the output layer: on 2 cores of an AMD EPYC (Zen 4, AVX-512 VNNI) the
+full starry_night graph then ran a 768x512 photo in 0.34 s on ONNX Runtime
+against 0.44 with the blocks alone, and 0.195-0.21 against 0.24 on OpenVINO,
+for 0.1-0.25 more grey levels from fp32 (0.49-1.06 on the 14 bundled full and
+light models). The realtime design's upsampling convolutions cost more (up to
+2.07 grey levels with them) and stay in float, as does the first 9x9
+convolution (1.69 on starry_night with it): quantizing every convolution cost
+1.5-3.4 grey levels. Instance normalisation, padding and upsampling stay in
+float.
 
 A model's quantized graph is used only if, on the calibration photos, its
 output is within :data:`FIDELITY` grey levels (mean absolute difference,

@@ -1,5 +1,5 @@
 """An ONNX graph run by OpenVINO on the CPU: the engine that runs these networks fastest where the CPU has native
-bf16, and a little faster than ONNX Runtime in fp32.
+bf16 (its int8 graph fastest of all on a Zen 4), and a little faster than ONNX Runtime in fp32.
 
 OpenVINO fuses what ONNX Runtime runs as separate passes (the reflection pads,
 the reorders into blocked layouts around them, the normalisations and ReLUs),
@@ -11,7 +11,8 @@ levels from fp32 on average, as torch's bf16 autocast.
 
 Each image size gets its own compiled model (shapes fixed: with free height and
 width the same graph ran 2.5x slower), built the first time the size is met
-(0.5-0.8 s at 640x480-768x512) and kept for the next few sizes; a batch runs
+(0.15-0.35 s for the full network at 768x512 on 2 Zen 4 cores; 0.5-0.8 s was
+measured on a Xeon) and kept for the next few sizes, and on disk; a batch runs
 as one request per image on as many streams as the process has cores, and a
 single image (the live view's frames) on one stream of all of them, about
 twice as fast as on one of them.
@@ -115,10 +116,15 @@ class OpenVinoGraph:
             self._compiled.popitem(last=False)
         return self._compiled[key]
 
-    def prepare(self, images: int, height: int, width: int) -> None:
-        """Compile for a batch of ``images`` images of this size now, so that timing the batch times the work only."""
+    def prepare(self, images: int, height: int, width: int) -> bool:
+        """Compile for a batch of ``images`` images of this size now, so that timing the batch times the work only;
+        whether it was compiled now (then its first inference is slower still: 0.36 s a 768x512 photo of the full
+        int8 graph on 2 Zen 4 cores, against 0.20 after)."""
+        key = (height, width, 1 if images == 1 else self._streams)
         with self._lock:
-            self._requests(height, width, 1 if images == 1 else self._streams)
+            fresh = key not in self._compiled
+            self._requests(*key)
+        return fresh
 
     def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The graph's outputs, unclamped, for one image's inputs by name (the first an image; the tile graphs'

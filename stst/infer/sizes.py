@@ -32,9 +32,10 @@ def size_bucket(height: int, width: int) -> tuple[int, int]:
     return min(SIZE_BUCKETS, key=lambda hw: abs(math.log(hw[0] * hw[1] / pixels)))
 
 
-# A run of photos compiles a per-size engine (OpenVINO) for a new size only once its photos so far have come at least
-# this many to a size (or the size comes again): a compile takes 0.1-0.35 s, what the full network's 768x512 photo
-# saves on OpenVINO int8 over ONNX Runtime int8 in one or two photos, and the realtime network's in four to ten.
+# A run of photos compiles a per-size engine (OpenVINO) for a new size while its photos so far have come at least
+# this many to a size, or when the size comes again (the first size compiles: a folder of camera photos repeats it):
+# a compile takes 0.1-0.35 s, what the full network's 768x512 photo saves on OpenVINO int8 over ONNX Runtime int8
+# in one or two photos, and the realtime network's in four to ten.
 REPEATS = 4
 
 
