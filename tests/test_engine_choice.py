@@ -522,3 +522,17 @@ def test_the_server_times_its_engines_one_at_a_time(stst_home):
 
     workers = ModelWorkers(torch.device("cpu"))
     assert workers._stylizer(bundled_models()["starry_night-realtime"]).lean
+
+
+def test_a_clear_lead_ends_a_trial_on_a_runs_photos_after_one_round():
+    """Timings only come out slow: a runner-up 1.5x behind after a round (margins applied) cannot be the faster."""
+    seconds = {"onnxruntime-fp32": 0.7, "onnxruntime-int8": 0.4, "openvino-int8": 0.2}
+    for clear, rounds in [(choice.CLEAR_LEAD, 1), (0.0, max(MIN_ROUNDS, STABLE_ROUNDS))]:
+        trial = choice.Trial(list(seconds), lane=True, clear=clear)
+        while not trial.done:
+            trial.add(trial.next(), seconds[trial.next()])
+        assert (trial.choice, len(trial.choices)) == ("openvino-int8", rounds)
+    close = choice.Trial(["onnxruntime-fp32", "openvino-bf16", "openvino-int8"], clear=choice.CLEAR_LEAD)
+    for name, took in [("onnxruntime-fp32", 0.7), ("openvino-bf16", 0.3), ("openvino-int8", 0.25)]:
+        close.add(name, took)
+    assert not close.done  # 1.2x: another round

@@ -33,6 +33,10 @@ LANE_SECONDS = 0.1
 # Rounds of interleaved timings: at least MIN_ROUNDS, until the choice is the same after STABLE_ROUNDS
 # rounds in a row, at most MAX_ROUNDS (or fewer once BUDGET_SECONDS are spent).
 MIN_ROUNDS, STABLE_ROUNDS, MAX_ROUNDS, BUDGET_SECONDS = 2, 2, 9, 12.0
+# A run of photos times its engines on its own batches (Trial.clear): there one round ends the timing where the
+# runner-up, margins applied, takes at least this many times the best one's (timings only ever come out slow, so a
+# lead that wide is not noise): 24 photos are 12 batches, and five candidates with warm-ups took 11 in two rounds.
+CLEAR_LEAD = 1.5
 # A candidate whose fastest round, margin applied, takes more than this many times the best one's is timed no
 # more, and once one candidate is left the measurement ends: six candidates met the full model at 768x512 on a
 # 2-core Xeon, OpenVINO bf16 2.2x ahead of the next, and timing them took 31 s of the first photo's 49. Only a
@@ -124,6 +128,7 @@ class Trial:
     timed: list[str] = field(default_factory=list)  # the candidates still in contention
     queue: list[str] = field(default_factory=list)  # this round's candidates still to time
     spent: float = 0.0
+    clear: float = 0.0  # a lead (CLEAR_LEAD) with which one round ends it; 0: none
 
     def __post_init__(self) -> None:
         self.timed = [name for name in self.timed if name in self.names] or list(self.names)
@@ -178,7 +183,9 @@ class Trial:
         self.timed = [name for name in _contenders(names, fastest) if name in self.timed]
         stable = len(self.choices) >= STABLE_ROUNDS and len(set(self.choices[-STABLE_ROUNDS:])) == 1
         rounds = len(self.choices)
-        finished = len(self.timed) == 1 or rounds >= MAX_ROUNDS or (
+        costs = sorted(_costs(names, fastest).values())
+        clear = bool(self.clear) and len(costs) > 1 and costs[1] >= self.clear * costs[0]
+        finished = len(self.timed) == 1 or rounds >= MAX_ROUNDS or clear or (
             rounds >= MIN_ROUNDS and (stable or self.spent > BUDGET_SECONDS))
         self.queue = [] if finished else self._rotated()
 
@@ -232,17 +239,18 @@ def cached_choice(width: object, names: list[str], size: tuple[int, int], lane: 
     return Decision(known["choice"], "cached", known["spare"] if known.get("spare") in names else "")
 
 
-def trial_of(width: object, names: list[str], size: tuple[int, int], lane: bool = False) -> Trial:
+def trial_of(width: object, names: list[str], size: tuple[int, int], lane: bool = False, clear: float = 0.0) -> Trial:
     """The trial an earlier run began and did not finish for these candidates here (see :func:`record_trial`),
-    else a new one."""
+    else a new one (``clear``: see :class:`Trial`)."""
     known = read_record(CHOICES_FILE).get(machine_key(width, names, size, lane))
     begun = known.get("trial") if isinstance(known, dict) else None
     if isinstance(begun, dict):
         with contextlib.suppress(TypeError, ValueError, AttributeError):
-            trial = Trial(names=list(names), lane=lane, **{k: v for k, v in begun.items() if k not in ("names", "lane")})
+            trial = Trial(names=list(names), lane=lane, **{k: v for k, v in begun.items()
+                                                           if k not in ("names", "lane", "clear")}, clear=clear)
             if all(isinstance(v, list) and v and all(isinstance(t, float) for t in v) for v in trial.samples.values()):
                 return trial
-    return Trial(list(names), lane)
+    return Trial(list(names), lane, clear=clear)
 
 
 def record_trial(width: object, names: list[str], size: tuple[int, int], trial: Trial) -> None:
@@ -255,7 +263,7 @@ def record_trial(width: object, names: list[str], size: tuple[int, int], trial: 
                       "seconds": {n: round(s, 4) for n, s in trial.fastest().items()},
                       "rounds": len(trial.choices), "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     else:
-        known[key] = {"trial": {k: v for k, v in asdict(trial).items() if k not in ("names", "lane")}}
+        known[key] = {"trial": {k: v for k, v in asdict(trial).items() if k not in ("names", "lane", "clear")}}
     write_record(CHOICES_FILE, known)
 
 

@@ -21,7 +21,7 @@ from ..model.checkpoint import load_model
 from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
 from .caches import cached_graph
-from .choice import Runner, Trial, cached_choice, cpu_has_bf16, decide, record_trial, trial_of
+from .choice import CLEAR_LEAD, Runner, Trial, cached_choice, cpu_has_bf16, decide, record_trial, trial_of
 from .engines import BY_NAME, FAITHFUL_GRAPH, GRAPH_BACKENDS, Engine, offered, tile_engines
 from .measuring import Decision, sound
 from .onnxruntime_graph import OnnxStylizer
@@ -207,7 +207,7 @@ class Stylizer:
                 names = self._trial_names[bucket] = self._graph_engines() or names
             decision = cached_choice(tag, names, bucket, lane) if measured and len(names) > 1 else None
             if trial and measured and len(names) > 1 and decision is None:
-                begun = self._trials[bucket] = trial_of(tag, names, bucket, lane)
+                begun = self._trials[bucket] = trial_of(tag, names, bucket, lane, clear=CLEAR_LEAD)
                 if not begun.samples:  # not when it goes on with a trial an earlier run began
                     log.info("timing %d engines on this run's photos near %dx%d, once on this machine (stst info "
                              "--engines shows the choice)", len(names), bucket[1], bucket[0])
