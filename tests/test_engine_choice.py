@@ -16,7 +16,7 @@ from stst.infer.measuring import Decision
 from stst.infer.engine import Stylizer, choose_engine
 from stst.base.errors import StstError
 from stst.infer.caches import CHOICES_FILE
-from stst.infer.choice import MAX_ROUNDS, MIN_ROUNDS, STABLE_ROUNDS, decide, machine_key, measure_candidates, time_once
+from stst.infer.choice import MAX_ROUNDS, MIN_ROUNDS, STABLE_ROUNDS, decide, machine_key, time_candidates, time_once
 from stst.infer.sizes import size_bucket
 
 from stst.model.checkpoint import save_checkpoint
@@ -38,6 +38,12 @@ def fake_timer(seconds: dict[str, float], calls: list, jitter: float = 0.0, seed
 
 def named(*names: str) -> dict:
     return {name: (lambda n=name: n) for name in names}
+
+
+def measure_candidates(runners: dict, size: tuple[int, int], measure, lane: bool = False) -> tuple:
+    """``(choice, fastest seconds by name, rounds)`` of built ``runners`` timed on random images."""
+    trial = time_candidates({name: (lambda r=runner: r) for name, runner in runners.items()}, size, measure, lane)
+    return trial.choice, trial.fastest(), len(trial.choices)
 
 
 def timed_calls(calls: list) -> list[str]:
@@ -333,13 +339,13 @@ def test_info_engines_shows_what_was_measured_and_chosen(tmp_path, monkeypatch):
 def counted_measurements(monkeypatch) -> list:
     """The sizes at which engines get timed from now on (the real timing still runs)."""
     sizes = []
-    real = choice.measure_candidates
+    real = choice.time_candidates
 
-    def counting(runners, size, *args, **kwargs):
+    def counting(candidates, size, *args, **kwargs):
         sizes.append(size)
-        return real(runners, size, *args, **kwargs)
+        return real(candidates, size, *args, **kwargs)
 
-    monkeypatch.setattr(choice, "measure_candidates", counting)
+    monkeypatch.setattr(choice, "time_candidates", counting)
     return sizes
 
 
@@ -384,6 +390,8 @@ def test_a_folder_times_the_engines_on_its_own_photos_once_it_has_met_the_model(
     one = CliRunner().invoke(main, ["stylize", str(tmp_path / "larger.png"), "-m", str(model), "--precision", "fp32",
                                     "-o", str(tmp_path / "one.png")])
     assert one.exit_code == 0 and timed == []  # one photo of a size not timed yet: nothing timed
+    decide(8, named("torch-fp32", "torch-bf16"), (512, 768), fake_timer({"torch-fp32": 1.0, "torch-bf16": 0.5}, []))
+    assert timed == [(512, 768)]  # what is counted: a timing on random images
 
 
 def test_a_trial_times_each_contender_once_a_round_and_leaves_the_slow_ones():

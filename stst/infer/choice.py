@@ -111,7 +111,7 @@ def _contenders(names: list[str], seconds: dict[str, float]) -> list[str]:
 @dataclass
 class Trial:
     """The timing of candidates in interleaved rounds, one sample at a time, as the work comes: the rounds of
-    :func:`measure_candidates`, and of a run of photos that times its engines on its own batches (whose outputs
+    :func:`time_candidates`, and of a run of photos that times its engines on its own batches (whose outputs
     stand: every candidate's output is within its margin of fp32's), a round spread over several batches.
 
     Every round times each candidate still in contention (:func:`_contenders`) once, starting with a different one
@@ -190,16 +190,8 @@ class Trial:
         self.queue = [] if finished else self._rotated()
 
 
-def measure_candidates(runners: dict[str, Runner], size: tuple[int, int], measure: Measure = time_once,
-                       lane: bool = False) -> tuple[str, dict[str, float], int]:
-    """``(choice, fastest seconds by name, rounds)``: each runner is warmed up once, then timed in the rounds of a
-    :class:`Trial`."""
-    trial = _timed({name: (lambda r=runner: r) for name, runner in runners.items()}, size, measure, lane)
-    return trial.choice, trial.fastest(), len(trial.choices)
-
-
-def _timed(candidates: dict[str, Callable[[], Runner]], size: tuple[int, int], measure: Measure, lane: bool,
-           hold: bool = True) -> Trial:
+def time_candidates(candidates: dict[str, Callable[[], Runner]], size: tuple[int, int], measure: Measure,
+                    lane: bool, hold: bool = True) -> Trial:
     """The trial of ``candidates`` on random images of ``size``, each built and warmed up when first timed. With
     ``hold``, each is kept for the rounds after; without, it is built and warmed up for every round and let go
     after, so that one engine at a time holds its memory (seven held 3.6 GB at once for the full network at
@@ -274,8 +266,8 @@ def decide(width: object, candidates: dict[str, Callable[[], Runner]], size: tup
     ``candidates`` maps names to functions that build a runner; the first is
     the reference. With a single candidate nothing is measured. ``lane``: the
     run is one the express lane could serve next time (see :func:`_choice`). ``hold``: keep each candidate
-    while they are timed (see :func:`_timed`). A measurement that left out a candidate that could not be set up
-    is not cached: it is made again, with it, next time.
+    while they are timed (see :func:`time_candidates`). A measurement that left out a candidate that could not be
+    set up is not cached: it is made again, with it, next time.
     """
     names = list(candidates)
     if len(names) == 1:
@@ -285,7 +277,7 @@ def decide(width: object, candidates: dict[str, Callable[[], Runner]], size: tup
         return known
     log.info("timing %d engines for this network at %dx%d, once on this machine (stst info --engines shows the "
              "choice)", len(names), size[1], size[0])
-    trial = _timed(candidates, size, measure, lane, hold)
+    trial = time_candidates(candidates, size, measure, lane, hold)
     if trial.names != names:
         return Decision(trial.choice, "measured", trial.spare)
     record_trial(width, names, size, trial)
