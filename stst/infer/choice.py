@@ -278,9 +278,8 @@ def decide(width: object, candidates: dict[str, Callable[[], Runner]], size: tup
     log.info("timing %d engines for this network at %dx%d, once on this machine (stst info --engines shows the "
              "choice)", len(names), size[1], size[0])
     trial = time_candidates(candidates, size, measure, lane, hold)
-    if trial.names != names:
-        return Decision(trial.choice, "measured", trial.spare)
-    record_trial(width, names, size, trial)
+    if trial.names == names:  # all of them timed
+        record_trial(width, names, size, trial)
     return Decision(trial.choice, "measured", trial.spare)
 
 

@@ -205,17 +205,17 @@ class Stylizer:
             measured = self.measure or len(names) == 1
             if trial and measured:
                 names = self._trial_names[bucket] = self._graph_engines() or names
-            decision = cached_choice(tag, names, bucket, lane) if measured and len(names) > 1 else None
-            if trial and measured and len(names) > 1 and decision is None:
-                begun = self._trials[bucket] = trial_of(tag, names, bucket, lane, clear=CLEAR_LEAD)
-                if not begun.samples:  # not when it goes on with a trial an earlier run began
-                    log.info("timing %d engines on this run's photos near %dx%d, once on this machine (stst info "
-                             "--engines shows the choice)", len(names), bucket[1], bucket[0])
-                return begun.next()
-            # a lean stylizer's candidates are built for their timing alone, and let go after it
+                if len(names) > 1 and cached_choice(tag, names, bucket, lane) is None:
+                    begun = self._trials[bucket] = trial_of(tag, names, bucket, lane, clear=CLEAR_LEAD)
+                    if not begun.samples:  # not when it goes on with a trial an earlier run began
+                        log.info("timing %d engines on this run's photos near %dx%d, once on this machine (stst "
+                                 "info --engines shows the choice)", len(names), bucket[1], bucket[0])
+                    return begun.next()
+            # decided before (decide finds it cached), or timed on random images; a lean stylizer's candidates are
+            # built for their timing alone, and let go after it
             builders = {name: (self.candidates[name] if self.lean else lambda n=name: self._runner(n)) for name in names}
-            self._settle(bucket, decision or (decide(tag, builders, bucket, lane=lane, hold=not self.lean)
-                                              if measured else self._sound()))
+            self._settle(bucket, decide(tag, builders, bucket, lane=lane, hold=not self.lean) if measured
+                         else self._sound())
         return self._engines[bucket]
 
     def _graph_engines(self) -> list[str]:
