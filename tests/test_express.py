@@ -4,6 +4,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -14,11 +15,12 @@ from PIL import Image
 
 from stst.infer import express
 from stst.infer.engine import Stylizer
-from stst.infer.caches import ROUTES_FILE
+from stst.infer.caches import PLANS_FILE, ROUTES_FILE
 from stst.infer.express import ExpressStylizer, recorded, request_key
 from stst.infer.onnxruntime_graph import GraphRunner
 from stst.infer.sizes import AUTO_PIXELS, SizeTally
-from stst.infer.caches import cached_graph
+from stst.infer.caches import cached_file, cached_graph
+from stst.infer.choice import Trial, record_trial
 from stst.model.bundled import resolve_model
 from stst.model.export import export_model
 
@@ -30,9 +32,9 @@ def imported_torch(stderr: str) -> bool:
     return any(re.search(r"\|\s+torch$", line) for line in stderr.splitlines())
 
 
-def stylize(tmp_path, folder, *args, model="udnie-realtime"):
+def stylize(tmp_path, folder, *args, model="udnie-realtime", photos=PHOTOS):
     env = {**os.environ, "STST_HOME": str(tmp_path / "home")}
-    return subprocess.run([sys.executable, "-X", "importtime", "-m", "stst", "stylize", str(PHOTOS), "-o",
+    return subprocess.run([sys.executable, "-X", "importtime", "-m", "stst", "stylize", str(photos), "-o",
                            f"{tmp_path / folder}/", "-m", str(model), *args], capture_output=True, text=True,
                           env=env)
 
@@ -52,6 +54,59 @@ def test_the_second_run_skips_torch_and_writes_the_same_pixels(tmp_path, backend
         assert a.shape == (256, 384, 3) and np.array_equal(a, b)
     other = stylize(tmp_path, "third", "--backend", "torch")  # another request: nothing recorded for it
     assert other.returncode == 0 and imported_torch(other.stderr)
+
+
+def test_the_run_that_times_the_engines_does_so_without_torch_from_the_first_runs_plan(tmp_path):
+    """The first run of a folder runs untimed through the torch path and leaves a plan; the runs after it time the
+    graph engines on their own photos in the lane (the int8 graph quantized and judged there), without torch,
+    until one is chosen and routed; their photos stand, within int8's fidelity of the first run's."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in PHOTOS.glob("*.jpg"):  # ten photos: a run of a model met before times its engines
+        for copy in (1, 2):
+            shutil.copy(photo, folder / f"{copy}-{photo.name}")
+    first = stylize(tmp_path, "first", photos=folder)
+    assert first.returncode == 0 and imported_torch(first.stderr) and "timing" not in first.stderr
+    [(key, plan)] = json.loads((tmp_path / "home" / PLANS_FILE).read_text()).items()
+    assert plan["names"][:2] == ["onnxruntime-fp32", "onnxruntime-int8"] and not key.endswith("unmeasured")
+    for run in range(2, 6):
+        again = stylize(tmp_path, f"run{run}", "-v", photos=folder)
+        assert again.returncode == 0 and "10 stylized" in again.stdout, again.stderr[-500:]
+        assert not imported_torch(again.stderr)
+        assert ("timing" in again.stderr) == (run == 2)  # said once; a later run goes on with it
+        routes = json.loads((tmp_path / "home" / ROUTES_FILE).read_text()).get(key)
+        if routes:
+            break
+    assert [route[0] in plan["names"] for route in routes.values()] == [True]
+    assert "onnxruntime-int8" in (tmp_path / "home" / "precision.json").read_text()  # judged faithful, timed
+    for photo in (tmp_path / "first").iterdir():
+        a, b = (np.asarray(Image.open(tmp_path / out / photo.name), np.float32) for out in ("first", "run2"))
+        assert np.abs(a - b).mean() < 2  # int8's fidelity limit is 1.5 grey levels, and JPEG
+
+
+def test_a_plan_leaves_out_an_unfaithful_int8_graph_and_takes_a_choice_made_before(tmp_path, monkeypatch):
+    """The lane judges int8 as the torch path does (an unfaithful verdict leaves the int8 engines out), routes a
+    size whose choice was made before without timing anything, and leaves a plan with one candidate to the torch
+    path."""
+    monkeypatch.setenv("STST_HOME", str(tmp_path))
+    graph = cached_graph(fresh_network(3))
+    cached_file("w-int8.unfaithful", lambda path: path.write_text("int8 differs from fp32 by 9 grey levels\n"))
+    names = ("onnxruntime-fp32", "openvino-fp32", "onnxruntime-int8")
+    plan = express.Plan("key", 8, names, graph, ("w-int8.onnx", "w-int8.unfaithful"), AUTO_PIXELS["johnson"])
+    assert plan.candidates() == list(names[:2])
+    trial = Trial(list(names[:2]), lane=True)
+    trial.add("onnxruntime-fp32", 0.2), trial.add("openvino-fp32", 0.1)
+    trial.add("onnxruntime-fp32", 0.2), trial.add("openvino-fp32", 0.1)
+    record_trial(8, list(names[:2]), (256, 256), trial)
+    built = []
+    lane = ExpressStylizer({}, lambda: built.append(1) or (lambda batch: batch), plan)
+    x = np.random.default_rng(0).random((1, 3, 200, 240), dtype=np.float32)
+    assert np.allclose(lane(x), GraphRunner(graph)(x), atol=1e-4) and built == []
+    spare = ("onnxruntime-fp32", graph)  # for sizes that do not repeat: OpenVINO compiles each size
+    assert recorded("key") == {(256, 256): ("openvino-fp32", graph, AUTO_PIXELS["johnson"], spare)}
+    alone = ExpressStylizer({}, lambda: built.append(1) or (lambda batch: batch),
+                            express.Plan("key", 8, names[::2], graph, plan.int8, AUTO_PIXELS["johnson"]))
+    assert alone(x) is x and built == [1]  # int8 left out, one candidate: nothing to time here
 
 
 def test_a_size_without_a_recorded_graph_goes_through_the_fallback(tmp_path):

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 CHOICES_FILE = "precision.json"  # the measured engine choices (stst.infer.choice)
 ROUTES_FILE = "express.json"  # the express lane's routes (stst.infer.express)
+PLANS_FILE = "plans.json"  # what the express lane needs to time the graph engines itself (stst.infer.express)
 GRAPHS_FOLDER = "onnx"
 
 

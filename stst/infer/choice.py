@@ -5,7 +5,8 @@ Candidates are timed in interleaved rounds until the choice stops changing, each
 machine only adds time); one must beat the reference (eager fp32) by its margin in the engine table
 (:mod:`stst.infer.engines`), and where the express lane could serve the run, a torch engine must also beat every
 graph engine by :data:`LANE_SECONDS` an image (the lane saves importing torch). The answer is cached under the
-machine's fingerprint (:mod:`stst.infer.caches`); ``stst info --engines`` prints it.
+machine's fingerprint (:mod:`stst.infer.caches`); ``stst info --engines`` prints it. Torch is imported only to
+time on random images: the express lane times graph engines on a run's photos without it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-
-import torch
+from typing import Any
 
 from ..base.cores import default_batch
 from ..base.errors import StstError
@@ -45,12 +45,14 @@ BEHIND = 2.0
 
 log = logging.getLogger(__name__)  # the CLI shows its messages as notes on stderr
 
-Runner = Callable[[torch.Tensor], object]
+Runner = Callable[[Any], object]  # a batch in (a tensor or an array), its stylized images out
 Measure = Callable[[Runner, tuple[int, int]], float]
 
 
 def cpu_has_bf16() -> bool:
     """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    import torch
+
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(check and check())
 
@@ -68,6 +70,8 @@ def time_once(runner: Runner, size: tuple[int, int]) -> float:
     ONNX Runtime runs a batch side by side and torch one image after another. On one image at a time, a 2-core Xeon
     chose torch bf16 for the realtime tier's clips at 8.6 frames/s end to end, where ONNX Runtime side by side gave
     9.2-11.6."""
+    import torch
+
     images = default_batch()
     x = torch.rand(images, 3, *size)
     start = time.perf_counter()
@@ -190,6 +194,34 @@ class Trial:
         self.queue = [] if finished else self._rotated()
 
 
+def time_on_batch(trial: Trial, name: str, set_up: Callable[[], Runner], batch: Any, warmed: set[str]) -> object:
+    """``batch`` (images of one size) stylized by candidate ``name`` of ``trial`` and timed for it, as a run of photos
+    times its engines (its outputs stand); None where the candidate cannot be set up or run here (a
+    :class:`StstError`: it is left out; the reference's is raised, as in a run that does not time).
+
+    ``set_up()`` gives the runner. One that compiles each size (a ``prepare`` method) compiles first, untimed, and
+    its first batch after a compile is a warm-up, once per engine (``warmed``): its time does not count. Later
+    compiles' first batches do, as a run whose sizes do not repeat pays for them.
+    """
+    try:
+        runner = set_up()
+        prepare = getattr(runner, "prepare", None)
+        warm_up = prepare is not None and prepare(len(batch), *batch.shape[-2:]) and name not in warmed
+        start = time.perf_counter()
+        out = runner(batch)
+    except StstError as exc:
+        if name == trial.names[0]:
+            raise
+        log.debug("engine %s left out: %s", name, exc)
+        trial.drop(name)
+        return None
+    if warm_up:
+        warmed.add(name)
+    else:
+        trial.add(name, (time.perf_counter() - start) / len(batch))
+    return out
+
+
 def time_candidates(candidates: dict[str, Callable[[], Runner]], size: tuple[int, int], measure: Measure,
                     lane: bool, hold: bool = True) -> Trial:
     """The trial of ``candidates`` on random images of ``size``, each built and warmed up when first timed. With
@@ -243,6 +275,15 @@ def trial_of(width: object, names: list[str], size: tuple[int, int], lane: bool 
             if all(isinstance(v, list) and v and all(isinstance(t, float) for t in v) for v in trial.samples.values()):
                 return trial
     return Trial(list(names), lane, clear=clear)
+
+
+def begin_trial(width: object, names: list[str], size: tuple[int, int], lane: bool) -> Trial:
+    """The trial of a run of photos on its own batches (:func:`trial_of`, with :data:`CLEAR_LEAD`), said once."""
+    trial = trial_of(width, names, size, lane, clear=CLEAR_LEAD)
+    if not trial.samples:  # not when it goes on with a trial an earlier run began
+        log.info("timing %d engines on this run's photos near %dx%d, once on this machine (stst info --engines "
+                 "shows the choice)", len(names), size[1], size[0])
+    return trial
 
 
 def record_trial(width: object, names: list[str], size: tuple[int, int], trial: Trial) -> None:

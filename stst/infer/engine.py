@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Union
@@ -20,8 +19,8 @@ from ..base.imageio import rgb_pixels, to_uint8
 from ..model.checkpoint import load_model
 from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
-from .caches import cached_graph
-from .choice import CLEAR_LEAD, Runner, Trial, cached_choice, cpu_has_bf16, decide, record_trial, trial_of
+from .caches import cached_file, cached_graph, graph_name, int8_names
+from .choice import Runner, Trial, begin_trial, cached_choice, cpu_has_bf16, decide, record_trial, time_on_batch
 from .engines import BY_NAME, FAITHFUL_GRAPH, GRAPH_BACKENDS, Engine, offered, tile_engines
 from .measuring import Decision, sound
 from .onnxruntime_graph import OnnxStylizer
@@ -88,7 +87,7 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
     (:func:`torch_network`). ``measured``: false for a run that will not time its engines
     (:mod:`stst.infer.measuring`): ``auto`` then skips int8, whose quantizing and check only a measurement repays.
     """
-    rows = offered(precision, backend, device.type, device.type == "cpu" and cpu_has_bf16())
+    rows = _rows(device, model, precision, backend)
     network = torch_network(model, device) if network is None else network
     candidates = {}
     for e in rows:
@@ -99,10 +98,16 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
                 continue
         elif e.needs == FAITHFUL_GRAPH:  # int8 asked for: an unfaithful graph is refused now, as a bad model is
             int8_graph = int8.quantized_graph(model)
-        if backend == "auto" and _hides_nan(e, model):
-            continue
         candidates[e.name] = _builder(e, model, network, device, int8_graph)
     return candidates
+
+
+def _rows(device: torch.device, model: TransformerNet, precision: str, backend: str) -> list[Engine]:
+    """The engine table's rows a request leaves for ``model`` on ``device`` (:func:`stst.infer.engines.offered`), the
+    reference first; ``auto`` without OpenVINO where it would hide a broken model; int8 ones whether or not the
+    model's int8 graph is faithful."""
+    rows = offered(precision, backend, device.type, device.type == "cpu" and cpu_has_bf16())
+    return [e for e in rows if backend != "auto" or not _hides_nan(e, model)]
 
 
 def choose_engine(device: torch.device, model: TransformerNet, precision: str = "auto",
@@ -143,6 +148,8 @@ class Stylizer:
       (:func:`stst.infer.measuring.sound`), for runs too short to pay for the timing.
     - ``lean``: time the engines one at a time, each let go after its turn (:func:`stst.infer.choice.decide`'s
       ``hold``), for a long-lived process whose peak memory counts: the server.
+    - ``plan``: told once, with the first route, what the express lane needs to time the graph engines on the next
+      run's photos without torch (:class:`stst.infer.express.Plan`).
     """
 
     def __init__(
@@ -157,6 +164,7 @@ class Stylizer:
         route: Callable[[tuple[int, int], str, Path, int, tuple[str, Path] | None], None] | None = None,
         measure: bool = True,
         lean: bool = False,
+        plan: Callable[[object, list[str], Path, tuple[str, str], int], None] | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         cuda = self.device.type == "cuda"
@@ -169,6 +177,7 @@ class Stylizer:
         network = torch_network(self.model, self.device)  # built once: the measured torch engines run it too
         self.network = torch.compile(network, dynamic=True) if compile else network
         self.asked_backend = "torch" if compile else backend  # --backend; a graph engine's tiles keep to it
+        self.asked_precision = precision
         self.candidates = engine_candidates(self.device, self.model, precision, self.asked_backend, network,
                                             measured=measure)
         self.measure, self.lean = measure, lean
@@ -179,7 +188,7 @@ class Stylizer:
         self._trial_names: dict[tuple[int, int], list[str]] = {}  # size -> the candidates its trial began with
         self._warmed: set[str] = set()  # the per-size engines a trial has warmed up
         self._tally = SizeTally() if route is not None else None  # a run of photos: do its sizes repeat?
-        self.route = route
+        self.route, self.plan = route, plan
         self.backend = self.precision = None  # the engine of the latest batch; settled ones are known now
         if len(self.candidates) == 1:
             self._use(self._engine_at(*SIZE_BUCKETS[0]))
@@ -206,11 +215,8 @@ class Stylizer:
             if trial and measured:
                 names = self._trial_names[bucket] = self._graph_engines() or names
                 if len(names) > 1 and cached_choice(tag, names, bucket, lane) is None:
-                    begun = self._trials[bucket] = trial_of(tag, names, bucket, lane, clear=CLEAR_LEAD)
-                    if not begun.samples:  # not when it goes on with a trial an earlier run began
-                        log.info("timing %d engines on this run's photos near %dx%d, once on this machine (stst "
-                                 "info --engines shows the choice)", len(names), bucket[1], bucket[0])
-                    return begun.next()
+                    self._trials[bucket] = begin_trial(tag, names, bucket, lane)
+                    return self._trials[bucket].next()
             # decided before (decide finds it cached), or timed on random images; a lean stylizer's candidates are
             # built for their timing alone, and let go after it
             builders = {name: (self.candidates[name] if self.lean else lambda n=name: self._runner(n)) for name in names}
@@ -241,39 +247,40 @@ class Stylizer:
             spare = decision.spare if decision.spare and BY_NAME[decision.spare].torch_free else None
             self.route(bucket, choice, self._runner(choice).path, AUTO_PIXELS[self.model.config.design],
                        spare and (spare, self._runner(spare).path))
+            self._record_plan()
         self._release()
 
+    def _record_plan(self) -> None:
+        """Once, where the express lane is told routes: how it may time the graph engines itself next time
+        (:class:`stst.infer.express.Plan`): the candidates a run that times them would time here, as
+        :meth:`_graph_engines` gives them, int8 ones whatever their fidelity (the lane judges it)."""
+        if self.plan is None:
+            return
+        record, self.plan = self.plan, None
+        fp32 = cached_file(graph_name(self.model))
+        if fp32 is not None:
+            rows = _rows(self.device, self.model, self.asked_precision, self.asked_backend)
+            record(self.model.config.tag, [e.name for e in rows if e.torch_free], fp32, int8_names(self.model),
+                   AUTO_PIXELS[self.model.config.design])
+
     def _try(self, bucket: tuple[int, int], name: str, batch: torch.Tensor) -> torch.Tensor | None:
-        """``batch`` stylized by candidate ``name`` of the bucket's trial, and timed for it (a per-size engine
-        compiles first, untimed, and its first batch after a compile is a warm-up, once per engine: later compiles'
-        first batches count, as a run whose sizes do not repeat pays for them); None where the candidate cannot run
-        here (it is left out). The trial is recorded after each batch, so that a run that ends before it does leaves
-        it to the next."""
+        """``batch`` stylized by candidate ``name`` of the bucket's trial, and timed for it
+        (:func:`stst.infer.choice.time_on_batch`); None where the candidate cannot run here (it is left out). The
+        trial is recorded after each batch, so that a run that ends before it does leaves it to the next."""
         trial = self._trials[bucket]
-        try:
+
+        def set_up() -> Runner:
             self._use(name)
-            prepare = getattr(self.graph, "prepare", None)
-            warm_up = prepare is not None and prepare(len(batch), *batch.shape[-2:]) and name not in self._warmed
-            start = time.perf_counter()
-            out = self._whole(batch)
-        except StstError as exc:
-            if name == trial.names[0]:  # the reference: as in a run that does not time its engines
-                raise
-            log.debug("engine %s left out: %s", name, exc)
-            trial.drop(name)
-            out = None
-        else:
-            if warm_up:  # its first batch after a compile, once: its output stands, its time does not count
-                self._warmed.add(name)
-            else:
-                trial.add(name, (time.perf_counter() - start) / len(batch))
+            return self.graph if self.graph is not None else self._whole
+
+        out = time_on_batch(trial, name, set_up, batch, self._warmed)
         record_trial(self.model.config.tag, self._trial_names[bucket], bucket, trial)
         if trial.done:
             del self._trials[bucket]
             self._settle(bucket, Decision(trial.choice, "trial", trial.spare))
         else:
             self._release()
-        return out
+        return None if out is None else torch.as_tensor(out)
 
     def _release(self) -> None:
         """Let go of the runners no size runs on and no trial times any more: an engine holds its graph and
@@ -395,12 +402,13 @@ def open_stylizer(model_path: str | Path, device: torch.device, precision: str =
             raise StstError("--tile is not available for ONNX models")
         return OnnxStylizer(model_path, cuda=device.type == "cuda")
     model, _ = load_model(model_path, device)
-    route = None
+    route = plan = None
     if lane and device.type == "cpu" and express.serves(tile, compile) and not _accelerated():
         key = express.request_key(Path(model_path), precision, backend, measure)
         route = functools.partial(express.record, key)
+        plan = functools.partial(express.record_plan, express.request_key(Path(model_path), precision, backend))
     return Stylizer(model, device, precision=precision, tile=tile, compile=compile, backend=backend, route=route,
-                    measure=measure, lean=lean)
+                    measure=measure, lean=lean, plan=plan)
 
 
 def _accelerated() -> bool:

@@ -34,39 +34,40 @@ import tempfile
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..base.errors import StstError, first_line
 from ..base.imageio import read_photo
-from ..model.network import TransformerNet
 from .caches import cached_file, cached_graph, int8_names
-from .onnxruntime_graph import OnnxStylizer
+from .onnxruntime_graph import GraphRunner
+
+if TYPE_CHECKING:
+    from ..model.network import TransformerNet
 
 FIDELITY = 1.5  # grey levels (0-255), mean absolute difference from fp32 on the calibration photos
 PERCENTILE = 99.999
 # The shipped photos the ranges are set on and fidelity is judged on (Kodak, 384x256).
 CALIBRATION = ("kodim01.jpg", "kodim03.jpg", "kodim05.jpg", "kodim23.jpg")
+Run = Callable[[np.ndarray], object]  # an engine: a batch in, its output out (an array or a CPU tensor)
 
 
-def calibration_photos() -> list[torch.Tensor]:
-    """The photos shipped for calibration, as ``(1, 3, H, W)`` 0..1 tensors."""
+def calibration_photos() -> list[np.ndarray]:
+    """The photos shipped for calibration, as ``(1, 3, H, W)`` 0..1 arrays."""
     folder = Path(str(resources.files("stst"))) / "examples" / "training"
-    return [read_photo(folder / name).rgb[None] for name in CALIBRATION]
+    return [read_photo(folder / name).pixels[None] for name in CALIBRATION]
 
 
-def grey_level_difference(reference: Callable[[torch.Tensor], torch.Tensor],
-                          candidate: Callable[[torch.Tensor], torch.Tensor], photos: Sequence[torch.Tensor]) -> float:
+def grey_level_difference(reference: Run, candidate: Run, photos: Sequence[np.ndarray]) -> float:
     """Mean absolute difference in grey levels (0-255, as written) between two engines' outputs on ``photos``."""
-    def levels(run: Callable[[torch.Tensor], torch.Tensor], photo: torch.Tensor) -> torch.Tensor:
-        return run(photo).float().clamp(0, 1).mul(255).round()
+    def levels(run: Run, photo: np.ndarray) -> np.ndarray:
+        return np.round(np.clip(np.asarray(run(photo), dtype=np.float32), 0, 1) * 255)
 
-    return float(np.mean([(levels(reference, p) - levels(candidate, p)).abs().mean().item() for p in photos]))
+    return float(np.mean([np.abs(levels(reference, p) - levels(candidate, p)).mean() for p in photos]))
 
 
-def check_fidelity(reference: Callable[[torch.Tensor], torch.Tensor], candidate: Callable[[torch.Tensor], torch.Tensor],
-                   photos: Sequence[torch.Tensor], limit: float = FIDELITY) -> float:
+def check_fidelity(reference: Run, candidate: Run, photos: Sequence[np.ndarray], limit: float = FIDELITY) -> float:
     """The difference of ``candidate`` from ``reference``; a :class:`StstError` when it is above ``limit``."""
     difference = grey_level_difference(reference, candidate, photos)
     if difference > limit:
@@ -74,7 +75,7 @@ def check_fidelity(reference: Callable[[torch.Tensor], torch.Tensor], candidate:
     return difference
 
 
-def _quantize(fp32: Path, target: Path, photos: Sequence[torch.Tensor]) -> None:
+def _quantize(fp32: Path, target: Path, photos: Sequence[np.ndarray]) -> None:
     """Quantize the graph at ``fp32`` into ``target``, quietly: the quantizer prints its progress on stdout
     (which may be carrying an image, ``stst stylize - -o -``) and logs hints on the root logger."""
     import onnx
@@ -88,7 +89,7 @@ def _quantize(fp32: Path, target: Path, photos: Sequence[torch.Tensor]) -> None:
 
         def get_next(self) -> dict | None:
             photo = next(self.left, None)
-            return None if photo is None else {"image": photo.numpy()}
+            return None if photo is None else {"image": photo}
 
     graph = onnx.load(str(fp32)).graph
     # The residual blocks of both designs, as torch's exporter names them, and Johnson's upsampling and output layers
@@ -113,19 +114,26 @@ def _quantize(fp32: Path, target: Path, photos: Sequence[torch.Tensor]) -> None:
 def quantized_graph(model: TransformerNet) -> Path:
     """The model's int8 graph, made and judged the first time; a :class:`StstError` when it is not faithful."""
     name, unfaithful = int8_names(model)
+    return faithful_graph(name, unfaithful, lambda: cached_graph(model))
+
+
+def faithful_graph(name: str, unfaithful: str, fp32: Callable[[], Path]) -> Path:
+    """The int8 graph cached as ``name``, quantized from the graph ``fp32()`` gives and judged the first time (the
+    verdict against it kept as ``unfaithful``); a :class:`StstError` when it is not faithful. Torch-free: the express
+    lane quantizes a model's graph without it."""
     verdict = cached_file(unfaithful)
     if verdict is not None:
         raise StstError(verdict.read_text().strip())
 
     def make(target: Path) -> None:  # only the first time: a cached int8 graph needs no fp32 graph or export
-        fp32 = cached_graph(model)
+        graph = fp32()
         photos = calibration_photos()
         try:
-            _quantize(fp32, target, photos)
+            _quantize(graph, target, photos)
         except Exception as exc:  # the quantizer's own errors: then there is simply no int8 engine
             raise StstError(f"int8 quantization failed ({first_line(exc)})") from None
         try:
-            check_fidelity(OnnxStylizer(fp32), OnnxStylizer(target), photos, FIDELITY)
+            check_fidelity(GraphRunner(graph), GraphRunner(target), photos, FIDELITY)
         except StstError as exc:  # remembered, so that these weights are judged once
             cached_file(unfaithful, lambda path: path.write_text(f"{exc}\n"))
             raise
