@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -37,6 +38,13 @@ MIN_ROUNDS, STABLE_ROUNDS, MAX_ROUNDS, BUDGET_SECONDS = 2, 2, 9, 12.0
 # runner-up, margins applied, takes at least this many times the best one's (timings only ever come out slow, so a
 # lead that wide is not noise): 24 photos are 12 batches, and five candidates with warm-ups took 11 in two rounds.
 CLEAR_LEAD = 1.5
+# A batch that an engine compiling each size (OpenVINO) runs right after a compile is a warm-up in a run's timing on
+# its own photos: its output stands, its time does not count. OpenVINO's first inference of a new compile took 0.36 s
+# for a 768x512 photo of the full int8 graph where the next took 0.20 (2 Zen 4 cores), and one such sample, counted
+# (the second size of a folder of landscapes and portraits), let a trial that one round ended (CLEAR_LEAD) choose
+# OpenVINO bf16 over int8 for good: 9.7 s a run of 24 photos instead of 6.6. From an engine's WARM_UPS + 1st compile
+# in a run on, the batch counts: a run whose sizes do not repeat pays that first inference on every photo.
+WARM_UPS = 2
 # A candidate whose fastest round, margin applied, takes more than this many times the best one's is timed no
 # more, and once one candidate is left the measurement ends: six candidates met the full model at 768x512 on a
 # 2-core Xeon, OpenVINO bf16 2.2x ahead of the next, and timing them took 31 s of the first photo's 49. Only a
@@ -194,19 +202,19 @@ class Trial:
         self.queue = [] if finished else self._rotated()
 
 
-def time_on_batch(trial: Trial, name: str, set_up: Callable[[], Runner], batch: Any, warmed: set[str]) -> object:
+def time_on_batch(trial: Trial, name: str, set_up: Callable[[], Runner], batch: Any, warmed: Counter[str]) -> object:
     """``batch`` (images of one size) stylized by candidate ``name`` of ``trial`` and timed for it, as a run of photos
     times its engines (its outputs stand); None where the candidate cannot be set up or run here (a
     :class:`StstError`: it is left out; the reference's is raised, as in a run that does not time).
 
-    ``set_up()`` gives the runner. One that compiles each size (a ``prepare`` method) compiles first, untimed, and
-    its first batch after a compile is a warm-up, once per engine (``warmed``): its time does not count. Later
-    compiles' first batches do, as a run whose sizes do not repeat pays for them.
+    ``set_up()`` gives the runner. One that compiles each size (a ``prepare`` method) compiles first, untimed, and a
+    batch right after a compile is a warm-up (:data:`WARM_UPS`; ``warmed`` counts them per engine): its time does not
+    count, and the candidate's turn goes on with the next batch.
     """
     try:
         runner = set_up()
         prepare = getattr(runner, "prepare", None)
-        warm_up = prepare is not None and prepare(len(batch), *batch.shape[-2:]) and name not in warmed
+        warm_up = prepare is not None and prepare(len(batch), *batch.shape[-2:]) and warmed[name] < WARM_UPS
         start = time.perf_counter()
         out = runner(batch)
     except StstError as exc:
@@ -216,7 +224,7 @@ def time_on_batch(trial: Trial, name: str, set_up: Callable[[], Runner], batch: 
         trial.drop(name)
         return None
     if warm_up:
-        warmed.add(name)
+        warmed[name] += 1
     else:
         trial.add(name, (time.perf_counter() - start) / len(batch))
     return out

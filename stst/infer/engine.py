@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Union
@@ -186,7 +187,7 @@ class Stylizer:
         self._trials: dict[tuple[int, int], Trial] = {}  # size -> the engines' timing on a run's batches
         self._spares: dict[tuple[int, int], str] = {}  # size -> the engine for sizes that do not repeat
         self._trial_names: dict[tuple[int, int], list[str]] = {}  # size -> the candidates its trial began with
-        self._warmed: set[str] = set()  # the per-size engines a trial has warmed up
+        self._warmed: Counter[str] = Counter()  # the warm-ups of the per-size engines a trial times
         self._tally = SizeTally() if route is not None else None  # a run of photos: do its sizes repeat?
         self.route, self.plan = route, plan
         self.backend = self.precision = None  # the engine of the latest batch; settled ones are known now

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,7 +186,7 @@ class ExpressStylizer:
         self._tally = SizeTally()
         self._names: list[str] | None = None  # the plan's candidates here, judged once
         self._trials: dict[tuple[int, int], Trial] = {}
-        self._warmed: set[str] = set()
+        self._warmed: Counter[str] = Counter()
 
     def __call__(self, batch: np.ndarray) -> object:
         height, width = batch.shape[-2:]
