@@ -39,11 +39,12 @@ MIN_ROUNDS, STABLE_ROUNDS, MAX_ROUNDS, BUDGET_SECONDS = 2, 2, 9, 12.0
 # lead that wide is not noise): 24 photos are 12 batches, and five candidates with warm-ups took 11 in two rounds.
 CLEAR_LEAD = 1.5
 # A batch that an engine compiling each size (OpenVINO) runs right after a compile is a warm-up in a run's timing on
-# its own photos: its output stands, its time does not count. OpenVINO's first inference of a new compile took 0.36 s
-# for a 768x512 photo of the full int8 graph where the next took 0.20 (2 Zen 4 cores), and one such sample, counted
-# (the second size of a folder of landscapes and portraits), let a trial that one round ended (CLEAR_LEAD) choose
-# OpenVINO bf16 over int8 for good: 9.7 s a run of 24 photos instead of 6.6. From an engine's WARM_UPS + 1st compile
-# in a run on, the batch counts: a run whose sizes do not repeat pays that first inference on every photo.
+# its own photos while the engine has no sample yet: its output stands, its time does not count. OpenVINO's first
+# inference of a new compile took 0.36 s for a 768x512 photo of the full int8 graph where the next took 0.20 (2 Zen 4
+# cores), and one such sample as an engine's only one (the second size of a folder of landscapes and portraits) let a
+# trial that one round ended (CLEAR_LEAD) choose OpenVINO bf16 over int8 for good: 9.7 s a run of 24 photos instead
+# of 6.6. Once it has a sample the batch counts (the fastest sample decides), and so does its WARM_UPS + 1st in a
+# row: a run whose sizes do not repeat pays that first inference on every photo.
 WARM_UPS = 2
 # A candidate whose fastest round, margin applied, takes more than this many times the best one's is timed no
 # more, and once one candidate is left the measurement ends: six candidates met the full model at 768x512 on a
@@ -208,13 +209,14 @@ def time_on_batch(trial: Trial, name: str, set_up: Callable[[], Runner], batch: 
     :class:`StstError`: it is left out; the reference's is raised, as in a run that does not time).
 
     ``set_up()`` gives the runner. One that compiles each size (a ``prepare`` method) compiles first, untimed, and a
-    batch right after a compile is a warm-up (:data:`WARM_UPS`; ``warmed`` counts them per engine): its time does not
-    count, and the candidate's turn goes on with the next batch.
+    batch right after a compile, while the candidate has no sample yet, is a warm-up (:data:`WARM_UPS`; ``warmed``
+    counts them per engine): its time does not count, and the candidate's turn goes on with the next batch.
     """
     try:
         runner = set_up()
         prepare = getattr(runner, "prepare", None)
-        warm_up = prepare is not None and prepare(len(batch), *batch.shape[-2:]) and warmed[name] < WARM_UPS
+        fresh = prepare is not None and prepare(len(batch), *batch.shape[-2:])
+        warm_up = fresh and name not in trial.samples and warmed[name] < WARM_UPS
         start = time.perf_counter()
         out = runner(batch)
     except StstError as exc:
