@@ -545,6 +545,14 @@ def test_a_clear_lead_ends_a_trial_on_a_runs_photos_after_one_round():
     for name, took in [("onnxruntime-fp32", 0.7), ("openvino-bf16", 0.3), ("openvino-int8", 0.25)]:
         close.add(name, took)
     assert not close.done  # 1.2x: another round
+    while close.queue:  # a second round: each contender's fastest of two samples
+        close.add(close.next(), {"openvino-bf16": 0.31, "openvino-int8": 0.24}[close.next()])
+    assert close.done and close.choice == "openvino-int8"  # 1.25x after two rounds: done (LATER_LEAD)
+    near = choice.Trial(["onnxruntime-fp32", "openvino-bf16", "openvino-int8"], clear=choice.CLEAR_LEAD)
+    for took in [(0.7, 0.3, 0.28), (0.3, 0.27), (0.29, 0.28)]:
+        for value in took:
+            near.add(near.next(), value)
+    assert near.done and len(near.choices) == 3  # 1.04x: until the choice has held for two rounds
 
 
 def test_a_batch_right_after_a_compile_is_a_warm_up_until_the_engine_has_a_sample():

@@ -38,6 +38,10 @@ MIN_ROUNDS, STABLE_ROUNDS, MAX_ROUNDS, BUDGET_SECONDS = 2, 2, 9, 12.0
 # runner-up, margins applied, takes at least this many times the best one's (timings only ever come out slow, so a
 # lead that wide is not noise): 24 photos are 12 batches, and five candidates with warm-ups took 11 in two rounds.
 CLEAR_LEAD = 1.5
+# ... and from the second round on, where each contender's fastest is of two samples or more, a lead this wide ends
+# it: the full network's trial on the Kodak folder needs 13 batches where the first round is not decisive (OpenVINO
+# bf16 and int8 1.4-1.6x apart), and with a third round it went on into the next run (8.4-8.7 s against 6.9 steady).
+LATER_LEAD = 1.2
 # A batch that an engine compiling each size (OpenVINO) runs right after a compile is a warm-up in a run's timing on
 # its own photos while the engine has no sample yet: its output stands, its time does not count. OpenVINO's first
 # inference of a new compile took 0.36 s for a 768x512 photo of the full int8 graph where the next took 0.20 (2 Zen 4
@@ -141,7 +145,7 @@ class Trial:
     timed: list[str] = field(default_factory=list)  # the candidates still in contention
     queue: list[str] = field(default_factory=list)  # this round's candidates still to time
     spent: float = 0.0
-    clear: float = 0.0  # a lead (CLEAR_LEAD) with which one round ends it; 0: none
+    clear: float = 0.0  # a lead (CLEAR_LEAD) with which one round ends it (LATER_LEAD: a later one); 0: none
 
     def __post_init__(self) -> None:
         self.timed = [name for name in self.timed if name in self.names] or list(self.names)
@@ -197,7 +201,8 @@ class Trial:
         stable = len(self.choices) >= STABLE_ROUNDS and len(set(self.choices[-STABLE_ROUNDS:])) == 1
         rounds = len(self.choices)
         costs = sorted(_costs(names, fastest).values())
-        clear = bool(self.clear) and len(costs) > 1 and costs[1] >= self.clear * costs[0]
+        lead = self.clear if rounds == 1 else min(self.clear, LATER_LEAD)
+        clear = bool(self.clear) and len(costs) > 1 and costs[1] >= lead * costs[0]
         finished = len(self.timed) == 1 or rounds >= MAX_ROUNDS or clear or (
             rounds >= MIN_ROUNDS and (stable or self.spent > BUDGET_SECONDS))
         self.queue = [] if finished else self._rotated()
