@@ -93,7 +93,7 @@ def test_a_plan_leaves_out_an_unfaithful_int8_graph_and_takes_a_choice_made_befo
     cached_file("w-int8.unfaithful", lambda path: path.write_text("int8 differs from fp32 by 9 grey levels\n"))
     names = ("onnxruntime-fp32", "openvino-fp32", "onnxruntime-int8")
     plan = express.Plan("key", 8, names, graph, ("w-int8.onnx", "w-int8.unfaithful"), AUTO_PIXELS["johnson"])
-    assert plan.candidates() == list(names[:2])
+    assert plan.graphs() == {name: graph for name in names[:2]}
     trial = Trial(list(names[:2]), lane=True)
     trial.add("onnxruntime-fp32", 0.2), trial.add("openvino-fp32", 0.1)
     trial.add("onnxruntime-fp32", 0.2), trial.add("openvino-fp32", 0.1)

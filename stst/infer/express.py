@@ -18,6 +18,7 @@ ONNX Runtime's CPU provider too.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -124,19 +125,15 @@ class Plan:
     int8: tuple[str, str]
     whole: int
 
-    def graph(self, engine: str) -> Path:
-        """The graph ``engine`` runs (the int8 one made by :meth:`candidates` first)."""
-        return faithful_graph(*self.int8, lambda: self.fp32) if BY_NAME[engine].precision == "int8" else self.fp32
-
-    def candidates(self) -> list[str]:
-        """The names to time: the int8 ones only where the int8 graph is faithful (quantized and judged the first
-        time, 2-3 s)."""
-        try:
-            if any(BY_NAME[name].needs == FAITHFUL_GRAPH for name in self.names):
-                faithful_graph(*self.int8, lambda: self.fp32)
-            return list(self.names)
-        except StstError:
-            return [name for name in self.names if BY_NAME[name].needs != FAITHFUL_GRAPH]
+    def graphs(self) -> dict[str, Path]:
+        """The graph each candidate to time runs, the reference first: the int8 ones only where the int8 graph is
+        faithful (quantized and judged the first time, 2-3 s)."""
+        faithful = None
+        if any(BY_NAME[name].needs == FAITHFUL_GRAPH for name in self.names):
+            with contextlib.suppress(StstError):
+                faithful = faithful_graph(*self.int8, lambda: self.fp32)
+        graphs = {name: faithful if BY_NAME[name].needs == FAITHFUL_GRAPH else self.fp32 for name in self.names}
+        return {name: graph for name, graph in graphs.items() if graph is not None}
 
 
 def record_plan(key: str, width: object, names: list[str], fp32: Path, int8: tuple[str, str], whole: int) -> None:
@@ -184,7 +181,7 @@ class ExpressStylizer:
         self._fallback: Callable[[np.ndarray], object] | None = None
         self._graphs: dict[tuple[str, Path], Callable[[np.ndarray], np.ndarray]] = {}
         self._tally = SizeTally()
-        self._names: list[str] | None = None  # the plan's candidates here, judged once
+        self._candidates: dict[str, Path] | None = None  # the plan's candidates here and their graphs, judged once
         self._trials: dict[tuple[int, int], Trial] = {}
         self._warmed: Counter[str] = Counter()
 
@@ -202,7 +199,7 @@ class ExpressStylizer:
             if spare is not None and not repeats:  # a size met once, among sizes that do not repeat
                 engine, graph = spare
             if (engine, graph) not in self._graphs:
-                log.debug(Decision(engine, "express").says(size_bucket(height, width)))
+                log.debug(Decision(engine, "express").says(bucket))
             return self._graph(engine, graph)(batch)
         if self._fallback is None:
             self._fallback = self._build_fallback()
@@ -222,8 +219,8 @@ class ExpressStylizer:
             if trial is None:
                 return None
             name = trial.next()
-            out = time_on_batch(trial, name, lambda: self._graph(name, self.plan.graph(name)), batch, self._warmed)
-            record_trial(self.plan.width, self._names, bucket, trial)
+            out = time_on_batch(trial, name, lambda: self._graph(name, self._candidates[name]), batch, self._warmed)
+            record_trial(self.plan.width, list(self._candidates), bucket, trial)
             if trial.done:
                 del self._trials[bucket]
                 self._route(bucket, Decision(trial.choice, "trial", trial.spare))
@@ -236,30 +233,32 @@ class ExpressStylizer:
         """The bucket's trial, begun or taken up the first time it is met; None where a choice is known (then it
         is routed) or the plan cannot serve."""
         if bucket not in self._trials:
-            if self._names is None:
-                self._names = self.plan.candidates()
-            if len(self._names) < 2:
+            if self._candidates is None:
+                self._candidates = self.plan.graphs()
+            names = list(self._candidates)
+            if len(names) < 2:
                 return None
-            known = cached_choice(self.plan.width, self._names, bucket, lane=True)
+            known = cached_choice(self.plan.width, names, bucket, lane=True)
             if known is not None:
                 self._route(bucket, known)
                 return None
-            self._trials[bucket] = begin_trial(self.plan.width, self._names, bucket, lane=True)
+            self._trials[bucket] = begin_trial(self.plan.width, names, bucket, lane=True)
         return self._trials[bucket]
 
     def _route(self, bucket: tuple[int, int], decision: Decision) -> None:
         """Images near ``bucket`` run on the engine decided from now on, and so do the next runs' (recorded)."""
         log.debug(decision.says(bucket))
-        graph = self.plan.graph(decision.engine)
-        spare = (decision.spare, self.plan.graph(decision.spare)) if decision.spare else None
+        graph = self._candidates[decision.engine]
+        spare = (decision.spare, self._candidates[decision.spare]) if decision.spare else None
         self.routes[bucket] = (decision.engine, graph, self.plan.whole, spare)
         record(self.plan.key, bucket, decision.engine, graph, self.plan.whole, spare)
 
     def _release(self) -> None:
-        """Let go of the graphs no size runs and no trial times any more (see :meth:`stst.infer.engine.Stylizer._release`)."""
+        """Let go of the graphs no size runs and no trial times any more (as
+        :meth:`stst.infer.engine.Stylizer._release` does)."""
         kept = {*((engine, graph) for engine, graph, _, _ in self.routes.values()),
                 *(spare for *_, spare in self.routes.values() if spare),
-                *((name, self.plan.graph(name)) for trial in self._trials.values() for name in trial.timed)}
+                *((name, self._candidates[name]) for trial in self._trials.values() for name in trial.timed)}
         for key in [key for key in self._graphs if key not in kept]:
             del self._graphs[key]
 
