@@ -155,13 +155,13 @@ def main() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch-size", type=click.IntRange(1),
               help="Images of equal size per forward pass [default: one per CPU core, at most 4; on CPUs ONNX Runtime "
-                   "runs them side by side, one thread each].")
+                   "runs them side by side, one thread each; on a GPU 8, run in chunks that fit 3 GiB].")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto",
-              show_default=True, help="auto: fp16 on CUDA; on CPUs fp32, or bf16 (native bf16 only) or int8 (ONNX "
+              show_default=True, help="auto: fp16 on CUDA (compiled where a long run measures it faster); on CPUs fp32, or bf16 (native bf16 only) or int8 (ONNX "
               "Runtime, where faithful to fp32) where it measures faster.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto",
               show_default=True, help="auto: on CPUs, whichever of torch, ONNX Runtime and OpenVINO measures fastest "
-              "here (their graph cached).")
+              "here (their graph cached); on CUDA torch, eager or compiled (inductor, its code cached).")
 @click.option("--tile", default="auto", show_default=True,
               help="Tile size in pixels for huge images, 'auto' (tiles above 4 MP, and on CUDA out-of-memory) or 'off'.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (pays off for many images).")
@@ -217,7 +217,7 @@ def stylize(inputs, model_spec, mix_minutes, tier, light, output, recursive, fmt
     if light and tier not in (None, "light"):
         raise click.UsageError(f"--light is short for --tier light; it cannot go with --tier {tier}")
     model_path, model_name = _resolve_models(model_spec, "light" if light else tier or "full", mix_minutes, device)
-    batch_size = batch_size or default_batch()
+    batch_given, batch_size = batch_size is not None, batch_size or default_batch()
     settings = JobSettings(max_size=max_size, quality=quality, overwrite=overwrite, batch_size=batch_size,
                            max_pixels=max_pixels,
                            video=VideoSettings(max_size=max_size, max_pixels=max_pixels, batch_size=max(batch_size, 4),
@@ -240,7 +240,7 @@ def stylize(inputs, model_spec, mix_minutes, tier, light, output, recursive, fmt
     if express is not None:  # photos whose graph is recorded: torch is not imported
         report, main_rank = run_jobs(express, jobs, settings, warn=_warn, model_name=str(model_path)), True
     else:
-        report, main_rank = _run_sharded(jobs, device, network, look, settings, photos)
+        report, main_rank = _run_sharded(jobs, device, network, look, settings, photos, batch_given)
     code = EXIT_INTERRUPTED if report.interrupted else EXIT_PARTIAL if report.failed else 0
     if not main_rank:
         sys.exit(code)
@@ -319,16 +319,18 @@ class _Network:
                             measure=self.measure)
 
 
-def _run_sharded(jobs, device: str, network: _Network, look, settings, photos: bool) -> tuple:
+def _run_sharded(jobs, device: str, network: _Network, look, settings, photos: bool, batch_given: bool) -> tuple:
     """The jobs through the torch path; under torchrun each process takes every N-th job on its own device and
-    rank 0 reports for all (``photos``: the jobs hold no clip). Returns the report and whether this process is
-    rank 0."""
+    rank 0 reports for all (``photos``: the jobs hold no clip; ``batch_given``: --batch-size was). Returns the
+    report and whether this process is rank 0."""
     from .base import distributed
     from .stylize import Report, run_jobs
 
     ctx, torch_device = distributed.setup(device)
     lane = photos and ctx.world == 1  # a run the express lane could serve next time
     settings = replace(settings, video=replace(settings.video, device=torch_device.type))
+    if torch_device.type == "cuda":
+        settings = settings.on_gpu(batch_given)
     report = run_jobs(look.around(network.on(torch_device, lane)), jobs[ctx.rank::ctx.world], settings, warn=_warn,
                       progress=ctx.main, model_name=str(network.path))
     report = Report.merged(distributed.gather(report))

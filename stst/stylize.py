@@ -11,26 +11,27 @@ import io
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from .base.cores import default_batch
+from .base.cores import default_batch, gpu_io_threads
 from .base.errors import FileProblem, StstError, first_line
 from .base.fileio import check_folder
 from .base.imageio import (WRITE_FORMATS, Photo, all_finite, encode_photo, format_of_suffix, output_format, read_photo,
                            write_photo)
 from .base.limits import DEFAULT_MAX_PIXELS
-from .base.prefetch import prefetch
-from .infer.sizes import runs_in_tiles
+from .base.prefetch import ordered_map, prefetch
+from .infer.sizes import GPU_BATCH, runs_in_tiles
 from .video.probe import is_video, output_suffix
 from .video.settings import VideoSettings
 
 
 NOT_FINITE = "produced NaN or infinite values (a broken model?); nothing written"
 # A network for the job runner: a (N, 3, H, W) batch of 0..1 float32 in, the same out, as an array or a CPU tensor.
+# One that ``takes_uint8`` (on a GPU: stst.infer.engine.Stylizer.submit) is handed photos as decoded instead.
 Network = Callable[[np.ndarray], object]
 
 
@@ -73,6 +74,15 @@ class JobSettings:
     batch_size: int = field(default_factory=default_batch)  # photos of equal size run together
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     video: VideoSettings = VideoSettings()
+    readers: int = 1  # threads that decode photos (beside the network's): one keeps up with two CPU cores' network
+    writers: int = 1  # threads that encode them
+
+    def on_gpu(self, batch_given: bool) -> "JobSettings":
+        """These settings for a run on a GPU: the codecs on every core (:func:`stst.base.cores.gpu_io_threads`) and,
+        unless ``--batch-size`` was given, batches of :data:`stst.infer.sizes.GPU_BATCH` (run in chunks that fit)."""
+        threads = gpu_io_threads()
+        return replace(self, readers=threads, writers=threads,
+                       batch_size=self.batch_size if batch_given else GPU_BATCH)
 
 
 def _files_in(folder: Path, recursive: bool, exclude: list[Path]) -> list[Path]:
@@ -167,18 +177,19 @@ def _batches(
 ) -> Iterator[list[tuple[Job, Photo]]]:
     """Group photos of equal size into batches, holding at most ~2 batches' worth while waiting; photos that run
     in tiles (:func:`stst.infer.sizes.runs_in_tiles`) go alone, as the tiles run them, without waiting in memory for another."""
-    pending: dict[tuple[int, int], list[tuple[Job, Photo]]] = {}
+    pending: dict[tuple[tuple[int, int], str], list[tuple[Job, Photo]]] = {}
     held = 0
     for job, photo in loaded:
         if runs_in_tiles(*photo.size):
             yield [(job, photo)]
             continue
-        group = pending.setdefault(photo.size, [])
+        key = (photo.size, photo.pixels.dtype.str)  # uint8 photos and 16-bit ones (float) apart
+        group = pending.setdefault(key, [])
         group.append((job, photo))
         held += 1
         if len(group) >= batch_size:
             held -= len(group)
-            yield pending.pop(photo.size)
+            yield pending.pop(key)
         elif held > 2 * batch_size:
             oldest = next(iter(pending))
             held -= len(pending[oldest])
@@ -201,6 +212,7 @@ class _Run:
         self.bar = tqdm(total=len(self.photos), unit="img", disable=not progress or len(self.photos) <= 1,
                         dynamic_ncols=True)
         self.writes: deque[tuple[Job, Future]] = deque()
+        self.uint8 = bool(getattr(stylizer, "takes_uint8", False))  # photos handed over as decoded (a GPU)
 
     def done(self, job: Job) -> None:
         if job.kind == "image":  # clips have a frame bar of their own
@@ -222,31 +234,52 @@ class _Run:
             self.fail(job, refusal.reason)
         return refusal is None
 
-    def loaded(self) -> Iterator[tuple[Job, Photo]]:
-        """The admitted photos, decoded; the unreadable ones reported."""
-        for job in self.photos:
-            if self.admitted(job):
-                try:
-                    photo = read_photo(job.source, self.settings.max_size, self.settings.max_pixels)
-                except FileProblem as exc:
-                    self.fail(job, exc.problem)
-                    continue
-                if photo.frames > 1:
-                    self.warn(f"note: {job.source}: has {photo.frames} frames (animated or multipage); "
-                              "only the first is stylized")
-                yield job, photo
-
-    def stylize_batch(self, batch: list[tuple[Job, Photo]], writer: ThreadPoolExecutor) -> None:
-        """One forward pass; each finite result handed to the writer."""
+    def read(self, job: Job) -> tuple[Job, Photo | FileProblem]:
         try:
-            outputs = self.stylizer(np.stack([photo.pixels for _, photo in batch]))
+            return job, read_photo(job.source, self.settings.max_size, self.settings.max_pixels, uint8=self.uint8)
+        except FileProblem as exc:
+            return job, exc
+
+    def loaded(self) -> Iterator[tuple[Job, Photo]]:
+        """The admitted photos, decoded (in ``settings.readers`` threads, in order); the unreadable ones reported."""
+        admitted = (job for job in self.photos if self.admitted(job))
+        for job, photo in ordered_map(self.read, admitted, self.settings.readers):
+            if isinstance(photo, FileProblem):
+                self.fail(job, photo.problem)
+                continue
+            if photo.frames > 1:
+                self.warn(f"note: {job.source}: has {photo.frames} frames (animated or multipage); "
+                          "only the first is stylized")
+            yield job, photo
+
+    def start(self, batch: list[tuple[Job, Photo]]) -> Callable[[], Iterable[object]] | None:
+        """One forward pass begun; how to take its outputs (on a GPU while the next batch runs). None where it
+        failed (each photo reported)."""
+        pixels = np.stack([photo.pixels for _, photo in batch])
+        try:
+            if self.uint8:
+                return self.stylizer.submit(pixels).result
+            outputs = self.stylizer(pixels)
+            return lambda: outputs
         except (StstError, RuntimeError, MemoryError) as exc:  # e.g. out of memory for this size
-            reason = "out of memory" if isinstance(exc, MemoryError) else first_line(exc)
-            for job, _ in batch:
-                self.fail(job, f"cannot stylize ({reason})")
+            self.fail_batch(batch, exc)
+            return None
+
+    def fail_batch(self, batch: list[tuple[Job, Photo]], exc: Exception) -> None:
+        reason = "out of memory" if isinstance(exc, MemoryError) else first_line(exc)
+        for job, _ in batch:
+            self.fail(job, f"cannot stylize ({reason})")
+
+    def finish(self, batch: list[tuple[Job, Photo]], outputs: Callable[[], Iterable[object]],
+               writer: ThreadPoolExecutor) -> None:
+        """A batch's outputs taken; each finite one handed to the writers."""
+        try:
+            images = list(outputs())
+        except (StstError, RuntimeError, MemoryError) as exc:  # a GPU's errors come when its work is waited for
+            self.fail_batch(batch, exc)
             return
-        for (job, photo), rgb in zip(batch, outputs):
-            if not all_finite(rgb):
+        for (job, photo), rgb in zip(batch, images):
+            if rgb is None or not all_finite(rgb):
                 self.fail(job, f"{self.model_name} {NOT_FINITE}")
             else:
                 self.writes.append((job, writer.submit(write_photo, job.target, rgb, photo.alpha, job.format,
@@ -262,15 +295,26 @@ class _Run:
             self.fail(job, f"cannot write {job.target} ({first_line(exc)})")
 
     def run_photos(self) -> None:
-        """Decoding ahead in one thread, the network here, encoding behind in another; Ctrl-C finishes the
-        writes in flight (they are atomic) and starts no others."""
-        batch_size = self.settings.batch_size
-        writer = ThreadPoolExecutor(max_workers=1)
+        """Decoding ahead (``settings.readers`` threads), the network here, encoding behind (``settings.writers``);
+        on a GPU one batch runs while the last one's outputs come back. Ctrl-C finishes the writes in flight (they
+        are atomic) and starts no others."""
+        settings = self.settings
+        writer = ThreadPoolExecutor(max_workers=settings.writers)
+        in_flight = None
         try:
-            for batch in _batches(prefetch(self.loaded(), depth=2), batch_size):
-                self.stylize_batch(batch, writer)
-                while len(self.writes) > 2 * batch_size:
+            for batch in _batches(prefetch(self.loaded(), depth=2), settings.batch_size):
+                started = self.start(batch)
+                if in_flight is not None:
+                    self.finish(*in_flight, writer)
+                    in_flight = None
+                if started is not None and self.uint8:
+                    in_flight = (batch, started)
+                elif started is not None:
+                    self.finish(batch, started, writer)
+                while len(self.writes) > 2 * max(settings.batch_size, settings.writers):
                     self.finish_write()
+            if in_flight is not None:
+                self.finish(*in_flight, writer)
             while self.writes:
                 self.finish_write()
         except KeyboardInterrupt:

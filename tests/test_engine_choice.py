@@ -257,7 +257,7 @@ def test_the_onnxruntime_engine_gives_the_torch_output_and_caches_its_graph(stst
 
 
 def test_the_real_measurement_times_a_runner():
-    assert 0 < time_once(engine._torch_runner(fresh_network(), None), (64, 96)) < 30
+    assert 0 < time_once(engine.TorchRunner(fresh_network(), None, torch.device("cpu")), (64, 96)) < 30
 
 
 def test_engines_are_timed_per_image_on_the_batches_runs_hand_them(monkeypatch):
@@ -274,7 +274,7 @@ def test_engines_are_timed_per_image_on_the_batches_runs_hand_them(monkeypatch):
     net, seen = fresh_network(2), []
     net.conv1.register_forward_hook(lambda _module, inputs, _output: seen.append(len(inputs[0])))
     x = torch.rand(3, 3, 24, 32)
-    assert (engine._torch_runner(net, None)(x) - net(x)).abs().max().item() < 1e-4 and seen == [1, 1, 1, 3]
+    assert (engine.TorchRunner(net, None, torch.device("cpu"))(x) - net(x)).abs().max().item() < 1e-4 and seen == [1, 1, 1, 3]
     assert machine_key(16, ["torch-fp32"], (256, 256)).endswith("| 256x256, batches of 3")
 
 

@@ -24,25 +24,29 @@ def names(rows):
 
 def test_the_cli_offers_what_the_table_holds():
     stylize = {p.name: p for p in main.commands["stylize"].params}
-    assert list(stylize["backend"].type.choices) == ["auto", "torch", "onnxruntime", "openvino"]
+    assert list(stylize["backend"].type.choices) == ["auto", "torch", "inductor", "onnxruntime", "openvino"]
     assert list(stylize["precision"].type.choices) == ["auto", "fp32", "bf16", "fp16", "int8"]
     evaluate = {p.name: p for p in main.commands["evaluate"].params}
     assert list(evaluate["engine"].type.choices) == [e.name for e in ENGINES]
 
 
-def test_requests_leave_the_engines_the_table_says():
+def test_requests_leave_the_engines_the_table_says(monkeypatch):
+    monkeypatch.setattr(engines, "installed", lambda package: True)
     assert names(offered("auto", "auto", "cpu")) == ["torch-fp32", "onnxruntime-fp32", "onnxruntime-int8",
                                                      "openvino-fp32", "openvino-int8"]
     assert names(offered("auto", "auto", "cpu", native_bf16=True)) == [
         "torch-fp32", "torch-bf16", "onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32", "openvino-bf16",
         "openvino-int8"]
-    assert names(offered("auto", "auto", "cuda")) == ["torch-fp16"]
+    assert names(offered("auto", "auto", "cuda")) == ["torch-fp16", "inductor-fp16"]  # compiled: see the next test
+    assert names(offered("auto", "inductor", "cuda")) == ["inductor-fp16"]
     assert names(offered("fp32", "auto", "cuda")) == ["torch-fp32"]
     assert names(offered("auto", "onnxruntime", "cpu")) == ["onnxruntime-fp32"]  # int8 only when asked for
     assert names(offered("int8", "auto", "cpu")) == ["onnxruntime-int8", "openvino-int8"]
     for request, error in [(("int8", "auto", "cuda"),
                             "--precision int8 runs on CPUs, through ONNX Runtime or OpenVINO only"),
                            (("auto", "openvino", "cuda"), "--backend openvino runs on CPUs"),
+                           (("auto", "inductor", "cpu"), "--backend inductor runs on CUDA GPUs"),
+                           (("int8", "inductor", "cuda"), "--backend inductor runs fp16, not int8"),
                            (("fp16", "onnxruntime", "cpu"), "--backend onnxruntime runs fp32 or int8, not fp16"),
                            (("fp64", "auto", "cpu"), "unknown precision 'fp64' (use auto, fp32, bf16, fp16, int8)")]:
         with pytest.raises(StstError) as refused:

@@ -31,3 +31,10 @@ def side_by_side(run: Callable[[Item], Result], items: Sequence[Item]) -> list[R
 def default_batch() -> int:
     """Images per batch unless told: one per core, at most :data:`MAX_DEFAULT_BATCH`."""
     return max(1, min(cpu_cores(), MAX_DEFAULT_BATCH))
+
+
+def gpu_io_threads() -> int:
+    """Threads that decode photos, and as many that encode them, in a run on a GPU: one per core but the one that
+    drives the GPU. The network then takes a few milliseconds a 1080p photo, while decoding one takes about 8 and
+    encoding it as JPEG about 15 on a core, so the codecs need every core to keep up (they release the GIL)."""
+    return max(1, cpu_cores() - 1)

@@ -43,7 +43,8 @@ class TooManyPixels(FileProblem):
 
 @dataclass
 class Photo:
-    """A decoded image: ``pixels`` is float32 ``(3, H, W)`` in 0..1, ``alpha`` ``(H, W)`` uint8 or None."""
+    """A decoded image: ``pixels`` is float32 ``(3, H, W)`` in 0..1, or uint8 ``(H, W, 3)`` as decoded where it was
+    read so (:func:`read_photo`'s ``uint8``: for a GPU, which scales it itself); ``alpha`` ``(H, W)`` uint8 or None."""
 
     pixels: np.ndarray
     alpha: np.ndarray | None
@@ -53,7 +54,7 @@ class Photo:
     @property
     def size(self) -> tuple[int, int]:
         """(height, width)."""
-        return tuple(self.pixels.shape[-2:])
+        return tuple(self.pixels.shape[:2] if self.pixels.dtype == np.uint8 else self.pixels.shape[-2:])
 
     @property
     def rgb(self) -> torch.Tensor:
@@ -127,9 +128,11 @@ def shrunk_size(width: int, height: int, long_side: int) -> tuple[int, int]:
 
 
 def read_photo(source: str | Path | BinaryIO, max_size: int | None = None,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | Path | None = None) -> Photo:
+               max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | Path | None = None,
+               uint8: bool = False) -> Photo:
     """Load a file (or a seekable stream that errors call ``name``); ``max_size`` shrinks it so the longest
-    side is at most that many pixels."""
+    side is at most that many pixels. ``uint8``: keep 8-bit pixels as decoded, uint8 ``(H, W, 3)`` (16-bit ones
+    still come as float32, to keep their precision)."""
     img, fmt, frames = open_image(source, max_pixels, name)
     path = source if name is None else name
     try:
@@ -140,7 +143,11 @@ def read_photo(source: str | Path | BinaryIO, max_size: int | None = None,
                 img = img.resize(new, Image.Resampling.LANCZOS).convert("I")
             else:
                 img = img.resize(new, Image.Resampling.LANCZOS)
-        return Photo(pixels=rgb_pixels(img), alpha=_alpha(img), format=fmt, frames=frames)
+        if uint8 and img.mode not in _SIXTEEN_BIT_MODES:
+            pixels = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+        else:
+            pixels = rgb_pixels(img)
+        return Photo(pixels=pixels, alpha=_alpha(img), format=fmt, frames=frames)
     except MemoryError:
         raise FileProblem(path, f"not enough memory for this {img.width}x{img.height} image") from None
     except (ValueError, OSError) as exc:  # modes Pillow cannot convert to RGB
@@ -156,12 +163,17 @@ def all_finite(images: object) -> bool:
     """Whether every value is finite, checked on the float32 sum: one reduction instead of a boolean copy (2 ms
     for four 640x480 frames, where torch's ``isfinite().all()`` took 18). NaN and infinities carry into the sum; finite values
     overflow it only where they average past 3.4e38 / their count (1e30 for 300 million values; float16
-    outputs are summed in float32 too), which no working network reaches. Takes arrays or tensors."""
-    return bool(np.isfinite(as_array(images).sum(dtype=np.float32)))
+    outputs are summed in float32 too), which no working network reaches. Takes arrays or tensors; integer
+    pixels are finite."""
+    array = as_array(images)
+    return array.dtype.kind in "ui" or bool(np.isfinite(array.sum(dtype=np.float32)))
 
 
 def to_uint8(rgb: object) -> np.ndarray:
-    """A 0..1 ``(3, H, W)`` array or tensor as an (H, W, 3) uint8 array, clamped and rounded."""
+    """A 0..1 ``(3, H, W)`` array or tensor as an (H, W, 3) uint8 array, clamped and rounded; a uint8 array is
+    taken as such already (a GPU's output, :mod:`stst.infer.device_pixels`)."""
+    if isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8:
+        return rgb
     scaled = np.clip(as_array(rgb), 0.0, 1.0, dtype=np.float32)
     scaled *= 255.0
     return np.rint(scaled, out=scaled).astype(np.uint8).transpose(1, 2, 0)

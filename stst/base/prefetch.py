@@ -1,10 +1,16 @@
-"""Running an iterator ahead in a background thread, so that decoding overlaps the network's work."""
+"""Running an iterator ahead in background threads, so that decoding overlaps the network's work."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def prefetch(items: Iterator, depth: int) -> Iterator:
@@ -47,3 +53,19 @@ def prefetch(items: Iterator, depth: int) -> Iterator:
     finally:
         stop.set()
         thread.join()
+
+
+def ordered_map(run: Callable[[Item], Result], items: Iterable[Item], workers: int) -> Iterator[Result]:
+    """``map(run, items)`` in ``workers`` threads, in order, at most ``2 * workers`` items ahead of the consumer (a
+    GPU run decodes photos on every core it has; the codecs release the GIL). One worker: in this thread."""
+    if workers <= 1:
+        yield from map(run, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        ahead: deque[Future] = deque()
+        for item in items:
+            ahead.append(pool.submit(run, item))
+            if len(ahead) >= 2 * workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()

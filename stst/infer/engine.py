@@ -16,16 +16,19 @@ from PIL import Image
 
 from . import express, int8
 from ..base.errors import StstError
-from ..base.imageio import rgb_pixels, to_uint8
+from ..base.imageio import all_finite, array_pixels, rgb_pixels, to_uint8
 from ..model.checkpoint import load_model
 from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
 from .caches import cached_file, cached_graph, graph_name, int8_names
 from .choice import Runner, Trial, begin_trial, cached_choice, cpu_has_bf16, decide, record_trial, time_on_batch
-from .engines import BY_NAME, FAITHFUL_GRAPH, GRAPH_BACKENDS, Engine, offered, tile_engines
+from .compiled import Compiled
+from .device_pixels import DevicePixels, Pending, Ready
+from .engines import BY_NAME, FAITHFUL_GRAPH, GRAPH_BACKENDS, LONG_RUN, Engine, offered, tile_engines
 from .measuring import Decision, sound
 from .onnxruntime_graph import OnnxStylizer
-from .sizes import AUTO_PIXELS, AUTO_TILE, SIZE_BUCKETS, SizeTally, runs_in_tiles, size_bucket
+from .sizes import (AUTO_PIXELS, AUTO_TILE, GPU_BATCH_BYTES, SIZE_BUCKETS, SizeTally, fitting_batch, runs_in_tiles,
+                    size_bucket)
 from .tile_graphs import GraphTiles
 from .tiling import TileEngine, stylize_tiled
 
@@ -45,12 +48,21 @@ def torch_network(model: TransformerNet, device: torch.device) -> TransformerNet
     return inference_form(model) if device.type == "cpu" and model.config.design == "realtime" else model
 
 
-def _torch_runner(model: TransformerNet, dtype: torch.dtype | None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A measured CPU candidate: a batch one image at a time, as :class:`Stylizer` runs it there."""
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            return torch.cat([model(image[None]) for image in x])
-    return run
+class TorchRunner:
+    """A torch engine's measured candidate: ``module`` under the engine's autocast, as :class:`Stylizer` runs it: on
+    CPUs a batch one image at a time, on a GPU whole (CPU tensors in and out, for the timing)."""
+
+    def __init__(self, module: torch.nn.Module, dtype: torch.dtype | None, device: torch.device) -> None:
+        self.module, self.dtype, self.device = module, dtype, device
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        kind = self.device.type
+        with torch.inference_mode(), torch.autocast(kind, dtype=self.dtype or torch.bfloat16,
+                                                    enabled=self.dtype is not None):
+            if kind == "cpu":
+                return torch.cat([self.module(image[None]) for image in x])
+            layout = torch.channels_last if kind == "cuda" else torch.contiguous_format
+            return self.module(x.to(self.device).contiguous(memory_format=layout)).float().cpu()
 
 
 def _faithful_int8(model: TransformerNet) -> Path | None:
@@ -72,7 +84,9 @@ def _builder(e: Engine, model: TransformerNet, network: TransformerNet, device: 
              int8_graph: Path | None = None) -> Callable[[], Runner]:
     """How to set up engine ``e`` for ``model``: torch runs ``network``, the others the exported graph."""
     if e.backend == "torch":
-        return lambda: _torch_runner(network, DTYPES[e.precision])
+        return lambda: TorchRunner(network, DTYPES[e.precision], device)
+    if e.backend == "inductor":
+        return lambda: TorchRunner(Compiled(network), DTYPES[e.precision], device)
     graph = (lambda: int8_graph or int8.quantized_graph(model)) if e.precision == "int8" else (
         lambda: cached_graph(model))
     if e.backend == "onnxruntime":
@@ -86,13 +100,16 @@ def engine_candidates(device: torch.device, model: TransformerNet, precision: st
     first: those of the engine table (:func:`stst.infer.engines.offered`) the request leaves. A single candidate is
     settled without measuring. ``network``: what the torch engines run on CPUs, when the caller has built it
     (:func:`torch_network`). ``measured``: false for a run that will not time its engines
-    (:mod:`stst.infer.measuring`): ``auto`` then skips int8, whose quantizing and check only a measurement repays.
+    (:mod:`stst.infer.measuring`): ``auto`` then skips int8, whose quantizing and check only a measurement repays,
+    and compiling (``inductor``).
     """
     rows = _rows(device, model, precision, backend)
     network = torch_network(model, device) if network is None else network
     candidates = {}
     for e in rows:
         int8_graph = None
+        if e.needs == LONG_RUN and e is not rows[0] and not measured:
+            continue
         if e.needs == FAITHFUL_GRAPH and e is not rows[0] and precision == "auto":
             int8_graph = _faithful_int8(model) if measured else None
             if int8_graph is None:
@@ -134,7 +151,10 @@ class Stylizer:
       1024 above 4 megapixels, and on CUDA also whenever memory runs out.
       Tiles share the whole image's instance-norm statistics; where a graph engine was chosen they run on the
       graph engine it names for tiles, OpenVINO first (:mod:`stst.infer.tile_graphs`), else in torch.
-    - ``compile``: ``torch.compile`` the network (pays off for many images).
+    - ``compile``: ``torch.compile`` the network (pays off for many images); on CUDA the ``inductor`` engine.
+    - On CUDA, runs of photos hand it uint8 photos (:meth:`submit`): they cross the bus as uint8 both ways and
+      are scaled, clamped and rounded on the GPU (:mod:`stst.infer.device_pixels`), in chunks that fit
+      :data:`stst.infer.sizes.GPU_BATCH_BYTES` as measured on the first image of each size.
     - On CPUs a batch runs image by image in torch, one image per core at a time
       in ONNX Runtime and OpenVINO (as the engines are measured, and ran fastest so), and
       torch runs :func:`torch_network`.
@@ -170,14 +190,17 @@ class Stylizer:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         cuda = self.device.type == "cuda"
         self.model = model.to(self.device).eval()
-        if compile and backend == "onnxruntime":
-            raise StstError("--compile applies to the torch backend, not onnxruntime")
+        if compile and backend not in ("auto", "torch", "inductor"):
+            raise StstError(f"--compile applies to the torch backend, not {backend}")
         self.channels_last = cuda if channels_last is None else channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         network = torch_network(self.model, self.device)  # built once: the measured torch engines run it too
-        self.network = torch.compile(network, dynamic=True) if compile else network
-        self.asked_backend = "torch" if compile else backend  # --backend; a graph engine's tiles keep to it
+        inductor = compile and cuda and precision in ("auto", "fp16")  # the engine that compiles, on CUDA
+        self.network = torch.compile(network, dynamic=True) if compile and not inductor else network
+        self.module = self.network  # what the torch engine of the latest batch runs
+        # --backend; a graph engine's tiles keep to it
+        self.asked_backend = ("inductor" if inductor else "torch") if compile else backend
         self.asked_precision = precision
         self.candidates = engine_candidates(self.device, self.model, precision, self.asked_backend, network,
                                             measured=measure)
@@ -195,6 +218,8 @@ class Stylizer:
             self._use(self._engine_at(*SIZE_BUCKETS[0]))
         self.tile = tile
         self._graph_tiles: dict[str, GraphTiles | None] = {}  # by chosen engine: built the first time tiles run
+        self._pixels = DevicePixels(self.device)  # uint8 photos in and out (submit)
+        self._image_bytes: dict[tuple, int] = {}  # (size, engine) -> the device memory one image took
         if cuda:
             torch.backends.cudnn.benchmark = True  # folders often repeat sizes
 
@@ -211,7 +236,7 @@ class Stylizer:
         if bucket in self._trials:
             return self._trials[bucket].next()
         if bucket not in self._engines:
-            names, tag, lane = list(self.candidates), self.model.config.tag, self.route is not None
+            names, tag, lane = list(self.candidates), self._key(), self.route is not None
             measured = self.measure or len(names) == 1
             if trial and measured:
                 names = self._trial_names[bucket] = self._graph_engines() or names
@@ -224,6 +249,11 @@ class Stylizer:
             self._settle(bucket, decide(tag, builders, bucket, lane=lane, hold=not self.lean) if measured
                          else self._sound())
         return self._engines[bucket]
+
+    def _key(self) -> str:
+        """What the recorded choices know this network by: its width, and on a GPU the GPU's name."""
+        tag = self.model.config.tag
+        return f"{tag} on {torch.cuda.get_device_name(self.device)}" if self.device.type == "cuda" else tag
 
     def _graph_engines(self) -> list[str]:
         """The candidates a run of photos times on its batches where it can: the graph engines, which the express
@@ -306,6 +336,7 @@ class Stylizer:
         self.backend, self.precision = BY_NAME[name].backend, BY_NAME[name].precision
         self.dtype = DTYPES.get(self.precision)  # None for the graph engines: their tiles run in fp32
         self.graph = self._runner(name) if self.backend in GRAPH_BACKENDS else None
+        self.module = self._runner(name).module if self.backend == "inductor" else self.network
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
@@ -321,11 +352,62 @@ class Stylizer:
             return torch.cat([self._whole(image[None]) for image in batch])
         if self.device.type == "cuda":
             batch = batch.pin_memory()
-        x = batch.to(self.device, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        return self._forward(batch.to(self.device, non_blocking=True)).float().clamp_(0, 1).cpu()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network of the latest engine on a batch on its device, the output left there."""
+        x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         with self._autocast():
-            return self.network(x).float().clamp_(0, 1).cpu()
+            return self.module(x)
+
+    @property
+    def takes_uint8(self) -> bool:
+        """Whether a run of photos hands this stylizer uint8 photos through :meth:`submit`: on CUDA."""
+        return self.device.type == "cuda"
+
+    @torch.inference_mode()
+    def submit(self, pixels: np.ndarray) -> Pending:
+        """Start stylizing photos as decoded, uint8 ``(N, H, W, 3)`` (or float32 ``(N, 3, H, W)`` in 0..1: 16-bit
+        sources), scaled, clamped and rounded on the device (:mod:`stst.infer.device_pixels`); the outputs come
+        back as uint8 ``(H, W, 3)`` arrays, None where not finite, through :meth:`Pending.result`, while the caller
+        hands over the next batch. Photos that run in tiles, on a graph engine or out of GPU memory take the float
+        path (:meth:`__call__`)."""
+        h, w = pixels.shape[1:3] if pixels.dtype == np.uint8 else pixels.shape[-2:]
+        tiled = self.tile not in ("auto", None) or runs_in_tiles(h, w, self.model.config.design)
+        if not tiled:
+            self._use(self._engine_at(h, w))
+        if tiled or self.graph is not None:
+            return Ready(self._float_outputs(pixels))
+        try:
+            x = self._pixels.upload(pixels, self.dtype or torch.float32)
+            return self._pixels.download(self._in_chunks(x))
+        except torch.OutOfMemoryError:
+            if self.tile != "auto":
+                raise
+        torch.cuda.empty_cache()
+        return Ready(self._float_outputs(pixels))
+
+    def _float_outputs(self, pixels: np.ndarray) -> list[np.ndarray | None]:
+        """:meth:`submit`'s outputs through the float path."""
+        images = pixels if pixels.dtype != np.uint8 else np.stack([array_pixels(image) for image in pixels])
+        return [to_uint8(image) if all_finite(image) else None for image in self(images)]
+
+    def _in_chunks(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on a batch on the device, in chunks of as many images as fit :data:`GPU_BATCH_BYTES` and
+        half the GPU's free memory; the first image of a size runs alone, to measure what one image takes."""
+        if self.device.type != "cuda" or len(x) == 1:
+            return self._forward(x)
+        key = (tuple(x.shape[-2:]), self.backend, self.precision)
+        outputs, start = [], 0
+        if key not in self._image_bytes:
+            torch.cuda.reset_peak_memory_stats(self.device)
+            before = torch.cuda.memory_allocated(self.device)
+            outputs.append(self._forward(x[:1]))
+            self._image_bytes[key] = torch.cuda.max_memory_allocated(self.device) - before
+            start = 1
+        chunk = fitting_batch(self._image_bytes[key], min(GPU_BATCH_BYTES, torch.cuda.mem_get_info(self.device)[0] // 2))
+        outputs += [self._forward(part) for part in x[start:].split(chunk)]
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     def _tile_engine(self) -> TileEngine | None:
         """Where the chosen engine runs a graph on the CPU, the tiles run on the first of its tile engines

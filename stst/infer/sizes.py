@@ -26,6 +26,19 @@ def runs_in_tiles(height: int, width: int, design: str | None = None) -> bool:
     return height * width > (AUTO_PIXELS[design] if design else min(AUTO_PIXELS.values()))
 
 
+# The device memory a batch of photos may take on a GPU: a full-tier 1080p batch of 8 in fp32 peaked at 25 GiB on an
+# H200 (issue 48), and bigger batches than fit here gained nothing measured (the GPU is busy from one 1080p image on).
+GPU_BATCH_BYTES = 3 << 30
+# Photos per batch that a run hands a GPU unless told (--batch-size): it runs them in chunks that fit.
+GPU_BATCH = 8
+
+
+def fitting_batch(image_bytes: int, budget: int, most: int = GPU_BATCH) -> int:
+    """How many images a chunk on a GPU holds: as many of ``image_bytes`` each (measured on one) as fit ``budget``,
+    at least one and at most ``most``."""
+    return max(1, min(most, budget // max(1, image_bytes)))
+
+
 def size_bucket(height: int, width: int) -> tuple[int, int]:
     """The measured size nearest to ``height`` x ``width`` in pixel count (on a log scale)."""
     pixels = max(1, height * width)

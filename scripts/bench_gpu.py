@@ -1,0 +1,332 @@
+"""Benchmark stst on a GPU, in one run: per tier the network alone, folders of 1080p photos and a 1080p clip through
+whole commands, a 4K photo, peak GPU memory and each CUDA engine's output against fp32.
+
+Made for the device machine's short leases (docs/performance.md, "On a GPU"): it makes its own data from the photos
+in the tree (1080p JPEGs cropped and enlarged from Kodak's; a panning clip with a tone, where PyAV is installed),
+prints each row as it is measured, and leaves out what no longer fits ``--budget`` seconds, the least needed last.
+
+    python scripts/bench_gpu.py                                   # everything, 1,000 photos, a 900-frame clip
+    python scripts/bench_gpu.py --photos 200 --frames 300 --tiers realtime full --budget 420
+
+Rows: the network alone (eager fp32 batch 1, eager fp16 and inductor fp16 in batches of 8, frames a second by CUDA
+events, the compile's seconds); the Stylizer given uint8 photos in process (decoding left out); ``stst stylize DIR``
+as a user runs it, a first run on a fresh $STST_HOME and a second (what is compiled and chosen kept), with a plain
+loop as pytorch/examples' fast_neural_style runs the network beside it (fp32 eager, one photo at a time); one 4K
+photo in process and as a command; the clip as a command; nvJPEG against Pillow in threads (what decoding on the GPU
+would pay).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout, as on the device machine
+
+from stst.base.imageio import read_photo, to_uint8  # noqa: E402
+from stst.base.machine import cpu_cores, describe_cpu  # noqa: E402
+from stst.infer.compiled import Compiled  # noqa: E402
+from stst.infer.engine import DTYPES, Stylizer  # noqa: E402
+from stst.model.bundled import DEFAULT_MODEL, bundled_models  # noqa: E402
+from stst.model.checkpoint import load_model  # noqa: E402
+
+SOURCES = sorted((ROOT / "stst" / "examples" / "training").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "photos").glob("*.jpg"))
+HD, UHD = (1920, 1080), (3840, 2160)
+TIER_FILES = {"full": DEFAULT_MODEL, "light": f"{DEFAULT_MODEL}-light", "realtime": f"{DEFAULT_MODEL}-realtime"}
+START = time.perf_counter()
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def left(budget: float) -> float:
+    return budget - (time.perf_counter() - START)
+
+
+def enlarged(source: Path, size: tuple[int, int], seed: int) -> Image.Image:
+    """A Kodak photo cropped to ``size``'s shape at a random place and enlarged to it (camera-like content)."""
+    rng = np.random.default_rng(seed)
+    img = Image.open(source).convert("RGB")
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    w, h = img.size
+    crop_h = min(h, round(w * size[1] / size[0]))
+    crop_w = round(crop_h * size[0] / size[1])
+    top, left_ = int(rng.integers(0, h - crop_h + 1)), int(rng.integers(0, w - crop_w + 1))
+    return img.crop((left_, top, left_ + crop_w, top + crop_h)).resize(size, Image.Resampling.BICUBIC)
+
+
+def make_photos(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def one(i: int) -> Path:
+        path = folder / f"photo{i:04d}.jpg"
+        enlarged(SOURCES[i % len(SOURCES)], HD, i).save(path, quality=90)
+        return path
+
+    with ThreadPoolExecutor(cpu_cores()) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def make_clip(path: Path, frames: int, fps: int = 30) -> Path:
+    """A 1080p H.264 clip panning over an enlarged photo, with an AAC tone (PyAV)."""
+    import av
+
+    wide = np.asarray(enlarged(SOURCES[0], (2400, 1350), 0))
+    rate = 48000
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "20"})
+        video.width, video.height, video.pix_fmt = *HD, "yuv420p"
+        sound = out.add_stream("aac", rate=rate)
+        for i in range(frames):
+            x, y = (i * 2) % (wide.shape[1] - HD[0]), (i // 3) % (wide.shape[0] - HD[1])
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(wide[y:y + HD[1], x:x + HD[0]]), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        samples = rate * frames // fps
+        tone = (0.2 * np.sin(np.arange(samples) * 2 * np.pi * 440 / rate)).astype(np.float32)
+        chunk = sound.codec_context.frame_size or 1024
+        for start in range(0, samples, chunk):
+            frame = av.AudioFrame.from_ndarray(tone[None, start:start + chunk], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            for packet in sound.encode(frame):
+                out.mux(packet)
+        for packet in sound.encode(None):
+            out.mux(packet)
+    return path
+
+
+def gpu_seconds(run, repeats: int) -> float:
+    """Median seconds of ``run()`` by CUDA events, after one warm-up."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1000)
+    return statistics.median(times)
+
+
+def grey_levels(a: torch.Tensor, b: torch.Tensor) -> str:
+    """How far output ``a`` is from ``b`` (0..1 images) in grey levels once both are rounded to bytes."""
+    diff = (to_uint8(a[0]).astype(int) - to_uint8(b[0]).astype(int))
+    return f"mean {np.abs(diff).mean():.3f}, max {np.abs(diff).max()}, {(np.abs(diff) > 2).mean() * 100:.3f}% > 2"
+
+
+def network_rows(tier: str, model_path: Path, photo: Path, repeats: int) -> None:
+    """The network alone at 1080p: eager fp32 batch 1, eager fp16 batch 8, inductor fp16 batch 8; the outputs of a
+    real photo against fp32's; the peak memory of a batch of 8."""
+    device = torch.device("cuda")
+    model = load_model(model_path, device)[0].eval()
+    image = torch.from_numpy(read_photo(photo).pixels)[None].to(device)
+    eight = image.repeat(8, 1, 1, 1).contiguous(memory_format=torch.channels_last)
+    last = model.to(memory_format=torch.channels_last)
+
+    def forward(net, x, dtype):
+        with torch.inference_mode(), torch.autocast("cuda", dtype=dtype or torch.float16, enabled=dtype is not None):
+            return net(x)
+
+    with torch.inference_mode():
+        reference = forward(model, image, None).float().clamp(0, 1).cpu()
+    rows = [("eager fp32, batch 1", model, image, None), ("eager fp16, batch 8", last, eight, DTYPES["fp16"])]
+    start = time.perf_counter()
+    compiled = Compiled(last)
+    forward(compiled, eight, DTYPES["fp16"])
+    torch.cuda.synchronize()
+    compile_seconds = time.perf_counter() - start
+    rows.append((f"inductor fp16, batch 8 (compiled in {compile_seconds:.1f} s)", compiled, eight, DTYPES["fp16"]))
+    for label, net, x, dtype in rows:
+        torch.cuda.reset_peak_memory_stats()
+        seconds = gpu_seconds(lambda: forward(net, x, dtype), repeats)
+        peak = torch.cuda.max_memory_allocated() / 2 ** 30
+        out = forward(net, x, dtype)[:1].float().clamp(0, 1).cpu()  # the batch it ran: no other compile
+        say(f"| {tier} | {label} | {len(x) / seconds:.0f} | {peak:.2f} | {grey_levels(out, reference)} |")
+
+
+def stylizer_rows(tier: str, model_path: Path, photos: list[Path], uhd: Path, repeats: int) -> None:
+    """The Stylizer in process: uint8 photos in and out (no codecs), batches of 8; one 4K photo."""
+    model = load_model(model_path, "cuda")[0]
+    stylizer = Stylizer(model, "cuda")  # as `stst stylize` opens it for a long run: measured, inductor a candidate
+    batch = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in photos[:8]])
+    stylizer.submit(batch).result()  # the choice, compiles, cuDNN's autotuning
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        pending = [stylizer.submit(batch) for _ in range(4)]
+        for p in pending:
+            p.result()
+        times.append(time.perf_counter() - start)
+    engine = f"{stylizer.backend}-{stylizer.precision}"
+    say(f"| {tier} | Stylizer.submit, uint8, batches of 8 ({engine}) | {32 / statistics.median(times):.0f} photos/s |")
+    big = np.asarray(Image.open(uhd).convert("RGB"))[None]
+    stylizer.submit(big).result()
+    torch.cuda.reset_peak_memory_stats()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        stylizer.submit(big).result()
+        seconds.append(time.perf_counter() - start)
+    say(f"| {tier} | one 4K photo in process ({engine}) | {statistics.median(seconds):.3f} s, peak "
+        f"{torch.cuda.max_memory_allocated() / 2 ** 30:.2f} GiB |")
+
+
+def command(args: list[str], home: Path) -> float:
+    env = {**os.environ, "STST_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "stst", *args], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"stst {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-800:]}")
+    return seconds
+
+
+def command_rows(tier: str, model_path: Path, folder: Path, count: int, scratch: Path) -> None:
+    """``stst stylize DIR`` twice on one fresh home (the first run chooses and compiles), as a user runs it."""
+    home = scratch / f"home-{tier}"
+    for run in ("first", "second"):
+        out = scratch / f"out-{tier}-{run}"
+        seconds = command(["stylize", str(folder), "-o", str(out), "--model", str(model_path), "--device", "cuda",
+                           "-v"], home)
+        say(f"| {tier} | stst stylize, {count} 1080p JPEGs, {run} run | {seconds:.1f} s | {count / seconds:.0f} "
+            f"photos/s |")
+
+
+def plain_loop_row(model_path: Path, photos: list[Path], scratch: Path) -> None:
+    """What a GPU user of pytorch/examples' fast_neural_style runs: fp32 eager, one photo at a time, Pillow both
+    ways, in one thread."""
+    model = load_model(model_path, "cuda")[0].eval()
+    out = scratch / "plain"
+    out.mkdir(exist_ok=True)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for path in photos:
+            x = torch.from_numpy(read_photo(path).pixels)[None].cuda()
+            y = model(x).clamp(0, 1).cpu()[0]
+            Image.fromarray(to_uint8(y)).save(out / path.name, quality=95)
+    seconds = time.perf_counter() - start
+    say(f"| full | plain loop (fast_neural_style's way), {len(photos)} photos | {seconds:.1f} s | "
+        f"{len(photos) / seconds:.0f} photos/s |")
+
+
+def nvjpeg_rows(photos: list[Path]) -> None:
+    """Decoding 64 1080p JPEGs: nvJPEG (torchvision.io on CUDA, batched) against Pillow in a thread per core; and
+    encoding them back."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    data = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in photos[:64]]
+    decode_jpeg(data[:8], device="cuda")
+    start = time.perf_counter()
+    images = decode_jpeg(data, device="cuda")
+    torch.cuda.synchronize()
+    gpu = time.perf_counter() - start
+    with ThreadPoolExecutor(cpu_cores()) as pool:
+        start = time.perf_counter()
+        arrays = list(pool.map(lambda p: np.asarray(Image.open(p).convert("RGB")), photos[:64]))
+        cpu = time.perf_counter() - start
+        start = time.perf_counter()
+        list(pool.map(lambda a: Image.fromarray(a).save(os.devnull, format="JPEG", quality=95), arrays))
+        cpu_encode = time.perf_counter() - start
+    encode_jpeg(images[:8], quality=95)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    encode_jpeg(images, quality=95)
+    torch.cuda.synchronize()
+    gpu_encode = time.perf_counter() - start
+    say(f"| decode 64 1080p JPEGs | nvJPEG {64 / gpu:.0f}/s | Pillow, {cpu_cores()} threads {64 / cpu:.0f}/s |")
+    say(f"| encode 64 1080p JPEGs, q95 | nvJPEG {64 / gpu_encode:.0f}/s | Pillow, {cpu_cores()} threads "
+        f"{64 / cpu_encode:.0f}/s |")
+
+
+def clip_rows(tier: str, model_path: Path, clip: Path, frames: int, scratch: Path) -> None:
+    home = scratch / f"home-{tier}"
+    for run in ("first", "second"):
+        seconds = command(["stylize", str(clip), "-o", str(scratch / f"clip-{tier}-{run}.mp4"), "--model",
+                           str(model_path), "--device", "cuda", "--overwrite"], home)
+        say(f"| {tier} | stst stylize, {frames}-frame 1080p clip with audio, steadying on, {run} run | "
+            f"{seconds:.1f} s | {frames / seconds:.0f} frames/s |")
+
+
+def section(name: str, budget: float, need: float, run) -> None:
+    """Run one section where ``need`` seconds are left of the budget; its failure is printed, not fatal."""
+    if left(budget) < need:
+        say(f"({name}: left out, {left(budget):.0f} s of the budget left)")
+        return
+    try:
+        run()
+    except Exception:  # noqa: BLE001 - a lease is short: the other sections still run
+        say(f"({name} failed: {traceback.format_exc(limit=3).strip().splitlines()[-1]})")
+        traceback.print_exc()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=1000)
+    parser.add_argument("--frames", type=int, default=900)
+    parser.add_argument("--tiers", nargs="+", default=["realtime", "light", "full"], choices=list(TIER_FILES))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--budget", type=float, default=480, help="seconds; later sections are left out past it")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA GPU here: this benchmark is for one")
+    say(f"GPU: {torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).total_memory / 2 ** 30:.0f} GiB), "
+        f"torch {torch.__version__}, CUDA {torch.version.cuda}; {describe_cpu()}")
+    models = bundled_models()
+    tiers = {tier: models[TIER_FILES[tier]] for tier in args.tiers}
+    scratch = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
+    photos = make_photos(scratch / "photos", args.photos)
+    uhd = scratch / "uhd.jpg"
+    enlarged(SOURCES[1], UHD, 1).save(uhd, quality=90)
+    say(f"data: {len(photos)} 1080p JPEGs and a 4K one in {time.perf_counter() - START:.1f} s")
+    say("\n| tier | network alone, 1080p | frames/s | peak GiB | output against eager fp32 (grey levels) |")
+    say("|---|---|---|---|---|")
+    for tier, path in tiers.items():
+        section(f"network {tier}", args.budget, 30, lambda: network_rows(tier, path, photos[0], args.repeats))
+    say("\n| tier | in process | result |\n|---|---|---|")
+    for tier, path in tiers.items():
+        section(f"stylizer {tier}", args.budget, 30, lambda: stylizer_rows(tier, path, photos, uhd, args.repeats))
+    say("\n| tier | whole command | seconds | rate |\n|---|---|---|---|")
+    for tier, path in tiers.items():
+        section(f"command {tier}", args.budget, 60,
+                lambda: command_rows(tier, path, scratch / "photos", len(photos), scratch))
+    section("plain loop", args.budget, 40, lambda: plain_loop_row(tiers.get("full", models[DEFAULT_MODEL]),
+                                                                   photos[:200], scratch))
+    if "full" in tiers:
+        section("4K command", args.budget, 20, lambda: say(
+            f"| full | stst stylize, one 4K photo, whole command | "
+            f"{command(['stylize', str(uhd), '-o', str(scratch / 'uhd-out.jpg'), '--device', 'cuda', '--overwrite'], scratch / 'home-full'):.2f} s | |"))
+    section("nvJPEG", args.budget, 15, lambda: nvjpeg_rows(photos))
+    if importlib.util.find_spec("av") is None:
+        say("(clips left out: PyAV is not installed; carry its wheel)")
+        return
+    clip = scratch / "clip.mp4"
+    section("make clip", args.budget, 90, lambda: make_clip(clip, args.frames))
+    for tier in [t for t in ("realtime", "full") if t in tiers]:
+        if clip.exists():
+            section(f"clip {tier}", args.budget, 60, lambda: clip_rows(tier, tiers[tier], clip, args.frames, scratch))
+    say(f"\n(total {time.perf_counter() - START:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

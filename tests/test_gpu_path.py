@@ -1,0 +1,179 @@
+"""A GPU's path for photos, tested where it runs without one: uint8 over the bus and the rounding on the device, the
+batch sizing, the job runner's pipeline and codec threads, and the engine rows and refusals for CUDA."""
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stst.base.imageio import array_pixels, read_photo, to_uint8
+from stst.base.prefetch import ordered_map
+from stst.infer import engines
+from stst.infer.compiled import Compiled, inductor_cache
+from stst.infer.device_pixels import DevicePixels, to_bytes, to_unit
+from stst.infer.engine import Stylizer, engine_candidates
+from stst.infer.sizes import GPU_BATCH, fitting_batch
+from stst.stylize import JobSettings, plan_jobs, run_jobs
+
+from conftest import PHOTOS, fresh_network
+
+
+def test_the_device_rounds_as_the_cpu_does():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-0.2, 1.2, (2, 3, 17, 23)).astype(np.float32)
+    images[0, :, 0, :5] = (np.arange(5) + 0.5) / 255  # halfway between two levels: rounded to even, as np.rint
+    images[1, 1, 3, 4] = np.nan
+    pixels, finite = to_bytes(torch.from_numpy(images))
+    assert finite.tolist() == [True, False]
+    assert pixels.shape == (2, 17, 23, 3) and pixels.dtype == torch.uint8
+    assert np.array_equal(pixels[0].numpy(), to_uint8(images[0]))
+
+
+def test_uint8_photos_reach_the_network_as_the_float_path_hands_them():
+    photo = np.asarray(Image.open(PHOTOS / "kodim23.jpg").convert("RGB"))[:40, :60]
+    unit = to_unit(torch.from_numpy(photo[None].copy()))
+    assert unit.shape == (1, 3, 40, 60) and unit.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(unit[0], torch.from_numpy(array_pixels(photo)))
+    assert np.array_equal(to_bytes(unit)[0][0].numpy(), photo)  # and back, unchanged
+
+
+def test_device_pixels_on_the_cpu_give_the_float_paths_bytes():
+    pixels = DevicePixels(torch.device("cpu"))
+    photos = np.random.default_rng(1).integers(0, 256, (3, 8, 12, 3), dtype=np.uint8)
+    x = pixels.upload(photos)
+    outputs = pixels.download(x * 1.5 - 0.2).result()
+    expected = [to_uint8(array_pixels(p) * 1.5 - 0.2) for p in photos]
+    assert all(np.array_equal(o, e) for o, e in zip(outputs, expected))
+    broken = x.clone()
+    broken[1, 0, 0, 0] = float("inf")
+    assert [o is None for o in pixels.download(broken).result()] == [False, True, False]
+    floats = np.stack([array_pixels(p) for p in photos])  # 16-bit sources come as float32 (3, H, W)
+    assert torch.equal(pixels.upload(floats), x)
+
+
+def test_a_stylizer_given_uint8_photos_writes_the_float_paths_pixels():
+    net = fresh_network()
+    stylizer = Stylizer(net, "cpu", precision="fp32", backend="torch", tile=None)
+    photos = np.stack([np.asarray(Image.open(PHOTOS / name).convert("RGB").resize((48, 32)))
+                       for name in ("kodim01.jpg", "kodim23.jpg")])
+    floats = stylizer(np.stack([array_pixels(p) for p in photos]))
+    outputs = stylizer.submit(photos).result()
+    for out, expected in zip(outputs, floats):
+        diff = np.abs(out.astype(int) - to_uint8(expected).astype(int))
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.999  # the batch whole against one by one: float noise
+
+
+def test_photos_that_run_in_tiles_take_the_float_path():
+    stylizer = Stylizer(fresh_network(), "cpu", precision="fp32", backend="torch", tile=256)
+    photos = np.random.default_rng(2).integers(0, 256, (1, 264, 300, 3), dtype=np.uint8)
+    [out] = stylizer.submit(photos).result()
+    assert out.shape == (264, 300, 3) and out.dtype == np.uint8
+    assert np.array_equal(out, to_uint8(stylizer(array_pixels(photos[0])[None])[0]))
+
+
+def test_a_gpu_batch_is_what_fits():
+    assert fitting_batch(1 << 30, 3 << 30) == 3
+    assert fitting_batch(1 << 20, 3 << 30) == GPU_BATCH  # small photos: no more than a batch
+    assert fitting_batch(5 << 30, 3 << 30) == 1  # never none
+    settings = JobSettings(batch_size=2).on_gpu(batch_given=False)
+    assert settings.batch_size == GPU_BATCH and settings.readers >= 1 and settings.writers == settings.readers
+    assert JobSettings(batch_size=2).on_gpu(batch_given=True).batch_size == 2
+
+
+def test_reading_as_decoded_keeps_eight_bits_and_sixteen_bit_precision(tmp_path):
+    photo = read_photo(PHOTOS / "kodim23.jpg", max_size=64, uint8=True)
+    assert photo.pixels.dtype == np.uint8 and photo.pixels.shape[2] == 3
+    assert photo.size == photo.pixels.shape[:2] == read_photo(PHOTOS / "kodim23.jpg", max_size=64).size
+    assert np.array_equal(to_uint8(read_photo(PHOTOS / "kodim23.jpg", max_size=64).pixels), photo.pixels)
+    Image.fromarray((np.arange(32 * 32, dtype=np.uint16) * 60).reshape(32, 32)).save(tmp_path / "g16.png")
+    sixteen = read_photo(tmp_path / "g16.png", uint8=True)
+    assert sixteen.pixels.dtype == np.float32 and sixteen.size == (32, 32)
+
+
+class _OnGpu:
+    """A CPU stylizer handed photos as a GPU's is (``takes_uint8``), its batches recorded."""
+
+    takes_uint8 = True
+
+    def __init__(self, stylizer: Stylizer, broken: str = "") -> None:
+        self.stylizer, self.broken, self.batches = stylizer, broken, []
+
+    def submit(self, pixels: np.ndarray):
+        self.batches.append((pixels.dtype, len(pixels)))
+        if self.broken == "nan":
+            self.stylizer.model.last.conv2d.weight.data.fill_(float("nan"))
+        return self.stylizer.submit(pixels)
+
+
+def _folder(tmp_path, sizes):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    source = Image.open(PHOTOS / "kodim23.jpg")
+    for i, size in enumerate(sizes):
+        source.resize(size).save(folder / f"p{i:02d}.jpg", quality=90)
+    return folder
+
+
+def test_a_run_on_a_gpu_writes_what_the_float_path_writes(tmp_path):
+    folder = _folder(tmp_path, [(48, 32)] * 5 + [(40, 40)] * 2)
+    (folder / "p99.jpg").write_bytes(b"not a photo")
+    settings = JobSettings(batch_size=2, readers=3, writers=3)
+    network = _OnGpu(Stylizer(fresh_network(), "cpu", precision="fp32", backend="torch", tile=None))
+    gpu = run_jobs(network, plan_jobs([folder], "m", tmp_path / "gpu", fmt="png"), settings, progress=False)
+    cpu = run_jobs(Stylizer(fresh_network(), "cpu", precision="fp32", backend="torch", tile=None),
+                   plan_jobs([folder], "m", tmp_path / "cpu", fmt="png"), JobSettings(batch_size=2), progress=False)
+    assert gpu.summary() == cpu.summary() == "7 stylized, 0 skipped, 1 failed"
+    assert all(dtype == np.uint8 for dtype, _ in network.batches) and sorted(n for _, n in network.batches) == [
+        1, 2, 2, 2]
+    for written in gpu.stylized:
+        ours = np.asarray(Image.open(written)).astype(int)
+        theirs = np.asarray(Image.open(tmp_path / "cpu" / written.name)).astype(int)
+        assert np.abs(ours - theirs).max() <= 1
+
+
+def test_a_gpu_runs_nan_is_a_failure_not_a_file(tmp_path):
+    folder = _folder(tmp_path, [(48, 32)] * 2)
+    network = _OnGpu(Stylizer(fresh_network(), "cpu", precision="fp32", backend="torch", tile=None), broken="nan")
+    report = run_jobs(network, plan_jobs([folder], "m", tmp_path / "out"), JobSettings(batch_size=2), progress=False)
+    assert len(report.failed) == 2 and "NaN" in report.failed[0][1] and not list((tmp_path / "out").glob("*"))
+
+
+def test_decoding_threads_keep_the_order_and_stay_near_the_consumer():
+    started = []
+    lock = threading.Lock()
+
+    def slow(i):
+        with lock:
+            started.append(i)
+        time.sleep(0.01 * (i % 3))
+        return i * i
+
+    results = ordered_map(slow, iter(range(40)), workers=4)
+    assert [next(results) for _ in range(3)] == [0, 1, 4]
+    time.sleep(0.1)
+    assert len(started) <= 3 + 2 * 4  # bounded read-ahead
+    assert list(results) == [i * i for i in range(3, 40)]
+
+
+def test_cuda_candidates_compile_only_for_a_run_that_times_its_engines(monkeypatch):
+    monkeypatch.setattr(engines, "installed", lambda package: True)
+    net, cuda = fresh_network(), torch.device("cuda")  # rows and builders only: nothing runs on the device
+    assert list(engine_candidates(cuda, net, measured=False)) == ["torch-fp16"]
+    assert list(engine_candidates(cuda, net, measured=True)) == ["torch-fp16", "inductor-fp16"]
+    monkeypatch.setattr(engines, "installed", lambda package: package != "triton")
+    assert list(engine_candidates(cuda, net, measured=True)) == ["torch-fp16"]  # no Triton: no inductor
+
+
+def test_compiled_code_is_kept_in_the_stst_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("STST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # restored after the test, as Compiled sets it
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    assert inductor_cache() == tmp_path / "home" / "inductor"
+    Compiled(fresh_network())  # compiles lazily, on the first batch
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "home" / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "own"))
+    assert inductor_cache() == tmp_path / "own"  # the user's own setting stands
