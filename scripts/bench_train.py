@@ -11,13 +11,26 @@ default, at 256 px and batch 4 unless told otherwise.
 
     python scripts/bench_train.py
     python scripts/bench_train.py --size 128 --steps 5
+    python scripts/bench_train.py --gpu --out DIR   # on a GPU: the section below, the quick model written to DIR
+
+With ``--gpu``: whole training runs (``stst.training.train.train``, data loading included) at 256 px, steps a
+second between the losses read at steps 50 and the last, per precision and ``--compile``, at batch 4 and larger;
+the crop loader alone on 640x480 JPEGs; a profile of ten bf16 steps (the kernels that take the time); plain
+``stst train --style P`` as a user runs it (wall seconds; the model into ``--out`` to be judged where the CPU's quick
+model is); and the same short run under ``torchrun --nproc-per-node 1`` (NCCL) against one process, loss for loss.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -31,7 +44,8 @@ from stst.training.train import _load_style, backward_step, forward_losses, trai
 from stst.training.vgg import VGGFeatures
 from stst.training.weights import resolve_vgg_weights
 
-STYLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "styles" / "starry_night.jpg"
+ROOT = Path(__file__).resolve().parents[1]
+STYLE = ROOT / "tests" / "data" / "styles" / "starry_night.jpg"
 
 
 def sync(device: torch.device) -> None:
@@ -51,13 +65,147 @@ def median_step(step, device: torch.device, steps: int) -> float:
     return statistics.median(times)
 
 
+def logged_rate(log: Path, after: int) -> float:
+    """Steps a second between the first reading at or after step ``after`` and the last, from a run's loss log."""
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    first = next(r for r in rows if r["iteration"] >= after)
+    return (rows[-1]["iteration"] - first["iteration"]) / (rows[-1]["seconds"] - first["seconds"])
+
+
+def gpu_runs(scratch: Path, steps: int) -> None:
+    """Whole runs per precision, compile and batch: steps a second, data loading and the loss readings included."""
+    from stst.training.datasets import SHIPPED_PHOTOS
+    from stst.training.options import RunSettings, TrainOptions
+    from stst.training.train import train
+
+    print("\n| batch | precision | compile | steps/s | images/s | loss at the end |\n|---|---|---|---|---|---|")
+    rows = [(4, "fp32", False), (4, "bf16", False), (4, "fp16", False), (4, "bf16", True), (16, "bf16", False),
+            (32, "bf16", False)]
+    for batch, precision, compile_ in rows:
+        log = scratch / f"log-{batch}-{precision}-{compile_}.jsonl"
+        options = TrainOptions(style=str(STYLE), dataset=str(SHIPPED_PHOTOS), batch_size=batch, iterations=steps)
+        try:
+            losses = train(options, RunSettings(output=scratch / "run.pth", log=log, precision=precision,
+                                                compile=compile_, progress=False, checkpoint_every=0,
+                                                overwrite=True), log=lambda message: None)
+        except Exception:  # noqa: BLE001 - one row's failure is printed, the others still run
+            print(f"| {batch} | {precision} | {compile_} | failed: {traceback.format_exc().splitlines()[-1]} |")
+            continue
+        rate = logged_rate(log, 50)
+        print(f"| {batch} | {precision} | {'yes' if compile_ else 'no'} | {rate:.1f} | {rate * batch:.0f} | "
+              f"{losses['total']:.4g} |", flush=True)
+
+
+def loader_rate(scratch: Path) -> None:
+    """The crop loader alone (default workers) on 640x480 JPEGs, as COCO's: crops a second at 256 px."""
+    from PIL import Image
+
+    from stst.training.data import crop_loader
+    from stst.training.datasets import SHIPPED_PHOTOS
+    from stst.training.options import RunSettings
+
+    folder = scratch / "coco-like"
+    folder.mkdir(exist_ok=True)
+    sources = sorted(SHIPPED_PHOTOS.glob("*.jpg"))
+    files = []
+    for i in range(400):
+        path = folder / f"{i:04d}.jpg"
+        Image.open(sources[i % len(sources)]).resize((640, 480)).rotate(i % 7).save(path, quality=90)
+        files.append(path)
+    workers = RunSettings(output=scratch / "x").workers
+    batches = iter(crop_loader(files, 256, 4, 0, workers=workers, pin_memory=True))
+    for _ in range(10):
+        next(batches)
+    start = time.perf_counter()
+    for _ in range(200):
+        next(batches)
+    seconds = time.perf_counter() - start
+    print(f"\ncrop loader, {workers} workers, 640x480 JPEGs: {800 / seconds:.0f} crops/s "
+          f"({200 / seconds:.0f} batches of 4 a second)", flush=True)
+
+
+def profile_steps(device: torch.device, options, style, vgg_state) -> None:
+    """Ten bf16 steps at 256 px batch 4 as stst trains them, under torch.profiler: the ops that take the time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    net = TransformerNet().to(device).train().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
+    precision = training_precision(device, "bf16", net)
+    loss_fn = build_loss(options, style, vgg_state, device)
+    loss_fn.encoder.to(memory_format=torch.channels_last)
+    x = torch.rand(4, 3, 256, 256, device=device).contiguous(memory_format=torch.channels_last)
+    for _ in range(5):
+        backward_step(forward_losses(net, loss_fn, x, precision), optimizer, precision)
+    sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(10):
+            backward_step(forward_losses(net, loss_fn, x, precision), optimizer, precision)
+        sync(device)
+    print("\nprofile of 10 bf16 steps, 256 px, batch 4 (top ops by GPU time):")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12), flush=True)
+
+
+def stst(args: list[str], env: dict, torchrun: bool = False) -> float:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1"] if torchrun else [
+        sys.executable]
+    start = time.perf_counter()
+    done = subprocess.run([*launcher, "-m", "stst", *args], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-1500:]}")
+    return time.perf_counter() - start
+
+
+def gpu_commands(scratch: Path, out: Path) -> None:
+    """Plain ``stst train --style P`` (wall seconds); a short run under torchrun (NCCL) against one process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    model = out / "gpu-quick-starry_night.pth"
+    seconds = stst(["train", "--style", str(STYLE), "-o", str(model), "--overwrite"], env)
+    print(f"\nstst train --style {STYLE.name} (plain, no data set at hand): {seconds:.1f} s wall; wrote {model}",
+          flush=True)
+    logs = {}
+    for torchrun in (False, True):
+        logs[torchrun] = scratch / f"dist-{torchrun}.jsonl"
+        stst(["train", "--style", str(STYLE), "--preset", "johnson", "--dataset", "kodak", "--iterations", "50",
+              "--workers", "0", "--checkpoint-every", "0", "--loss-log", str(logs[torchrun]), "-o",
+              str(scratch / f"dist-{torchrun}.pth"), "--overwrite"], env, torchrun)
+    rows = [[json.loads(line) for line in logs[t].read_text().splitlines()] for t in (False, True)]
+    worst = max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-12) for a, b in zip(*rows) for k in a
+                if k not in ("iteration", "seconds"))
+    print(f"torchrun --nproc-per-node 1 (NCCL) against one process, 50 steps: losses at "
+          f"{[r['iteration'] for r in rows[1]]}, largest relative difference {worst:.2e}", flush=True)
+
+
+def gpu_section(args: argparse.Namespace) -> None:
+    device = torch.device("cuda")
+    print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}", flush=True)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-train-gpu-"))
+    out = Path(args.out or scratch)
+    out.mkdir(parents=True, exist_ok=True)
+    options = make_options(str(STYLE), ".", "johnson")
+    parts = [lambda: gpu_runs(scratch, args.gpu_steps), lambda: loader_rate(scratch),
+             lambda: profile_steps(device, options, _load_style(options), resolve_vgg_weights()[0]),
+             lambda: gpu_commands(scratch, out)]
+    for part in parts:
+        try:
+            part()
+        except Exception:  # noqa: BLE001 - a lease is short: the other parts still run
+            traceback.print_exc()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=7)
+    parser.add_argument("--gpu", action="store_true", help="the GPU section (whole runs, profile, commands)")
+    parser.add_argument("--gpu-steps", type=int, default=200, help="steps of each whole run of --gpu")
+    parser.add_argument("--out", help="--gpu: where the quick model goes")
     args = parser.parse_args()
+    if args.gpu:
+        gpu_section(args)
+        return
     device = resolve_device(args.device)
     options = make_options(str(STYLE), ".", "johnson", image_size=args.size, batch_size=args.batch)
     style = _load_style(options)

@@ -406,11 +406,12 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
 @click.option("--style", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Style image (painting).")
 @click.option("--dataset", help="Folder of training photos (searched recursively), or a named set fetched once into "
               "the cache: coco2017-val (5,000 photos, 0.8 GB) or coco2014-train (82,783, 13.5 GB); kodak: 12 photos "
-              "that ship with stst [quick: kodak; otherwise coco2017-val].")
+              "that ship with stst [quick, gpu-quick: kodak; otherwise coco2017-val].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Model file to write [default: <style>.pth].")
 @click.option("--preset", type=click.Choice(["auto", *PRESETS]), default="auto", show_default=True,
-              help="Recipe: quick (minutes on a CPU, from a trained network), cpu-fast (hours on a CPU, from scratch) or "
-                   "johnson (the paper's, for GPUs); auto: johnson on GPUs, quick on CPUs. Options below override it.")
+              help="Recipe: quick (minutes on a CPU, from a trained network), gpu-quick (the same in under a minute on "
+                   "a GPU), cpu-fast (hours on a CPU, from scratch) or johnson (the paper's, for GPUs); auto: quick on "
+                   "CPUs, on GPUs gpu-quick, or johnson with --dataset. Options below override it.")
 @click.option("--image-size", type=click.IntRange(16), help=f"Training crop size [johnson: {default('image_size')}, cpu-fast: {PRESETS['cpu-fast']['image_size']}].")
 @click.option("--style-size", type=click.IntRange(16), help=f"Long side of the style image [default: {default('style_size')}].")
 @click.option("--batch-size", type=click.IntRange(1), help=f"[default: {default('batch_size')}]")
@@ -469,8 +470,9 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
 
     On a CPU the default is the quick recipe: a trained network fine-tuned to the
     painting for 3 minutes on photos that ship with stst (--minutes 30 for a
-    better model, --preset cpu-fast for the long recipe). On a GPU: Johnson's
-    recipe on MS-COCO 2017 val (fetched once), or any --dataset.
+    better model, --preset cpu-fast for the long recipe). On a GPU the same in
+    40 seconds (gpu-quick); with --dataset, or --preset johnson, Johnson's recipe
+    (on MS-COCO 2017 val, fetched once, unless --dataset names other photos).
 
     Ctrl-C saves a resumable checkpoint to the output file; --resume continues it
     with the same options (and, without --minutes, reproduces the losses of an uninterrupted run).
@@ -496,7 +498,7 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
             raise click.UsageError(f"{fixed[0].opts[-1]} cannot change when resuming (the run keeps its own "
                                    "options); start a new run to change it")
     if resume is None:
-        preset = preset_for(resolve_device(device).type) if preset == "auto" else preset
+        preset = preset_for(resolve_device(device).type, dataset is not None) if preset == "auto" else preset
     if resume is None or dataset is not None:
         dataset = resolve_dataset(dataset, log=lambda message: click.echo(message, err=True),
                                   **({"default": PRESET_DATASETS[preset]} if preset in PRESET_DATASETS else {}))
@@ -534,8 +536,11 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
         terms = ", ".join(f"{name} {value:.4g}" for name, value in losses.items() if name != "total")
         click.echo(f"wrote {output} ({terms})")
         if options is not None and options.minutes and options.minutes < QUICK_NOTE_BELOW_MINUTES:
-            click.echo(f"note: a quick model ({options.minutes:g} minutes); for a better one: stst train --style "
-                       f"{shlex.quote(str(style))} --minutes 30 (or --preset cpu-fast, the long recipe)", err=True)
+            long = "johnson, the paper's recipe on COCO (0.8 GB, fetched once)" if preset == "gpu-quick" else \
+                "cpu-fast, the long recipe"
+            spent = f"{options.minutes * 60:.0f} seconds" if options.minutes < 1 else f"{options.minutes:g} minutes"
+            click.echo(f"note: a quick model ({spent}); for a better one: stst train --style "
+                       f"{shlex.quote(str(style))} --minutes 30 (or --preset {long})", err=True)
 
 
 @main.command()

@@ -201,7 +201,7 @@ def test_a_budget_run_resumes_to_its_new_budget(tmp_path):
 
 
 def test_the_quick_recipe_is_the_cpu_default_and_needs_no_data_set(tmp_path):
-    assert preset_for("cpu") == "quick" and preset_for("cuda") == "johnson"
+    assert preset_for("cpu") == "quick" and preset_for("cpu", dataset_given=True) == "quick"
     out = tmp_path / "mine.pth"
     result = CliRunner().invoke(main, ["train", "--style", str(STYLE), "--minutes", "0.05", "--workers", "0",
                                        "--device", "cpu", "-o", str(out)])
@@ -210,7 +210,7 @@ def test_the_quick_recipe_is_the_cpu_default_and_needs_no_data_set(tmp_path):
     assert Path(meta["dataset"]["path"]) == SHIPPED_PHOTOS and meta["dataset"]["images"] == 12
     assert meta["init"]["name"] == f"{PRESETS['quick']['init']}.pth" and meta["options"]["minutes"] == 0.05
     assert meta["train_seconds"] >= 3.0
-    assert f"note: a quick model (0.05 minutes); for a better one: stst train --style {STYLE} --minutes 30" in result.stderr
+    assert f"note: a quick model (3 seconds); for a better one: stst train --style {STYLE} --minutes 30" in result.stderr
     assert "left" in result.stderr  # the progress bar counts the budget down
     assert result.stderr.count("100%") == 1 and "left, ," not in result.stderr  # its last line once, no empty field
     assert "palette=" in result.stderr and "palette " in result.output

@@ -62,9 +62,15 @@ def setup(device_spec: str = "auto", backend: str | None = None) -> tuple[Contex
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         global _owned
-        dist.init_process_group(backend or ("nccl" if device.type == "cuda" else "gloo"))
+        dist.init_process_group(backend or group_backend(device))
         _owned = True
     return ctx, device
+
+
+def group_backend(device: torch.device) -> str:
+    """The process group's backend for ranks on ``device``: NCCL between GPUs (gradients stay on them), gloo on
+    CPUs."""
+    return "nccl" if device.type == "cuda" else "gloo"
 
 
 def agree(flags: list[float], device: torch.device) -> list[float]:

@@ -42,6 +42,9 @@ CHECKPOINT_BYTES_PER_PARAMETER = 4 * 3 * 2
 # The colour fit's photos (spread over the data set) and their long side: 0.5 M output pixels in about a second.
 FIT_PHOTOS = 12
 FIT_SIZE = 256
+# On a GPU the losses are read (a wait for the GPU: the host stops queueing the next steps) every this many steps,
+# and at the last; a CPU computes them as it goes, so there every step is read.
+GPU_LOSS_EVERY = 25
 
 
 class TrainingError(StstError):
@@ -99,12 +102,28 @@ def forward_losses(net: torch.nn.Module, loss_fn: PerceptualLoss, x: torch.Tenso
         return terms
 
 
+def loss_every(device: torch.device, world: int = 1) -> int:
+    """Every how many steps the losses are read on ``device`` (:data:`GPU_LOSS_EVERY` on a GPU, else each). Under
+    torchrun every step: a rank whose loss is not finite must tell the others before the gradients are shared."""
+    return GPU_LOSS_EVERY if device.type == "cuda" and world == 1 else 1
+
+
+def fused_adam(device: torch.device) -> bool:
+    """Whether Adam runs fused on ``device``: on a GPU (one kernel for every weight), where it also skips a step on the
+    device where its loss is not finite (:func:`backward_step`), so that losses need not be read at every step."""
+    return device.type == "cuda"
+
+
 def backward_step(terms: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
                   precision: TrainingPrecision) -> None:
-    """Gradients of the total and one optimiser step (scaled for fp16, so that small gradients survive)."""
+    """Gradients of the total and one optimiser step (scaled for fp16, so that small gradients survive). A fused
+    optimiser leaves the weights as they were where the total is not finite, decided on the device (fp16's scaler
+    does so for any gradient that is not)."""
     optimizer.zero_grad(set_to_none=True)
     if precision.scaler is None:
         terms["total"].backward()
+        if optimizer.param_groups[0].get("fused"):
+            optimizer.found_inf = (~torch.isfinite(terms["total"].detach())).float()
         optimizer.step()
         return
     precision.scaler.scale(terms["total"]).backward()
@@ -309,6 +328,8 @@ class _Session:
         self.saved_at = begin.iteration if continuing else None
         self.saved_seconds = begin.seconds
         self.budget = budget_seconds(options)
+        self.every = loss_every(device, ctx.world)
+        self.unfinite = torch.zeros((), dtype=torch.int64, device=device)  # steps whose loss was not, since a reading
         self.bar = self._progress_bar(run.progress and ctx.main)
 
     def _progress_bar(self, shown: bool) -> tqdm:
@@ -342,7 +363,7 @@ class _Session:
             model.last.register_forward_pre_hook(_channels_last)
         if begin.init is not None:
             model.load_state_dict(begin.init.state_dict)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, fused=fused_adam(device))
         if begin.resumed is not None:
             # a finished run's colour map is undone: the steps go on from the trained weights, as without a stop
             try:
@@ -354,6 +375,8 @@ class _Session:
                 self.optimizer.load_state_dict(begin.resumed.training["optimizer"])
             except (ValueError, KeyError, TypeError, RuntimeError) as exc:
                 raise FileProblem(resume, f"cannot be resumed: corrupt optimiser state ({first_line(exc)})") from None
+            for group in self.optimizer.param_groups:  # fused where this device wants it, wherever the run began
+                group["fused"] = fused_adam(device)
         self.model = model
         # Under torchrun each process computes its share of every global batch; DDP averages the gradients.
         ddp = self.ctx.active
@@ -395,8 +418,9 @@ class _Session:
                     else "nothing could be saved")
         raise TrainingError(f"{problem}; {kept}")
 
-    def _step_losses(self, batches) -> dict[str, torch.Tensor]:
-        """This process's share of one batch through the network and the losses; raises TrainingError."""
+    def _step_losses(self, batches, read: bool) -> dict[str, torch.Tensor]:
+        """This process's share of one batch through the network and the losses; raises TrainingError (where
+        ``read``: a loss that is not finite, this step's or a skipped earlier one's)."""
         batch = _next_batch(batches)
         for message in batch["skipped"]:
             if message not in self.unreadable:
@@ -409,11 +433,22 @@ class _Session:
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         terms = forward_losses(self.net, self.loss_fn, x, self.precision)
-        if not torch.isfinite(terms["total"]):
+        self.unfinite += ~torch.isfinite(terms["total"].detach())  # on the device: read with the losses
+        if read and self.unfinite.item():
             values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-            raise TrainingError(f"loss is not finite at iteration {self.iteration + 1} ({values}); "
-                                "try a lower --lr or loss weights")
+            raise TrainingError(f"loss is not finite at iteration {self.iteration + 1} ({values}"
+                                f"{self._skipped(terms)}); try a lower --lr or loss weights")
         return terms
+
+    def _skipped(self, terms: dict[str, torch.Tensor] | None = None) -> str:
+        """The steps since the last reading that the fused optimiser skipped, for the error."""
+        earlier = int(self.unfinite.item()) - (terms is not None and not torch.isfinite(terms["total"]).item())
+        return f"; {earlier} step(s) since the last reading had none either, and were skipped" if earlier else ""
+
+    def _reads(self) -> bool:
+        """Whether the next step's losses are read (:func:`loss_every`; the last step's too, where it is known)."""
+        step = self.iteration + 1
+        return step % self.every == 0 or step >= self.options.iterations
 
     def _stop(self, failure: TrainingError | None, failed: bool, interrupted: bool, start: int) -> None:
         """A rank failed or Ctrl-C came: rank 0 saves what changed, then every rank raises."""
@@ -429,16 +464,19 @@ class _Session:
             f"Resume with: stst train --resume {self.run.output}", shared=not ctx.main
         )
 
-    def _record(self, terms: dict[str, torch.Tensor]) -> None:
-        """After a step: the ranks' mean losses to the bar and the log, a preview and a checkpoint when due."""
+    def _record(self, terms: dict[str, torch.Tensor], read: bool) -> None:
+        """After a step: where ``read``, the ranks' mean losses to the bar and the log; a preview and a checkpoint
+        when due."""
         run, iteration = self.run, self.iteration
-        self.losses = losses = distributed.mean(terms, self.device)
-        terms = {name: f"{value:.3g}" for name, value in losses.items() if name != "total"}
-        self.bar.set_postfix(**({} if self.budget is None else {"it": iteration}), **terms, refresh=False)
+        if read:
+            self.losses = losses = distributed.mean(terms, self.device)
+            shown = {name: f"{value:.3g}" for name, value in losses.items() if name != "total"}
+            self.bar.set_postfix(**({} if self.budget is None else {"it": iteration}), **shown, refresh=False)
+            if self.log_file:
+                self.log_file.write(json.dumps({"iteration": iteration, **losses,
+                                                "seconds": round(self.seconds, 3)}) + "\n")
+                self.log_file.flush()
         self.bar.update(1 if self.budget is None else min(round(self.seconds), round(self.budget)) - self.bar.n)
-        if self.log_file:
-            self.log_file.write(json.dumps({"iteration": iteration, **losses, "seconds": round(self.seconds, 3)}) + "\n")
-            self.log_file.flush()
         if self.preview is not None and (iteration % run.preview_every == 0 or iteration == 1):
             self.model.eval()
             out = stylize_tensor(self.model, self.preview)[0]
@@ -467,8 +505,9 @@ class _Session:
             while self.running():
                 tick = time.perf_counter()
                 failure = None
+                read = self._reads()
                 try:
-                    terms = self._step_losses(batches)
+                    terms = self._step_losses(batches, read)
                 except TrainingError as exc:
                     failure = exc
                 # Before the backward pass (a collective under DDP), every rank learns whether any rank
@@ -481,7 +520,10 @@ class _Session:
                 backward_step(terms, self.optimizer, self.precision)
                 self.iteration += 1
                 self.seconds += time.perf_counter() - tick
-                self._record(terms)
+                self._record(terms, read or not self.running())
+            if self.unfinite.item():  # the budget's last steps: skipped on the device, not read before
+                self._stop(TrainingError(f"loss is not finite at the end of training{self._skipped()}; try a lower "
+                                         "--lr or loss weights"), False, False, start)
 
     def fit_palette(self) -> None:
         """Step 4 (``palette_fit``): a colour map of the trained network's output fitted to the painting's palette on
