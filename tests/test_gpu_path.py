@@ -4,6 +4,7 @@ batch sizing, the job runner's pipeline and codec threads, and the engine rows a
 import os
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,8 +19,10 @@ from stst.infer.device_pixels import DevicePixels, to_bytes, to_unit
 from stst.infer.engine import Stylizer, engine_candidates
 from stst.infer.sizes import GPU_BATCH, fitting_batch
 from stst.stylize import JobSettings, plan_jobs, run_jobs
+from stst.video.settings import VideoSettings
+from stst.video.video import stylize_video
 
-from conftest import PHOTOS, fresh_network
+from conftest import PHOTOS, fresh_network, make_clip
 
 
 def test_the_device_rounds_as_the_cpu_does():
@@ -102,11 +105,11 @@ class _OnGpu:
     def __init__(self, stylizer: Stylizer, broken: str = "") -> None:
         self.stylizer, self.broken, self.batches = stylizer, broken, []
 
-    def submit(self, pixels: np.ndarray):
+    def submit(self, pixels: np.ndarray, *steps):
         self.batches.append((pixels.dtype, len(pixels)))
         if self.broken == "nan":
             self.stylizer.model.last.conv2d.weight.data.fill_(float("nan"))
-        return self.stylizer.submit(pixels)
+        return self.stylizer.submit(pixels, *steps)
 
 
 def _folder(tmp_path, sizes):
@@ -177,3 +180,101 @@ def test_compiled_code_is_kept_in_the_stst_home(monkeypatch, tmp_path):
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "home" / "inductor")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "own"))
     assert inductor_cache() == tmp_path / "own"  # the user's own setting stands
+
+
+def _frames(path):
+    import av
+
+    with av.open(str(path)) as clip:
+        return np.stack([frame.to_ndarray(format="rgb24").astype(int) for frame in clip.decode(video=0)])
+
+
+@pytest.mark.parametrize("model", ["starry_night", "starry_night-realtime"])
+def test_a_gpus_clip_path_writes_what_the_cpus_writes(tmp_path, model):
+    """Denoised, dimmed through a fade to black and (the quick tiers) blended along the flow on the device: the
+    frames and the audio as on the CPU's path (settings as on a GPU: whole frames)."""
+    levels = [1.0] * 6 + [0.4, 0.15, 0.06, 0.02]
+    clip = make_clip(tmp_path / "in.mp4", frames=10, size=(96, 64), pan=2, noise=4.0, levels=levels)
+    settings = replace(VideoSettings(batch_size=4, device="cuda").for_model(model))
+    outputs = {}
+    for path, wrap in (("cpu", lambda s: s), ("gpu", _OnGpu)):
+        stylizer = wrap(Stylizer(fresh_network(), "cpu", precision="fp32", backend="torch", tile=None))
+        report = stylize_video(stylizer, clip, tmp_path / f"{path}.mp4", settings, progress=False)
+        assert report.frames == 10 and report.error is None
+        outputs[path] = _frames(tmp_path / f"{path}.mp4")
+    assert [n for _, n in stylizer.batches] == [4, 4, 2]  # the GPU's path ran
+    diff = np.abs(outputs["gpu"] - outputs["cpu"])
+    assert diff.mean() < 0.5 and np.percentile(diff, 99.9) <= 8, (diff.mean(), diff.max())
+    assert outputs["gpu"][-1].mean() < 0.3 * outputs["gpu"][0].mean()  # dimmed at the end of the fade
+
+
+class _Identity:
+    """A network that gives its input back, handed photos as a GPU's is: the clip's steps alone shape the output."""
+
+    takes_uint8 = True
+
+    def __init__(self) -> None:
+        self.pixels = DevicePixels(torch.device("cpu"))
+
+    def __call__(self, frames):
+        return frames.clone()
+
+    def submit(self, pixels, prepare=None, finish=None):
+        x = self.pixels.upload(pixels)
+        x = prepare(x) if prepare else x
+        return self.pixels.download(finish(x, x.clone()) if finish else x)
+
+
+def _handed(monkeypatch) -> list:
+    """Records the frames each path hands the encoder (x264 turns differences of one level into more)."""
+    from stst.video import video
+
+    handed = []
+    encoded = video._Sink.pixels
+
+    def recorded(sink, photo, motion, rgb):
+        handed.append(encoded(sink, photo, motion, rgb).astype(int))
+        return handed[-1].astype(np.uint8)
+
+    monkeypatch.setattr(video._Sink, "pixels", recorded)
+    return handed
+
+
+@pytest.mark.parametrize("model", ["starry_night", "starry_night-realtime"])
+def test_the_clip_steps_on_the_device_are_the_cpus(tmp_path, monkeypatch, model):
+    """With a network that gives its input back, the denoised, dimmed and blended frames of both paths agree, and
+    differ from the source's (the steps did something)."""
+    levels = [1.0] * 6 + [0.4, 0.15, 0.06, 0.02]
+    clip = make_clip(tmp_path / "in.mp4", frames=10, size=(160, 96), pan=1, noise=8.0, levels=levels)
+    settings = VideoSettings(batch_size=4, device="cuda").for_model(model)
+    handed = _handed(monkeypatch)
+    for path, network in (("cpu", lambda frames: frames.clone()), ("gpu", _Identity())):
+        stylize_video(network, clip, tmp_path / f"{path}.mp4", settings, progress=False)
+    cpu, gpu = np.stack(handed[:10]), np.stack(handed[10:])
+    diff = np.abs(gpu - cpu)
+    assert diff.max() <= 1 and diff.mean() < 0.01, (diff.mean(), diff.max())
+    source = _frames(clip)
+    assert np.abs(cpu - source)[1:6].mean() > 1.5  # the noise filtered
+    assert cpu[-1].mean() < 0.6 * source[-1].mean()  # the fade's end dimmed
+
+
+def test_the_devices_carry_and_blend_are_the_cpus():
+    from stst.video.device_steady import DeviceBlend, DeviceDenoiser
+    from stst.video.temporal import FlowBlend, FlowDenoiser, FlowGate
+
+    scene = np.asarray(Image.open(PHOTOS / "kodim23.jpg").convert("RGB"))
+    rng = np.random.default_rng(0)
+    frames = [np.clip(scene[60:156, 40 + 2 * i: 168 + 2 * i] + rng.normal(0, 6, (96, 128, 3)), 0, 255).astype(np.uint8)
+              for i in range(6)]
+    cpu, gate, device = FlowDenoiser(0.8, side=64), FlowGate(0.8, side=64), DeviceDenoiser()
+    cpu_blend, device_blend = FlowBlend(0.3), DeviceBlend(0.3)
+    for i, frame in enumerate(frames):
+        expected = cpu(frame)
+        got = device(to_unit(torch.from_numpy(frame[None].copy())), [gate(frame)])[0]
+        got = got.mul(255).round().byte().permute(1, 2, 0).numpy()
+        assert np.abs(got.astype(int) - expected).max() <= 1 and (got != expected).mean() < 0.01
+        output = torch.rand(3, 96, 128, generator=torch.Generator().manual_seed(i))
+        blended = cpu_blend(frame, output, cpu.motion)
+        assert torch.allclose(device_blend(output[None], [gate.motion])[0], blended, atol=1e-4)
+    assert np.abs(expected.astype(int) - frames[-1]).mean() > 2  # the filter and the blend did change them
+    assert (blended - output).abs().mean() > 0.05

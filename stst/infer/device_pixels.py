@@ -36,10 +36,10 @@ class Pending:
                 for image, ok in zip(pixels, self.finite.tolist())]
 
 
-def to_unit(pixels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 (N, H, W, 3) as (N, 3, H, W) in 0..1 of ``dtype``: a view in channels_last memory order, which cuDNN's
-    convolutions prefer (``.contiguous()`` gives the other layout)."""
-    return pixels.permute(0, 3, 1, 2).to(dtype).div_(255.0)
+def to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) as (N, 3, H, W) float32 in 0..1: in channels_last memory order, which cuDNN's convolutions
+    prefer (``.contiguous()`` gives the other layout)."""
+    return pixels.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def to_bytes(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,13 +76,13 @@ class DevicePixels:
         turn = self._turns[key]
         ring[turn] = (ring[turn][0], event)
 
-    def upload(self, pixels: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """A batch as the network takes it on the device, (N, 3, H, W) in 0..1 of ``dtype`` (channels_last memory
-        order): uint8 (N, H, W, 3) photos, or float32 (N, 3, H, W) ones as they are (16-bit sources)."""
+    def upload(self, pixels: np.ndarray) -> torch.Tensor:
+        """A batch as the network takes it on the device, (N, 3, H, W) float32 in 0..1 (channels_last memory order):
+        uint8 (N, H, W, 3) photos, or float32 (N, 3, H, W) ones as they are (16-bit sources)."""
         if pixels.dtype != np.uint8:
-            return torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, dtype)
+            return torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, torch.float32)
         if not self.cuda:
-            return to_unit(torch.from_numpy(pixels), dtype)
+            return to_unit(torch.from_numpy(pixels))
         key = ("in", pixels.shape)
         host = self._buffer(key, pixels.shape, torch.uint8)
         np.copyto(host.numpy(), pixels)
@@ -93,7 +93,7 @@ class DevicePixels:
         self._mark(key, copied)
         torch.cuda.current_stream(self.device).wait_stream(self._copy_stream)
         on_device.record_stream(torch.cuda.current_stream(self.device))
-        return to_unit(on_device, dtype)
+        return to_unit(on_device)
 
     def download(self, images: torch.Tensor) -> Pending:
         """The network's (N, 3, H, W) output on its way back as uint8 photos; the copy runs behind the caller."""

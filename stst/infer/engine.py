@@ -33,6 +33,8 @@ from .tile_graphs import GraphTiles
 from .tiling import TileEngine, stylize_tiled
 
 TileSetting = Union[int, Literal["auto"], None]
+Prepare = Callable[[torch.Tensor], torch.Tensor]  # a batch's inputs on the device, changed before the network
+Finish = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # its inputs and outputs: the outputs changed
 DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # torch engines' autocast, by precision
 log = logging.getLogger(__name__)  # stst stylize -v shows each size's engine and why
 
@@ -366,31 +368,38 @@ class Stylizer:
         return self.device.type == "cuda"
 
     @torch.inference_mode()
-    def submit(self, pixels: np.ndarray) -> Pending:
+    def submit(self, pixels: np.ndarray, prepare: Prepare | None = None, finish: Finish | None = None) -> Pending:
         """Start stylizing photos as decoded, uint8 ``(N, H, W, 3)`` (or float32 ``(N, 3, H, W)`` in 0..1: 16-bit
         sources), scaled, clamped and rounded on the device (:mod:`stst.infer.device_pixels`); the outputs come
         back as uint8 ``(H, W, 3)`` arrays, None where not finite, through :meth:`Pending.result`, while the caller
-        hands over the next batch. Photos that run in tiles, on a graph engine or out of GPU memory take the float
-        path (:meth:`__call__`)."""
+        hands over the next batch. ``prepare`` (the 0..1 inputs) and ``finish`` (the inputs and the clamped outputs)
+        change them on the device on the way: a clip's steadying. Photos that run in tiles, on a graph engine or out
+        of GPU memory take the float path (:meth:`__call__`), the two steps on the CPU."""
         h, w = pixels.shape[1:3] if pixels.dtype == np.uint8 else pixels.shape[-2:]
         tiled = self.tile not in ("auto", None) or runs_in_tiles(h, w, self.model.config.design)
         if not tiled:
             self._use(self._engine_at(h, w))
         if tiled or self.graph is not None:
-            return Ready(self._float_outputs(pixels))
+            return Ready(self._float_outputs(pixels, prepare, finish))
         try:
-            x = self._pixels.upload(pixels, self.dtype or torch.float32)
-            return self._pixels.download(self._in_chunks(x))
+            x = self._pixels.upload(pixels)
+            x = prepare(x) if prepare else x
+            y = self._in_chunks(x).float().clamp_(0, 1)
+            return self._pixels.download(finish(x, y) if finish else y)
         except torch.OutOfMemoryError:
             if self.tile != "auto":
                 raise
         torch.cuda.empty_cache()
-        return Ready(self._float_outputs(pixels))
+        return Ready(self._float_outputs(pixels, prepare, finish))
 
-    def _float_outputs(self, pixels: np.ndarray) -> list[np.ndarray | None]:
+    def _float_outputs(self, pixels: np.ndarray, prepare: Prepare | None = None,
+                       finish: Finish | None = None) -> list[np.ndarray | None]:
         """:meth:`submit`'s outputs through the float path."""
-        images = pixels if pixels.dtype != np.uint8 else np.stack([array_pixels(image) for image in pixels])
-        return [to_uint8(image) if all_finite(image) else None for image in self(images)]
+        images = torch.from_numpy(pixels if pixels.dtype != np.uint8 else np.stack([array_pixels(p) for p in pixels]))
+        images = prepare(images) if prepare else images
+        outputs = self(images)
+        outputs = finish(images, outputs) if finish else outputs
+        return [to_uint8(image) if all_finite(image) else None for image in outputs]
 
     def _in_chunks(self, x: torch.Tensor) -> torch.Tensor:
         """The network on a batch on the device, in chunks of as many images as fit :data:`GPU_BATCH_BYTES` and

@@ -43,13 +43,15 @@ class ShotCuts:
         self.count = 0
 
     def __call__(self, small: torch.Tensor) -> list[bool]:
-        """For each of ``small`` (:func:`thumbnails` of frames in order): does its frame start a new shot (or the clip)?"""
-        starts = []
-        for thumbnail in small:
-            new = self.thumbnail is None or (thumbnail - self.thumbnail).abs().mean().item() > self.cut
-            self.count += new and self.thumbnail is not None
-            starts.append(new)
-            self.thumbnail = thumbnail
+        """For each of ``small`` (:func:`thumbnails` of frames in order): does its frame start a new shot (or the clip)?
+        One reading of the device for the batch (a GPU's frames)."""
+        before = small[:1] if self.thumbnail is None else self.thumbnail[None].to(small.device)
+        changes = (small - torch.cat([before, small[:-1]])).abs().mean((1, 2, 3)).tolist()
+        starts = [change > self.cut for change in changes]
+        if self.thumbnail is None:
+            starts[0] = True
+        self.count += sum(starts) - (self.thumbnail is None)
+        self.thumbnail = small[-1]
         return starts
 
 
@@ -66,6 +68,11 @@ class DarkKeeper:
 
     def __call__(self, frames: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         """``outputs`` of ``frames`` (the next frames of the clip, in order), dimmed frame by frame."""
+        return dimmed(outputs, self.gains(frames))
+
+    def gains(self, frames: torch.Tensor) -> list[float]:
+        """How much each of ``frames`` (the next frames of the clip, in order) is dimmed: it needs the frames alone,
+        so that a GPU learns it before its network runs."""
         gains = []
         small = thumbnails(frames)  # their mean is the frame's mean luma (exactly where 32 divides the size)
         for start, luma in zip(self.cuts(small), small.mean((1, 2, 3)).tolist()):
@@ -75,6 +82,11 @@ class DarkKeeper:
                 self.light = self.momentum * self.light + (1 - self.momentum) * luma
             self.gain = min(1.0, self.gain + self.rise, luma / max(self.dark, min(self.light, self.top)))
             gains.append(self.gain)
-        if min(gains) >= 1.0:  # most frames: nothing to dim, no pass over the outputs
-            return outputs
-        return outputs * torch.tensor(gains, dtype=outputs.dtype).view(-1, 1, 1, 1)
+        return gains
+
+
+def dimmed(outputs: torch.Tensor, gains: list[float]) -> torch.Tensor:
+    """``outputs`` dimmed by their :meth:`DarkKeeper.gains`, on their device."""
+    if min(gains) >= 1.0:  # most frames: nothing to dim, no pass over the outputs
+        return outputs
+    return outputs * torch.tensor(gains, dtype=outputs.dtype, device=outputs.device).view(-1, 1, 1, 1)

@@ -36,6 +36,8 @@ default) it takes the flow the denoiser has just computed for the frame
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -54,6 +56,58 @@ QUICK_FLOW_SIDE = 320  # ... for the quick tiers (VideoSettings.quick): 19 ms a 
 Motion = tuple[np.ndarray, np.ndarray]  # a frame's flow back to the one before (H, W, 2), and where it is reliable
 
 
+@dataclass(frozen=True)
+class Carry:
+    """How the previous filtered frame comes onto this one (:class:`FlowGate`): the flow back to it and the weight
+    it takes, at the flow's size, and the gain that follows a fade."""
+
+    backward: np.ndarray  # (h, w, 2) float32, at the flow's size
+    weight: np.ndarray  # (h, w) float32
+    gain: np.float32
+    scale: float  # of the flow's size to the frame's
+
+
+class FlowGate:
+    """The flow's side of :class:`FlowDenoiser`, on shrunk grey frames: per frame, how the previous filtered frame is
+    carried onto it (a :class:`Carry`), with a shrunk grey copy of the filter's state filtered alike. Torch-free and
+    in order: the decoding thread runs it, and the full frames are carried on the CPU (:class:`FlowDenoiser`) or on
+    a GPU (:class:`stst.video.device_steady.DeviceDenoiser`)."""
+
+    def __init__(self, strength: float = DEFAULT_DENOISE, side: int = FLOW_SIDE) -> None:
+        if not 0.0 <= strength < 1.0:
+            raise ValueError(f"denoise strength {strength} is not in [0, 1)")
+        self.strength, self.side = strength, side
+        # shrunk grey source frame (uint8, for the flow), its filtered copy (float32), and the full frame's shape
+        self.previous: tuple[np.ndarray, np.ndarray, tuple[int, ...]] | None = None
+        # the last frame's flow back to the one before and where it is reliable, at the flow's size (the quick
+        # clip path blends the outputs along it: FlowBlend's motion)
+        self.motion: Motion | None = None
+
+    def __call__(self, rgb: np.ndarray) -> Carry | None:
+        """How the previous filtered frame comes onto ``rgb`` ((H, W, 3) uint8); None for a first frame, a frame of
+        a new size, or strength 0."""
+        cv2 = opencv()
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.side / max(h, w))  # of the flow's vectors, too
+        small = gray(rgb if scale == 1 else cv2.resize(rgb, shrunk_size(w, h, self.side), interpolation=cv2.INTER_AREA))
+        small_filtered = small.astype(np.float32)
+        self.motion = carry = None
+        if self.previous is not None and self.strength > 0 and self.previous[2] == rgb.shape:
+            small0, small_filtered0, _ = self.previous
+            backward, trusted = reliable_flow(small, small0, "dis-fast")
+            self.motion = backward, trusted
+            carried = warp(small_filtered0, backward)
+            # a fade changes every pixel by less than the gate lets through: the carry follows the light
+            gain = np.float32(np.clip((small_filtered.mean() + 0.1) / (carried.mean() + 0.1), *FADE_GAIN))
+            carried *= gain
+            change = cv2.blur(cv2.absdiff(carried, small_filtered), (DENOISE_WINDOW, DENOISE_WINDOW)) / 255
+            weight = (self.strength * trusted * np.clip(2 - change / DENOISE_AGREE, 0, 1)).astype(np.float32)
+            small_filtered = cv2.blendLinear(carried, small_filtered, weight, 1 - weight)
+            carry = Carry(backward, weight, gain, scale)
+        self.previous = (small, small_filtered, rgb.shape)
+        return carry
+
+
 class FlowDenoiser:
     """Stateful per-clip filter: call it on each source frame in order.
 
@@ -65,46 +119,33 @@ class FlowDenoiser:
     """
 
     def __init__(self, strength: float = DEFAULT_DENOISE, side: int = FLOW_SIDE) -> None:
-        if not 0.0 <= strength < 1.0:
-            raise ValueError(f"denoise strength {strength} is not in [0, 1)")
-        self.strength, self.side = strength, side
-        # shrunk grey source frame (uint8, for the flow), its filtered copy and the filtered frame (float32)
-        self.previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        # the last frame's flow back to the one before and where it is reliable, at the flow's size (the quick
-        # clip path blends the outputs along it: FlowBlend's motion)
-        self.motion: Motion | None = None
+        self.gate = FlowGate(strength, side)
+        self.frame: np.ndarray | None = None  # the last filtered frame, float32
+
+    @property
+    def motion(self) -> Motion | None:
+        """The last frame's flow back to the one before and where it is reliable (:attr:`FlowGate.motion`)."""
+        return self.gate.motion
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """``rgb``: (H, W, 3) uint8; returns the filtered frame, (H, W, 3) uint8.
 
-        The flow, the check and the gate work on the shrunk grey frames (with
-        a shrunk grey copy of the filter's state, filtered alike); only the
-        carry and the blend touch the full frame.
+        The flow, the check and the gate work on the shrunk grey frames (:class:`FlowGate`); only the carry and the
+        blend touch the full frame.
         """
         cv2 = opencv()
-        h, w = rgb.shape[:2]
-        scale = min(1.0, self.side / max(h, w))  # of the flow's vectors, too
-        small = gray(rgb if scale == 1 else cv2.resize(rgb, shrunk_size(w, h, self.side), interpolation=cv2.INTER_AREA))
-        frame, small_filtered = rgb.astype(np.float32), small.astype(np.float32)
-        self.motion = None
-        if self.previous is not None and self.strength > 0 and self.previous[2].shape == frame.shape:
-            small0, small_filtered0, frame0 = self.previous
-            backward, trusted = reliable_flow(small, small0, "dis-fast")
-            self.motion = backward, trusted
-            carried = warp(small_filtered0, backward)
-            # a fade changes every pixel by less than the gate lets through: the carry follows the light
-            gain = np.float32(np.clip((small_filtered.mean() + 0.1) / (carried.mean() + 0.1), *FADE_GAIN))
-            carried *= gain
-            change = cv2.blur(cv2.absdiff(carried, small_filtered), (DENOISE_WINDOW, DENOISE_WINDOW)) / 255
-            weight = (self.strength * trusted * np.clip(2 - change / DENOISE_AGREE, 0, 1)).astype(np.float32)
-            small_filtered = cv2.blendLinear(carried, small_filtered, weight, 1 - weight)
-            if scale < 1:
-                backward = cv2.resize(backward, (w, h), interpolation=cv2.INTER_LINEAR) / scale
+        carry = self.gate(rgb)
+        frame = rgb.astype(np.float32)
+        if carry is not None:
+            h, w = rgb.shape[:2]
+            backward, weight = carry.backward, carry.weight
+            if carry.scale < 1:
+                backward = cv2.resize(backward, (w, h), interpolation=cv2.INTER_LINEAR) / carry.scale
                 weight = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
-            warped = warp(frame0, backward)
-            warped *= gain
+            warped = warp(self.frame, backward)
+            warped *= carry.gain
             frame = cv2.blendLinear(warped, frame, weight, 1 - weight)
-        self.previous = (small, small_filtered, frame)
+        self.frame = frame
         return cv2.convertScaleAbs(frame)  # rounded, saturated to uint8
 
 

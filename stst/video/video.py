@@ -27,10 +27,11 @@ from ..base.errors import FileProblem, first_line
 from ..base.fileio import atomic_path
 from ..base.imageio import all_finite, array_pixels, check_pixels, to_uint8
 from ..base.prefetch import prefetch
-from .smoothing import DarkKeeper
+from .device_steady import DeviceBlend, DeviceDenoiser
+from .smoothing import DarkKeeper, dimmed
 from .probe import av_module
 from .settings import VideoSettings
-from .temporal import FLOW_SIDE, QUICK_FLOW_SIDE, FlowBlend, FlowDenoiser
+from .temporal import FLOW_SIDE, QUICK_FLOW_SIDE, FlowBlend, FlowDenoiser, FlowGate
 
 # Output containers by suffix, and the audio codecs each holds without re-encoding.
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".m4v": "mp4", ".mkv": "matroska", ".webm": "webm"}
@@ -236,14 +237,11 @@ class _Sink:
         self.step = max(1, round(1 / (video.time_base * rate))) if video.time_base else 1  # one frame, in pts
         self.frames, self.last_pts, self.end = 0, None, 0.0
 
-    def video(self, frames: list, inputs: list, motions: list, outputs: torch.Tensor) -> None:
-        """Encode ``outputs`` of ``inputs`` (the decoded ``frames``, with the denoiser's flow where the blend rides
-        on it); a missing or repeated pts takes the next free one."""
+    def video(self, frames: list, inputs: list, motions: list, outputs: list) -> None:
+        """Encode ``outputs`` (0..1 tensors, or uint8 arrays from a GPU) of ``inputs`` (the decoded ``frames``, with
+        the denoiser's flow where the blend rides on it); a missing or repeated pts takes the next free one."""
         for src, photo, motion, rgb in zip(frames, inputs, motions, outputs):
-            if self.blend is not None:
-                rgb = self.blend(to_uint8(photo), rgb, motion)
-            pixels = np.ascontiguousarray(to_uint8(rgb)[: self.vout.height, : self.vout.width])
-            frame = self.av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame = self.av.VideoFrame.from_ndarray(self.pixels(photo, motion, rgb), format="rgb24")
             pts = src.pts
             if pts is None or (self.last_pts is not None and pts <= self.last_pts):
                 pts = self.last_pts + self.step if self.last_pts is not None else 0
@@ -253,6 +251,13 @@ class _Sink:
             for packet in self.vout.encode(frame):
                 self.out.mux(packet)
             self.frames += 1
+
+    def pixels(self, photo, motion, rgb) -> np.ndarray:
+        """An output as the encoder takes it: blended with the last one where the blend runs here (the CPU's path),
+        uint8 at the encoder's even size."""
+        if self.blend is not None:
+            rgb = self.blend(to_uint8(photo), rgb, motion)
+        return np.ascontiguousarray(to_uint8(rgb)[: self.vout.height, : self.vout.width])
 
     def audio(self, packet) -> None:
         stream, encoder = self.audio_out[packet.stream.index]
@@ -273,6 +278,86 @@ class _Sink:
                     self.out.mux(packet)
 
 
+class _HostSteps:
+    """A clip's frames on the CPU's path: denoised in the decoding thread, the network on float batches (at
+    :meth:`VideoSettings.network_scale`), dark frames dimmed here, the blend in the writer thread."""
+
+    depth = 0  # batches in flight: none, the network runs when it is handed one
+
+    def __init__(self, stylizer, settings: VideoSettings, size: tuple[int, int]) -> None:
+        weight = settings.blend_weight()
+        side = QUICK_FLOW_SIDE if settings.quick else FLOW_SIDE
+        self.denoiser = FlowDenoiser(settings.denoise, side) if settings.denoise else None
+        self.ride = settings.quick and self.denoiser is not None  # the blend takes the denoiser's flow instead of its own
+        self.blend = FlowBlend(weight) if weight else None
+        self.dark = DarkKeeper() if settings.dark else None
+        self.network = settings.around(stylizer)
+        self.size = size
+
+    def decoded(self, frame) -> tuple:
+        """The decoded frame, its (denoised) pixels and, where the blend rides on it, the denoiser's flow."""
+        rgb = frame.to_ndarray(width=self.size[0], height=self.size[1], format="rgb24")
+        if self.denoiser is not None:
+            rgb = self.denoiser(rgb)
+        return frame, torch.from_numpy(array_pixels(rgb)), self.denoiser.motion if self.ride else None
+
+    def start(self, batch: list) -> Callable[[], object]:
+        frames = torch.stack([t for _, t, _ in batch])
+        outputs = self.network(frames)
+        if self.dark is not None:
+            outputs = self.dark(frames, outputs)
+        return lambda: outputs
+
+
+class _DeviceSteps:
+    """A clip's frames on a GPU's path (a stylizer that ``takes_uint8``): the decoded bytes cross as they are, the
+    denoiser's flow is computed small in the decoding thread (:class:`FlowGate`) and the full frames are carried,
+    dimmed and blended on the device (:mod:`stst.video.device_steady`), one batch in flight while the last one's
+    outputs come back as uint8."""
+
+    depth = 1
+    blend = None  # blended on the device
+
+    def __init__(self, stylizer, settings: VideoSettings, size: tuple[int, int]) -> None:
+        weight = settings.blend_weight()
+        side = QUICK_FLOW_SIDE if settings.quick else FLOW_SIDE
+        self.gate = FlowGate(settings.denoise, side) if settings.denoise else None
+        self.denoiser = DeviceDenoiser() if self.gate is not None else None
+        self.blender = DeviceBlend(weight) if weight else None
+        self.dark = DarkKeeper() if settings.dark else None
+        self.stylizer, self.size = stylizer, size
+
+    @staticmethod
+    def serves(stylizer, settings: VideoSettings, size: tuple[int, int]) -> bool:
+        """Whether this path runs the clip: a GPU's stylizer, the network on whole frames, and a blend (if any)
+        along the denoiser's flow."""
+        rides = settings.blend_weight() == 0 or (settings.quick and bool(settings.denoise))
+        return getattr(stylizer, "takes_uint8", False) and settings.network_scale(*size) == 1 and rides
+
+    def decoded(self, frame) -> tuple:
+        """The decoded frame, its bytes with the denoiser's :class:`Carry`, and the denoiser's flow."""
+        rgb = frame.to_ndarray(width=self.size[0], height=self.size[1], format="rgb24")
+        carry = self.gate(rgb) if self.gate is not None else None
+        return frame, (rgb, carry), self.gate.motion if self.gate is not None else None
+
+    def start(self, batch: list) -> Callable[[], object]:
+        carries = [carry for _, (_, carry), _ in batch]
+        motions = [motion for _, _, motion in batch]
+        gains: list[float] = []
+
+        def prepare(x: torch.Tensor) -> torch.Tensor:
+            x = self.denoiser(x, carries) if self.denoiser is not None else x
+            if self.dark is not None:
+                gains[:] = self.dark.gains(x)  # the frames alone decide: learnt before the network runs
+            return x
+
+        def finish(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            y = dimmed(y, gains) if gains else y
+            return self.blender(y, motions) if self.blender is not None else y
+
+        return self.stylizer.submit(np.stack([rgb for _, (rgb, _), _ in batch]), prepare, finish).result
+
+
 def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int], settings: VideoSettings,
               source: Path, bar: _Progress) -> ClipReport:
     """Decode ahead in a thread, stylize in batches here, encode and mux behind in one writer thread.
@@ -280,46 +365,36 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
     ``decoding`` is (container, video stream, audio streams), ``encoding`` (container,
     video stream, audio streams by source index). Frames are decoded at
     ``size``, denoised in the decoding thread (the filter runs in order, beside
-    the network), and cropped to the encoder's even size when written.
+    the network; on a GPU its flow there and the rest on the GPU: :class:`_DeviceSteps`), and cropped to the
+    encoder's even size when written.
     """
     container, video, audio = decoding
-    blend = settings.blend_weight()
-    sink = _Sink(encoding, video, FlowBlend(blend) if blend else None)
-    side = QUICK_FLOW_SIDE if settings.quick else FLOW_SIDE
-    denoiser = FlowDenoiser(settings.denoise, side) if settings.denoise else None
-    ride = settings.quick and denoiser is not None  # the blend takes the denoiser's flow instead of its own
-    dark = DarkKeeper() if settings.dark else None
+    steps = (_DeviceSteps if _DeviceSteps.serves(stylizer, settings, size) else _HostSteps)(stylizer, settings, size)
+    sink = _Sink(encoding, video, steps.blend)
     batch_size = settings.batch_size
-    width, height = size
-    network = settings.around(stylizer)
-
-    def tensor(frame) -> tuple:
-        """The decoded frame, its (denoised) pixels and, where the blend rides on it, the denoiser's flow."""
-        rgb = frame.to_ndarray(width=width, height=height, format="rgb24")
-        if denoiser is not None:
-            rgb = denoiser(rgb)
-        return frame, torch.from_numpy(array_pixels(rgb)), denoiser.motion if ride else None
-
     error = None
     batch: list = []
     pending = []
+    in_flight: deque = deque()
     with ThreadPoolExecutor(max_workers=1) as writer:
-        def flush() -> None:
-            if not batch:
-                return
-            frames = torch.stack([t for _, t, _ in batch])
-            outputs = network(frames)
-            if dark is not None:
-                outputs = dark(frames, outputs)
-            if not all_finite(outputs):
+        def finish_batch() -> None:
+            done, take = in_flight.popleft()
+            outputs = list(take())
+            if not all(rgb is not None and all_finite(rgb) for rgb in outputs):
                 raise FileProblem(source, "the model produced NaN or infinite values (a broken model?)")
-            pending.append(writer.submit(sink.video, *map(list, zip(*batch)), outputs))
-            bar.update(len(batch))
-            batch.clear()
+            pending.append(writer.submit(sink.video, *map(list, zip(*done)), outputs))
+            bar.update(len(done))
             while len(pending) > 2:
                 pending.pop(0).result()
 
-        for kind, item in prefetch(((k, tensor(i) if k == "frame" else i)
+        def flush() -> None:
+            if batch:
+                in_flight.append((list(batch), steps.start(batch)))
+                batch.clear()
+            while len(in_flight) > steps.depth:
+                finish_batch()
+
+        for kind, item in prefetch(((k, steps.decoded(i) if k == "frame" else i)
                                     for k, i in _presentation_order(_frames(container, video, audio))),
                                    depth=2 * batch_size):
             if kind == "frame":
@@ -331,6 +406,8 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
             else:
                 error = item
         flush()
+        while in_flight:
+            finish_batch()
         for future in pending:
             future.result()
         writer.submit(sink.finish).result()
