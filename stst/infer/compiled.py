@@ -4,7 +4,8 @@ Compiling the full network took 10-23 s for a 1080p size on one H200, for 3x eag
 so a machine should pay it once per model and size: inductor's caches (its FX graphs, autotuning and Triton kernels)
 live in ``$STST_HOME/inductor`` unless ``TORCHINDUCTOR_CACHE_DIR`` says otherwise, where inductor's own keys (the
 graph, the shapes, torch, Triton and the GPU) decide what is found again. Shapes are static but for the batch, which
-is marked dynamic, so that a run's last, smaller batch and a GPU's memory-sized chunks reuse one compile per size.
+is marked dynamic, so that a run's last, smaller batch and a GPU's memory-sized chunks reuse one compile per size (a
+batch of one is a compile of its own: torch specializes sizes 0 and 1).
 """
 
 from __future__ import annotations

@@ -403,7 +403,8 @@ class Stylizer:
 
     def _in_chunks(self, x: torch.Tensor) -> torch.Tensor:
         """The network on a batch on the device, in chunks of as many images as fit :data:`GPU_BATCH_BYTES` and
-        half the GPU's free memory; the first image of a size runs alone, to measure what one image takes."""
+        half the GPU's free memory; the first two images of a size run alone, to measure what one image takes (two:
+        a compiled network specializes a batch of one)."""
         if self.device.type != "cuda" or len(x) == 1:
             return self._forward(x)
         key = (tuple(x.shape[-2:]), self.backend, self.precision)
@@ -411,9 +412,11 @@ class Stylizer:
         if key not in self._image_bytes:
             torch.cuda.reset_peak_memory_stats(self.device)
             before = torch.cuda.memory_allocated(self.device)
-            outputs.append(self._forward(x[:1]))
-            self._image_bytes[key] = torch.cuda.max_memory_allocated(self.device) - before
-            start = 1
+            outputs.append(self._forward(x[:2]))
+            self._image_bytes[key] = (torch.cuda.max_memory_allocated(self.device) - before) // 2
+            start = 2
+        if start >= len(x):
+            return outputs[0]
         chunk = fitting_batch(self._image_bytes[key], min(GPU_BATCH_BYTES, torch.cuda.mem_get_info(self.device)[0] // 2))
         outputs += [self._forward(part) for part in x[start:].split(chunk)]
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
