@@ -158,7 +158,8 @@ def stst(args: list[str], env: dict, torchrun: bool = False) -> float:
 
 def gpu_commands(scratch: Path, out: Path) -> None:
     """Plain ``stst train --style P`` (wall seconds); a short run under torchrun (NCCL) against one process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    paths = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": paths}
     model = out / "gpu-quick-starry_night.pth"
     seconds = stst(["train", "--style", str(STYLE), "-o", str(model), "--overwrite"], env)
     print(f"\nstst train --style {STYLE.name} (plain, no data set at hand): {seconds:.1f} s wall; wrote {model}",

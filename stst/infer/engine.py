@@ -417,7 +417,8 @@ class Stylizer:
             start = 2
         if start >= len(x):
             return outputs[0]
-        chunk = fitting_batch(self._image_bytes[key], min(GPU_BATCH_BYTES, torch.cuda.mem_get_info(self.device)[0] // 2))
+        budget = min(GPU_BATCH_BYTES, torch.cuda.mem_get_info(self.device)[0] // 2)
+        chunk = fitting_batch(self._image_bytes[key], budget)
         outputs += [self._forward(part) for part in x[start:].split(chunk)]
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 

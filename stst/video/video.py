@@ -288,7 +288,7 @@ class _HostSteps:
         weight = settings.blend_weight()
         side = QUICK_FLOW_SIDE if settings.quick else FLOW_SIDE
         self.denoiser = FlowDenoiser(settings.denoise, side) if settings.denoise else None
-        self.ride = settings.quick and self.denoiser is not None  # the blend takes the denoiser's flow instead of its own
+        self.ride = settings.quick and self.denoiser is not None  # the blend takes the denoiser's flow, not its own
         self.blend = FlowBlend(weight) if weight else None
         self.dark = DarkKeeper() if settings.dark else None
         self.network = settings.around(stylizer)
