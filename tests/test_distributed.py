@@ -44,12 +44,14 @@ NULL_BIAS = ("conv1.conv2d.bias", "conv2.conv2d.bias", "conv3.conv2d.bias", "dec
              *(f"res{i}.in2.bias" for i in range(1, 6)))
 
 
-def run(tmp_path, args, processes=1, float64=True):
-    """``stst ARGS`` in one process, or in ``processes`` under torchrun; in float64 unless told otherwise."""
+def run(tmp_path, args, processes=1, float64=True, torchrun=False):
+    """``stst ARGS`` in one process, or in ``processes`` under torchrun (``torchrun``: one too); in float64 unless
+    told otherwise."""
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
-    command = [*(launcher if processes > 1 else [sys.executable]), *([str(worker)] if float64 else ["-m", "stst"]),
+    command = [*(launcher if processes > 1 or torchrun else [sys.executable]),
+               *([str(worker)] if float64 else ["-m", "stst"]),
                *map(str, args)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
@@ -62,17 +64,20 @@ def curve(path):
 
 
 def test_two_processes_train_the_same_weights_as_one_and_resume_in_one(tmp_path):
-    """3 steps in two processes, then 3 more in one (a resume): the same losses and weights as 6 steps in one."""
+    """3 steps in two processes, then 3 more in torchrun's only process (a resume; a process group of one, as
+    ``--nproc-per-node 1`` on a GPU runs NCCL): the same losses and weights as 6 steps in one process alone."""
     run(tmp_path, [*TRAIN_ARGS, "--iterations", "6", "-o", "one.pth", "--loss-log", "one.jsonl"])
     two = run(tmp_path, [*TRAIN_ARGS, "--iterations", "3", "-o", "two.pth", "--loss-log", "two.jsonl"], processes=2)
     assert two.stdout.count("wrote two.pth") == 1  # only rank 0 reports and writes
-    run(tmp_path, ["train", "--resume", "two.pth", "--iterations", "6", "--loss-log", "two.jsonl", "--precision",
-                   "fp32"])
+    resumed = run(tmp_path, ["train", "--resume", "two.pth", "--iterations", "6", "--loss-log", "two.jsonl",
+                             "--precision", "fp32"], torchrun=True)
+    assert resumed.stdout.count("wrote two.pth") == 1
     both = curve(tmp_path / "two.jsonl")
     assert [r["iteration"] for r in both] == list(range(1, 7))
     for x, y in zip(curve(tmp_path / "one.jsonl"), both, strict=True):
         assert x["total"] == pytest.approx(y["total"], rel=1e-6)
     a, b = load_checkpoint(tmp_path / "one.pth"), load_checkpoint(tmp_path / "two.pth")
+    assert b.metadata["hardware"]["processes"] == 1 and "processes" not in a.metadata["hardware"]  # a group of one
     for name, weight in a.state_dict.items():
         tolerance = 1e-3 if name in NULL_BIAS else 1e-9
         assert (weight - b.state_dict[name]).abs().max() < tolerance, name

@@ -3,8 +3,9 @@
 torchrun (``torch.distributed.run``) starts one process per device, on one
 machine or many, and tells each its place through ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK`` and the rendezvous variables; stst reads them and joins the
-process group (nccl on CUDA, gloo on CPUs). Started without torchrun,
-everything here is a no-op for a single process.
+process group (nccl on CUDA, gloo on CPUs), also as torchrun's only
+process (``--nproc-per-node 1``: the same path as many, on one device).
+Started without torchrun, everything here is a no-op for a single process.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Context:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun: the ranks join a process group, even one alone
 
     @property
     def main(self) -> bool:
@@ -36,14 +38,14 @@ class Context:
 
     @property
     def active(self) -> bool:
-        return self.world > 1
+        return self.launched or self.world > 1
 
 
 def context() -> Context:
     """From torchrun's environment variables; a single process without them."""
     try:
         return Context(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                       int(os.environ.get("LOCAL_RANK", 0)))
+                       int(os.environ.get("LOCAL_RANK", 0)), "WORLD_SIZE" in os.environ)
     except ValueError as exc:
         raise StstError(f"bad torchrun environment (RANK, WORLD_SIZE, LOCAL_RANK): {exc}") from None
 
