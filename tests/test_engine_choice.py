@@ -207,7 +207,7 @@ def test_an_unwritable_cache_still_gives_an_answer(monkeypatch, tmp_path):
 
 def test_candidates_follow_the_machine_and_the_options(monkeypatch):
     seen = []
-    monkeypatch.setattr(engine, "decide", lambda width, candidates, size, lane=False, hold=True:
+    monkeypatch.setattr(engine, "decide", lambda width, candidates, size, measure=None, lane=False, hold=True:
                         seen.append(list(candidates)) or Decision(next(iter(candidates)), "measured"))
     cpu, net = torch.device("cpu"), fresh_network()
     ov = ["openvino-fp32", "openvino-bf16"]
@@ -282,7 +282,7 @@ def test_the_stylizer_chooses_per_size_on_first_use(monkeypatch):
     """Nothing is measured until a batch comes; then once per size bucket, at that bucket."""
     asked = []
 
-    def choose(width, candidates, size, lane=False, hold=True):
+    def choose(width, candidates, size, measure=None, lane=False, hold=True):
         asked.append(size)
         return Decision("onnxruntime-fp32" if size == (384, 512) else "torch-fp32", "measured")
     monkeypatch.setattr(engine, "decide", choose)

@@ -171,6 +171,17 @@ def test_cuda_candidates_compile_only_for_a_run_that_times_its_engines(monkeypat
     assert list(engine_candidates(cuda, net, measured=True)) == ["torch-fp16"]  # no Triton: no inductor
 
 
+def test_a_gpu_times_its_engines_at_the_photos_own_size_up_to_1080p():
+    stylizer = Stylizer(fresh_network(), "cpu", precision="fp32", backend="torch", tile=None)
+    seen = []
+    runner = seen.append  # what the candidate is handed
+    stylizer._timing(1080, 1920)(runner, (512, 768))
+    stylizer.device = torch.device("cuda")  # the rule alone: nothing runs on a device
+    stylizer._timing(1080, 1920)(runner, (512, 768))
+    stylizer._timing(2160, 3840)(runner, (512, 768))
+    assert [tuple(x.shape[-2:]) for x in seen] == [(512, 768), (1080, 1920), (512, 768)]
+
+
 def test_compiled_code_is_kept_in_the_stst_home(monkeypatch, tmp_path):
     monkeypatch.setenv("STST_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # restored after the test, as Compiled sets it

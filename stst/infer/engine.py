@@ -21,7 +21,8 @@ from ..model.checkpoint import load_model
 from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
 from .caches import cached_file, cached_graph, graph_name, int8_names
-from .choice import Runner, Trial, begin_trial, cached_choice, cpu_has_bf16, decide, record_trial, time_on_batch
+from .choice import (Measure, Runner, Trial, begin_trial, cached_choice, cpu_has_bf16, decide, record_trial,
+                     time_on_batch, time_once)
 from .compiled import Compiled
 from .device_pixels import DevicePixels, Pending, Ready
 from .engines import BY_NAME, FAITHFUL_GRAPH, GRAPH_BACKENDS, LONG_RUN, Engine, offered, tile_engines
@@ -36,6 +37,7 @@ TileSetting = Union[int, Literal["auto"], None]
 Prepare = Callable[[torch.Tensor], torch.Tensor]  # a batch's inputs on the device, changed before the network
 Finish = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # its inputs and outputs: the outputs changed
 DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # torch engines' autocast, by precision
+GPU_TIMING_PIXELS = 1920 * 1080  # a GPU times its engines at the photos' own size up to this (Stylizer._timing)
 log = logging.getLogger(__name__)  # stst stylize -v shows each size's engine and why
 
 
@@ -248,9 +250,17 @@ class Stylizer:
             # decided before (decide finds it cached), or timed on random images; a lean stylizer's candidates are
             # built for their timing alone, and let go after it
             builders = {name: (self.candidates[name] if self.lean else lambda n=name: self._runner(n)) for name in names}
-            self._settle(bucket, decide(tag, builders, bucket, lane=lane, hold=not self.lean) if measured
-                         else self._sound())
+            self._settle(bucket, decide(tag, builders, bucket, self._timing(height, width), lane=lane,
+                                        hold=not self.lean) if measured else self._sound())
         return self._engines[bucket]
+
+    def _timing(self, height: int, width: int) -> Measure:
+        """How the candidates are timed on random images: at the size bucket's size; on a GPU at the photos' own
+        size up to :data:`GPU_TIMING_PIXELS`, which a compiled engine then runs without compiling again (10-23 s
+        a size). The choice holds for the whole bucket either way."""
+        if self.device.type == "cuda" and height * width <= GPU_TIMING_PIXELS:
+            return lambda runner, _: time_once(runner, (height, width))
+        return time_once
 
     def _key(self) -> str:
         """What the recorded choices know this network by: its width, and on a GPU the GPU's name."""
