@@ -163,7 +163,8 @@ def main() -> None:
               show_default=True, help="auto: on CPUs, whichever of torch, ONNX Runtime and OpenVINO measures fastest "
               "here (their graph cached); on CUDA torch, eager or compiled (inductor, its code cached).")
 @click.option("--tile", default="auto", show_default=True,
-              help="Tile size in pixels for huge images, 'auto' (tiles above 4 MP, and on CUDA out-of-memory) or 'off'.")
+              help="Tile size in pixels for huge images, 'auto' (tiles above 4 MP; on CUDA above 16 MP and out of "
+                   "memory) or 'off'.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (pays off for many images).")
 @click.option("--example", is_flag=True, help="Stylize the sample photo that ships with stst, into the current folder.")
 @click.option("--strength", type=_Finite(0, 1), default=1.0, show_default=True,

@@ -17,7 +17,7 @@ from stst.infer import engines
 from stst.infer.compiled import Compiled, inductor_cache
 from stst.infer.device_pixels import DevicePixels, to_bytes, to_unit
 from stst.infer.engine import Stylizer, engine_candidates
-from stst.infer.sizes import GPU_BATCH, fitting_batch
+from stst.infer.sizes import AUTO_TILE, GPU_BATCH, fitting_batch
 from stst.stylize import JobSettings, plan_jobs, run_jobs
 from stst.video.settings import VideoSettings
 from stst.video.video import stylize_video
@@ -180,6 +180,15 @@ def test_a_gpu_times_its_engines_at_the_photos_own_size_up_to_1080p():
     stylizer._timing(1080, 1920)(runner, (512, 768))
     stylizer._timing(2160, 3840)(runner, (512, 768))
     assert [tuple(x.shape[-2:]) for x in seen] == [(512, 768), (1080, 1920), (512, 768)]
+
+
+def test_a_gpu_runs_a_4k_photo_whole_and_a_48_megapixel_one_in_tiles():
+    stylizer = Stylizer(fresh_network(), "cpu", precision="fp32", backend="torch")  # Johnson's design, --tile auto
+    sizes = [(2160, 3840), (6000, 8000)]
+    assert [stylizer._tile_for(*size) for size in sizes] == [AUTO_TILE, AUTO_TILE]  # a CPU's memory
+    stylizer.device = torch.device("cuda")  # the rule alone: nothing runs on a device
+    assert [stylizer._tile_for(*size) for size in sizes] == [None, AUTO_TILE]
+    assert Stylizer(fresh_network(), "cpu", tile=None)._tile_for(6000, 8000) is None  # --tile off
 
 
 def test_compiled_code_is_kept_in_the_stst_home(monkeypatch, tmp_path):

@@ -386,7 +386,7 @@ class Stylizer:
         change them on the device on the way: a clip's steadying. Photos that run in tiles, on a graph engine or out
         of GPU memory take the float path (:meth:`__call__`), the two steps on the CPU."""
         h, w = pixels.shape[1:3] if pixels.dtype == np.uint8 else pixels.shape[-2:]
-        tiled = self.tile not in ("auto", None) or runs_in_tiles(h, w, self.model.config.design)
+        tiled = self._tile_for(h, w) is not None
         if not tiled:
             self._use(self._engine_at(h, w))
         if tiled or self.graph is not None:
@@ -457,13 +457,20 @@ class Stylizer:
             outputs = [stylize_tiled(self.model, image[None], tile, engine=engine).clamp_(0, 1) for image in batch]
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)  # huge images: no copy of a single one
 
+    def _tile_for(self, height: int, width: int) -> int | None:
+        """The tile size images of this size run in, None for whole: ``--tile``'s, or with ``auto`` above the
+        design's :data:`AUTO_PIXELS` (on a GPU several times that, and wherever its memory runs out)."""
+        if self.tile != "auto":
+            return self.tile
+        huge = runs_in_tiles(height, width, self.model.config.design, gpu=self.device.type == "cuda")
+        return AUTO_TILE if huge else None
+
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Stylize a ``(N, 3, H, W)`` batch of 0..1 images (a tensor or an array); returns 0..1 float32 on the CPU."""
         batch = torch.as_tensor(batch)
         h, w = batch.shape[-2:]
-        huge = runs_in_tiles(h, w, self.model.config.design)
-        tile = (AUTO_TILE if huge else None) if self.tile == "auto" else self.tile
+        tile = self._tile_for(h, w)
         if tile:
             self._use(self._engine_at(tile, tile))  # tiles follow the choice at the tile size
             return self._tiled(batch, tile)

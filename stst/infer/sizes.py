@@ -19,11 +19,18 @@ AUTO_TILE = 1024  # tile size of --tile auto
 AUTO_PIXELS = {"johnson": 2048 * 2048, "realtime": 4096 * 3072}
 
 
-def runs_in_tiles(height: int, width: int, design: str | None = None) -> bool:
+# On a GPU images run whole up to this many times AUTO_PIXELS (a 4K frame, a phone's 12 MP photo), in tiles above
+# that and wherever its memory runs out: tiles cost a statistics pass and their overlaps, which a GPU's memory spares.
+GPU_WHOLE = 4
+
+
+def runs_in_tiles(height: int, width: int, design: str | None = None, gpu: bool = False) -> bool:
     """Whether ``--tile auto`` tiles an image of this size for a network of ``design`` (more than its
-    :data:`AUTO_PIXELS`); without a design, whether it may (more than the least of them: the express lane, which
-    does not know the design, leaves such images to the torch path, and a run of photos sends them alone)."""
-    return height * width > (AUTO_PIXELS[design] if design else min(AUTO_PIXELS.values()))
+    :data:`AUTO_PIXELS`, on a GPU :data:`GPU_WHOLE` times as many); without a design, whether it may (more than the
+    least of them: the express lane, which does not know the design, leaves such images to the torch path, and a
+    run of photos sends them alone)."""
+    limit = AUTO_PIXELS[design] if design else min(AUTO_PIXELS.values())
+    return height * width > limit * (GPU_WHOLE if gpu else 1)
 
 
 # The device memory a batch of photos may take on a GPU: a full-tier 1080p batch of 8 in fp32 peaked at 25 GiB on an
