@@ -64,14 +64,15 @@ class Photo:
         return torch.from_numpy(self.pixels)
 
 
-def rgb_pixels(img: Image.Image) -> np.ndarray:
-    """Any Pillow mode as (3, H, W) float32 in 0..1, keeping 16-bit precision."""
+def rgb_pixels(img: Image.Image, uint8: bool = False) -> np.ndarray:
+    """Any Pillow mode as (3, H, W) float32 in 0..1, keeping 16-bit precision; with ``uint8``, 8-bit modes as
+    decoded, uint8 (H, W, 3) (a GPU scales them itself)."""
     if img.mode in _SIXTEEN_BIT_MODES:
         gray = np.asarray(img, dtype=np.float32) / 65535.0
         return np.repeat(np.clip(gray, 0.0, 1.0, out=gray)[None], 3, axis=0)
     if img.mode != "RGB":
         img = img.convert("RGB")
-    return array_pixels(np.asarray(img))
+    return np.asarray(img) if uint8 else array_pixels(np.asarray(img))
 
 
 def array_pixels(rgb: np.ndarray) -> np.ndarray:
@@ -143,11 +144,7 @@ def read_photo(source: str | Path | BinaryIO, max_size: int | None = None,
                 img = img.resize(new, Image.Resampling.LANCZOS).convert("I")
             else:
                 img = img.resize(new, Image.Resampling.LANCZOS)
-        if uint8 and img.mode not in _SIXTEEN_BIT_MODES:
-            pixels = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
-        else:
-            pixels = rgb_pixels(img)
-        return Photo(pixels=pixels, alpha=_alpha(img), format=fmt, frames=frames)
+        return Photo(pixels=rgb_pixels(img, uint8), alpha=_alpha(img), format=fmt, frames=frames)
     except MemoryError:
         raise FileProblem(path, f"not enough memory for this {img.width}x{img.height} image") from None
     except (ValueError, OSError) as exc:  # modes Pillow cannot convert to RGB

@@ -102,16 +102,17 @@ def forward_losses(net: torch.nn.Module, loss_fn: PerceptualLoss, x: torch.Tenso
         return terms
 
 
-def loss_every(device: torch.device, world: int = 1) -> int:
-    """Every how many steps the losses are read on ``device`` (:data:`GPU_LOSS_EVERY` on a GPU, else each). Under
-    torchrun every step: a rank whose loss is not finite must tell the others before the gradients are shared."""
-    return GPU_LOSS_EVERY if device.type == "cuda" and world == 1 else 1
-
-
 def fused_adam(device: torch.device) -> bool:
     """Whether Adam runs fused on ``device``: on a GPU (one kernel for every weight), where it also skips a step on the
     device where its loss is not finite (:func:`backward_step`), so that losses need not be read at every step."""
     return device.type == "cuda"
+
+
+def loss_every(device: torch.device, world: int = 1) -> int:
+    """Every how many steps the losses are read on ``device``: :data:`GPU_LOSS_EVERY` where a fused optimiser skips
+    the steps whose loss is not finite (a GPU), else each. Under torchrun every step: a rank whose loss is not finite
+    must tell the others before the gradients are shared."""
+    return GPU_LOSS_EVERY if fused_adam(device) and world == 1 else 1
 
 
 def backward_step(terms: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
@@ -435,15 +436,21 @@ class _Session:
         terms = forward_losses(self.net, self.loss_fn, x, self.precision)
         self.unfinite += ~torch.isfinite(terms["total"].detach())  # on the device: read with the losses
         if read and self.unfinite.item():
-            values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-            raise TrainingError(f"loss is not finite at iteration {self.iteration + 1} ({values}"
-                                f"{self._skipped(terms)}); try a lower --lr or loss weights")
+            raise self._not_finite(terms)
         return terms
 
-    def _skipped(self, terms: dict[str, torch.Tensor] | None = None) -> str:
-        """The steps since the last reading that the fused optimiser skipped, for the error."""
-        earlier = int(self.unfinite.item()) - (terms is not None and not torch.isfinite(terms["total"]).item())
-        return f"; {earlier} step(s) since the last reading had none either, and were skipped" if earlier else ""
+    def _not_finite(self, terms: dict[str, torch.Tensor] | None = None) -> TrainingError:
+        """The error for the steps since the last reading whose loss was not finite (skipped on the device by a
+        fused optimiser): this step's, with its terms, or earlier ones (``terms`` None: after the last step)."""
+        count = int(self.unfinite.item())
+        if terms is not None and not torch.isfinite(terms["total"]).item():
+            values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+            earlier = f"; {count - 1} step(s) since the last reading had none either, and were skipped" if count > 1 \
+                else ""
+            where = f"at iteration {self.iteration + 1} ({values}{earlier})"
+        else:
+            where = f"in {count} step(s) up to iteration {self.iteration} (skipped)"
+        return TrainingError(f"loss is not finite {where}; try a lower --lr or loss weights")
 
     def _reads(self) -> bool:
         """Whether the next step's losses are read (:func:`loss_every`; the last step's too, where it is known)."""
@@ -522,8 +529,7 @@ class _Session:
                 self.seconds += time.perf_counter() - tick
                 self._record(terms, read or not self.running())
             if self.unfinite.item():  # the budget's last steps: skipped on the device, not read before
-                self._stop(TrainingError(f"loss is not finite at the end of training{self._skipped()}; try a lower "
-                                         "--lr or loss weights"), False, False, start)
+                self._stop(self._not_finite(), False, False, start)
 
     def fit_palette(self) -> None:
         """Step 4 (``palette_fit``): a colour map of the trained network's output fitted to the painting's palette on

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .temporal import Carry, Motion
+from .temporal import Carry, Motion, checked_weight
 
 
 @functools.lru_cache(maxsize=4)
@@ -88,9 +88,7 @@ class DeviceBlend:
     """:class:`stst.video.temporal.FlowBlend` riding on the denoiser's flow, on the outputs' device."""
 
     def __init__(self, weight: float) -> None:
-        if not 0.0 <= weight < 1.0:
-            raise ValueError(f"temporal blend weight {weight} is not in [0, 1)")
-        self.weight = weight
+        self.weight = checked_weight(weight)
         self.previous: torch.Tensor | None = None  # the last blended output, (3, H, W) float32
 
     def __call__(self, outputs: torch.Tensor, motions: list[Motion | None]) -> torch.Tensor:

@@ -64,12 +64,18 @@ class VideoSettings:
         """These settings for the named model: a light or realtime tier gets the clip path that keeps up with it."""
         return replace(self, quick=split_tier(model_name)[1] in QUICK_TIERS)
 
+    @property
+    def blend_rides(self) -> bool:
+        """Whether the blend takes the denoiser's flow instead of computing its own: the quick tiers, where the
+        denoiser runs."""
+        return self.quick and bool(self.denoise)
+
     def blend_weight(self) -> float:
         """How much of the previous output each frame takes along the flow: ``temporal`` where set, else
         ``QUICK_BLEND`` for the quick tiers where the denoiser runs (the blend rides on its flow), else 0."""
         if self.temporal is not None:
             return self.temporal
-        return QUICK_BLEND if self.quick and self.denoise else 0.0
+        return QUICK_BLEND if self.blend_rides else 0.0
 
     def network_scale(self, width: int, height: int) -> float:
         """The scale at which frames of ``width`` x ``height`` reach the network: ``scale`` where set, else

@@ -149,15 +149,20 @@ class FlowDenoiser:
         return cv2.convertScaleAbs(frame)  # rounded, saturated to uint8
 
 
+def checked_weight(weight: float) -> float:
+    """A blend's weight of the previous output, which must be in [0, 1) (1 would never take a new frame)."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"temporal blend weight {weight} is not in [0, 1)")
+    return weight
+
+
 class FlowBlend:
     """Stateful per-clip blender: call it on each frame in order with the source and the stylized frame, and
     the denoiser's :attr:`FlowDenoiser.motion` of that frame where it should ride on that flow instead of its own
     (``method``)."""
 
     def __init__(self, weight: float = DEFAULT_WEIGHT, method: str = "dis") -> None:
-        if not 0.0 <= weight < 1.0:
-            raise ValueError(f"temporal blend weight {weight} is not in [0, 1)")
-        self.weight, self.method = weight, method
+        self.weight, self.method = checked_weight(weight), method
         self.previous: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, source: np.ndarray, stylized: torch.Tensor, motion: Motion | None = None) -> torch.Tensor:

@@ -278,6 +278,11 @@ class _Sink:
                     self.out.mux(packet)
 
 
+def _flow_side(settings: VideoSettings) -> int:
+    """The long side of the frames the denoiser's flow is computed on: smaller for the quick tiers."""
+    return QUICK_FLOW_SIDE if settings.quick else FLOW_SIDE
+
+
 class _HostSteps:
     """A clip's frames on the CPU's path: denoised in the decoding thread, the network on float batches (at
     :meth:`VideoSettings.network_scale`), dark frames dimmed here, the blend in the writer thread."""
@@ -286,9 +291,8 @@ class _HostSteps:
 
     def __init__(self, stylizer, settings: VideoSettings, size: tuple[int, int]) -> None:
         weight = settings.blend_weight()
-        side = QUICK_FLOW_SIDE if settings.quick else FLOW_SIDE
-        self.denoiser = FlowDenoiser(settings.denoise, side) if settings.denoise else None
-        self.ride = settings.quick and self.denoiser is not None  # the blend takes the denoiser's flow, not its own
+        self.denoiser = FlowDenoiser(settings.denoise, _flow_side(settings)) if settings.denoise else None
+        self.ride = settings.blend_rides
         self.blend = FlowBlend(weight) if weight else None
         self.dark = DarkKeeper() if settings.dark else None
         self.network = settings.around(stylizer)
@@ -320,8 +324,7 @@ class _DeviceSteps:
 
     def __init__(self, stylizer, settings: VideoSettings, size: tuple[int, int]) -> None:
         weight = settings.blend_weight()
-        side = QUICK_FLOW_SIDE if settings.quick else FLOW_SIDE
-        self.gate = FlowGate(settings.denoise, side) if settings.denoise else None
+        self.gate = FlowGate(settings.denoise, _flow_side(settings)) if settings.denoise else None
         self.denoiser = DeviceDenoiser() if self.gate is not None else None
         self.blender = DeviceBlend(weight) if weight else None
         self.dark = DarkKeeper() if settings.dark else None
@@ -331,7 +334,7 @@ class _DeviceSteps:
     def serves(stylizer, settings: VideoSettings, size: tuple[int, int]) -> bool:
         """Whether this path runs the clip: a GPU's stylizer, the network on whole frames, and a blend (if any)
         along the denoiser's flow."""
-        rides = settings.blend_weight() == 0 or (settings.quick and bool(settings.denoise))
+        rides = settings.blend_weight() == 0 or settings.blend_rides
         return getattr(stylizer, "takes_uint8", False) and settings.network_scale(*size) == 1 and rides
 
     def decoded(self, frame) -> tuple:
