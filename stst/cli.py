@@ -100,16 +100,28 @@ class _Cli(click.Group):
         except Exception as exc:  # a bug: still one line, the traceback on request
             self._fail(exc, f"internal error ({type(exc).__name__}: {first_line(exc)}); rerun with --debug "
                        "for the traceback and please report it", EXIT_USAGE)
-        sys.exit(code if isinstance(code, int) else 0)
+        _exit(code if isinstance(code, int) else 0)
 
     @staticmethod
     def _fail(exc: BaseException, message: str, code: int) -> None:
         if getattr(exc, "shared", False) and os.environ.get("RANK", "0") != "0":
-            sys.exit(code)  # under torchrun, rank 0 reports a stop that every rank reached
+            _exit(code)  # under torchrun, rank 0 reports a stop that every rank reached
         if _Cli.debug and not isinstance(exc, (click.UsageError, click.Abort, KeyboardInterrupt)):
             traceback.print_exception(exc)
         click.echo(f"stst: error: {message}", err=True)
-        sys.exit(code)
+        _exit(code)
+
+
+def _exit(code: int) -> None:
+    """End with ``code``; at once where a torch.compile still runs in the background (a run too short for it,
+    :mod:`stst.infer.compiled`): the process would wait for it, and what it has cached so far stays for the next."""
+    compiled = sys.modules.get("stst.infer.compiled")
+    if compiled is not None and compiled.compiling():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:

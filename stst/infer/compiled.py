@@ -6,19 +6,33 @@ live in ``$STST_HOME/inductor`` unless ``TORCHINDUCTOR_CACHE_DIR`` says otherwis
 graph, the shapes, torch, Triton and the GPU) decide what is found again. Shapes are static but for the batch, which
 is marked dynamic, so that a run's last, smaller batch and a GPU's memory-sized chunks reuse one compile per size (a
 batch of one is a compile of its own: torch specializes sizes 0 and 1).
+
+Nothing waits for a compile: each kind of batch (its size, layout and autocast) compiles in a thread of its own
+while the eager network runs its batches, which at 61-371 1080p frames a second eager (issue 48) is most of a short
+run's work, and takes the compiled code from the next batch on. A process that ends first leaves what inductor has
+cached so far to the next.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
+from ..base.errors import first_line
 from ..base.home import stst_home
 
 CACHE_FOLDER = "inductor"
 CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
+THREAD_NAME = "stst-compile"  # compile threads (compiling())
+log = logging.getLogger(__name__)
 
 
 def inductor_cache() -> Path:
@@ -26,15 +40,97 @@ def inductor_cache() -> Path:
     return Path(os.environ.get(CACHE_VARIABLE) or stst_home() / CACHE_FOLDER)
 
 
-class Compiled(torch.nn.Module):
-    """``network`` under ``torch.compile``, its batch dimension dynamic, its code cached (:func:`inductor_cache`)."""
+class Kind(NamedTuple):
+    """What a compile is specialized to: the batch (one image or more), the tensor and the mode it is called in."""
 
-    def __init__(self, network: torch.nn.Module) -> None:
+    one: bool
+    image: tuple[int, ...]
+    dtype: torch.dtype
+    device: torch.device
+    layout: torch.memory_format
+    inference_tensor: bool
+    inference_mode: bool
+    grad: bool
+    autocast: torch.dtype | None  # its type where autocast is on
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> Kind:
+        kind = x.device.type
+        channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        return cls(len(x) == 1, tuple(x.shape[1:]), x.dtype, x.device,
+                   torch.channels_last if channels_last else torch.contiguous_format, x.is_inference(),
+                   torch.is_inference_mode_enabled(), torch.is_grad_enabled(),
+                   torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None)
+
+    def sample(self) -> torch.Tensor:
+        """Random images of this kind: two where it has several (a batch of one is specialized)."""
+        with torch.inference_mode(self.inference_tensor):
+            x = torch.rand((1 if self.one else 2, *self.image), dtype=self.dtype, device=self.device)
+            return x.contiguous(memory_format=self.layout)
+
+    def mode(self) -> contextlib.ExitStack:
+        """The modes its batches are called in."""
+        mode = contextlib.ExitStack()
+        mode.enter_context(torch.inference_mode(self.inference_mode))
+        mode.enter_context(torch.set_grad_enabled(self.grad))
+        if self.autocast is not None:
+            mode.enter_context(torch.autocast(self.device.type, dtype=self.autocast))
+        return mode
+
+
+def compiling() -> bool:
+    """Whether a compile still runs in the background: a process that ended now would wait for it (a command
+    line leaves it instead, :func:`stst.cli.main`)."""
+    return any(thread.name == THREAD_NAME and thread.is_alive() for thread in threading.enumerate())
+
+
+class Compiled(torch.nn.Module):
+    """``network`` under ``torch.compile``, its batch dimension dynamic, its code cached (:func:`inductor_cache`),
+    each kind of batch compiled in the background while ``network`` runs eager (:meth:`build`). ``backend``:
+    torch.compile's (inductor unless told)."""
+
+    def __init__(self, network: torch.nn.Module, backend: str | Callable = "inductor") -> None:
         super().__init__()
         os.environ[CACHE_VARIABLE] = str(inductor_cache())  # read by inductor when it first compiles
         self.network = network
-        self.compiled = torch.compile(network, dynamic=False)
+        self.compiled = torch.compile(network, dynamic=False, backend=backend)
+        self._builds: dict[Kind, Future] = {}
+        self._lock = threading.Lock()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        build = self.build(x)
+        if not build.done() or build.exception() is not None:
+            return self.network(x)
         torch._dynamo.maybe_mark_dynamic(x, 0)
         return self.compiled(x)
+
+    def build(self, x: torch.Tensor) -> Future:
+        """The compile for batches like ``x`` (:class:`Kind`), started in a thread the first time: done once they
+        run compiled, or with the error (logged once) where they stay eager."""
+        kind = Kind.of(x)
+        with self._lock:
+            if kind not in self._builds:
+                self._builds[kind] = self._start(kind)
+            return self._builds[kind]
+
+    def _start(self, kind: Kind) -> Future:
+        """Compile for batches of ``kind`` on random images of it, in a thread that a process ending waits for (one
+        killed inside torch.compile aborts the process)."""
+        build: Future = Future()
+
+        def run() -> None:
+            try:
+                sample = kind.sample()
+                with kind.mode():
+                    torch._dynamo.maybe_mark_dynamic(sample, 0)
+                    self.compiled(sample)
+                if kind.device.type == "cuda":
+                    torch.cuda.synchronize(kind.device)
+                build.set_result(None)
+            except Exception as exc:  # noqa: BLE001 - any compile error leaves these batches eager
+                log.info("torch.compile failed for %s images %s (they run eager): %s", "x".join(map(str, kind.image[-2:])),
+                         "one at a time" if kind.one else "in batches", first_line(getattr(exc, "inner_exception", exc)))  # the compiler's own error
+                build.set_exception(exc)
+
+        threading.Thread(target=run, name=THREAD_NAME).start()
+        return build

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -54,19 +55,42 @@ def torch_network(model: TransformerNet, device: torch.device) -> TransformerNet
 
 class TorchRunner:
     """A torch engine's measured candidate: ``module`` under the engine's autocast, as :class:`Stylizer` runs it: on
-    CPUs a batch one image at a time, on a GPU whole (CPU tensors in and out, for the timing)."""
+    CPUs a batch one image at a time, on a GPU whole (CPU tensors in and out, for the timing). A compiled module
+    (:class:`stst.infer.compiled.Compiled`) is timed compiled: a batch waits for its compile."""
 
     def __init__(self, module: torch.nn.Module, dtype: torch.dtype | None, device: torch.device) -> None:
         self.module, self.dtype, self.device = module, dtype, device
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        kind = self.device.type
-        with torch.inference_mode(), torch.autocast(kind, dtype=self.dtype or torch.bfloat16,
-                                                    enabled=self.dtype is not None):
-            if kind == "cpu":
-                return torch.cat([self.module(image[None]) for image in x])
-            layout = torch.channels_last if kind == "cuda" else torch.contiguous_format
-            return self.module(x.to(self.device).contiguous(memory_format=layout)).float().cpu()
+        with self._mode():
+            if self.device.type == "cpu":
+                return torch.cat([self._module(image[None]) for image in x])
+            return self._module(self._placed(x)).float().cpu()
+
+    def ready(self, size: tuple[int, int]) -> bool:
+        """Whether batches of ``size`` are timed without waiting for a compile (one that failed runs eager), which
+        starts in the background the first time (:meth:`stst.infer.compiled.Compiled.build`)."""
+        if not isinstance(self.module, Compiled):
+            return True
+        images = 1 if self.device.type == "cpu" else 2  # as __call__ hands the module its images
+        with self._mode():
+            return self.module.build(self._placed(torch.empty(images, 3, *size, device=self.device))).done()
+
+    def _module(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.module, Compiled):
+            self.module.build(x).exception()  # waits for the compile; a failed one leaves the module eager
+        return self.module(x)
+
+    def _mode(self) -> contextlib.AbstractContextManager:
+        mode = contextlib.ExitStack()
+        mode.enter_context(torch.inference_mode())
+        mode.enter_context(torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16,
+                                          enabled=self.dtype is not None))
+        return mode
+
+    def _placed(self, x: torch.Tensor) -> torch.Tensor:
+        layout = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        return x.to(self.device).contiguous(memory_format=layout)
 
 
 def _faithful_int8(model: TransformerNet) -> Path | None:
@@ -234,33 +258,51 @@ class Stylizer:
 
     def _engine_at(self, height: int, width: int, trial: bool = False) -> str:
         """The engine for images of about this size: measured the first time a size bucket is met (then cached).
-        With ``trial`` (whole images of a run of photos) the engines are timed on the run's own batches instead
-        (:meth:`_try`), and while they are, this is the candidate to time next."""
+        With ``trial`` (whole images of a run of photos on a CPU) the engines are timed on the run's own batches
+        instead (:meth:`_try`), and while they are, this is the candidate to time next."""
         bucket = size_bucket(height, width)
         if bucket in self._trials:
             return self._trials[bucket].next()
         if bucket not in self._engines:
             names, tag, lane = list(self.candidates), self._key(), self.route is not None
             measured = self.measure or len(names) == 1
-            if trial and measured:
+            if trial and measured and self.device.type == "cpu":  # a GPU's compiles are waited for (_compiled)
                 names = self._trial_names[bucket] = self._graph_engines() or names
                 if len(names) > 1 and cached_choice(tag, names, bucket, lane) is None:
                     self._trials[bucket] = begin_trial(tag, names, bucket, lane)
                     return self._trials[bucket].next()
+            if measured and not self._compiled(names, bucket, height, width):
+                return names[0]  # while the others compile, unsettled
             # decided before (decide finds it cached), or timed on random images; a lean stylizer's candidates are
-            # built for their timing alone, and let go after it
-            builders = {name: (self.candidates[name] if self.lean else lambda n=name: self._runner(n)) for name in names}
+            # built for their timing alone, and let go after it (but those built to compile, kept till then)
+            builders = {name: (self.candidates[name] if self.lean and name not in self._runners
+                               else lambda n=name: self._runner(n)) for name in names}
             self._settle(bucket, decide(tag, builders, bucket, self._timing(height, width), lane=lane,
                                         hold=not self.lean) if measured else self._sound())
         return self._engines[bucket]
+
+    def _compiled(self, names: list[str], bucket: tuple[int, int], height: int, width: int) -> bool:
+        """Whether the candidates that compile (on a GPU) are ready to be timed at the timing's size: the first
+        time, their compiles start in the background, and the reference runs the batches until they end (10-23 s
+        the first time on an H200, issue 48). True where a choice made before needs no timing: its engine compiles
+        as it runs (:class:`stst.infer.compiled.Compiled`)."""
+        if len(names) < 2 or cached_choice(self._key(), names, bucket, self.route is not None) is not None:
+            return True
+        size = self._timing_size(height, width)
+        waiting = [name for name in names[1:] if BY_NAME[name].backend == "inductor"
+                   and not self._runner(name).ready(size or bucket)]
+        return not waiting
 
     def _timing(self, height: int, width: int) -> Measure:
         """How the candidates are timed on random images: at the size bucket's size; on a GPU at the photos' own
         size up to :data:`GPU_TIMING_PIXELS`, which a compiled engine then runs without compiling again (10-23 s
         a size). The choice holds for the whole bucket either way."""
-        if self.device.type == "cuda" and height * width <= GPU_TIMING_PIXELS:
-            return lambda runner, _: time_once(runner, (height, width))
-        return time_once
+        size = self._timing_size(height, width)
+        return time_once if size is None else lambda runner, _: time_once(runner, size)
+
+    def _timing_size(self, height: int, width: int) -> tuple[int, int] | None:
+        """The size the candidates are timed at where it is not the size bucket's (None): see :meth:`_timing`."""
+        return (height, width) if self.device.type == "cuda" and height * width <= GPU_TIMING_PIXELS else None
 
     def _key(self) -> str:
         """What the recorded choices know this network by: its width, and on a GPU the GPU's name."""
@@ -371,6 +413,22 @@ class Stylizer:
         x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         with self._autocast():
             return self.module(x)
+
+    @torch.inference_mode()
+    def warm(self, height: int, width: int) -> str:
+        """The engine whole photos of this size run on, settled now: the compiles its choice waits for, and the
+        chosen engine's own, are waited for (a benchmark's warm-up: a run never waits for them)."""
+        bucket = size_bucket(height, width)
+        name = self._engine_at(height, width)
+        while bucket not in self._engines:  # the reference runs while the others compile
+            time.sleep(0.05)
+            name = self._engine_at(height, width)
+        self._use(name)
+        if isinstance(self.module, Compiled):
+            layout = torch.channels_last if self.channels_last else torch.contiguous_format
+            with self._autocast():
+                self.module.build(torch.empty(2, 3, height, width, device=self.device, memory_format=layout)).exception()
+        return name
 
     @property
     def takes_uint8(self) -> bool:
