@@ -86,7 +86,8 @@ def time_once(runner: Runner, size: tuple[int, int]) -> float:
     import torch
 
     images = default_batch()
-    x = torch.rand(images, 3, *size)
+    with torch.inference_mode():  # as a run's batches come (a compiled candidate tells them apart)
+        x = torch.rand(images, 3, *size)
     start = time.perf_counter()
     runner(x)
     return (time.perf_counter() - start) / images

@@ -53,6 +53,12 @@ def torch_network(model: TransformerNet, device: torch.device) -> TransformerNet
     return inference_form(model) if device.type == "cpu" and model.config.design == "realtime" else model
 
 
+def _compiled_batch(device: torch.device) -> int:
+    """Images a torch engine hands its module at a time, as a compile tells batches apart: one on a CPU (image by
+    image), several on a GPU (:class:`stst.infer.compiled.Kind`)."""
+    return 1 if device.type == "cpu" else 2
+
+
 class TorchRunner:
     """A torch engine's measured candidate: ``module`` under the engine's autocast, as :class:`Stylizer` runs it: on
     CPUs a batch one image at a time, on a GPU whole (CPU tensors in and out, for the timing). A compiled module
@@ -72,9 +78,9 @@ class TorchRunner:
         starts in the background the first time (:meth:`stst.infer.compiled.Compiled.build`)."""
         if not isinstance(self.module, Compiled):
             return True
-        images = 1 if self.device.type == "cpu" else 2  # as __call__ hands the module its images
         with self._mode():
-            return self.module.build(self._placed(torch.empty(images, 3, *size, device=self.device))).done()
+            images = torch.empty(_compiled_batch(self.device), 3, *size, device=self.device)
+            return self.module.build(self._placed(images)).done()
 
     def _module(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.module, Compiled):
@@ -417,17 +423,20 @@ class Stylizer:
     @torch.inference_mode()
     def warm(self, height: int, width: int) -> str:
         """The engine whole photos of this size run on, settled now: the compiles its choice waits for, and the
-        chosen engine's own, are waited for (a benchmark's warm-up: a run never waits for them)."""
+        chosen engine's own, are waited for (a benchmark's warm-up: a run never waits for them); on a CPU whose
+        run times its engines on its own batches, the one to time next."""
         bucket = size_bucket(height, width)
         name = self._engine_at(height, width)
-        while bucket not in self._engines:  # the reference runs while the others compile
+        while bucket not in self._engines and bucket not in self._trials:  # compiles that the timing waits for
             time.sleep(0.05)
             name = self._engine_at(height, width)
         self._use(name)
         if isinstance(self.module, Compiled):
             layout = torch.channels_last if self.channels_last else torch.contiguous_format
+            images = torch.empty(_compiled_batch(self.device), 3, height, width, device=self.device,
+                                 memory_format=layout)
             with self._autocast():
-                self.module.build(torch.empty(2, 3, height, width, device=self.device, memory_format=layout)).exception()
+                self.module.build(images).exception()
         return name
 
     @property
