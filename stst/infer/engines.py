@@ -73,8 +73,8 @@ ENGINES: tuple[Engine, ...] = (
            built="eager PyTorch under fp16 autocast, channels_last on CUDA"),
     # On CUDA: 187 1080p frames/s of the full network against eager fp16's 61, batches of 8 on one H200 (issue 48).
     Engine("inductor", "fp16", ("cuda",), ("cuda",), ("triton",), "fp16 autocast, compiled", 1.1, needs=LONG_RUN,
-           built="torch.compile (inductor) of the fp16 network, per image size; its code kept in "
-                 "$STST_HOME/inductor"),
+           built="torch.compile (inductor) of the fp16 network, per image size, in the background while eager "
+                 "fp16 runs; its code kept in $STST_HOME/inductor"),
     Engine("onnxruntime", "fp32", ("cpu", "cuda"), ("cpu",), ("onnx", "onnxruntime"), "equal within 2e-6", 1.05,
            torch_free=True, built="the exported ONNX graph, cached in $STST_HOME/onnx", tiles=_FP32_TILES),
     Engine("onnxruntime", "int8", ("cpu",), ("cpu",), ("onnx", "onnxruntime"),
