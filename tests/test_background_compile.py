@@ -118,7 +118,9 @@ def test_a_gpus_choice_waits_for_the_compile_with_the_reference_running(backend,
     chosen = stylizer.warm(300, 500)  # waits for the compile, times the two: settled, and recorded
     assert stylizer._engines[bucket] == chosen and chosen in ("torch-fp32", "inductor-fp16")
     out = stylizer(x)
-    assert backend.graphs == 1  # the timing's batches, the photos' and the warm-up's are of one kind
+    # the timing's batches and the warm-up's are of one kind; a CPU times at the bucket's size, so where the
+    # compiled candidate won, the photos' own size is a second compile (a GPU times at the photos' size)
+    assert backend.graphs == (2 if chosen == "inductor-fp16" else 1)
     assert "inductor-fp16" in " ".join(describe_measurements(measured_here()))
     assert torch.allclose(out, first, atol=1e-4)  # dynamo's graph of the network: 2.4e-5 apart where measured
 
