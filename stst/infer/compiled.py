@@ -55,12 +55,12 @@ class Kind(NamedTuple):
 
     @classmethod
     def of(cls, x: torch.Tensor) -> Kind:
-        kind = x.device.type
+        device_type = x.device.type
         channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         return cls(len(x) == 1, tuple(x.shape[1:]), x.dtype, x.device,
                    torch.channels_last if channels_last else torch.contiguous_format, x.is_inference(),
                    torch.is_inference_mode_enabled(), torch.is_grad_enabled(),
-                   torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None)
+                   torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None)
 
     def sample(self) -> torch.Tensor:
         """Random images of this kind: two where it has several (a batch of one is specialized)."""
@@ -128,8 +128,10 @@ class Compiled(torch.nn.Module):
                     torch.cuda.synchronize(kind.device)
                 build.set_result(None)
             except Exception as exc:  # noqa: BLE001 - any compile error leaves these batches eager
-                log.info("torch.compile failed for %s images %s (they run eager): %s", "x".join(map(str, kind.image[-2:])),
-                         "one at a time" if kind.one else "in batches", first_line(getattr(exc, "inner_exception", exc)))  # the compiler's own error
+                cause = getattr(exc, "inner_exception", exc)  # the compiler's own error, not dynamo's wrapper
+                log.info("torch.compile failed for %s images %s (they run eager): %s",
+                         "x".join(map(str, kind.image[-2:])), "one at a time" if kind.one else "in batches",
+                         first_line(cause))
                 build.set_exception(exc)
 
         threading.Thread(target=run, name=THREAD_NAME).start()

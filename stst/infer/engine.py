@@ -53,10 +53,10 @@ def torch_network(model: TransformerNet, device: torch.device) -> TransformerNet
     return inference_form(model) if device.type == "cpu" and model.config.design == "realtime" else model
 
 
-def _compiled_batch(device: torch.device) -> int:
-    """Images a torch engine hands its module at a time, as a compile tells batches apart: one on a CPU (image by
-    image), several on a GPU (:class:`stst.infer.compiled.Kind`)."""
-    return 1 if device.type == "cpu" else 2
+def _example(device: torch.device, size: tuple[int, int], layout: torch.memory_format) -> torch.Tensor:
+    """Images of ``size`` as a torch engine hands its module them, as a compile tells batches apart
+    (:class:`stst.infer.compiled.Kind`): one on a CPU (image by image), several on a GPU; their values unset."""
+    return torch.empty(1 if device.type == "cpu" else 2, 3, *size, device=device, memory_format=layout)
 
 
 class TorchRunner:
@@ -79,8 +79,7 @@ class TorchRunner:
         if not isinstance(self.module, Compiled):
             return True
         with self._mode():
-            images = torch.empty(_compiled_batch(self.device), 3, *size, device=self.device)
-            return self.module.build(self._placed(images)).done()
+            return self.module.build(_example(self.device, size, self._layout())).done()
 
     def _module(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.module, Compiled):
@@ -94,9 +93,11 @@ class TorchRunner:
                                           enabled=self.dtype is not None))
         return mode
 
+    def _layout(self) -> torch.memory_format:
+        return torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+
     def _placed(self, x: torch.Tensor) -> torch.Tensor:
-        layout = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-        return x.to(self.device).contiguous(memory_format=layout)
+        return x.to(self.device).contiguous(memory_format=self._layout())
 
 
 def _faithful_int8(model: TransformerNet) -> Path | None:
@@ -433,10 +434,8 @@ class Stylizer:
         self._use(name)
         if isinstance(self.module, Compiled):
             layout = torch.channels_last if self.channels_last else torch.contiguous_format
-            images = torch.empty(_compiled_batch(self.device), 3, height, width, device=self.device,
-                                 memory_format=layout)
             with self._autocast():
-                self.module.build(images).exception()
+                self.module.build(_example(self.device, (height, width), layout)).exception()
         return name
 
     @property
