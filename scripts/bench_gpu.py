@@ -12,8 +12,9 @@ Rows: the network alone (eager fp32 batch 1, eager fp16 and inductor fp16 in bat
 events, the compile's seconds); the Stylizer given uint8 photos in process (decoding left out); ``stst stylize DIR``
 as a user runs it, a first run on a fresh $STST_HOME and a second (what is compiled and chosen kept), with a plain
 loop as pytorch/examples' fast_neural_style runs the network beside it (fp32 eager, one photo at a time); one 4K
-photo in process and as a command; the clip as a command; nvJPEG against Pillow in threads (what decoding on the GPU
-would pay).
+photo in process and as a command; nvJPEG against Pillow in threads, with how far their pixels differ, and the job
+runner in process with JPEGs decoded either way (where decoding on the GPU pays); the clip as a command, with the
+encoder it gets (NVENC where the GPU has one).
 """
 
 from __future__ import annotations
@@ -38,12 +39,16 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, as on the device machine
 
-from stst.base.imageio import read_photo, to_uint8  # noqa: E402
+from stst.base.imageio import coded_jpeg, read_photo, to_uint8  # noqa: E402
 from stst.base.machine import cpu_cores, describe_cpu  # noqa: E402
 from stst.infer.compiled import Compiled  # noqa: E402
+from stst.infer.device_pixels import decode_jpegs  # noqa: E402
 from stst.infer.engine import DTYPES, Stylizer  # noqa: E402
 from stst.model.bundled import DEFAULT_MODEL, bundled_models  # noqa: E402
 from stst.model.checkpoint import load_model  # noqa: E402
+from stst.stylize import JobSettings, plan_jobs, run_jobs  # noqa: E402
+from stst.video.encoders import choose_encoder  # noqa: E402
+from stst.video.settings import VideoSettings  # noqa: E402
 
 SOURCES = [*sorted((ROOT / "stst" / "examples" / "training").glob("*.jpg")),
            *sorted((ROOT / "tests" / "data" / "photos").glob("*.jpg"))]
@@ -250,23 +255,25 @@ def uhd_command_row(uhd: Path, scratch: Path) -> None:
 
 
 def nvjpeg_rows(photos: list[Path]) -> None:
-    """Decoding 64 1080p JPEGs: nvJPEG (torchvision.io on CUDA, batched) against Pillow in a thread per core; and
-    encoding them back."""
-    from torchvision.io import decode_jpeg, encode_jpeg
+    """Decoding 64 1080p JPEGs: nvJPEG (as a run decodes them on the device, batches of 8) against Pillow in a thread
+    per core, with how far nvJPEG's pixels are from Pillow's; and encoding them back (nvJPEG, Pillow)."""
+    from torchvision.io import encode_jpeg
 
-    data = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in photos[:64]]
-    decode_jpeg(data[:8], device="cuda")
+    coded = [coded_jpeg(p) for p in photos[:64]]
+    decode_jpegs(coded[:8], torch.device("cuda"))
+    torch.cuda.synchronize()
     start = time.perf_counter()
-    images = decode_jpeg(data, device="cuda")
+    images = [image for i in range(0, 64, 8) for image in decode_jpegs(coded[i:i + 8], torch.device("cuda"))]
     torch.cuda.synchronize()
     gpu = time.perf_counter() - start
     with ThreadPoolExecutor(cpu_cores()) as pool:
         start = time.perf_counter()
-        arrays = list(pool.map(lambda p: np.asarray(Image.open(p).convert("RGB")), photos[:64]))
+        arrays = list(pool.map(lambda p: read_photo(p, uint8=True).pixels, photos[:64]))
         cpu = time.perf_counter() - start
         start = time.perf_counter()
         list(pool.map(lambda a: Image.fromarray(a).save(os.devnull, format="JPEG", quality=95), arrays))
         cpu_encode = time.perf_counter() - start
+    diffs = [np.abs(image.permute(1, 2, 0).cpu().numpy().astype(int) - a) for image, a in zip(images, arrays)]
     encode_jpeg(images[:8], quality=95)
     torch.cuda.synchronize()
     start = time.perf_counter()
@@ -274,11 +281,51 @@ def nvjpeg_rows(photos: list[Path]) -> None:
     torch.cuda.synchronize()
     gpu_encode = time.perf_counter() - start
     say(f"| decode 64 1080p JPEGs | nvJPEG {64 / gpu:.0f}/s | Pillow, {cpu_cores()} threads {64 / cpu:.0f}/s |")
+    say(f"| nvJPEG's pixels against Pillow's | mean {np.mean([d.mean() for d in diffs]):.3f} levels | max "
+        f"{max(int(d.max()) for d in diffs)}, {np.mean([(d > 1).mean() for d in diffs]):.4%} of values past 1 |")
     say(f"| encode 64 1080p JPEGs, q95 | nvJPEG {64 / gpu_encode:.0f}/s | Pillow, {cpu_cores()} threads "
         f"{64 / cpu_encode:.0f}/s |")
 
 
+class DecodedOnCpu:
+    """A stylizer as a run sees it, with JPEGs decoded by Pillow in the reader threads (the path before nvJPEG)."""
+
+    decodes_jpeg = False
+
+    def __init__(self, stylizer: Stylizer) -> None:
+        self.stylizer = stylizer
+
+    def __getattr__(self, name: str):
+        return getattr(self.stylizer, name)
+
+    def __call__(self, batch):
+        return self.stylizer(batch)
+
+
+def decoding_rows(tier: str, model_path: Path, photos: list[Path], scratch: Path, repeats: int) -> None:
+    """The job runner in process on ``photos``, JPEGs decoded on the GPU (nvJPEG, the default) and on the CPU's
+    cores, alternated: where decoding on the GPU pays."""
+    stylizer = Stylizer(load_model(model_path, "cuda")[0], "cuda")
+    stylizer.warm(*HD[::-1])
+    ways = {"nvJPEG": stylizer, "Pillow in threads": DecodedOnCpu(stylizer)}
+    times: dict[str, list[float]] = {way: [] for way in ways}
+    settings = JobSettings().on_gpu(batch_given=False)
+    for turn in range(repeats):
+        for number, (way, network) in enumerate(ways.items()):
+            out = scratch / f"decoding-{tier}-{turn}-{number}"
+            start = time.perf_counter()
+            report = run_jobs(network, plan_jobs(photos, "m", out), settings, progress=False)
+            times[way].append(time.perf_counter() - start)
+            if len(report.stylized) != len(photos):
+                raise RuntimeError(f"{way}: {report.summary()}, {report.failed[:1]}")
+    for way, seconds in times.items():
+        say(f"| {tier} | run_jobs in process, {len(photos)} 1080p JPEGs decoded by {way} | "
+            f"{statistics.median(seconds):.1f} s | {len(photos) / statistics.median(seconds):.0f} photos/s |")
+
+
 def clip_rows(tier: str, model_path: Path, clip: Path, frames: int, scratch: Path) -> None:
+    encoder = choose_encoder("mp4", VideoSettings(device="cuda", quick=tier != "full"), HD)
+    say(f"| {tier} | the clip's encoder on this machine | {encoder.name} {encoder.options} | |")
     home = scratch / f"home-{tier}"
     for run in ("first", "second"):
         seconds = command(["stylize", str(clip), "-o", str(scratch / f"clip-{tier}-{run}.mp4"), "--model",
@@ -334,6 +381,8 @@ def main() -> None:
     if "full" in tiers:
         section("4K command", args.budget, 20, lambda: uhd_command_row(uhd, scratch))
     section("nvJPEG", args.budget, 15, lambda: nvjpeg_rows(photos))
+    tier = next(iter(tiers))  # the fastest asked for: where decoding weighs most
+    section("decoding", args.budget, 45, lambda: decoding_rows(tier, tiers[tier], photos[:300], scratch, 2))
     if importlib.util.find_spec("av") is None:
         say("(clips left out: PyAV is not installed; carry its wheel)")
         return

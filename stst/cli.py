@@ -186,7 +186,8 @@ def main() -> None:
               help="Size of the painting's strokes relative to the photo (2: twice as big, and 4x less work).")
 @click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True,
               help="Video quality (constant rate factor: lower is better and bigger).")
-@click.option("--codec", help="Video codec from this FFmpeg build [default: libx264; libvpx-vp9 for .webm].")
+@click.option("--codec", help="Video codec from this FFmpeg build [default: libx264, h264_nvenc on a GPU that "
+              "has NVENC; libvpx-vp9 for .webm].")
 @click.option("--temporal-blend", type=_Finite(0, 1, max_open=True),
               help="Video: blend each frame with the previous output along the optical flow (less flicker, "
                    "softer strokes) [default: 0.2 for the light and realtime tiers, along the denoiser's flow; "

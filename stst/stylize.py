@@ -8,6 +8,7 @@ there are clips, so that a run of photos through the express lane
 from __future__ import annotations
 
 import io
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,19 +21,22 @@ from tqdm import tqdm
 from .base.cores import default_batch, gpu_io_threads
 from .base.errors import FileProblem, StstError, first_line
 from .base.fileio import check_folder
-from .base.imageio import (WRITE_FORMATS, Photo, all_finite, encode_photo, format_of_suffix, output_format, read_photo,
-                           write_photo)
+from .base.imageio import (WRITE_FORMATS, CodedPhoto, DecodeFailed, Photo, all_finite, coded_jpeg, encode_photo,
+                           format_of_suffix, output_format, read_photo, write_photo)
 from .base.limits import DEFAULT_MAX_PIXELS
 from .base.prefetch import ordered_map, prefetch
 from .infer.sizes import GPU_BATCH, runs_in_tiles
 from .video.probe import is_video, output_suffix
 from .video.settings import VideoSettings
 
+log = logging.getLogger(__name__)
 
 NOT_FINITE = "produced NaN or infinite values (a broken model?); nothing written"
 # A network for the job runner: a (N, 3, H, W) batch of 0..1 float32 in, the same out, as an array or a CPU tensor.
-# One that ``takes_uint8`` (on a GPU: stst.infer.engine.Stylizer.submit) is handed photos as decoded instead.
+# One that ``takes_uint8`` (on a GPU: stst.infer.engine.Stylizer.submit) is handed photos as decoded instead, and
+# one that ``decodes_jpeg`` is handed JPEG files (CodedPhoto) to decode itself.
 Network = Callable[[np.ndarray], object]
+Loaded = Photo | CodedPhoto
 
 
 @dataclass(frozen=True)
@@ -173,17 +177,18 @@ def _check_target(job: Job, sources: set[Path], claimed: set[Path], overwrite: b
 
 
 def _batches(
-    loaded: Iterator[tuple[Job, Photo]], batch_size: int
-) -> Iterator[list[tuple[Job, Photo]]]:
+    loaded: Iterator[tuple[Job, Loaded]], batch_size: int
+) -> Iterator[list[tuple[Job, Loaded]]]:
     """Group photos of equal size into batches, holding at most ~2 batches' worth while waiting; photos that run
     in tiles (:func:`stst.infer.sizes.runs_in_tiles`) go alone, as the tiles run them, without waiting in memory for another."""
-    pending: dict[tuple[tuple[int, int], str], list[tuple[Job, Photo]]] = {}
+    pending: dict[tuple[tuple[int, int], str], list[tuple[Job, Loaded]]] = {}
     held = 0
     for job, photo in loaded:
         if runs_in_tiles(*photo.size):
             yield [(job, photo)]
             continue
-        key = (photo.size, photo.pixels.dtype.str)  # uint8 photos and 16-bit ones (float) apart
+        kind = "jpeg" if isinstance(photo, CodedPhoto) else photo.pixels.dtype.str
+        key = (photo.size, kind)  # uint8 photos, 16-bit ones (float) and files to decode on the device apart
         group = pending.setdefault(key, [])
         group.append((job, photo))
         held += 1
@@ -213,6 +218,7 @@ class _Run:
                         dynamic_ncols=True)
         self.writes: deque[tuple[Job, Future]] = deque()
         self.uint8 = bool(getattr(stylizer, "takes_uint8", False))  # photos handed over as decoded (a GPU)
+        self.coded = bool(getattr(stylizer, "decodes_jpeg", False))  # JPEGs handed over as files (nvJPEG)
 
     def done(self, job: Job) -> None:
         if job.kind == "image":  # clips have a frame bar of their own
@@ -234,13 +240,17 @@ class _Run:
             self.fail(job, refusal.reason)
         return refusal is None
 
-    def read(self, job: Job) -> tuple[Job, Photo | FileProblem]:
+    def read(self, job: Job) -> tuple[Job, Loaded | FileProblem]:
+        settings = self.settings
+        coded = coded_jpeg(job.source, settings.max_size, settings.max_pixels) if self.coded else None
+        if coded is not None:
+            return job, coded
         try:
-            return job, read_photo(job.source, self.settings.max_size, self.settings.max_pixels, uint8=self.uint8)
+            return job, read_photo(job.source, settings.max_size, settings.max_pixels, uint8=self.uint8)
         except FileProblem as exc:
             return job, exc
 
-    def loaded(self) -> Iterator[tuple[Job, Photo]]:
+    def loaded(self) -> Iterator[tuple[Job, Loaded]]:
         """The admitted photos, decoded (in ``settings.readers`` threads, in order); the unreadable ones reported."""
         admitted = (job for job in self.photos if self.admitted(job))
         for job, photo in ordered_map(self.read, admitted, self.settings.readers):
@@ -252,25 +262,46 @@ class _Run:
                           "only the first is stylized")
             yield job, photo
 
-    def start(self, batch: list[tuple[Job, Photo]]) -> Callable[[], Iterable[object]] | None:
-        """One forward pass begun; how to take its outputs (on a GPU while the next batch runs). None where it
-        failed (each photo reported)."""
-        pixels = np.stack([photo.pixels for _, photo in batch])
+    def start(self, batch: list[tuple[Job, Loaded]]) -> tuple[list[tuple[Job, Photo]], Callable] | None:
+        """One forward pass begun: the batch it runs and how to take its outputs (on a GPU while the next batch
+        runs). None where it failed (each photo reported)."""
         try:
+            if isinstance(batch[0][1], CodedPhoto):
+                try:
+                    return batch, self.stylizer.submit([photo for _, photo in batch]).result
+                except DecodeFailed as exc:
+                    batch = self.decoded_here(batch, exc)
+            if not batch:
+                return None
+            pixels = np.stack([photo.pixels for _, photo in batch])
             if self.uint8:
-                return self.stylizer.submit(pixels).result
+                return batch, self.stylizer.submit(pixels).result
             outputs = self.stylizer(pixels)
-            return lambda: outputs
+            return batch, lambda: outputs
         except (StstError, RuntimeError, MemoryError) as exc:  # e.g. out of memory for this size
             self.fail_batch(batch, exc)
             return None
 
-    def fail_batch(self, batch: list[tuple[Job, Photo]], exc: Exception) -> None:
+    def decoded_here(self, batch: list[tuple[Job, CodedPhoto]], why: DecodeFailed) -> list[tuple[Job, Photo]]:
+        """JPEG files the device did not decode, decoded on the CPU (those that fail reported). Where its decoder
+        refused them, the rest of the run is decoded on the CPU too."""
+        if why.refused and self.coded:
+            self.coded = False
+            log.info("JPEGs are decoded on the CPU from here on: the device's decoder refused a batch (%s)", why)
+        decoded = []
+        for job, photo in batch:
+            try:
+                decoded.append((job, photo.decoded(job.source)))
+            except FileProblem as exc:
+                self.fail(job, exc.problem)
+        return decoded
+
+    def fail_batch(self, batch: list[tuple[Job, Loaded]], exc: Exception) -> None:
         reason = "out of memory" if isinstance(exc, MemoryError) else first_line(exc)
         for job, _ in batch:
             self.fail(job, f"cannot stylize ({reason})")
 
-    def finish(self, batch: list[tuple[Job, Photo]], outputs: Callable[[], Iterable[object]],
+    def finish(self, batch: list[tuple[Job, Loaded]], outputs: Callable[[], Iterable[object]],
                writer: ThreadPoolExecutor) -> None:
         """A batch's outputs taken; each finite one handed to the writers."""
         try:
@@ -308,9 +339,9 @@ class _Run:
                     self.finish(*in_flight, writer)
                     in_flight = None
                 if started is not None and self.uint8:
-                    in_flight = (batch, started)
+                    in_flight = started
                 elif started is not None:
-                    self.finish(batch, started, writer)
+                    self.finish(*started, writer)
                 while len(self.writes) > 2 * max(settings.batch_size, settings.writers):
                     self.finish_write()
             if in_flight is not None:

@@ -1,6 +1,7 @@
 """A GPU's path for photos, tested where it runs without one: uint8 over the bus and the rounding on the device, the
 batch sizing, the job runner's pipeline and codec threads, and the engine rows and refusals for CUDA."""
 
+import io
 import os
 import threading
 import time
@@ -11,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from stst.base.imageio import array_pixels, read_photo, to_uint8
+from stst.base.imageio import array_pixels, coded_jpeg, read_photo, to_uint8
 from stst.base.prefetch import ordered_map
 from stst.infer import engines
 from stst.infer.compiled import Compiled, inductor_cache
-from stst.infer.device_pixels import DevicePixels, to_bytes, to_unit
+from stst.infer.device_pixels import DevicePixels, decode_jpegs, to_bytes, to_unit
 from stst.infer.engine import Stylizer, engine_candidates
 from stst.infer.sizes import AUTO_TILE, GPU_BATCH, fitting_batch
 from stst.stylize import JobSettings, plan_jobs, run_jobs
@@ -98,15 +99,17 @@ def test_reading_as_decoded_keeps_eight_bits_and_sixteen_bit_precision(tmp_path)
 
 
 class _OnGpu:
-    """A CPU stylizer handed photos as a GPU's is (``takes_uint8``), its batches recorded."""
+    """A CPU stylizer handed photos as a GPU's is (``takes_uint8``; with ``jpeg``, JPEG files to decode as nvJPEG's
+    are), its batches recorded."""
 
     takes_uint8 = True
 
-    def __init__(self, stylizer: Stylizer, broken: str = "") -> None:
+    def __init__(self, stylizer: Stylizer, broken: str = "", jpeg: bool = False) -> None:
         self.stylizer, self.broken, self.batches = stylizer, broken, []
+        self.decodes_jpeg = jpeg
 
-    def submit(self, pixels: np.ndarray, *steps):
-        self.batches.append((pixels.dtype, len(pixels)))
+    def submit(self, pixels, *steps):
+        self.batches.append(("jpeg" if isinstance(pixels, list) else pixels.dtype, len(pixels)))
         if self.broken == "nan":
             self.stylizer.model.last.conv2d.weight.data.fill_(float("nan"))
         return self.stylizer.submit(pixels, *steps)
@@ -298,3 +301,86 @@ def test_the_devices_carry_and_blend_are_the_cpus():
         assert torch.allclose(device_blend(output[None], [gate.motion])[0], blended, atol=1e-4)
     assert np.abs(expected.astype(int) - frames[-1]).mean() > 2  # the filter and the blend did change them
     assert (blended - output).abs().mean() > 0.05
+
+
+def _jpeg(path, size=(40, 24), orientation=1, mode="RGB", quality=90):
+    image = Image.open(PHOTOS / "kodim23.jpg").convert(mode).resize(size)
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    image.save(path, quality=quality, exif=exif.tobytes())
+    return path
+
+
+def test_jpegs_decoded_on_the_device_are_upright_and_pillows_pixels(tmp_path):
+    """torchvision's decoder on the CPU is libjpeg-turbo, as Pillow's: the device's path gives Pillow's bytes for
+    each EXIF orientation (nvJPEG's own pixels are printed by scripts/bench_gpu.py)."""
+    coded = [coded_jpeg(_jpeg(tmp_path / f"o{o}.jpg", orientation=o)) for o in range(1, 9)]
+    assert [c.size for c in coded] == [(24, 40)] * 4 + [(40, 24)] * 4
+    for photo, image in zip(coded, decode_jpegs(coded, torch.device("cpu"))):
+        pillow = read_photo(io.BytesIO(photo.data), uint8=True).pixels
+        assert np.array_equal(image.permute(1, 2, 0).numpy(), pillow), photo.orientation
+    batch = DevicePixels(torch.device("cpu")).decode(coded[:4])
+    assert batch.shape == (4, 3, 24, 40) and batch.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_only_whole_colour_jpegs_at_their_own_size_are_decoded_on_the_device(tmp_path):
+    whole = _jpeg(tmp_path / "whole.jpg")
+    (tmp_path / "cut.jpg").write_bytes(whole.read_bytes()[:-300])
+    Image.open(whole).save(tmp_path / "photo.png")
+    assert coded_jpeg(whole) is not None
+    assert coded_jpeg(_jpeg(tmp_path / "grey.jpg", mode="L")) is None
+    assert coded_jpeg(_jpeg(tmp_path / "cmyk.jpg", mode="CMYK")) is None
+    assert coded_jpeg(tmp_path / "cut.jpg") is None and coded_jpeg(tmp_path / "photo.png") is None
+    assert coded_jpeg(whole, max_size=32) is None and coded_jpeg(whole, max_pixels=500) is None
+    assert coded_jpeg(tmp_path / "missing.jpg") is None
+
+
+def _mixed_folder(tmp_path):
+    folder = _folder(tmp_path, [(48, 32)] * 3 + [(40, 40)])
+    _jpeg(folder / "q-turned.jpg", size=(32, 48), orientation=6)
+    _jpeg(folder / "r-grey.jpg", size=(48, 32), mode="L")
+    (folder / "s-cut.jpg").write_bytes((folder / "p00.jpg").read_bytes()[:200])
+    (folder / "t-not.jpg").write_bytes(b"not a photo")
+    return folder
+
+
+def _same_files(gpu, cpu_folder):
+    for written in gpu.stylized:
+        ours = np.asarray(Image.open(written)).astype(int)
+        theirs = np.asarray(Image.open(cpu_folder / written.name)).astype(int)
+        assert np.abs(ours - theirs).max() <= 1, written
+
+
+def test_a_gpu_run_hands_over_jpeg_files_and_writes_what_the_cpu_writes(tmp_path):
+    folder = _mixed_folder(tmp_path)
+    settings = JobSettings(batch_size=2, readers=3, writers=3)
+    network = _OnGpu(Stylizer(fresh_network(), "cpu", precision="fp32", backend="torch", tile=None), jpeg=True)
+    gpu = run_jobs(network, plan_jobs([folder], "m", tmp_path / "gpu", fmt="png"), settings, progress=False)
+    cpu = run_jobs(Stylizer(fresh_network(), "cpu", precision="fp32", backend="torch", tile=None),
+                   plan_jobs([folder], "m", tmp_path / "cpu", fmt="png"), JobSettings(batch_size=2), progress=False)
+    assert gpu.summary() == cpu.summary() == "6 stylized, 0 skipped, 2 failed"
+    assert gpu.failed == cpu.failed
+    assert sorted(network.batches, key=str) == sorted([("jpeg", 2), ("jpeg", 2), ("jpeg", 1),
+                                                       (np.dtype(np.uint8), 1)], key=str)
+    _same_files(gpu, tmp_path / "cpu")
+
+
+def test_where_the_devices_decoder_refuses_the_run_decodes_on_the_cpu(tmp_path, monkeypatch):
+    """nvJPEG missing (a torchvision built without it): the refused batch and the rest are decoded by Pillow."""
+    import torchvision.io
+
+    def missing(*args, **kwargs):
+        raise RuntimeError("decode_jpegs_cuda: torchvision not compiled with nvJPEG support")
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", missing)
+    folder = _mixed_folder(tmp_path)
+    network = _OnGpu(Stylizer(fresh_network(), "cpu", precision="fp32", backend="torch", tile=None), jpeg=True)
+    gpu = run_jobs(network, plan_jobs([folder], "m", tmp_path / "gpu", fmt="png"),
+                   JobSettings(batch_size=2, readers=1), progress=False)
+    cpu = run_jobs(Stylizer(fresh_network(), "cpu", precision="fp32", backend="torch", tile=None),
+                   plan_jobs([folder], "m", tmp_path / "cpu", fmt="png"), JobSettings(batch_size=2), progress=False)
+    assert gpu.summary() == cpu.summary() and gpu.failed == cpu.failed
+    assert network.batches[0] == ("jpeg", 2) and network.batches[1][0] == np.uint8
+    assert sum(kind == "jpeg" for kind, _ in network.batches) <= 3  # the readers ahead of the refusal at most
+    _same_files(gpu, tmp_path / "cpu")

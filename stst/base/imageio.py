@@ -64,6 +64,59 @@ class Photo:
         return torch.from_numpy(self.pixels)
 
 
+@dataclass(frozen=True)
+class CodedPhoto:
+    """A JPEG to be decoded where the network runs (nvJPEG on a GPU): the file's bytes, its upright (height, width)
+    and its EXIF orientation (1-8), read from the header (:func:`coded_jpeg`). Batched beside :class:`Photo`."""
+
+    data: bytes
+    size: tuple[int, int]
+    orientation: int = 1
+    format: str = "JPEG"
+    alpha: None = None
+    frames: int = 1
+
+    def decoded(self, name: str | Path) -> Photo:
+        """The photo as the CPU decodes it (Pillow), uint8 ``(H, W, 3)``: where the device's decoder fails. Errors
+        name ``name``."""
+        return read_photo(io.BytesIO(self.data), max_pixels=None, name=name, uint8=True)
+
+
+class DecodeFailed(RuntimeError):
+    """:class:`CodedPhoto` files the device does not decode: its decoder refused them (no nvJPEG, a file it does not
+    take; ``refused``), or they take the CPU's path (tiles, a graph engine, too little GPU memory). Decode them on the
+    CPU (:meth:`CodedPhoto.decoded`)."""
+
+    def __init__(self, message: str, refused: bool = True) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+# EXIF orientations that turn a photo by a quarter: its upright size swaps height and width.
+_QUARTER_TURNS = {5, 6, 7, 8}
+
+
+def coded_jpeg(path: str | Path, max_size: int | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> CodedPhoto | None:
+    """``path`` as a :class:`CodedPhoto`, from its header, where a device's decoder gives what :func:`read_photo`
+    gives: a complete colour (YCbCr) JPEG that is not to be shrunk. None for anything else (other formats,
+    greyscale or CMYK, a file cut short, one to shrink or over ``max_pixels``, one Pillow cannot open): those are
+    read with :func:`read_photo`, which also words the errors."""
+    try:
+        with Image.open(path) as img:
+            if img.format != "JPEG" or img.mode != "RGB":
+                return None
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+        data = Path(path).read_bytes()
+    except Exception:  # Pillow's parsers raise many types; read_photo says what is wrong
+        return None
+    too_big = (max_size and max(w, h) > max_size) or (max_pixels and w * h > max_pixels)
+    if too_big or not data.rstrip(b"\0").endswith(b"\xff\xd9") or orientation not in range(1, 9):
+        return None
+    return CodedPhoto(data, (w, h) if orientation in _QUARTER_TURNS else (h, w), orientation)
+
+
 def rgb_pixels(img: Image.Image, uint8: bool = False) -> np.ndarray:
     """Any Pillow mode as (3, H, W) float32 in 0..1, keeping 16-bit precision; with ``uint8``, 8-bit modes as
     decoded, uint8 (H, W, 3) (a GPU scales them itself)."""

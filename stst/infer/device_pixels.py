@@ -7,12 +7,22 @@ and clamps, scales and rounds its output as :func:`stst.base.imageio.to_uint8` d
 same bytes where the network's output is the same). On CUDA the pinned buffers are kept per shape and reused, the copy
 in runs on a stream of its own (the next batch crosses while the network runs) and the copy out is waited for only when
 the outputs are taken (:meth:`Pending.result`). Runs on any torch device: CI tests it on the CPU.
+
+JPEGs may cross as their files instead (:meth:`DevicePixels.decode`): a tenth of the bytes, decoded by nvJPEG on the
+GPU, which leaves the CPU's cores the encoding. nvJPEG's IDCT and chroma upsampling are not libjpeg-turbo's, so its
+pixels may differ from Pillow's by a few levels; ``scripts/bench_gpu.py`` prints by how much. Where it fails (a
+torchvision without nvJPEG, a file it does not take) the batch is decoded on the CPU and the run goes on there.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
+
+from ..base.errors import first_line
+from ..base.imageio import CodedPhoto, DecodeFailed
 
 # Pinned host buffers kept per shape and direction: a batch in flight and the one being filled.
 RING = 2
@@ -48,6 +58,36 @@ def to_bytes(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     finite = torch.isfinite(images).flatten(1).all(1)
     scaled = images.float().clamp(0.0, 1.0).mul_(255.0).round_()  # a new tensor: the images stay
     return scaled.to(torch.uint8).permute(0, 2, 3, 1).contiguous(), finite
+
+
+# Pillow's exif_transpose as tensor steps on (C, H, W): each EXIF orientation as whether it transposes, then its flips.
+_UPRIGHT = {2: (False, (-1,)), 3: (False, (-2, -1)), 4: (False, (-2,)), 5: (True, ()), 6: (True, (-1,)),
+            7: (True, (-2, -1)), 8: (True, (-2,))}
+
+
+def upright(image: torch.Tensor, orientation: int) -> torch.Tensor:
+    """A decoded (C, H, W) image turned upright as Pillow's ``ImageOps.exif_transpose`` turns it."""
+    transposes, flips = _UPRIGHT.get(orientation, (False, ()))
+    image = image.transpose(-2, -1) if transposes else image
+    return image.flip(flips) if flips else image
+
+
+def decode_jpegs(coded: list[CodedPhoto], device: torch.device) -> list[torch.Tensor]:
+    """JPEG files decoded to uint8 (3, H, W) on ``device`` (nvJPEG, batched, on CUDA; libjpeg-turbo on a CPU),
+    upright; :class:`DecodeFailed` where the decoder refuses any of them or disagrees with a header's size."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = [torch.frombuffer(bytearray(photo.data), dtype=torch.uint8) for photo in coded]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to TorchCodec
+            images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    except (RuntimeError, ValueError) as exc:
+        raise DecodeFailed(first_line(exc)) from None
+    images = [upright(image, photo.orientation) for image, photo in zip(images, coded)]
+    if any(tuple(image.shape[1:]) != photo.size for image, photo in zip(images, coded)):
+        raise DecodeFailed("a decoded size differs from the file's header")
+    return images
 
 
 class DevicePixels:
@@ -94,6 +134,12 @@ class DevicePixels:
         torch.cuda.current_stream(self.device).wait_stream(self._copy_stream)
         on_device.record_stream(torch.cuda.current_stream(self.device))
         return to_unit(on_device)
+
+    def decode(self, coded: list[CodedPhoto]) -> torch.Tensor:
+        """JPEG files decoded on the device (:func:`decode_jpegs`) as :meth:`upload` hands a batch over; raises
+        :class:`DecodeFailed`."""
+        images = decode_jpegs(coded, self.device)
+        return to_unit(torch.stack([image.permute(1, 2, 0) for image in images]))
 
     def download(self, images: torch.Tensor) -> Pending:
         """The network's (N, 3, H, W) output on its way back as uint8 photos; the copy runs behind the caller."""

@@ -17,7 +17,7 @@ from PIL import Image
 
 from . import express, int8
 from ..base.errors import StstError
-from ..base.imageio import all_finite, array_pixels, rgb_pixels, to_uint8
+from ..base.imageio import CodedPhoto, DecodeFailed, all_finite, array_pixels, rgb_pixels, to_uint8
 from ..model.checkpoint import load_model
 from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
@@ -443,22 +443,33 @@ class Stylizer:
         """Whether a run of photos hands this stylizer uint8 photos through :meth:`submit`: on CUDA."""
         return self.device.type == "cuda"
 
+    @property
+    def decodes_jpeg(self) -> bool:
+        """Whether a run may hand :meth:`submit` JPEG files to decode on the device (nvJPEG): on CUDA."""
+        return self.device.type == "cuda"
+
     @torch.inference_mode()
-    def submit(self, pixels: np.ndarray, prepare: Prepare | None = None, finish: Finish | None = None) -> Pending:
+    def submit(self, pixels: np.ndarray | list[CodedPhoto], prepare: Prepare | None = None,
+               finish: Finish | None = None) -> Pending:
         """Start stylizing photos as decoded, uint8 ``(N, H, W, 3)`` (or float32 ``(N, 3, H, W)`` in 0..1: 16-bit
-        sources), scaled, clamped and rounded on the device (:mod:`stst.infer.device_pixels`); the outputs come
-        back as uint8 ``(H, W, 3)`` arrays, None where not finite, through :meth:`Pending.result`, while the caller
-        hands over the next batch. ``prepare`` (the 0..1 inputs) and ``finish`` (the inputs and the clamped outputs)
-        change them on the device on the way: a clip's steadying. Photos that run in tiles, on a graph engine or out
-        of GPU memory take the float path (:meth:`__call__`), the two steps on the CPU."""
-        h, w = pixels.shape[1:3] if pixels.dtype == np.uint8 else pixels.shape[-2:]
+        sources), or JPEG files of one size to decode on the device (:meth:`DevicePixels.decode`), scaled, clamped
+        and rounded on the device (:mod:`stst.infer.device_pixels`); the outputs come back as uint8 ``(H, W, 3)``
+        arrays, None where not finite, through :meth:`Pending.result`, while the caller hands over the next batch.
+        ``prepare`` (the 0..1 inputs) and ``finish`` (the inputs and the clamped outputs) change them on the device
+        on the way: a clip's steadying. Photos that run in tiles, on a graph engine or out of GPU memory take the
+        float path (:meth:`__call__`), the two steps on the CPU; JPEG files for it, or that the device's decoder
+        refuses, raise :class:`DecodeFailed` for the caller to decode them."""
+        coded = isinstance(pixels, list)
+        h, w = pixels[0].size if coded else pixels.shape[1:3] if pixels.dtype == np.uint8 else pixels.shape[-2:]
         tiled = self._tile_for(h, w) is not None
         if not tiled:
             self._use(self._engine_at(h, w))
         if tiled or self.graph is not None:
+            if coded:
+                raise DecodeFailed("these photos take the float path", refused=False)
             return Ready(self._float_outputs(pixels, prepare, finish))
         try:
-            x = self._pixels.upload(pixels)
+            x = self._pixels.decode(pixels) if coded else self._pixels.upload(pixels)
             x = prepare(x) if prepare else x
             y = self._in_chunks(x).float().clamp_(0, 1)
             return self._pixels.download(finish(x, y) if finish else y)
@@ -466,6 +477,8 @@ class Stylizer:
             if self.tile != "auto":
                 raise
         torch.cuda.empty_cache()
+        if coded:
+            raise DecodeFailed("out of GPU memory for these photos whole", refused=False)
         return Ready(self._float_outputs(pixels, prepare, finish))
 
     def _float_outputs(self, pixels: np.ndarray, prepare: Prepare | None = None,

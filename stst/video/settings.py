@@ -42,7 +42,7 @@ class VideoSettings:
     a fade from black then stays continuous instead of starting from a full
     painting). ``quick`` keeps the rest of the path up with a fast network
     (the light and realtime tiers): the denoiser's flow at ``QUICK_FLOW_SIDE``
-    pixels, the encoder's fast settings (``QUICK_ENCODING``), a light blend
+    pixels, the encoder's fast settings (:data:`stst.video.encoders.QUICK_ENCODING`), a light blend
     along the denoiser's flow (``QUICK_BLEND``) and, on a CPU (``device``),
     the network on frames shrunk to ``QUICK_SCALE``. ``scale`` sets that
     shrink for any tier (1: the network sees whole frames).

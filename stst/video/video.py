@@ -28,6 +28,7 @@ from ..base.fileio import atomic_path
 from ..base.imageio import all_finite, array_pixels, check_pixels, to_uint8
 from ..base.prefetch import prefetch
 from .device_steady import DeviceBlend, DeviceDenoiser
+from .encoders import choose_encoder
 from .smoothing import DarkKeeper, dimmed
 from .probe import av_module
 from .settings import VideoSettings
@@ -42,11 +43,6 @@ AUDIO_COPY = {
     "webm": {"opus", "vorbis"},
 }
 AUDIO_FALLBACK = {"webm": "libopus"}  # else aac
-VIDEO_CODECS = {"webm": "libvpx-vp9"}  # else libx264
-# Encoder options that keep up with a fast network (VideoSettings.quick): at 640x480 x264's veryfast preset takes
-# 4 ms a frame where medium takes 10, for about the same file on our clips.
-QUICK_ENCODING = {"libx264": {"preset": "veryfast"}, "libx265": {"preset": "veryfast"},
-                  "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"}}
 
 
 @dataclass
@@ -104,9 +100,8 @@ def stylize_video(
     if fmt is None:
         raise FileProblem(target, f"cannot write video as {target.suffix or 'a file without suffix'}",
                           f"use one of {', '.join(sorted(CONTAINERS))}")
-    codec = settings.codec or VIDEO_CODECS.get(fmt, "libx264")
-    if codec not in av.codecs_available:
-        raise FileProblem(target, f"the video codec '{codec}' is not in this FFmpeg build")
+    if settings.codec and settings.codec not in av.codecs_available:
+        raise FileProblem(target, f"the video codec '{settings.codec}' is not in this FFmpeg build")
     try:
         container = av.open(str(source))
     except av.FFmpegError as exc:
@@ -129,15 +124,12 @@ def stylize_video(
         rate = video.average_rate or video.guessed_rate or Fraction(25)
         notes = []
         with atomic_path(target) as tmp, av.open(str(tmp), "w", format=fmt) as out:
-            vout = out.add_stream(codec, rate=rate)
+            encoder = choose_encoder(fmt, settings, even)
+            vout = out.add_stream(encoder.name, rate=rate)
             vout.width, vout.height = even
             vout.pix_fmt = "yuv420p"
             vout.time_base = vout.codec_context.time_base = video.time_base  # exact source timestamps (VFR)
-            vout.options = {"crf": str(settings.crf)} if codec in ("libx264", "libx265", "libvpx-vp9") else {}
-            if codec == "libvpx-vp9":
-                vout.options["b"] = "0"
-            if settings.quick:
-                vout.options.update(QUICK_ENCODING.get(codec, {}))
+            vout.options = dict(encoder.options)
             rotation = _rotation(source)
             if rotation:
                 vout.set_display_rotation(rotation)
