@@ -15,7 +15,7 @@ default, at 256 px and batch 4 unless told otherwise.
 
 With ``--gpu``: whole training runs (``stst.training.train.train``, data loading included) at 256 px, steps a
 second between the losses read at steps 50 and the last, per precision and ``--compile``, at batch 4 and larger;
-the crop loader alone on 640x480 JPEGs; a profile of ten bf16 steps (the kernels that take the time); plain
+the crop loader alone on 640x480 JPEGs, and the shipped photos through it and cut on the GPU; a profile of ten bf16 steps (the kernels that take the time); plain
 ``stst train --style P`` as a user runs it (wall seconds; the model into ``--out`` to be judged where the CPU's quick
 model is); and the same short run under ``torchrun --nproc-per-node 1`` (NCCL) against one process, loss for loss.
 """
@@ -97,11 +97,14 @@ def gpu_runs(scratch: Path, steps: int) -> None:
 
 
 def loader_rate(scratch: Path) -> None:
-    """The crop loader alone (default workers) on 640x480 JPEGs, as COCO's: crops a second at 256 px."""
+    """The crop loader alone (default workers) on 640x480 JPEGs, as COCO's: crops a second at 256 px; and the
+    shipped photos (the GPU quick recipe's) through the loader and cut on the GPU (stst.training.device_crops), batches
+    of 8."""
     from PIL import Image
 
     from stst.training.data import crop_loader
     from stst.training.datasets import SHIPPED_PHOTOS
+    from stst.training.device_crops import DeviceCrops
     from stst.training.options import RunSettings
 
     folder = scratch / "coco-like"
@@ -113,15 +116,23 @@ def loader_rate(scratch: Path) -> None:
         Image.open(sources[i % len(sources)]).resize((640, 480)).rotate(i % 7).save(path, quality=90)
         files.append(path)
     workers = RunSettings(output=scratch / "x").workers
-    batches = iter(crop_loader(files, 256, 4, 0, workers=workers, pin_memory=True))
-    for _ in range(10):
-        next(batches)
-    start = time.perf_counter()
-    for _ in range(200):
-        next(batches)
-    seconds = time.perf_counter() - start
-    print(f"\ncrop loader, {workers} workers, 640x480 JPEGs: {800 / seconds:.0f} crops/s "
-          f"({200 / seconds:.0f} batches of 4 a second)", flush=True)
+    device = torch.device("cuda")
+    sources_of = {"640x480 JPEGs, loader": (files, 4, False), "shipped photos, loader": (sources, 8, False),
+                  "shipped photos, cut on the GPU": (sources, 8, True)}
+    for label, (photos, batch, held) in sources_of.items():
+        source = DeviceCrops(photos, 256, batch, 0, device) if held else \
+            crop_loader(photos, 256, batch, 0, workers=workers, pin_memory=True)
+        batches = iter(source)
+        for _ in range(10):
+            next(batches)["image"].to(device, non_blocking=True)
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(200):
+            next(batches)["image"].to(device, non_blocking=True)
+        sync(device)
+        seconds = time.perf_counter() - start
+        print(f"\ncrops at 256 px, {label} ({workers if not held else 0} workers): {200 * batch / seconds:.0f} "
+              f"crops/s ({200 / seconds:.0f} batches of {batch} a second)", flush=True)
 
 
 def profile_steps(device: torch.device, options, style, vgg_state) -> None:

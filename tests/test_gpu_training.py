@@ -9,11 +9,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from torch.utils.data import DataLoader
+
 from stst.base.distributed import group_backend
+from stst.base.errors import StstError
 from stst.cli import main
 from stst.model.checkpoint import load_checkpoint
-from stst.training import train as training
+from stst.training import device_crops, train as training
+from stst.training.data import crop_loader
 from stst.training.datasets import SHIPPED_PHOTOS
+from stst.training.device_crops import DeviceCrops, crop_batches, decoded_bytes
 from stst.training.options import PRESETS, RunSettings, TrainOptions, preset_for
 from stst.training.train import TrainingError, TrainingPrecision, backward_step, loss_every, train
 
@@ -86,3 +91,52 @@ def test_the_gpu_quick_recipe_runs_from_the_command_line_and_names_the_long_one(
     assert meta["init"]["name"] == f"{PRESETS['gpu-quick']['init']}.pth"
     assert math.isclose(meta["options"]["minutes"], 0.01)
     assert "(or --preset johnson, the paper's recipe on COCO" in result.stderr
+
+
+def _batches(source, count):
+    batches = iter(source)
+    return [next(batches) for _ in range(count)]
+
+
+def test_crops_cut_on_the_device_are_the_loaders_crops_in_its_order_shares_and_resumption():
+    files = sorted(SHIPPED_PHOTOS.glob("*.jpg"))[:5]
+    cpu = torch.device("cpu")
+    held = _batches(DeviceCrops(files, 64, 4, 3, cpu), 3)
+    loaded = _batches(crop_loader(files, 64, 4, 3), 3)
+    for ours, theirs in zip(held, loaded):
+        levels = (ours["image"] - theirs["image"]).abs() * 255
+        assert ours["image"].shape == (4, 3, 64, 64) and levels.mean() < 0.5 and (levels > 2).float().mean() < 0.03
+    resumed = _batches(DeviceCrops(files, 64, 4, 3, cpu, start=8), 1)[0]
+    assert torch.equal(resumed["image"], held[2]["image"])
+    shares = [_batches(DeviceCrops(files, 64, 4, 3, cpu, rank=rank, world=2), 2) for rank in (0, 1)]
+    for step in range(2):
+        joined = torch.cat([shares[0][step]["image"], shares[1][step]["image"]])
+        assert torch.equal(joined, held[step]["image"])
+
+
+def test_device_crops_skip_an_unreadable_photo_as_the_loader_does(tmp_path):
+    files = sorted(SHIPPED_PHOTOS.glob("*.jpg"))[:3]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    mixed = [files[0], broken, files[1], files[2]]
+    held = _batches(DeviceCrops(mixed, 64, 4, 0, torch.device("cpu")), 4)
+    loaded = _batches(crop_loader(mixed, 64, 4, 0), 4)
+    assert len(held[0]["skipped"]) == 1 and "broken.jpg" in held[0]["skipped"][0]
+    assert not any(batch["skipped"] for batch in held[1:])
+    assert {m for b in loaded for m in b["skipped"]} == set(held[0]["skipped"])
+    for ours, theirs in zip(held, loaded):
+        assert ((ours["image"] - theirs["image"]).abs() * 255).mean() < 0.5
+    with pytest.raises(StstError, match="no readable image"):
+        DeviceCrops([broken], 32, 4, 0, torch.device("cpu"))
+
+
+def test_a_gpu_cuts_its_crops_where_the_photos_fit_and_a_large_set_keeps_the_loader(monkeypatch):
+    files = sorted(SHIPPED_PHOTOS.glob("*.jpg"))
+    assert decoded_bytes(files, 1 << 30) == sum(384 * 256 * 3 for _ in files)
+    assert decoded_bytes(files, 1) == 384 * 256 * 3  # counted until past the limit: a large set is not read through
+    chosen = []
+    monkeypatch.setattr(device_crops, "DeviceCrops", lambda *args: chosen.append(args) or "held")
+    assert crop_batches(files, 256, 8, 0, torch.device("cuda")) == "held" and chosen[0][4].type == "cuda"
+    assert isinstance(crop_batches(files, 256, 8, 0, torch.device("cpu")), DataLoader)
+    monkeypatch.setattr(device_crops, "HELD_BYTES", 384 * 256 * 3 * 4)
+    assert isinstance(crop_batches(files, 256, 8, 0, torch.device("cuda")), DataLoader)

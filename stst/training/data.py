@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,31 @@ def find_images(root: str | Path) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class CropBox:
+    """Where sample ``position`` crops a photo: a square of ``side`` at (``left``, ``top``), flipped or not; a pure
+    function of ``(seed, position)`` and the photo's size, shared by the loader and :mod:`stst.training.device_crops`."""
+
+    left: int
+    top: int
+    side: int
+    flip: bool
+
+    @classmethod
+    def at(cls, width: int, height: int, seed: int, position: int) -> CropBox:
+        rng = np.random.default_rng([seed, position])
+        side = max(1, int(min(width, height) * rng.uniform(MIN_CROP_FRACTION, 1.0)))
+        left, top = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+        return cls(left, top, side, bool(rng.random() < 0.5))
+
+
+def batch_share(batch_size: int, world: int) -> int:
+    """This process's share of each global batch of ``batch_size`` among ``world`` processes."""
+    if batch_size % world:
+        raise StstError(f"the batch size {batch_size} is not a multiple of the {world} processes")
+    return batch_size // world
+
+
 class CropDataset(Dataset):
     """Random square crops resized to ``size``, with random horizontal flips.
 
@@ -49,25 +75,22 @@ class CropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def _crop(self, img: Image.Image, rng: np.random.Generator) -> torch.Tensor:
-        w, h = img.size
-        side = max(1, int(min(w, h) * rng.uniform(MIN_CROP_FRACTION, 1.0)))
-        left, top = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+    def _crop(self, img: Image.Image, box: CropBox) -> torch.Tensor:
+        left, top, side = box.left, box.top, box.side
         crop = img.convert("RGB").resize(
             (self.size, self.size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side), reducing_gap=2.0
         )
         x = torch.from_numpy(rgb_pixels(crop))
-        return x.flip(-1) if rng.random() < 0.5 else x
+        return x.flip(-1) if box.flip else x
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, position = key
         skipped = []
         for attempt in range(len(self.files)):
             path = self.files[(index + attempt) % len(self.files)]
-            rng = np.random.default_rng([self.seed, position])
             try:
                 img, _, _ = open_image(path)
-                return {"image": self._crop(img, rng), "skipped": skipped}
+                return {"image": self._crop(img, CropBox.at(*img.size, self.seed, position)), "skipped": skipped}
             except FileProblem as exc:
                 skipped.append(str(exc))
             except Exception as exc:  # a decodable file that still cannot be cropped (odd mode, memory)
@@ -119,15 +142,14 @@ def crop_loader(files: list[Path], size: int, batch_size: int, seed: int, start:
     ``batch_size`` is the global batch; with ``world`` processes, this one gets
     its ``rank``-th share of each (``batch_size`` must be a multiple of ``world``).
     """
-    if batch_size % world:
-        raise StstError(f"the batch size {batch_size} is not a multiple of the {world} processes")
+    share = batch_share(batch_size, world)
     # Forked workers of a process that has run OpenVINO (its thread pool started) crashed the process when they
     # were shut down (the README's stylizing example, then its training one, in one process): such a process starts
     # its workers from a fresh server process instead.
     context = "forkserver" if workers and "openvino" in sys.modules and sys.platform == "linux" else None
     return DataLoader(
         CropDataset(files, size, seed),
-        batch_size=batch_size // world,
+        batch_size=share,
         sampler=ResumableSampler(len(files), seed, start, batch_size, rank, world),
         num_workers=workers,
         collate_fn=collate,

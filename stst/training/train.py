@@ -28,7 +28,8 @@ from ..infer.engine import DTYPES
 from ..model.bundled import resolve_model
 from ..model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..model.network import ArchConfig, TransformerNet, recolour
-from .data import crop_loader, find_images
+from .data import find_images
+from .device_crops import crop_batches
 from .losses import PerceptualLoss, Style, build_loss, style_colours
 from .options import RunSettings, TrainOptions, cosine_rate, options_from_dict
 from .palette import fit_colours
@@ -310,9 +311,8 @@ class _Session:
         vgg_state, vgg_source = resolve_vgg_weights(run.vgg_weights, log)
         self.loss_fn = build_loss(options, begin.style, vgg_state, device)
         self._network(begin, resume)
-        self.loader = crop_loader(files, options.image_size, options.batch_size, options.seed,
-                                  begin.iteration * options.batch_size, run.workers,
-                                  pin_memory=device.type == "cuda", rank=ctx.rank, world=ctx.world)
+        self.loader = crop_batches(files, options.image_size, options.batch_size, options.seed, device,
+                                   begin.iteration * options.batch_size, run.workers, rank=ctx.rank, world=ctx.world)
         self.preview = read_photo(run.preview, max_size=512).rgb[None] if run.preview and ctx.main else None
         self.style_meta, self.init_meta = _provenance(begin)
         self.hardware = {**hardware_info(device), **({"processes": ctx.world} if ctx.active else {})}
