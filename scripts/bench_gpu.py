@@ -44,6 +44,7 @@ from stst.base.machine import cpu_cores, describe_cpu  # noqa: E402
 from stst.infer.compiled import Compiled  # noqa: E402
 from stst.infer.device_pixels import decode_jpegs  # noqa: E402
 from stst.infer.engine import DTYPES, Stylizer  # noqa: E402
+from stst.infer.engines import BY_NAME  # noqa: E402
 from stst.model.bundled import DEFAULT_MODEL, bundled_models  # noqa: E402
 from stst.model.checkpoint import load_model  # noqa: E402
 from stst.stylize import JobSettings, plan_jobs, run_jobs  # noqa: E402
@@ -365,6 +366,8 @@ def main() -> None:
     uhd = scratch / "uhd.jpg"
     enlarged(SOURCES[1], UHD, 1).save(uhd, quality=90)
     say(f"data: {len(photos)} 1080p JPEGs and a 4K one in {time.perf_counter() - START:.1f} s")
+    stated = "; ".join(f"{name}: {BY_NAME[name].output}" for name in ("torch-fp16", "inductor-fp16"))
+    say(f"\n(the engine table states: {stated})")
     say("\n| tier | network alone, 1080p | frames/s | peak GiB | output against eager fp32 (grey levels) |")
     say("|---|---|---|---|---|")
     for tier, path in tiers.items():
