@@ -28,6 +28,7 @@ from ..base.fileio import atomic_path
 from ..base.imageio import all_finite, array_pixels, check_pixels, to_uint8
 from ..base.prefetch import prefetch
 from .device_steady import DeviceBlend, DeviceDenoiser
+from .device_yuv import yuv420p
 from .encoders import choose_encoder
 from .smoothing import DarkKeeper, dimmed
 from .probe import av_module
@@ -221,10 +222,10 @@ class _Sink:
     """The encoding side of a clip, run in one writer thread: stylized frames at the source's presentation times,
     the audio (copied, or re-encoded from its own timestamps), and the encoders' last packets."""
 
-    def __init__(self, encoding: tuple, video, blend: FlowBlend | None) -> None:
+    def __init__(self, encoding: tuple, video, blend: FlowBlend | None, planes: str = "rgb24") -> None:
         self.av = av_module()
         self.out, self.vout, self.audio_out = encoding
-        self.time_base, self.blend = video.time_base, blend
+        self.time_base, self.blend, self.planes = video.time_base, blend, planes
         rate = video.average_rate or Fraction(25)
         self.step = max(1, round(1 / (video.time_base * rate))) if video.time_base else 1  # one frame, in pts
         self.frames, self.last_pts, self.end = 0, None, 0.0
@@ -233,7 +234,7 @@ class _Sink:
         """Encode ``outputs`` (0..1 tensors, or uint8 arrays from a GPU) of ``inputs`` (the decoded ``frames``, with
         the denoiser's flow where the blend rides on it); a missing or repeated pts takes the next free one."""
         for src, photo, motion, rgb in zip(frames, inputs, motions, outputs):
-            frame = self.av.VideoFrame.from_ndarray(self.pixels(photo, motion, rgb), format="rgb24")
+            frame = self.frame(photo, motion, rgb)
             pts = src.pts
             if pts is None or (self.last_pts is not None and pts <= self.last_pts):
                 pts = self.last_pts + self.step if self.last_pts is not None else 0
@@ -244,12 +245,15 @@ class _Sink:
                 self.out.mux(packet)
             self.frames += 1
 
-    def pixels(self, photo, motion, rgb) -> np.ndarray:
-        """An output as the encoder takes it: blended with the last one where the blend runs here (the CPU's path),
-        uint8 at the encoder's even size."""
+    def frame(self, photo, motion, rgb):
+        """An output as the encoder takes it: yuv420p planes as a GPU made them (:mod:`stst.video.device_yuv`), or
+        rgb24 at the encoder's even size, blended with the last one where the blend runs here (the CPU's path)."""
+        if self.planes == "yuv420p":
+            return self.av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[..., 0]), format="yuv420p")
         if self.blend is not None:
             rgb = self.blend(to_uint8(photo), rgb, motion)
-        return np.ascontiguousarray(to_uint8(rgb)[: self.vout.height, : self.vout.width])
+        pixels = np.ascontiguousarray(to_uint8(rgb)[: self.vout.height, : self.vout.width])
+        return self.av.VideoFrame.from_ndarray(pixels, format="rgb24")
 
     def audio(self, packet) -> None:
         stream, encoder = self.audio_out[packet.stream.index]
@@ -275,11 +279,23 @@ def _flow_side(settings: VideoSettings) -> int:
     return QUICK_FLOW_SIDE if settings.quick else FLOW_SIDE
 
 
-class _HostSteps:
+class _Steps:
+    """What both paths do alike: read a decoded frame's pixels at the clip's ``size`` (width, height)."""
+
+    size: tuple[int, int]
+
+    def read(self, frame) -> tuple:
+        """The decoded frame and its pixels at the clip's size, uint8 (H, W, 3)."""
+        return frame, frame.to_ndarray(width=self.size[0], height=self.size[1], format="rgb24")
+
+
+class _HostSteps(_Steps):
     """A clip's frames on the CPU's path: denoised in the decoding thread, the network on float batches (at
     :meth:`VideoSettings.network_scale`), dark frames dimmed here, the blend in the writer thread."""
 
     depth = 0  # batches in flight: none, the network runs when it is handed one
+    stages = 1  # threads that decode: reading and filtering in one, beside the network on the same cores
+    planes = "rgb24"  # what the encoder is handed
 
     def __init__(self, stylizer, settings: VideoSettings, size: tuple[int, int]) -> None:
         weight = settings.blend_weight()
@@ -290,9 +306,9 @@ class _HostSteps:
         self.network = settings.around(stylizer)
         self.size = size
 
-    def decoded(self, frame) -> tuple:
-        """The decoded frame, its (denoised) pixels and, where the blend rides on it, the denoiser's flow."""
-        rgb = frame.to_ndarray(width=self.size[0], height=self.size[1], format="rgb24")
+    def filtered(self, read: tuple) -> tuple:
+        """The frame, its (denoised) pixels and, where the blend rides on it, the denoiser's flow."""
+        frame, rgb = read
         if self.denoiser is not None:
             rgb = self.denoiser(rgb)
         return frame, torch.from_numpy(array_pixels(rgb)), self.denoiser.motion if self.ride else None
@@ -305,14 +321,16 @@ class _HostSteps:
         return lambda: outputs
 
 
-class _DeviceSteps:
+class _DeviceSteps(_Steps):
     """A clip's frames on a GPU's path (a stylizer that ``takes_uint8``): the decoded bytes cross as they are, the
-    denoiser's flow is computed small in the decoding thread (:class:`FlowGate`) and the full frames are carried,
-    dimmed and blended on the device (:mod:`stst.video.device_steady`), one batch in flight while the last one's
-    outputs come back as uint8."""
+    denoiser's flow is computed small in a thread of its own after the reading one (:class:`FlowGate`) and the full
+    frames are carried, dimmed and blended on the device (:mod:`stst.video.device_steady`), one batch in flight
+    while the last one's outputs come back as the encoder's yuv420p planes (:mod:`stst.video.device_yuv`)."""
 
     depth = 1
     blend = None  # blended on the device
+    stages = 2  # threads that decode: reading, and the flow's gate, each beside the other
+    planes = "yuv420p"  # made on the device (stst.video.device_yuv)
 
     def __init__(self, stylizer, settings: VideoSettings, size: tuple[int, int]) -> None:
         weight = settings.blend_weight()
@@ -321,6 +339,7 @@ class _DeviceSteps:
         self.blender = DeviceBlend(weight) if weight else None
         self.dark = DarkKeeper() if settings.dark else None
         self.stylizer, self.size = stylizer, size
+        self.even = (size[1] - size[1] % 2, size[0] - size[0] % 2)  # the encoder's (height, width)
 
     @staticmethod
     def serves(stylizer, settings: VideoSettings, size: tuple[int, int]) -> bool:
@@ -329,9 +348,9 @@ class _DeviceSteps:
         rides = settings.blend_weight() == 0 or settings.blend_rides
         return getattr(stylizer, "takes_uint8", False) and settings.network_scale(*size) == 1 and rides
 
-    def decoded(self, frame) -> tuple:
-        """The decoded frame, its bytes with the denoiser's :class:`Carry`, and the denoiser's flow."""
-        rgb = frame.to_ndarray(width=self.size[0], height=self.size[1], format="rgb24")
+    def filtered(self, read: tuple) -> tuple:
+        """The frame, its bytes with the denoiser's :class:`Carry`, and the denoiser's flow."""
+        frame, rgb = read
         carry = self.gate(rgb) if self.gate is not None else None
         return frame, (rgb, carry), self.gate.motion if self.gate is not None else None
 
@@ -348,9 +367,24 @@ class _DeviceSteps:
 
         def finish(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             y = dimmed(y, gains) if gains else y
-            return self.blender(y, motions) if self.blender is not None else y
+            y = self.blender(y, motions) if self.blender is not None else y
+            return yuv420p(y[..., : self.even[0], : self.even[1]])
 
         return self.stylizer.submit(np.stack([rgb for _, (rgb, _), _ in batch]), prepare, finish).result
+
+
+def _decoded(steps: _Steps, items: Iterator[tuple[str, object]], depth: int) -> Iterator:
+    """``items`` with each frame read and filtered by ``steps`` ahead of the consumer, in one thread or (a GPU's
+    path, where one thread would hold the network back) reading and the flow's gate each in a thread of its own.
+    Both threads are stopped and joined before this ends, an error included: the container they read is closed
+    then."""
+    read = ((kind, steps.read(item) if kind == "frame" else item) for kind, item in items)
+    reading = prefetch(read, depth) if steps.stages == 2 else read
+    try:
+        yield from prefetch(((kind, steps.filtered(item) if kind == "frame" else item) for kind, item in reading),
+                            depth)
+    finally:
+        reading.close()
 
 
 def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int], settings: VideoSettings,
@@ -365,7 +399,7 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
     """
     container, video, audio = decoding
     steps = (_DeviceSteps if _DeviceSteps.serves(stylizer, settings, size) else _HostSteps)(stylizer, settings, size)
-    sink = _Sink(encoding, video, steps.blend)
+    sink = _Sink(encoding, video, steps.blend, steps.planes)
     batch_size = settings.batch_size
     error = None
     batch: list = []
@@ -389,9 +423,7 @@ def _pipeline(stylizer, decoding: tuple, encoding: tuple, size: tuple[int, int],
             while len(in_flight) > steps.depth:
                 finish_batch()
 
-        for kind, item in prefetch(((k, steps.decoded(i) if k == "frame" else i)
-                                    for k, i in _presentation_order(_frames(container, video, audio))),
-                                   depth=2 * batch_size):
+        for kind, item in _decoded(steps, _presentation_order(_frames(container, video, audio)), 2 * batch_size):
             if kind == "frame":
                 batch.append(item)
                 if len(batch) >= batch_size:
