@@ -83,10 +83,13 @@ class JobSettings:
 
     def on_gpu(self, batch_given: bool) -> "JobSettings":
         """These settings for a run on a GPU: the codecs on every core (:func:`stst.base.cores.gpu_io_threads`) and,
-        unless ``--batch-size`` was given, batches of :data:`stst.infer.sizes.GPU_BATCH` (run in chunks that fit)."""
+        unless ``--batch-size`` was given, batches of :data:`stst.infer.sizes.GPU_BATCH` photos or frames (run in
+        chunks that fit)."""
         threads = gpu_io_threads()
-        return replace(self, readers=threads, writers=threads,
-                       batch_size=self.batch_size if batch_given else GPU_BATCH)
+        if batch_given:
+            return replace(self, readers=threads, writers=threads)
+        return replace(self, readers=threads, writers=threads, batch_size=GPU_BATCH,
+                       video=replace(self.video, batch_size=GPU_BATCH))
 
 
 def _files_in(folder: Path, recursive: bool, exclude: list[Path]) -> list[Path]:

@@ -84,8 +84,10 @@ def test_a_gpu_batch_is_what_fits():
     assert fitting_batch(1 << 20, 3 << 30) == GPU_BATCH  # small photos: no more than a batch
     assert fitting_batch(5 << 30, 3 << 30) == 1  # never none
     settings = JobSettings(batch_size=2).on_gpu(batch_given=False)
-    assert settings.batch_size == GPU_BATCH and settings.readers >= 1 and settings.writers == settings.readers
-    assert JobSettings(batch_size=2).on_gpu(batch_given=True).batch_size == 2
+    assert settings.batch_size == settings.video.batch_size == GPU_BATCH
+    assert settings.readers >= 1 and settings.writers == settings.readers
+    given = JobSettings(batch_size=2, video=VideoSettings(batch_size=4)).on_gpu(batch_given=True)
+    assert given.batch_size == 2 and given.video.batch_size == 4
 
 
 def test_reading_as_decoded_keeps_eight_bits_and_sixteen_bit_precision(tmp_path):
