@@ -265,7 +265,7 @@ class _Run:
                           "only the first is stylized")
             yield job, photo
 
-    def start(self, batch: list[tuple[Job, Loaded]]) -> tuple[list[tuple[Job, Photo]], Callable] | None:
+    def start(self, batch: list[tuple[Job, Loaded]]) -> tuple[list[tuple[Job, Loaded]], Callable] | None:
         """One forward pass begun: the batch it runs and how to take its outputs (on a GPU while the next batch
         runs). None where it failed (each photo reported)."""
         try:
