@@ -276,10 +276,9 @@ class _Run:
                     batch = self.decoded_here(batch, exc)
             if not batch:
                 return None
-            pixels = np.stack([photo.pixels for _, photo in batch])
-            if self.uint8:
-                return batch, self.stylizer.submit(pixels).result
-            outputs = self.stylizer(pixels)
+            if self.uint8:  # each photo copied once, into the pinned buffer
+                return batch, self.stylizer.submit([photo.pixels for _, photo in batch]).result
+            outputs = self.stylizer(np.stack([photo.pixels for _, photo in batch]))
             return batch, lambda: outputs
         except (StstError, RuntimeError, MemoryError) as exc:  # e.g. out of memory for this size
             self.fail_batch(batch, exc)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stst.base.imageio import array_pixels, coded_jpeg, read_photo, to_uint8
+from stst.base.imageio import CodedPhoto, array_pixels, coded_jpeg, read_photo, to_uint8
 from stst.base.prefetch import ordered_map
 from stst.infer import engines
 from stst.infer.compiled import Compiled, inductor_cache
@@ -111,7 +111,7 @@ class _OnGpu:
         self.decodes_jpeg = jpeg
 
     def submit(self, pixels, *steps):
-        self.batches.append(("jpeg" if isinstance(pixels, list) else pixels.dtype, len(pixels)))
+        self.batches.append(("jpeg" if isinstance(pixels[0], CodedPhoto) else pixels[0].dtype, len(pixels)))
         if self.broken == "nan":
             self.stylizer.model.last.conv2d.weight.data.fill_(float("nan"))
         return self.stylizer.submit(pixels, *steps)

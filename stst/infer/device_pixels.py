@@ -26,6 +26,8 @@ from ..base.imageio import CodedPhoto, DecodeFailed
 
 # Pinned host buffers kept per shape and direction: a batch in flight and the one being filled.
 RING = 2
+# A batch of photos as decoded: one array (N, H, W, 3) uint8 or (N, 3, H, W) float32, or a list of the photos.
+Photos = np.ndarray | list[np.ndarray]
 
 
 class Pending:
@@ -116,16 +118,22 @@ class DevicePixels:
         turn = self._turns[key]
         ring[turn] = (ring[turn][0], event)
 
-    def upload(self, pixels: np.ndarray) -> torch.Tensor:
+    def upload(self, pixels: Photos) -> torch.Tensor:
         """A batch as the network takes it on the device, (N, 3, H, W) float32 in 0..1 (channels_last memory order):
-        uint8 (N, H, W, 3) photos, or float32 (N, 3, H, W) ones as they are (16-bit sources)."""
-        if pixels.dtype != np.uint8:
+        uint8 (N, H, W, 3) photos, or float32 (N, 3, H, W) ones as they are (16-bit sources). On CUDA a list of uint8
+        (H, W, 3) photos is copied once, each straight into the pinned buffer: stacking 8 1080p photos first took
+        7 ms more (Zen 4), and up to 100 ms where the stack's 50 MB were new pages."""
+        if not self.cuda or pixels[0].dtype != np.uint8:
+            pixels = np.stack(pixels) if isinstance(pixels, list) else pixels
+        if pixels[0].dtype != np.uint8:
             return torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, torch.float32)
         if not self.cuda:
             return to_unit(torch.from_numpy(pixels))
-        key = ("in", pixels.shape)
-        host = self._buffer(key, pixels.shape, torch.uint8)
-        np.copyto(host.numpy(), pixels)
+        shape = (len(pixels), *pixels[0].shape)
+        key = ("in", shape)
+        host = self._buffer(key, shape, torch.uint8)
+        for slot, image in zip(host.numpy(), pixels):
+            np.copyto(slot, image)
         with torch.cuda.stream(self._copy_stream):
             on_device = host.to(self.device, non_blocking=True)
             copied = torch.cuda.Event()

@@ -25,7 +25,7 @@ from .caches import cached_file, cached_graph, graph_name, int8_names
 from .choice import (Measure, Runner, Trial, begin_trial, cached_choice, cpu_has_bf16, decide, record_trial,
                      time_on_batch, time_once)
 from .compiled import Compiled
-from .device_pixels import DevicePixels, Pending, Ready
+from .device_pixels import DevicePixels, Pending, Photos, Ready
 from .engines import BY_NAME, FAITHFUL_GRAPH, GRAPH_BACKENDS, LONG_RUN, Engine, offered, tile_engines
 from .measuring import Decision, sound
 from .onnxruntime_graph import OnnxStylizer
@@ -449,18 +449,19 @@ class Stylizer:
         return self.device.type == "cuda"
 
     @torch.inference_mode()
-    def submit(self, pixels: np.ndarray | list[CodedPhoto], prepare: Prepare | None = None,
+    def submit(self, pixels: Photos | list[CodedPhoto], prepare: Prepare | None = None,
                finish: Finish | None = None) -> Pending:
         """Start stylizing photos as decoded, uint8 ``(N, H, W, 3)`` (or float32 ``(N, 3, H, W)`` in 0..1: 16-bit
-        sources), or JPEG files of one size to decode on the device (:meth:`DevicePixels.decode`), scaled, clamped
+        sources; an array or a list of the photos), or JPEG files of one size to decode on the device (:meth:`DevicePixels.decode`), scaled, clamped
         and rounded on the device (:mod:`stst.infer.device_pixels`); the outputs come back as uint8 ``(H, W, 3)``
         arrays, None where not finite, through :meth:`Pending.result`, while the caller hands over the next batch.
         ``prepare`` (the 0..1 inputs) and ``finish`` (the inputs and the clamped outputs) change them on the device
         on the way: a clip's steadying. Photos that run in tiles, on a graph engine or out of GPU memory take the
         float path (:meth:`__call__`), the two steps on the CPU; JPEG files for it, or that the device's decoder
         refuses, raise :class:`DecodeFailed` for the caller to decode them."""
-        coded = isinstance(pixels, list)
-        h, w = pixels[0].size if coded else pixels.shape[1:3] if pixels.dtype == np.uint8 else pixels.shape[-2:]
+        first = pixels[0]
+        coded = isinstance(first, CodedPhoto)
+        h, w = first.size if coded else first.shape[:2] if first.dtype == np.uint8 else first.shape[-2:]
         tiled = self._tile_for(h, w) is not None
         if not tiled:
             self._use(self._engine_at(h, w))
@@ -481,10 +482,11 @@ class Stylizer:
             raise DecodeFailed("out of GPU memory for these photos whole", refused=False)
         return Ready(self._float_outputs(pixels, prepare, finish))
 
-    def _float_outputs(self, pixels: np.ndarray, prepare: Prepare | None = None,
+    def _float_outputs(self, pixels: Photos, prepare: Prepare | None = None,
                        finish: Finish | None = None) -> list[np.ndarray | None]:
         """:meth:`submit`'s outputs through the float path."""
-        images = torch.from_numpy(pixels if pixels.dtype != np.uint8 else np.stack([array_pixels(p) for p in pixels]))
+        floats = [array_pixels(p) if p.dtype == np.uint8 else p for p in pixels]
+        images = torch.from_numpy(np.stack(floats))
         images = prepare(images) if prepare else images
         outputs = self(images)
         outputs = finish(images, outputs) if finish else outputs

@@ -370,7 +370,7 @@ class _DeviceSteps(_Steps):
             y = self.blender(y, motions) if self.blender is not None else y
             return yuv420p(y[..., : self.even[0], : self.even[1]])
 
-        return self.stylizer.submit(np.stack([rgb for _, (rgb, _), _ in batch]), prepare, finish).result
+        return self.stylizer.submit([rgb for _, (rgb, _), _ in batch], prepare, finish).result
 
 
 def _decoded(steps: _Steps, items: Iterator[tuple[str, object]], depth: int) -> Iterator:
