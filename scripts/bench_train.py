@@ -13,11 +13,12 @@ default, at 256 px and batch 4 unless told otherwise.
     python scripts/bench_train.py --size 128 --steps 5
     python scripts/bench_train.py --gpu --out DIR   # on a GPU: the section below, the quick model written to DIR
 
-With ``--gpu``: whole training runs (``stst.training.train.train``, data loading included) at 256 px, steps a
-second between the losses read at steps 50 and the last, per precision and ``--compile``, at batch 4 and larger;
-the crop loader alone on 640x480 JPEGs, and the shipped photos through it and cut on the GPU; a profile of ten bf16 steps (the kernels that take the time); plain
-``stst train --style P`` as a user runs it (wall seconds; the model into ``--out`` to be judged where the CPU's quick
-model is); and the same short run under ``torchrun --nproc-per-node 1`` (NCCL) against one process, loss for loss.
+With ``--gpu``: whole training runs (``stst.training.train.train``, data loading included) at 256 px, steps a second
+between the losses read at steps 50 and the last, per precision and ``--compile``, at batch 4 and larger; the crop
+loader alone on 640x480 JPEGs, and the shipped photos through it and cut on the GPU; a profile of ten bf16 steps
+(the kernels that take the time); plain ``stst train --style P`` as a user runs it (wall seconds; the model into
+``--out`` to be judged where the CPU's quick model is); and the same short run under ``torchrun --nproc-per-node 1``
+(NCCL) against one process, loss for loss.
 """
 
 from __future__ import annotations

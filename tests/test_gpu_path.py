@@ -137,10 +137,7 @@ def test_a_run_on_a_gpu_writes_what_the_float_path_writes(tmp_path):
     assert gpu.summary() == cpu.summary() == "7 stylized, 0 skipped, 1 failed"
     assert all(dtype == np.uint8 for dtype, _ in network.batches) and sorted(n for _, n in network.batches) == [
         1, 2, 2, 2]
-    for written in gpu.stylized:
-        ours = np.asarray(Image.open(written)).astype(int)
-        theirs = np.asarray(Image.open(tmp_path / "cpu" / written.name)).astype(int)
-        assert np.abs(ours - theirs).max() <= 1
+    _same_files(gpu, tmp_path / "cpu")
 
 
 def test_a_gpu_runs_nan_is_a_failure_not_a_file(tmp_path):

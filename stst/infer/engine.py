@@ -452,13 +452,13 @@ class Stylizer:
     def submit(self, pixels: Photos | list[CodedPhoto], prepare: Prepare | None = None,
                finish: Finish | None = None) -> Pending:
         """Start stylizing photos as decoded, uint8 ``(N, H, W, 3)`` (or float32 ``(N, 3, H, W)`` in 0..1: 16-bit
-        sources; an array or a list of the photos), or JPEG files of one size to decode on the device (:meth:`DevicePixels.decode`), scaled, clamped
-        and rounded on the device (:mod:`stst.infer.device_pixels`); the outputs come back as uint8 ``(H, W, 3)``
-        arrays, None where not finite, through :meth:`Pending.result`, while the caller hands over the next batch.
-        ``prepare`` (the 0..1 inputs) and ``finish`` (the inputs and the clamped outputs) change them on the device
-        on the way: a clip's steadying. Photos that run in tiles, on a graph engine or out of GPU memory take the
-        float path (:meth:`__call__`), the two steps on the CPU; JPEG files for it, or that the device's decoder
-        refuses, raise :class:`DecodeFailed` for the caller to decode them."""
+        sources; an array or a list of the photos), or JPEG files of one size to decode on the device
+        (:meth:`DevicePixels.decode`), scaled, clamped and rounded on the device (:mod:`stst.infer.device_pixels`); the
+        outputs come back as uint8 ``(H, W, 3)`` arrays, None where not finite, through :meth:`Pending.result`, while
+        the caller hands over the next batch. ``prepare`` (the 0..1 inputs) and ``finish`` (the inputs and the clamped
+        outputs) change them on the device on the way: a clip's steadying. Photos that run in tiles, on a graph engine
+        or out of GPU memory take the float path (:meth:`__call__`), the two steps on the CPU; JPEG files for it, or
+        that the device's decoder refuses, raise :class:`DecodeFailed` for the caller to decode them."""
         first = pixels[0]
         coded = isinstance(first, CodedPhoto)
         h, w = first.size if coded else first.shape[:2] if first.dtype == np.uint8 else first.shape[-2:]

@@ -7,8 +7,8 @@ thread also drives the GPU. Here each photo is decoded once onto the device and 
 flipped there: the crops the loader would give (the same :class:`CropBox` per sample, the same order and shares
 under torchrun), resized by torch's antialiased bilinear instead of Pillow's bilinear (on the shipped photos 0.17-0.18
 grey levels from the loader's on average; 0.15% of values more than 2 apart at 256 px, 1% at 64 px: the crops' edges,
-where Pillow's filter reads the pixels beyond the box; tested on the CPU) and rounded to grey levels as Pillow's are. Used where the photos fit :data:`HELD_BYTES`
-decoded on a CUDA device; larger sets (COCO) keep the loader.
+where Pillow's filter reads the pixels beyond the box; tested on the CPU) and rounded to grey levels as Pillow's are.
+Used where the photos fit :data:`HELD_BYTES` decoded on a CUDA device; larger sets (COCO) keep the loader.
 """
 
 from __future__ import annotations
@@ -57,10 +57,8 @@ class DeviceCrops:
         self.size, self.seed, self.device = size, seed, device
         self.share = batch_share(batch_size, world)
         self.sampler = ResumableSampler(len(files), seed, start, batch_size, rank, world)
-        self.photos: list[torch.Tensor | None] = []
         self.skipped: list[str] = []
-        for path in files:
-            self.photos.append(self._decoded(path))
+        self.photos: list[torch.Tensor | None] = [self._decoded(path) for path in files]
         if not any(photo is not None for photo in self.photos):
             raise StstError(f"no readable image in the dataset (all {len(files)} files failed)")
 

@@ -46,6 +46,12 @@ AUDIO_COPY = {
 AUDIO_FALLBACK = {"webm": "libopus"}  # else aac
 
 
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """The size yuv420p frames of ``width`` x ``height`` are encoded at: cropped to even sides, by at most one
+    pixel."""
+    return width - width % 2, height - height % 2
+
+
 @dataclass
 class ClipReport:
     """What happened to one clip: frames written, and why decoding stopped early, if it did."""
@@ -119,7 +125,7 @@ def stylize_video(
         if max_size and max(width, height) > max_size:
             scale = max_size / max(width, height)
             width, height = max(2, round(width * scale)), max(2, round(height * scale))
-        even = (width - width % 2, height - height % 2)  # yuv420p: frames are cropped by at most one pixel
+        even = even_size(width, height)
         if min(even) < 2:
             raise FileProblem(source, f"frames of {width}x{height} are too small to encode")
         rate = video.average_rate or video.guessed_rate or Fraction(25)
@@ -339,7 +345,7 @@ class _DeviceSteps(_Steps):
         self.blender = DeviceBlend(weight) if weight else None
         self.dark = DarkKeeper() if settings.dark else None
         self.stylizer, self.size = stylizer, size
-        self.even = (size[1] - size[1] % 2, size[0] - size[0] % 2)  # the encoder's (height, width)
+        self.even = even_size(*size)  # the encoder's (width, height)
 
     @staticmethod
     def serves(stylizer, settings: VideoSettings, size: tuple[int, int]) -> bool:
@@ -368,7 +374,7 @@ class _DeviceSteps(_Steps):
         def finish(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             y = dimmed(y, gains) if gains else y
             y = self.blender(y, motions) if self.blender is not None else y
-            return yuv420p(y[..., : self.even[0], : self.even[1]])
+            return yuv420p(y[..., : self.even[1], : self.even[0]])
 
         return self.stylizer.submit([rgb for _, (rgb, _), _ in batch], prepare, finish).result
 
