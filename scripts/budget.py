@@ -1,0 +1,37 @@
+"""A benchmark's sections on a short lease of a GPU: each runs while enough of a budget of seconds is left, the most
+needed first, and one section's failure is printed without ending the others (the device machine's 15 minutes are
+spent either way)."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+class Budget:
+    """``seconds`` of wall time from now for a benchmark's sections."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.start = seconds, time.perf_counter()
+
+    def spent(self) -> float:
+        return time.perf_counter() - self.start
+
+    def left(self) -> float:
+        return self.seconds - self.spent()
+
+    def section(self, name: str, need: float, run: Callable[[], object]) -> None:
+        """Run one section where ``need`` seconds are left; its failure is printed, not fatal."""
+        if self.left() < need:
+            say(f"({name}: left out, {self.left():.0f} s of the budget left)")
+            return
+        try:
+            run()
+        except Exception:  # noqa: BLE001 - a lease is short: the other sections still run
+            say(f"({name} failed: {traceback.format_exc(limit=3).strip().splitlines()[-1]})")
+            traceback.print_exc()
