@@ -3,7 +3,8 @@
 #
 #   scripts/gpu_lease.sh train     # models/shipwreck.pth alone (the quick recipes start from it), docs' pictures
 #                                  # aside; .lease/ holds the VGG16 file (as $STST_HOME) and The Starry Night
-#   scripts/gpu_lease.sh stylize   # models/starry_night* alone; .lease/ holds PyAV's wheel for the machine's Python
+#   scripts/gpu_lease.sh stylize   # models/starry_night* alone; .lease/ holds PyAV's wheel for the machine's Python,
+#                                  # the version installed here
 #   scripts/gpu_lease.sh back      # everything back in place
 #
 # Each prints the call to make: carry [".lease"] and the command. The two calls of a lease, one after the other,
@@ -47,7 +48,8 @@ stylize)
     park $(git ls-files 'models/*.pth' | grep -v '^models/starry_night')
     mkdir -p .lease
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .lease/whl av
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .lease/whl \
+        "av==$(python3 -c 'import av; print(av.__version__)')"  # the PyAV that CI tests here
     echo 'carry: [".lease"]'
     echo 'command: python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .lease/whl/*.whl' \
          '&& PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:. python3 scripts/bench_gpu.py --budget 360 2>&1' \
