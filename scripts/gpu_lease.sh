@@ -8,8 +8,9 @@
 #   scripts/gpu_lease.sh back      # everything back in place
 #
 # Nothing else may use the checkout meanwhile: its models are parked outside it (a training run started from it
-# fails without models/shipwreck.pth). Each prints the call to make: carry [".lease"] and the command. The two calls of a lease, one after the other,
-# fit its 15 minutes with the machine's start (docs/performance.md, "Measuring on a lease").
+# fails without models/shipwreck.pth). Each prints the call to make: carry [".lease"] and the command. The two
+# calls of a lease, one after the other, fit its 15 minutes with the machine's start (docs/performance.md,
+# "Measuring on a lease").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 parked=../.stst-lease-parked
