@@ -82,7 +82,7 @@ def logged_rate(log: Path, after: int) -> float:
 # The whole runs of the GPU section, the acceptance's first (Johnson's recipe at batch 4 in the default precision),
 # the compile last (it takes longest): (batch, precision, compile).
 GPU_RUNS = [(4, "bf16", False), (4, "fp32", False), (4, "fp16", False), (16, "bf16", False), (32, "bf16", False),
-            (4, "bf16", True)]
+            (64, "bf16", False), (4, "bf16", True)]
 
 
 def gpu_run(style: Path, scratch: Path, steps: int, batch: int, precision: str, compile_: bool) -> None:
