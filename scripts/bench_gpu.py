@@ -174,6 +174,7 @@ def stylizer_rows(tier: str, model_path: Path, photos: list[Path], uhd: Path, re
     chosen = stylizer.warm(*HD[::-1])  # the choice and the compiles, waited for
     say(f"| {tier} | the choice at 1080p, compiles waited for | {chosen} in {time.perf_counter() - start:.1f} s |")
     stylizer.submit(batch).result()  # cuDNN's autotuning, the chunks' measurement
+    torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -186,7 +187,8 @@ def stylizer_rows(tier: str, model_path: Path, photos: list[Path], uhd: Path, re
         last.result()
         times.append(time.perf_counter() - start)
     engine = f"{stylizer.backend}-{stylizer.precision}"
-    say(f"| {tier} | Stylizer.submit, uint8, batches of 8 ({engine}) | {32 / statistics.median(times):.0f} photos/s |")
+    say(f"| {tier} | Stylizer.submit, uint8, batches of 8 ({engine}) | {32 / statistics.median(times):.0f} photos/s, "
+        f"peak {torch.cuda.max_memory_allocated() / 2 ** 30:.2f} GiB |")
     big = np.asarray(Image.open(uhd).convert("RGB"))[None]
     stylizer.warm(*UHD[::-1])
     stylizer.submit(big).result()
