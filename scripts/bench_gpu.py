@@ -23,7 +23,6 @@ import argparse
 import importlib.util
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -202,24 +201,20 @@ def stylizer_rows(tier: str, model_path: Path, photos: list[Path], uhd: Path, re
         f"{torch.cuda.max_memory_allocated() / 2 ** 30:.2f} GiB |")
 
 
-def command(args: list[str], home: Path) -> float:
+def command(args: list[str], home: Path, budget: Budget) -> float:
+    """``stst ARGS`` as a user runs it, on ``home``: its wall seconds."""
     paths = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # carried wheels (PyAV) too
     env = {**os.environ, "STST_HOME": str(home), "PYTHONPATH": paths}
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "stst", *args], env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode:
-        raise RuntimeError(f"stst {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-800:]}")
-    return seconds
+    return budget.run([sys.executable, "-m", "stst", *args], env)
 
 
-def command_rows(tier: str, model_path: Path, folder: Path, count: int, scratch: Path) -> None:
+def command_rows(tier: str, model_path: Path, folder: Path, count: int, scratch: Path, budget: Budget) -> None:
     """``stst stylize DIR`` twice on one fresh home (the first run chooses and compiles), as a user runs it."""
     home = scratch / f"home-{tier}"
     for run in ("first", "second"):
         out = scratch / f"out-{tier}-{run}"
         seconds = command(["stylize", str(folder), "-o", str(out), "--model", str(model_path), "--device", "cuda",
-                           "-v"], home)
+                           "-v"], home, budget)
         say(f"| {tier} | stst stylize, {count} 1080p JPEGs, {run} run | {seconds:.1f} s | {count / seconds:.0f} "
             f"photos/s |")
 
@@ -241,10 +236,10 @@ def plain_loop_row(model_path: Path, photos: list[Path], scratch: Path) -> None:
         f"{len(photos) / seconds:.0f} photos/s |")
 
 
-def uhd_command_row(uhd: Path, scratch: Path) -> None:
+def uhd_command_row(uhd: Path, scratch: Path, budget: Budget) -> None:
     """One 4K photo through ``stst stylize`` (the full tier), on the home the full tier's folder runs left."""
     seconds = command(["stylize", str(uhd), "-o", str(scratch / "uhd-out.jpg"), "--device", "cuda", "--overwrite"],
-                      scratch / "home-full")
+                      scratch / "home-full", budget)
     say(f"| full | stst stylize, one 4K photo, whole command | {seconds:.2f} s | |")
 
 
@@ -317,13 +312,13 @@ def decoding_rows(tier: str, model_path: Path, photos: list[Path], scratch: Path
             f"{statistics.median(seconds):.1f} s | {len(photos) / statistics.median(seconds):.0f} photos/s |")
 
 
-def clip_rows(tier: str, model_path: Path, clip: Path, frames: int, scratch: Path) -> None:
+def clip_rows(tier: str, model_path: Path, clip: Path, frames: int, scratch: Path, budget: Budget) -> None:
     encoder = choose_encoder("mp4", VideoSettings(device="cuda", quick=tier != "full"), HD)
     say(f"| {tier} | the clip's encoder on this machine | {encoder.name} {encoder.options} | |")
     home = scratch / f"home-{tier}"
     for run in ("first", "second"):
         seconds = command(["stylize", str(clip), "-o", str(scratch / f"clip-{tier}-{run}.mp4"), "--model",
-                           str(model_path), "--device", "cuda", "--overwrite"], home)
+                           str(model_path), "--device", "cuda", "--overwrite"], home, budget)
         say(f"| {tier} | stst stylize, {frames}-frame 1080p clip with audio, steadying on, {run} run | "
             f"{seconds:.1f} s | {frames / seconds:.0f} frames/s |")
 
@@ -337,7 +332,8 @@ def clip_section(tiers: dict[str, Path], scratch: Path, args: argparse.Namespace
     budget.section("make clip", 90, lambda: make_clip(clip, args.frames))
     for tier in [t for t in ("realtime", "full") if t in tiers]:
         if clip.exists():
-            budget.section(f"clip {tier}", 60, lambda: clip_rows(tier, tiers[tier], clip, args.frames, scratch))
+            budget.section(f"clip {tier}", 60, lambda: clip_rows(tier, tiers[tier], clip, args.frames, scratch,
+                                                                      budget))
 
 
 def main() -> None:
@@ -364,7 +360,7 @@ def main() -> None:
     say("\n| tier | whole command | seconds | rate |\n|---|---|---|---|")
     for tier in ranked:
         budget.section(f"command {tier}", 60,
-                lambda: command_rows(tier, tiers[tier], scratch / "photos", len(photos), scratch))
+                lambda: command_rows(tier, tiers[tier], scratch / "photos", len(photos), scratch, budget))
     clip_section(tiers, scratch, args, budget)
     say("\n| tier | in process | result |\n|---|---|---|")
     for tier in ranked:
@@ -378,7 +374,7 @@ def main() -> None:
         budget.section(f"network {tier}", 30, lambda: network_rows(tier, tiers[tier], photos[0], args.repeats))
     say("\n| tier | more | result | |\n|---|---|---|---|")
     if "full" in tiers:
-        budget.section("4K command", 20, lambda: uhd_command_row(uhd, scratch))
+        budget.section("4K command", 20, lambda: uhd_command_row(uhd, scratch, budget))
     budget.section("nvJPEG", 15, lambda: nvjpeg_rows(photos))
     fastest = ranked[0]  # where decoding weighs most
     budget.section("decoding", 45, lambda: decoding_rows(fastest, tiers[fastest], photos[:300], scratch, 2))

@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -162,21 +161,18 @@ def profile_steps(device: torch.device, options, style, vgg_state) -> None:
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12), flush=True)
 
 
-def stst(args: list[str], env: dict, torchrun: bool = False) -> float:
+def stst(args: list[str], env: dict, budget: Budget, torchrun: bool = False) -> float:
+    """``stst ARGS`` in a process of its own (under ``torchrun --nproc-per-node 1`` where asked): its wall seconds."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1"] if torchrun else [
         sys.executable]
-    start = time.perf_counter()
-    done = subprocess.run([*launcher, "-m", "stst", *args], env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-1500:]}")
-    return time.perf_counter() - start
+    return budget.run([*launcher, "-m", "stst", *args], env)
 
 
-def plain_train(style: Path, scratch: Path, out: Path, env: dict) -> None:
+def plain_train(style: Path, scratch: Path, out: Path, env: dict, budget: Budget) -> None:
     """Plain ``stst train --style P`` as a user types it (wall seconds); its model into ``out`` without the training
     state (7 MB, not 21: a lease brings back files of 16 MiB at most), to be judged beside the CPU's."""
     trained = scratch / f"gpu-quick-{style.stem}.pth"
-    seconds = stst(["train", "--style", str(style), "-o", str(trained), "--overwrite"], env)
+    seconds = stst(["train", "--style", str(style), "-o", str(trained), "--overwrite"], env, budget)
     checkpoint = load_checkpoint(trained)
     model = out / trained.name
     save_checkpoint(model, checkpoint.build(), checkpoint.metadata, style_image=checkpoint.style_image)
@@ -184,7 +180,7 @@ def plain_train(style: Path, scratch: Path, out: Path, env: dict) -> None:
         f"{checkpoint.metadata['iterations']} steps; wrote {model}")
 
 
-def torchrun_against_one(style: Path, scratch: Path, env: dict) -> None:
+def torchrun_against_one(style: Path, scratch: Path, env: dict, budget: Budget) -> None:
     """The same short run of Johnson's recipe under ``torchrun --nproc-per-node 1`` (NCCL) and in one process, loss
     for loss."""
     logs = {}
@@ -192,7 +188,7 @@ def torchrun_against_one(style: Path, scratch: Path, env: dict) -> None:
         logs[torchrun] = scratch / f"dist-{torchrun}.jsonl"
         stst(["train", "--style", str(style), "--preset", "johnson", "--dataset", "kodak", "--iterations", "50",
               "--workers", "0", "--checkpoint-every", "0", "--loss-log", str(logs[torchrun]), "-o",
-              str(scratch / f"dist-{torchrun}.pth"), "--overwrite"], env, torchrun)
+              str(scratch / f"dist-{torchrun}.pth"), "--overwrite"], env, budget, torchrun)
     rows = [[json.loads(line) for line in logs[t].read_text().splitlines()] for t in (False, True)]
     worst = max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-12) for a, b in zip(*rows) for k in a
                 if k not in ("iteration", "seconds"))
@@ -215,8 +211,8 @@ def gpu_section(args: argparse.Namespace) -> None:
     out = Path(args.out or scratch)
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    budget.section("plain stst train", 90, lambda: plain_train(style, scratch, out, env))
-    budget.section("torchrun", 60, lambda: torchrun_against_one(style, scratch, env))
+    budget.section("plain stst train", 90, lambda: plain_train(style, scratch, out, env, budget))
+    budget.section("torchrun", 60, lambda: torchrun_against_one(style, scratch, env, budget))
     say("\n| batch | precision | compile | steps/s | images/s | loss at the end |\n|---|---|---|---|---|---|")
     for batch, precision, compile_ in GPU_RUNS:
         budget.section(f"run at batch {batch}, {precision}{', compiled' if compile_ else ''}", 90 if compile_ else 20,

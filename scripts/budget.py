@@ -4,9 +4,13 @@ spent either way)."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import traceback
 from collections.abc import Callable
+
+# Seconds a command may run past the budget's end before it is stopped: the call's own limit leaves about this much.
+GRACE = 60
 
 
 def say(line: str) -> None:
@@ -35,3 +39,16 @@ class Budget:
         except Exception:  # noqa: BLE001 - a lease is short: the other sections still run
             say(f"({name} failed: {traceback.format_exc(limit=3).strip().splitlines()[-1]})")
             traceback.print_exc()
+
+    def run(self, argv: list[str], env: dict) -> float:
+        """``argv`` in a process of its own, its wall seconds; stopped where it would outlast the budget by
+        :data:`GRACE` (one hung command must not take the lease's other sections with it). RuntimeError with the end
+        of its stderr where it fails."""
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=self.left() + GRACE)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"stopped after {exc.timeout:.0f} s, past the budget: {' '.join(argv)}") from None
+        if done.returncode:
+            raise RuntimeError(f"exit {done.returncode}: {' '.join(argv)}: {done.stderr.strip()[-1500:]}")
+        return time.perf_counter() - start
