@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -202,10 +203,26 @@ def stylizer_rows(tier: str, model_path: Path, photos: list[Path], uhd: Path, re
 
 
 def command(args: list[str], home: Path, budget: Budget) -> float:
-    """``stst ARGS`` as a user runs it, on ``home``: its wall seconds."""
+    """``stst ARGS`` as a user runs it, on ``home``: its wall seconds; then, as a machine does between a user's runs,
+    the compiles it handed to processes of their own are waited for (:func:`stst.infer.compiled.hand_over`)."""
     paths = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # carried wheels (PyAV) too
     env = {**os.environ, "STST_HOME": str(home), "PYTHONPATH": paths}
-    return budget.run([sys.executable, "-m", "stst", *args], env)
+    seconds, said = budget.run([sys.executable, "-m", "stst", *args], env)
+    handed = [int(pid) for pid in re.findall(r"goes on in process (\d+)", said)]
+    start = time.perf_counter()
+    while any(alive(pid) for pid in handed) and budget.left() > 0:
+        time.sleep(0.2)
+    if handed:
+        say(f"(it handed {len(handed)} compile(s) over, which ended {time.perf_counter() - start:.1f} s after it)")
+    return seconds
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (not ended, nor ended and not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def command_rows(tier: str, model_path: Path, folder: Path, count: int, scratch: Path, budget: Budget) -> None:

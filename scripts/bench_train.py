@@ -165,7 +165,7 @@ def stst(args: list[str], env: dict, budget: Budget, torchrun: bool = False) -> 
     """``stst ARGS`` in a process of its own (under ``torchrun --nproc-per-node 1`` where asked): its wall seconds."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1"] if torchrun else [
         sys.executable]
-    return budget.run([*launcher, "-m", "stst", *args], env)
+    return budget.run([*launcher, "-m", "stst", *args], env)[0]
 
 
 def plain_train(style: Path, scratch: Path, out: Path, env: dict, budget: Budget) -> None:

@@ -40,10 +40,10 @@ class Budget:
             say(f"({name} failed: {traceback.format_exc(limit=3).strip().splitlines()[-1]})")
             traceback.print_exc()
 
-    def run(self, argv: list[str], env: dict) -> float:
-        """``argv`` in a process of its own, its wall seconds; stopped where it would outlast the budget by
-        :data:`GRACE` (one hung command must not take the lease's other sections with it). RuntimeError with the end
-        of its stderr where it fails."""
+    def run(self, argv: list[str], env: dict) -> tuple[float, str]:
+        """``argv`` in a process of its own: its wall seconds and what it said on stderr; stopped where it would
+        outlast the budget by :data:`GRACE` (one hung command must not take the lease's other sections with it).
+        RuntimeError with the end of its stderr where it fails."""
         start = time.perf_counter()
         try:
             done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=self.left() + GRACE)
@@ -51,4 +51,4 @@ class Budget:
             raise RuntimeError(f"stopped after {exc.timeout:.0f} s, past the budget: {' '.join(argv)}") from None
         if done.returncode:
             raise RuntimeError(f"exit {done.returncode}: {' '.join(argv)}: {done.stderr.strip()[-1500:]}")
-        return time.perf_counter() - start
+        return time.perf_counter() - start, done.stderr

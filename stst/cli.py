@@ -114,9 +114,11 @@ class _Cli(click.Group):
 
 def _exit(code: int) -> None:
     """End with ``code``; at once where a torch.compile still runs in the background (a run too short for it,
-    :mod:`stst.infer.compiled`): the process would wait for it, and what it has cached so far stays for the next."""
+    :mod:`stst.infer.compiled`): the process would wait for it. The compile goes on in a process of its own, which
+    leaves it in the cache for the next run (:func:`stst.infer.compiled.hand_over`)."""
     compiled = sys.modules.get("stst.infer.compiled")
     if compiled is not None and compiled.compiling():
+        compiled.hand_over()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

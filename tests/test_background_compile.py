@@ -1,8 +1,10 @@
 """A compiled engine never makes a run wait: each kind of batch compiles in a thread while the eager network runs
 (stst.infer.compiled), a GPU's choice waits for the compile with the reference running, and a command line that
-ends first leaves the compile. Tested on the CPU with torch.compile's real machinery and a backend that compiles
-when told to (inductor itself compiles for a GPU only in this project)."""
+ends first hands the compile to a process of its own, which leaves it in the cache for the next run. Tested on the
+CPU with torch.compile's real machinery and a backend that compiles when told to (inductor itself compiles for a GPU
+only in this project), and once with real inductor compiling for the CPU."""
 
+import json
 import logging
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from stst.infer.choice import describe_measurements, measured_here
 from stst.infer.compiled import Compiled, compiling
 from stst.infer.engine import Stylizer, TorchRunner
 from stst.infer.sizes import size_bucket
-from stst.model.network import ArchConfig
+from stst.model.network import ArchConfig, TransformerNet
 
 from conftest import fresh_network
 
@@ -147,6 +149,43 @@ def test_a_command_line_ends_without_waiting_for_a_compile():
     assert not compiling()  # this process's threads: none left by the tests above
 
 
+def test_a_compile_the_command_leaves_goes_on_in_a_process_of_its_own_for_the_next_run(tmp_path, monkeypatch):
+    """``_exit`` hands a compile still running to a process of its own (stst.infer.compiled.hand_over), which compiles
+    the same architecture, with weights of its own, into inductor's cache; the next run's network, whose weights
+    differ, finds it there. Real inductor, which compiles for the CPU here as for a GPU there (about 20 s)."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    run = textwrap.dedent("""
+        import logging, torch
+        from stst.cli import _exit
+        from stst.infer.compiled import Compiled
+        from stst.model.network import ArchConfig, TransformerNet
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        with torch.inference_mode():
+            Compiled(TransformerNet(ArchConfig(channels=4)).eval())(torch.rand(2, 3, 32, 32))
+        _exit(0)
+    """)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0 and "goes on in process" in done.stderr, done.stderr
+    assert time.perf_counter() - start < 15  # the command did not wait for the compile
+    entries = tmp_path / "inductor" / "fxgraph"
+    while not (entries.is_dir() and any(p.is_file() for p in entries.rglob("*"))):
+        assert time.perf_counter() - start < 240, "no compile arrived in the cache"
+        time.sleep(0.5)
+    counters.clear()
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, 32, 32)
+    try:
+        with torch.inference_mode():  # the next run, its own weights
+            assert Compiled(TransformerNet(ArchConfig(channels=4)).eval()).build(x).exception(timeout=60) is None
+        assert (counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]) == (1, 0)
+    finally:
+        torch._dynamo.reset()
+
+
 def test_a_process_waits_for_its_compile_rather_than_abort():
     """Outside the command line a compile thread is waited for: one killed inside torch.compile at exit aborts the
     process ("terminate called without an active exception", exit 134)."""
@@ -178,6 +217,7 @@ def test_the_compile_sample_has_the_batchs_kind():
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         kind = Kind.of(x)
         assert kind.autocast == torch.bfloat16 and kind.inference_mode and not kind.inference_tensor
+    assert Kind.from_spec(json.loads(json.dumps(kind.spec()))) == kind  # as a handed-over compile gets it
     sample = kind.sample()
     assert sample.shape == (2, 3, 8, 12) and Kind.of(sample).layout == torch.channels_last
     with kind.mode():

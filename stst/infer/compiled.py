@@ -9,16 +9,23 @@ batch of one is a compile of its own: torch specializes sizes 0 and 1).
 
 Nothing waits for a compile: each kind of batch (its size, layout and autocast) compiles in a thread of its own
 while the eager network runs its batches, which at 61-371 1080p frames a second eager (issue 48) is most of a short
-run's work, and takes the compiled code from the next batch on. A process that ends first leaves what inductor has
-cached so far to the next.
+run's work, and takes the compiled code from the next batch on. A command that ends first hands its compiles over to
+processes of their own (:func:`hand_over`), which finish them into the cache for the next run: inductor's cache keys
+hold the network's graph and shapes, not its weights, so the same architecture with any weights compiles the same
+entry (a second process with other weights found it: 2.0 s against 24 s, the realtime design on 2 Zen 4 cores).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -28,10 +35,14 @@ import torch
 
 from ..base.errors import first_line
 from ..base.home import stst_home
+from ..model.network import ArchConfig, TransformerNet, build_network
 
 CACHE_FOLDER = "inductor"
 CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
 THREAD_NAME = "stst-compile"  # compile threads (compiling())
+LAYOUTS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+CHILD_SECONDS = 600  # the most a handed-over compile may take before its process ends (hand_over)
+_LIVE: weakref.WeakSet[Compiled] = weakref.WeakSet()  # this process's compiled networks (hand_over)
 log = logging.getLogger(__name__)
 
 
@@ -62,6 +73,23 @@ class Kind(NamedTuple):
                    torch.is_inference_mode_enabled(), torch.is_grad_enabled(),
                    torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None)
 
+    def spec(self) -> dict:
+        """This kind as JSON's types, for a process of its own (:func:`hand_over`)."""
+        def name(dtype: torch.dtype | None) -> str | None:
+            return None if dtype is None else str(dtype).removeprefix("torch.")
+
+        return {**self._asdict(), "image": list(self.image), "dtype": name(self.dtype), "device": str(self.device),
+                "layout": _layout_name(self.layout), "autocast": name(self.autocast)}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> Kind:
+        def dtype(name: str | None) -> torch.dtype | None:
+            return None if name is None else getattr(torch, name)
+
+        return cls(**{**spec, "image": tuple(spec["image"]), "dtype": dtype(spec["dtype"]),
+                      "device": torch.device(spec["device"]), "layout": LAYOUTS[spec["layout"]],
+                      "autocast": dtype(spec["autocast"])})
+
     def sample(self) -> torch.Tensor:
         """Random images of this kind: two where it has several (a batch of one is specialized)."""
         with torch.inference_mode(self.inference_tensor):
@@ -78,9 +106,33 @@ class Kind(NamedTuple):
         return mode
 
 
+def _layout_name(layout: torch.memory_format) -> str:
+    return next(name for name, known in LAYOUTS.items() if known == layout)
+
+
+def _compile(module: torch.nn.Module, kind: Kind) -> None:
+    """``module`` (under torch.compile) run once on random images of ``kind``: what compiles it for their batches."""
+    sample = kind.sample()
+    with kind.mode():
+        torch._dynamo.maybe_mark_dynamic(sample, 0)
+        module(sample)
+    if kind.device.type == "cuda":
+        torch.cuda.synchronize(kind.device)
+
+
+def _recipe(network: torch.nn.Module) -> dict | None:
+    """How another process builds a network whose compile is this one's: its architecture and its weights' layout
+    (their strides are in inductor's key, their values not); None for modules other than stst's networks."""
+    if not isinstance(network, TransformerNet):
+        return None
+    weight = next(p for p in network.parameters() if p.dim() == 4)
+    last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    return {"arch": network.config.to_dict(), "weights": "channels_last" if last else "contiguous"}
+
+
 def compiling() -> bool:
     """Whether a compile still runs in the background: a process that ended now would wait for it (a command
-    line leaves it instead, :func:`stst.cli.main`)."""
+    line hands it over instead, :func:`hand_over`)."""
     return any(thread.name == THREAD_NAME and thread.is_alive() for thread in threading.enumerate())
 
 
@@ -96,6 +148,8 @@ class Compiled(torch.nn.Module):
         self.compiled = torch.compile(network, dynamic=False, backend=backend)
         self._builds: dict[Kind, Future] = {}
         self._lock = threading.Lock()
+        self.recipe = _recipe(network) if backend == "inductor" else None  # for hand_over
+        _LIVE.add(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         build = self.build(x)
@@ -120,12 +174,7 @@ class Compiled(torch.nn.Module):
 
         def run() -> None:
             try:
-                sample = kind.sample()
-                with kind.mode():
-                    torch._dynamo.maybe_mark_dynamic(sample, 0)
-                    self.compiled(sample)
-                if kind.device.type == "cuda":
-                    torch.cuda.synchronize(kind.device)
+                _compile(self.compiled, kind)
                 build.set_result(None)
             except Exception as exc:  # noqa: BLE001 - any compile error leaves these batches eager
                 cause = getattr(exc, "inner_exception", exc)  # the compiler's own error, not dynamo's wrapper
@@ -136,3 +185,41 @@ class Compiled(torch.nn.Module):
 
         threading.Thread(target=run, name=THREAD_NAME).start()
         return build
+
+
+
+def hand_over() -> list[subprocess.Popen]:
+    """This process's compiles still running, each handed to a process of its own that compiles it into the cache
+    (:func:`inductor_cache`) and ends, so that a command that ends before its compile (:func:`stst.cli._exit`) leaves
+    the next run a compiled network rather than a compile to start again. They run at low priority, in sessions of
+    their own (a terminal's Ctrl-C or hang-up does not stop them), for :data:`CHILD_SECONDS` at most."""
+    children = []
+    for compiled in list(_LIVE):
+        if compiled.recipe is None:
+            continue
+        for kind, build in list(compiled._builds.items()):
+            if build.done():
+                continue
+            spec = json.dumps({**compiled.recipe, "kind": kind.spec()})
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "stst.infer.compiled", spec], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, CACHE_VARIABLE: str(inductor_cache())}))
+            log.info("the compile for %s images goes on in process %d, for the next run",
+                     "x".join(map(str, kind.image[-2:])), children[-1].pid)
+    return children
+
+
+def compile_alone(spec: dict) -> None:
+    """A handed-over compile (:func:`hand_over`): a network of the recipe's architecture and weights' layout, with
+    weights of its own, compiled for the kind's batches."""
+    kind = Kind.from_spec(spec["kind"])
+    network = build_network(ArchConfig(**spec["arch"])).to(kind.device).eval()
+    _compile(torch.compile(network.to(memory_format=LAYOUTS[spec["weights"]]), dynamic=False), kind)
+
+
+if __name__ == "__main__":
+    os.nice(10)  # after the user's own runs
+    if hasattr(signal, "alarm"):
+        signal.alarm(CHILD_SECONDS)
+    compile_alone(json.loads(sys.argv[1]))
