@@ -38,7 +38,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, as on the device machine
 
-from budget import Budget, say  # noqa: E402
+from budget import Budget, checkout_env, say  # noqa: E402
 from stst.base.imageio import coded_jpeg, read_photo, to_uint8  # noqa: E402
 from stst.base.machine import cpu_cores, describe_cpu  # noqa: E402
 from stst.infer.compiled import Compiled  # noqa: E402
@@ -205,9 +205,7 @@ def stylizer_rows(tier: str, model_path: Path, photos: list[Path], uhd: Path, re
 def command(args: list[str], home: Path, budget: Budget) -> float:
     """``stst ARGS`` as a user runs it, on ``home``: its wall seconds; then, as a machine does between a user's runs,
     the compiles it handed to processes of their own are waited for (:func:`stst.infer.compiled.hand_over`)."""
-    paths = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # carried wheels (PyAV) too
-    env = {**os.environ, "STST_HOME": str(home), "PYTHONPATH": paths}
-    seconds, said = budget.run([sys.executable, "-m", "stst", *args], env)
+    seconds, said = budget.run([sys.executable, "-m", "stst", *args], checkout_env(STST_HOME=str(home)))
     handed = [int(pid) for pid in re.findall(r"goes on in process (\d+)", said)]
     start = time.perf_counter()
     while any(alive(pid) for pid in handed) and budget.left() > 0:
@@ -349,8 +347,8 @@ def clip_section(tiers: dict[str, Path], scratch: Path, args: argparse.Namespace
     budget.section("make clip", 90, lambda: make_clip(clip, args.frames))
     for tier in [t for t in ("realtime", "full") if t in tiers]:
         if clip.exists():
-            budget.section(f"clip {tier}", 60, lambda: clip_rows(tier, tiers[tier], clip, args.frames, scratch,
-                                                                      budget))
+            budget.section(f"clip {tier}", 60,
+                           lambda: clip_rows(tier, tiers[tier], clip, args.frames, scratch, budget))
 
 
 def main() -> None:
@@ -377,12 +375,11 @@ def main() -> None:
     say("\n| tier | whole command | seconds | rate |\n|---|---|---|---|")
     for tier in ranked:
         budget.section(f"command {tier}", 60,
-                lambda: command_rows(tier, tiers[tier], scratch / "photos", len(photos), scratch, budget))
+                       lambda: command_rows(tier, tiers[tier], scratch / "photos", len(photos), scratch, budget))
     clip_section(tiers, scratch, args, budget)
     say("\n| tier | in process | result |\n|---|---|---|")
     for tier in ranked:
-        budget.section(f"stylizer {tier}", 30,
-                lambda: stylizer_rows(tier, tiers[tier], photos, uhd, args.repeats))
+        budget.section(f"stylizer {tier}", 30, lambda: stylizer_rows(tier, tiers[tier], photos, uhd, args.repeats))
     stated = "; ".join(f"{name}: {BY_NAME[name].output}" for name in ("torch-fp16", "inductor-fp16"))
     say(f"\n(the engine table states: {stated})")
     say("\n| tier | network alone, 1080p | frames/s | peak GiB | output against eager fp32 (grey levels) |")
@@ -395,8 +392,8 @@ def main() -> None:
     budget.section("nvJPEG", 15, lambda: nvjpeg_rows(photos))
     fastest = ranked[0]  # where decoding weighs most
     budget.section("decoding", 45, lambda: decoding_rows(fastest, tiers[fastest], photos[:300], scratch, 2))
-    budget.section("plain loop", 40, lambda: plain_loop_row(tiers.get("full", models[DEFAULT_MODEL]),
-                                                                   photos[:200], scratch))
+    budget.section("plain loop", 40,
+                   lambda: plain_loop_row(tiers.get("full", models[DEFAULT_MODEL]), photos[:200], scratch))
     say(f"\n(total {budget.spent():.0f} s)")
 
 

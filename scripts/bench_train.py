@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from budget import Budget, say
+from budget import Budget, checkout_env, say
 
 from stst.base.devices import resolve_device
 from stst.model.checkpoint import load_checkpoint, save_checkpoint
@@ -210,17 +209,22 @@ def gpu_section(args: argparse.Namespace) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-train-gpu-"))
     out = Path(args.out or scratch)
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = checkout_env()
     budget.section("plain stst train", 90, lambda: plain_train(style, scratch, out, env, budget))
     budget.section("torchrun", 60, lambda: torchrun_against_one(style, scratch, env, budget))
     say("\n| batch | precision | compile | steps/s | images/s | loss at the end |\n|---|---|---|---|---|---|")
-    for batch, precision, compile_ in GPU_RUNS:
+
+    def run(batch: int, precision: str, compile_: bool) -> None:
         budget.section(f"run at batch {batch}, {precision}{', compiled' if compile_ else ''}", 90 if compile_ else 20,
                        lambda: gpu_run(style, scratch, args.gpu_steps, batch, precision, compile_))
-        if (batch, precision, compile_) == GPU_RUNS[0]:
-            options = make_options(str(style), ".", "johnson")
-            budget.section("profile", 30, lambda: profile_steps(device, options, _load_style(options),
-                                                                resolve_vgg_weights()[0]))
+
+    first, *more = GPU_RUNS
+    run(*first)
+    options = make_options(str(style), ".", "johnson")
+    budget.section("profile", 30,
+                   lambda: profile_steps(device, options, _load_style(options), resolve_vgg_weights()[0]))
+    for row in more:
+        run(*row)
     budget.section("crops", 40, lambda: loader_rate(scratch))
     say(f"\n(total {budget.spent():.0f} s)")
 

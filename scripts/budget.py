@@ -4,10 +4,12 @@ spent either way)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 # Seconds a command may run past the budget's end before it is stopped: the call's own limit leaves about this much.
 GRACE = 60
@@ -15,6 +17,13 @@ GRACE = 60
 
 def say(line: str) -> None:
     print(line, flush=True)
+
+
+def checkout_env(**variables: str) -> dict[str, str]:
+    """This environment with these variables, for a command that runs stst from this checkout (``PYTHONPATH``
+    keeps what it held: carried wheels, PyAV on the device machine)."""
+    paths = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": paths, **variables}
 
 
 class Budget:

@@ -187,12 +187,12 @@ class Compiled(torch.nn.Module):
         return build
 
 
-
 def hand_over() -> list[subprocess.Popen]:
     """This process's compiles still running, each handed to a process of its own that compiles it into the cache
-    (:func:`inductor_cache`) and ends, so that a command that ends before its compile (:func:`stst.cli._exit`) leaves
-    the next run a compiled network rather than a compile to start again. They run at low priority, in sessions of
-    their own (a terminal's Ctrl-C or hang-up does not stop them), for :data:`CHILD_SECONDS` at most."""
+    (:func:`inductor_cache`, which every :class:`Compiled` put in this process's environment) and ends, so that a
+    command that ends before its compile (:func:`stst.cli._exit`) leaves the next run a compiled network rather than
+    a compile to start again. They run at low priority, in sessions of their own (a terminal's Ctrl-C or hang-up
+    does not stop them), for :data:`CHILD_SECONDS` at most."""
     children = []
     for compiled in list(_LIVE):
         if compiled.recipe is None:
@@ -203,8 +203,7 @@ def hand_over() -> list[subprocess.Popen]:
             spec = json.dumps({**compiled.recipe, "kind": kind.spec()})
             children.append(subprocess.Popen(
                 [sys.executable, "-m", "stst.infer.compiled", spec], stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                env={**os.environ, CACHE_VARIABLE: str(inductor_cache())}))
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
             log.info("the compile for %s images goes on in process %d, for the next run",
                      "x".join(map(str, kind.image[-2:])), children[-1].pid)
     return children
