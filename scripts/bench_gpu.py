@@ -12,9 +12,10 @@ Rows: the network alone (eager fp32 batch 1, eager fp16 and inductor fp16 in bat
 events, the compile's seconds); the Stylizer given uint8 photos in process (decoding left out); ``stst stylize DIR``
 as a user runs it, a first run on a fresh $STST_HOME and a second (what is compiled and chosen kept), with a plain
 loop as pytorch/examples' fast_neural_style runs the network beside it (fp32 eager, one photo at a time); one 4K
-photo in process and as a command; nvJPEG against Pillow in threads, with how far their pixels differ, and the job
-runner in process with JPEGs decoded either way (where decoding on the GPU pays); the clip as a command, with the
-encoder it gets (NVENC where the GPU has one).
+photo in process and as a command; nvJPEG against Pillow in threads, with how far their pixels differ, whether a
+decode overwrites memory the network's queued work reads, and the job runner in process with JPEGs decoded either way
+(where decoding on the GPU pays, and how far the outputs are apart); the clip as a command, with the encoder it gets
+(NVENC where the GPU has one).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from budget import Budget, checkout_env, say  # noqa: E402
 from stst.base.imageio import coded_jpeg, read_photo, to_uint8  # noqa: E402
 from stst.base.machine import cpu_cores, describe_cpu  # noqa: E402
 from stst.infer.compiled import Compiled  # noqa: E402
-from stst.infer.device_pixels import decode_jpegs  # noqa: E402
+from stst.infer.device_pixels import DevicePixels, decode_jpegs  # noqa: E402
 from stst.infer.engine import DTYPES, Stylizer  # noqa: E402
 from stst.infer.engines import BY_NAME  # noqa: E402
 from stst.model.bundled import DEFAULT_MODEL, bundled_models  # noqa: E402
@@ -291,6 +292,45 @@ def nvjpeg_rows(photos: list[Path]) -> None:
         f"{64 / cpu_encode:.0f}/s |")
 
 
+def nvjpeg_hazard_row(photos: list[Path], iterations: int = 40) -> None:
+    """Whether a decode on the device writes memory that work still queued on the network's stream will read: each
+    try fills eight tensors of a decoded photo's bytes with known numbers, queues a long product and a sum of each,
+    frees them while the sums wait, and decodes a batch; a wrong sum is memory overwritten. torchvision's decoder
+    called on the network's stream (as stst did before) against :meth:`DevicePixels.decode`."""
+    coded = [coded_jpeg(p) for p in photos[:8]]
+    cuda = torch.device("cuda")
+    pixels = DevicePixels(cuda)
+    slow = torch.randn(4096, 4096, device=cuda)
+    elements = HD[0] * HD[1] * 3 // 4  # int32s in a decoded 1080p photo's bytes
+
+    def wrong_sums(decode) -> int:
+        wrong = 0
+        for _ in range(iterations):
+            held = [torch.full((elements,), k + 1, dtype=torch.int32, device=cuda) for k in range(8)]
+            torch.cuda.synchronize()
+            for _ in range(20):
+                slow @ slow
+            sums = [t.sum() for t in held]
+            del held
+            decode(coded)
+            torch.cuda.synchronize()
+            wrong += any(int(total) != (k + 1) * elements for k, total in enumerate(sums))
+        return wrong
+
+    with torch.inference_mode():
+        plain = wrong_sums(lambda c: decode_jpegs(c, cuda))
+        guarded = wrong_sums(pixels.decode)
+    say(f"| nvJPEG writing memory the network's queued work reads | decode_jpeg on the network's stream: {plain} of "
+        f"{iterations} tries overwrote it | stst's decode: {guarded} of {iterations} |")
+
+
+def outputs_apart(a: Path, b: Path, count: int) -> str:
+    """How far the photos two runs wrote are apart (the first ``count``): mean levels, the worst photo's mean."""
+    means = [np.abs(np.asarray(Image.open(x), dtype=np.int16) - np.asarray(Image.open(a / x.name), dtype=np.int16))
+             .mean() for x in sorted(b.iterdir())[:count]]
+    return f"mean {np.mean(means):.2f} levels, worst photo {max(means):.2f}"
+
+
 class DecodedOnCpu:
     """A stylizer as a run sees it, with JPEGs decoded by Pillow in the reader threads (the path before nvJPEG)."""
 
@@ -325,6 +365,8 @@ def decoding_rows(tier: str, model_path: Path, photos: list[Path], scratch: Path
     for way, seconds in times.items():
         say(f"| {tier} | run_jobs in process, {len(photos)} 1080p JPEGs decoded by {way} | "
             f"{statistics.median(seconds):.1f} s | {len(photos) / statistics.median(seconds):.0f} photos/s |")
+    apart = outputs_apart(scratch / f"decoding-{tier}-0-0", scratch / f"decoding-{tier}-0-1", 100)
+    say(f"| {tier} | outputs, nvJPEG's run against Pillow's (100 photos; nvJPEG's pixels differ a little) | {apart} | |")
 
 
 def clip_rows(tier: str, model_path: Path, clip: Path, frames: int, scratch: Path, budget: Budget) -> None:
@@ -390,6 +432,7 @@ def main() -> None:
     if "full" in tiers:
         budget.section("4K command", 20, lambda: uhd_command_row(uhd, scratch, budget))
     budget.section("nvJPEG", 15, lambda: nvjpeg_rows(photos))
+    budget.section("nvJPEG hazard", 15, lambda: nvjpeg_hazard_row(photos))
     fastest = ranked[0]  # where decoding weighs most
     budget.section("decoding", 45, lambda: decoding_rows(fastest, tiers[fastest], photos[:300], scratch, 2))
     budget.section("plain loop", 40,

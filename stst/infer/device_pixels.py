@@ -12,6 +12,9 @@ JPEGs may cross as their files instead (:meth:`DevicePixels.decode`): a tenth of
 GPU, which leaves the CPU's cores the encoding. nvJPEG's IDCT and chroma upsampling are not libjpeg-turbo's, so its
 pixels may differ from Pillow's by a few levels; ``scripts/bench_gpu.py`` prints by how much. Where it fails (a
 torchvision without nvJPEG, a file it does not take) the batch is decoded on the CPU and the run goes on there.
+nvJPEG writes its outputs without waiting for the work queued on the caller's stream (reported against torchvision
+and TorchCodec on an H100, 2026), and torch's allocator hands a decode the memory that the network still running
+will read: so the device decodes on a stream of its own, whose memory nothing else touches (:meth:`decode`).
 """
 
 from __future__ import annotations
@@ -92,6 +95,11 @@ def decode_jpegs(coded: list[CodedPhoto], device: torch.device) -> list[torch.Te
     return images
 
 
+def _stacked(images: list[torch.Tensor]) -> torch.Tensor:
+    """Decoded (3, H, W) images of one size as one (N, H, W, 3) batch."""
+    return torch.stack([image.permute(1, 2, 0) for image in images])
+
+
 class DevicePixels:
     """Batches of uint8 photos onto ``device`` and their outputs back, through reused pinned buffers on CUDA."""
 
@@ -99,6 +107,7 @@ class DevicePixels:
         self.device = device
         self.cuda = device.type == "cuda"
         self._copy_stream = torch.cuda.Stream(device) if self.cuda else None
+        self._decode_stream = torch.cuda.Stream(device) if self.cuda else None
         self._rings: dict[tuple, list[tuple[torch.Tensor, torch.cuda.Event | None]]] = {}
         self._turns: dict[tuple, int] = {}
 
@@ -145,9 +154,19 @@ class DevicePixels:
 
     def decode(self, coded: list[CodedPhoto]) -> torch.Tensor:
         """JPEG files decoded on the device (:func:`decode_jpegs`) as :meth:`upload` hands a batch over; raises
-        :class:`DecodeFailed`."""
-        images = decode_jpegs(coded, self.device)
-        return to_unit(torch.stack([image.permute(1, 2, 0) for image in images]))
+        :class:`DecodeFailed`. On CUDA the decoder's outputs are allocated on a stream of its own, drained first, so
+        the memory it may write at once held nothing that queued work still reads (blocks freed by the network's
+        stream stay in that stream's pool); the batch is then marked in use by the network's stream, which waits
+        for it, so no later decode is handed its memory early."""
+        if not self.cuda:
+            return to_unit(_stacked(decode_jpegs(coded, self.device)))
+        self._decode_stream.synchronize()  # its own last batch stacked: only nvJPEG's work was ever queued on it
+        with torch.cuda.stream(self._decode_stream):
+            batch = _stacked(decode_jpegs(coded, self.device))
+        network = torch.cuda.current_stream(self.device)
+        network.wait_stream(self._decode_stream)
+        batch.record_stream(network)
+        return to_unit(batch)
 
     def download(self, images: torch.Tensor) -> Pending:
         """The network's (N, 3, H, W) output on its way back as uint8 photos; the copy runs behind the caller."""
