@@ -15,7 +15,8 @@ loop as pytorch/examples' fast_neural_style runs the network beside it (fp32 eag
 photo in process and as a command; nvJPEG against Pillow in threads, with how far their pixels differ, whether a
 decode overwrites memory the network's queued work reads, and the job runner in process with JPEGs decoded either way
 (where decoding on the GPU pays, and how far the outputs are apart); the clip as a command, with the encoder it gets
-(NVENC where the GPU has one).
+(NVENC where the GPU has one); last, whether CUDA graphs pay for a clip's batches and the live view's frames.
+``--only WORD ...`` runs just the sections whose names hold one of the words.
 """
 
 from __future__ import annotations
@@ -164,6 +165,39 @@ def network_rows(tier: str, model_path: Path, photo: Path, repeats: int) -> None
         peak = torch.cuda.max_memory_allocated() / 2 ** 30
         out = forward(net, x, dtype)[:1].float().clamp(0, 1).cpu()  # the batch it ran: no other compile
         say(f"| {tier} | {label} | {len(x) / seconds:.0f} | {peak:.2f} | {grey_levels(out, reference)} |")
+
+
+def cuda_graph_rows(tier: str, model_path: Path, photo: Path, repeats: int) -> None:
+    """Whether CUDA graphs pay where a shape repeats (issue 48): inductor fp16 as the engine compiles it against
+    ``mode="reduce-overhead"`` (inductor's kernels replayed as one CUDA graph), for a clip's batch of eight 1080p
+    frames and for the live view's single 640x480 frame, with the compile's seconds and the output against eager
+    fp32's."""
+    device = torch.device("cuda")
+    model = load_model(model_path, device)[0].eval().to(memory_format=torch.channels_last)
+    image = torch.from_numpy(read_photo(photo).pixels)[None].to(device)
+    shapes = {"8 x 1080p": image.repeat(8, 1, 1, 1),
+              "1 x 640x480": torch.nn.functional.interpolate(image, size=(480, 640), mode="bilinear")}
+    for label, x in shapes.items():
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            reference = model(x[:1]).float().clamp(0, 1).cpu()
+        for mode in ("default", "reduce-overhead"):
+            torch._dynamo.reset()
+            net = torch.compile(model, mode=mode, dynamic=False)
+
+            def forward() -> torch.Tensor:
+                with torch.inference_mode(), torch.autocast("cuda", dtype=DTYPES["fp16"]):
+                    return net(x)
+
+            start = time.perf_counter()
+            for _ in range(3):  # the compile, then the graph's recording
+                forward()
+            torch.cuda.synchronize()
+            compiled = time.perf_counter() - start
+            seconds = gpu_seconds(forward, repeats * 4)
+            out = forward()[:1].float().clamp(0, 1).cpu()
+            say(f"| {tier} | inductor fp16 {mode}, {label} (ready in {compiled:.1f} s) | {len(x) / seconds:.0f} "
+                f"frames/s | {grey_levels(out, reference)} |")
 
 
 def stylizer_rows(tier: str, model_path: Path, photos: list[Path], uhd: Path, repeats: int) -> None:
@@ -400,8 +434,9 @@ def main() -> None:
     parser.add_argument("--tiers", nargs="+", default=["realtime", "light", "full"], choices=list(TIER_FILES))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--budget", type=float, default=480, help="seconds; later sections are left out past it")
+    parser.add_argument("--only", nargs="+", help="just the sections whose names hold one of these words")
     args = parser.parse_args()
-    budget = Budget(args.budget)
+    budget = Budget(args.budget, args.only)
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU here: this benchmark is for one")
     say(f"GPU: {torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).total_memory / 2 ** 30:.0f} GiB), "
@@ -437,6 +472,7 @@ def main() -> None:
     budget.section("decoding", 45, lambda: decoding_rows(fastest, tiers[fastest], photos[:300], scratch, 2))
     budget.section("plain loop", 40,
                    lambda: plain_loop_row(tiers.get("full", models[DEFAULT_MODEL]), photos[:200], scratch))
+    budget.section("CUDA graphs", 60, lambda: cuda_graph_rows(fastest, tiers[fastest], photos[0], args.repeats))
     say(f"\n(total {budget.spent():.0f} s)")
 
 

@@ -199,7 +199,7 @@ def gpu_section(args: argparse.Namespace) -> None:
     """The sections in the order of what issue 49's acceptance needs, each while ``--budget`` allows."""
     from PIL import Image
 
-    budget = Budget(args.budget)
+    budget = Budget(args.budget, args.only)
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU here: --gpu is for one")
     device = torch.device("cuda")
@@ -242,6 +242,7 @@ def main() -> None:
                         help="--gpu: the painting (default: ../shared/data's The Starry Night where it is beside the "
                              "checkout, as the CPU's quick models were judged on; else the tests' small copy)")
     parser.add_argument("--budget", type=float, default=300, help="--gpu: seconds; later sections are left out past it")
+    parser.add_argument("--only", nargs="+", help="--gpu: just the sections whose names hold one of these words")
     args = parser.parse_args()
     if args.gpu:
         gpu_section(args)

@@ -27,10 +27,12 @@ def checkout_env(**variables: str) -> dict[str, str]:
 
 
 class Budget:
-    """``seconds`` of wall time from now for a benchmark's sections."""
+    """``seconds`` of wall time from now for a benchmark's sections; with ``only``, just the sections whose names
+    hold one of its words (a second lease runs what the first left out)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, only: list[str] | None = None) -> None:
         self.seconds, self.start = seconds, time.perf_counter()
+        self.only = [word.lower() for word in only or []]
 
     def spent(self) -> float:
         return time.perf_counter() - self.start
@@ -39,7 +41,10 @@ class Budget:
         return self.seconds - self.spent()
 
     def section(self, name: str, need: float, run: Callable[[], object]) -> None:
-        """Run one section where ``need`` seconds are left; its failure is printed, not fatal."""
+        """Run one section where it is asked for and ``need`` seconds are left; its failure is printed, not fatal."""
+        if self.only and not any(word in name.lower() for word in self.only):
+            say(f"({name}: not asked for)")
+            return
         if self.left() < need:
             say(f"({name}: left out, {self.left():.0f} s of the budget left)")
             return
