@@ -66,4 +66,9 @@ back)
     ;;
 esac
 tree=$(git ls-files -co --exclude-standard -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1 || true)
-echo "travels: $((tree + $(du -sb .lease | cut -f1))) bytes with .lease (64 MiB = 67108864 at most)"
+travels=$((tree + $(du -sb .lease | cut -f1)))
+echo "travels: $travels bytes with .lease (64 MiB = 67108864 at most)"
+if [ "$travels" -gt 67108864 ]; then
+    echo "too much for one call: park more (scripts/gpu_lease.sh), then run it again; 'back' restores the tree" >&2
+    exit 1
+fi
