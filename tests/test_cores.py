@@ -4,12 +4,15 @@ import threading
 import time
 
 import numpy as np
+import torch
 from PIL import Image
 
 import stst.base.cores as cores
+import stst.infer.choice as choice
 import stst.infer.sizes
 from stst.base.cores import default_batch, side_by_side
-from stst.base.machine import VECTOR_FLAGS, cpu_cores, cpu_flags, cpu_name, describe_cpu
+from stst.base.machine import (NATIVE_BF16_FLAGS, VECTOR_FLAGS, cpu_cores, cpu_flags, cpu_name, describe_cpu,
+                               native_bf16)
 from stst.infer.onnxruntime_graph import GraphRunner
 from stst.infer.caches import cached_graph
 from stst.model.bundled import resolve_model
@@ -82,4 +85,20 @@ def test_benchmarks_name_the_cpu_its_vector_extensions_and_whether_it_has_native
     line = describe_cpu()
     assert line.startswith(f"CPU: {cpu_name()} (") and line.endswith(f", {cpu_cores()} cores")
     assert set(cpu_flags()) <= set(VECTOR_FLAGS)
-    assert ("; native bf16)" in line) == bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
+    assert ("; native bf16)" in line) == bool(set(NATIVE_BF16_FLAGS) & set(cpu_flags()))
+
+
+def test_bf16_counts_as_native_only_where_the_cpu_runs_it_so(monkeypatch):
+    """torch's oneDNN check says yes for every AVX-512 CPU, an Ice Lake Xeon (AVX-512, no AVX512-BF16) included,
+    where bf16 is emulated and slower than fp32: the engines then offer no bf16 of their own accord."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    onednn = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert choice.cpu_has_bf16() == (onednn and native_bf16() is not False)
+    if native_bf16() is not None:  # x86 Linux: the flags decide where oneDNN says yes
+        assert not choice.cpu_has_bf16() or bool(set(NATIVE_BF16_FLAGS) & set(cpu_flags()))
+    monkeypatch.setattr(choice, "native_bf16", lambda: False)
+    assert not choice.cpu_has_bf16()
+    monkeypatch.setattr(choice, "native_bf16", lambda: True)
+    assert choice.cpu_has_bf16() == onednn
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")  # the AVX2 stand-in
+    assert not choice.cpu_has_bf16()

@@ -21,22 +21,35 @@ def cpu_name() -> str:
 
 # The CPU's vector extensions that decide which engines and precisions run fast (/proc/cpuinfo's names).
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+# The x86 extensions that run bf16 natively: AVX-512 without them (an Ice Lake Xeon) only emulates it.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _x86_flags() -> set[str] | None:
+    """The flags ``/proc/cpuinfo`` lists for an x86 CPU; None where there is no such line (not Linux on x86)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next(line.split(":", 1)[1].split() for line in f if line.startswith("flags")))
+    except (OSError, StopIteration):
+        return None
 
 
 def cpu_flags() -> list[str]:
     """Which of :data:`VECTOR_FLAGS` this CPU has (``/proc/cpuinfo``; empty where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            have = set(next(line.split(":", 1)[1].split() for line in f if line.startswith("flags")))
-    except (OSError, StopIteration):
-        return []
+    have = _x86_flags() or set()
     return [flag for flag in VECTOR_FLAGS if flag in have]
+
+
+def native_bf16() -> bool | None:
+    """Whether this x86 CPU runs bf16 natively (:data:`NATIVE_BF16_FLAGS`); None where its flags cannot be read."""
+    have = _x86_flags()
+    return None if have is None else bool(have & set(NATIVE_BF16_FLAGS))
 
 
 def describe_cpu() -> str:
     """One line for benchmark output: the CPU's model name, its vector extensions and the cores this process has."""
     flags = cpu_flags()
-    bf16 = "native bf16" if {"avx512_bf16", "amx_bf16"} & set(flags) else "no native bf16"
+    bf16 = "native bf16" if native_bf16() else "no native bf16"
     return f"CPU: {cpu_name()} ({', '.join(flags) or 'flags unknown'}; {bf16}), {cpu_cores()} cores"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,11 +24,14 @@ from typing import Any
 from ..base.cores import default_batch
 from ..base.errors import StstError
 from ..base.home import stst_home
+from ..base.machine import native_bf16
 from .caches import CHOICES_FILE, fingerprint, here, read_record, write_record
 from .engines import engine
 from .measuring import Decision
 from .sizes import SIZE_BUCKETS
 
+# oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) below AVX512_CORE_BF16, under which it runs no bf16 natively.
+ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 # Seconds an image by which a torch engine other than the reference must beat every exported graph's (ONNX Runtime,
 # OpenVINO) where the express lane could serve the run: importing torch (about 2.4 s) spread over 24 photos.
 LANE_SECONDS = 0.1
@@ -63,11 +67,14 @@ Measure = Callable[[Runner, tuple[int, int]], float]
 
 
 def cpu_has_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); emulated bf16 is slower than fp32. torch's own
+    check says yes for any AVX-512 CPU (an Ice Lake Xeon emulates bf16), so an x86 CPU's flags must name native bf16
+    too, and ``ONEDNN_MAX_CPU_ISA`` must not hold oneDNN below it (the AVX2 stand-in of docs/performance.md)."""
     import torch
 
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check and check())
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ISAS_WITHOUT_BF16
+    return bool(check and check()) and native_bf16() is not False and not capped
 
 
 def machine_key(width: object, candidates: list[str], size: tuple[int, int], lane: bool = False) -> str:
