@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -25,18 +26,20 @@ VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf1
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def _x86_flags() -> set[str] | None:
-    """The flags ``/proc/cpuinfo`` lists for an x86 CPU; None where there is no such line (not Linux on x86)."""
+@functools.cache
+def _x86_flags() -> frozenset[str] | None:
+    """The flags ``/proc/cpuinfo`` lists for an x86 CPU, read once a process; None where there is no such line (not
+    Linux on x86)."""
     try:
         with open("/proc/cpuinfo") as f:
-            return set(next(line.split(":", 1)[1].split() for line in f if line.startswith("flags")))
+            return frozenset(next(line.split(":", 1)[1].split() for line in f if line.startswith("flags")))
     except (OSError, StopIteration):
         return None
 
 
 def cpu_flags() -> list[str]:
     """Which of :data:`VECTOR_FLAGS` this CPU has (``/proc/cpuinfo``; empty where it cannot be read)."""
-    have = _x86_flags() or set()
+    have = _x86_flags() or frozenset()
     return [flag for flag in VECTOR_FLAGS if flag in have]
 
 

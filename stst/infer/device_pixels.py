@@ -148,9 +148,7 @@ class DevicePixels:
             copied = torch.cuda.Event()
             copied.record()
         self._mark(key, copied)
-        torch.cuda.current_stream(self.device).wait_stream(self._copy_stream)
-        on_device.record_stream(torch.cuda.current_stream(self.device))
-        return to_unit(on_device)
+        return to_unit(self._to_network(on_device, self._copy_stream))
 
     def decode(self, coded: list[CodedPhoto]) -> torch.Tensor:
         """JPEG files decoded on the device (:func:`decode_jpegs`) as :meth:`upload` hands a batch over; raises
@@ -163,10 +161,15 @@ class DevicePixels:
         self._decode_stream.synchronize()  # its own last batch stacked: only nvJPEG's work was ever queued on it
         with torch.cuda.stream(self._decode_stream):
             batch = _stacked(decode_jpegs(coded, self.device))
+        return to_unit(self._to_network(batch, self._decode_stream))
+
+    def _to_network(self, tensor: torch.Tensor, side: torch.cuda.Stream) -> torch.Tensor:
+        """``tensor``, made on stream ``side``, handed to the network's (current) stream: it waits for ``side``, and
+        the allocator keeps the tensor's memory until the network's stream is done with it."""
         network = torch.cuda.current_stream(self.device)
-        network.wait_stream(self._decode_stream)
-        batch.record_stream(network)
-        return to_unit(batch)
+        network.wait_stream(side)
+        tensor.record_stream(network)
+        return tensor
 
     def download(self, images: torch.Tensor) -> Pending:
         """The network's (N, 3, H, W) output on its way back as uint8 photos; the copy runs behind the caller."""
