@@ -266,8 +266,8 @@ def test_a_fitted_model_resumes_from_its_trained_weights_not_the_map(tmp_path):
     for name, weight in a.state_dict.items():
         assert torch.allclose(weight, b.state_dict[name], atol=1e-5), name
     for part in ("matrix", "shift"):  # nested lists: pytest.approx (9.2) takes no nested dictionaries
-        fitted, again = (torch.tensor(m.metadata["colour_map"][part]) for m in (a, b))
-        assert torch.allclose(fitted, again), part
+        fitted, again = (torch.tensor(m.metadata["colour_map"][part], dtype=torch.float64) for m in (a, b))
+        assert torch.allclose(fitted, again, rtol=1e-6, atol=1e-12), part  # pytest.approx's own tolerances
 
 
 def test_a_residual_network_trains_without_the_colour_fit_and_says_so(tmp_path):
