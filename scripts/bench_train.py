@@ -11,6 +11,7 @@ default, at 256 px and batch 4 unless told otherwise.
 
     python scripts/bench_train.py
     python scripts/bench_train.py --size 128 --steps 5
+    python scripts/bench_train.py --preset quick --size 128   # the quick recipe's step, its palette term included
     python scripts/bench_train.py --gpu --out DIR   # on a GPU: the section below, the quick model written to DIR
 
 With ``--gpu``, in the order of what issue 49's acceptance needs, each section while ``--budget`` seconds allow:
@@ -235,6 +236,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=7)
+    parser.add_argument("--preset", default="johnson", help="the recipe's losses (quick: with its palette term)")
     parser.add_argument("--gpu", action="store_true", help="the GPU section (whole runs, profile, commands)")
     parser.add_argument("--gpu-steps", type=int, default=200, help="steps of each whole run of --gpu")
     parser.add_argument("--out", help="--gpu: where the quick model goes")
@@ -248,12 +250,12 @@ def main() -> None:
         gpu_section(args)
         return
     device = resolve_device(args.device)
-    options = make_options(str(STYLE), ".", "johnson", image_size=args.size, batch_size=args.batch)
+    options = make_options(str(STYLE), ".", args.preset, image_size=args.size, batch_size=args.batch)
     style = _load_style(options)
     vgg_state, _ = resolve_vgg_weights()
     x = torch.rand(args.batch, 3, args.size, args.size, device=device)
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-          f"{args.size} px, batch {args.batch}, median of {args.steps} steps")
+          f"{args.preset}'s losses, {args.size} px, batch {args.batch}, median of {args.steps} steps")
 
     # The plain step (pytorch/examples): two full VGG passes, everything fp32.
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import torch
 
 from stst.base.imageio import read_photo
 from stst.training.losses import style_colours
-from stst.training.palette import PaletteLoss, colours, fit_colours, lab, palette_distance
+from stst.training.palette import PaletteLoss, colours, fit_colours, lab, palette_distance, sort_rows
 
 from conftest import PHOTOS, STYLES
 
@@ -15,6 +15,34 @@ def test_lab_of_known_colours():
     expected = torch.tensor([[100, 0, 0], [0, 0, 0], [53.24, 80.09, 67.20], [32.30, 79.19, -107.86],
                              [53.39, 0, 0]])
     assert torch.allclose(lab(rgb)[..., 0].T, expected, atol=0.05)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_the_cpu_sort_gives_torch_sorts_values_and_gradients(dtype):
+    """sort_rows finds the order with numpy on the CPU, split among threads: the values and the gradient of
+    torch.sort's, for rows fewer and more than the threads (distinct values in a row: at ties either order
+    is right)."""
+    for shape in [(5,), (3, 200), (2, 9, 256)]:
+        x = ((torch.rand(shape).argsort(-1) - 100) / 8).to(dtype).requires_grad_()  # exact in bf16 too
+        weights = torch.randn(shape, dtype=dtype)
+        ours, = torch.autograd.grad((sort_rows(x) * weights).sum(), x)
+        theirs, = torch.autograd.grad((torch.sort(x, dim=-1).values * weights).sum(), x)
+        assert torch.equal(sort_rows(x), torch.sort(x, dim=-1).values) and torch.equal(ours, theirs), shape
+
+
+def test_the_cpu_sort_works_in_a_forked_child_of_a_process_that_used_it():
+    """A forked child has none of its parent's threads: it sorts with threads of its own, rather than wait forever
+    on the parent's."""
+    import multiprocessing
+
+    x = torch.rand(8, 100)
+    assert torch.equal(sort_rows(x), x.sort(-1).values)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_sorts_right, (x,)).get(timeout=60)
+
+
+def _sorts_right(x: torch.Tensor) -> bool:
+    return torch.equal(sort_rows(x), x.sort(-1).values)
 
 
 def test_the_distance_is_zero_on_the_painting_and_grows_as_colours_move_away():

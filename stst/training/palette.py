@@ -13,6 +13,11 @@ of a trained network's output by it.
 
 from __future__ import annotations
 
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import torch
 
 # sRGB (D65) to CIE XYZ, and the D65 white.
@@ -23,7 +28,7 @@ _DELTA = 6 / 29
 # The yardstick's sampling: pixels of each picture and of the painting, and projection directions.
 PIXELS = 20_000
 DIRECTIONS = 128
-# The colour fit (fit_colours): output pixels, directions, Adam steps and rate. 1-3 s on 2 AVX2 cores;
+# The colour fit (fit_colours): output pixels, directions, Adam steps and rate. About 1 s on 2 cores;
 # twice the steps moved the held-out palette 0.2-0.4 further and the Gram loss up by a quarter to two fifths
 # (docs/training.md).
 FIT_PIXELS = 8192
@@ -62,23 +67,56 @@ def directions(count: int, generator: torch.Generator) -> torch.Tensor:
     return d / d.norm(dim=0, keepdim=True)
 
 
+def sort_rows(x: torch.Tensor) -> torch.Tensor:
+    """``x`` sorted along its last dimension, differentiably: ``torch.sort(x, dim=-1).values``, and on the CPU faster.
+
+    Why: the palette term sorts 32 projections of every pixel of a batch each step, and on a CPU torch.sort takes
+    2.5-4x as long as numpy's argsort (SIMD sorting networks, AVX2 or AVX-512) on the same rows: the term took 118 ms
+    of a quick step of about 1.2 s on 2 Xeon cores, 54 ms so (docs/training.md). There numpy finds the order, rows
+    split among torch's threads, and a gather takes the values, through which the gradient flows as through
+    torch.sort's.
+    """
+    if x.device.type != "cpu":
+        return torch.sort(x, dim=-1).values
+    keys = x.detach() if x.dtype in (torch.float32, torch.float64) else x.detach().float()  # bf16 under autocast
+    rows = keys.reshape(-1, x.shape[-1]).numpy()
+    order = np.empty(rows.shape, dtype=np.int64)
+
+    def sort(part: slice) -> None:
+        order[part] = np.argsort(rows[part], axis=-1)
+
+    bounds = np.linspace(0, len(rows), min(len(rows), torch.get_num_threads()) + 1).astype(int)
+    list(_sorters(len(bounds) - 1).map(sort, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]))
+    return torch.gather(x, -1, torch.from_numpy(order).view(x.shape))
+
+
+@functools.cache
+def _sorters(threads: int) -> ThreadPoolExecutor:
+    """The threads :func:`sort_rows` splits its rows among (numpy's sort lets go of the GIL)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="stst-sort")
+
+
+os.register_at_fork(after_in_child=_sorters.cache_clear)  # a forked child has none of its parent's threads
+
+
 def quantiles(values: torch.Tensor, count: int) -> torch.Tensor:
-    """``count`` evenly spaced quantiles of each column of sorted ``values`` (rows: samples)."""
-    if len(values) == count:
+    """``count`` evenly spaced quantiles of each row of sorted ``values`` (the last dimension: samples)."""
+    if values.shape[-1] == count:
         return values
-    at = ((torch.arange(count, device=values.device) + 0.5) * len(values) / count).long().clamp(max=len(values) - 1)
-    return values[at]
+    at = ((torch.arange(count, device=values.device) + 0.5) * values.shape[-1] / count).long()
+    return values[..., at.clamp(max=values.shape[-1] - 1)]
 
 
 def projected(table: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
-    """Colour tables (``(..., pixels, 3)``) projected on ``axes`` (``(3, K)``), sorted along the pixels."""
-    return torch.sort(table @ axes.to(table), dim=-2).values
+    """Colour tables (``(..., pixels, 3)``) projected on ``axes`` (``(3, K)``): ``(..., K, pixels)``, each row
+    sorted."""
+    return sort_rows(axes.T.to(table) @ table.transpose(-1, -2))
 
 
 def sorted_distance(pictures: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The mean 1-D earth mover's distance between sorted projections ``pictures`` (``(..., pixels, K)``) and
-    ``target`` (``(pixels', K)``), whose quantiles stand in for it where the sizes differ."""
-    return (pictures - quantiles(target, pictures.shape[-2]).to(pictures)).abs().mean()
+    """The mean 1-D earth mover's distance between sorted projections ``pictures`` (``(..., K, pixels)``) and
+    ``target`` (``(K, pixels')``), whose quantiles stand in for it where the sizes differ."""
+    return (pictures - quantiles(target, pictures.shape[-1]).to(pictures)).abs().mean()
 
 
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
@@ -109,13 +147,13 @@ class PaletteLoss:
     def __init__(self, target: torch.Tensor, weight: float, count: int = 32) -> None:
         self.weight = weight
         self.axes = directions(count, torch.Generator().manual_seed(0)).to(target.device)
-        # the painting's side, (pixels, K): the same every step, so projected and sorted once
+        # the painting's side, (K, pixels): the same every step, so projected and sorted once
         self.target = projected(target, self.axes)
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
         """The mean over the batch of each picture's distance: per picture, as the yardstick measures, and
         so the same whether one process sees the batch or several see shares of it."""
-        pictures = projected(lab(output).flatten(2).transpose(1, 2), self.axes)  # (N, pixels, K)
+        pictures = projected(lab(output).flatten(2).transpose(1, 2), self.axes)  # (N, K, pixels)
         return self.weight * sorted_distance(pictures, self.target)
 
 
