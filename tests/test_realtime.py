@@ -81,6 +81,7 @@ def test_a_checkpoint_keeps_the_design_and_an_unknown_one_is_refused(tmp_path):
         load_checkpoint(tmp_path / "mixed.pth")
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning:torch.jit")  # deprecated, still the C++ route
 def test_onnx_runtime_and_tiles_give_the_eager_output(tmp_path, stst_home):
     net, x = realtime_net(5), torch.rand(1, 3, 300, 420)
     reference = Stylizer(net, "cpu", precision="fp32", backend="torch", tile=None)(x)
