@@ -31,8 +31,8 @@ def test_the_cpu_sort_gives_torch_sorts_values_and_gradients(dtype):
 
 
 def test_the_cpu_sort_works_in_a_forked_child_of_a_process_that_used_it():
-    """A forked child has none of its parent's threads: it sorts with threads of its own, rather than wait forever
-    on the parent's."""
+    """A forked child (a data loader's worker) has none of its parent's threads: the sort's threads are its own,
+    never a pool kept from the parent, on which it would wait forever."""
     import multiprocessing
 
     x = torch.rand(8, 100)

@@ -13,12 +13,11 @@ of a trained network's output by it.
 
 from __future__ import annotations
 
-import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
+
+from ..base.cores import side_by_side
+from ..base.machine import cpu_cores
 
 # sRGB (D65) to CIE XYZ, and the D65 white.
 _RGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375), (0.2126729, 0.7151522, 0.0721750), (0.0193339, 0.1191920, 0.9503041))
@@ -72,31 +71,17 @@ def sort_rows(x: torch.Tensor) -> torch.Tensor:
 
     Why: the palette term sorts 32 projections of every pixel of a batch each step, and on a CPU torch.sort takes
     2.5-4x as long as numpy's argsort (SIMD sorting networks, AVX2 or AVX-512) on the same rows: the term took 118 ms
-    of a quick step of about 1.2 s on 2 Xeon cores, 54 ms so (docs/training.md). There numpy finds the order, rows
-    split among torch's threads, and a gather takes the values, through which the gradient flows as through
-    torch.sort's.
+    of a quick step of about 1.2 s on 2 Xeon cores, 54 ms so (docs/training.md). There numpy finds the order, the
+    rows split among the cores (:func:`stst.base.cores.side_by_side`), and a gather takes the values, through which
+    the gradient flows as through torch.sort's.
     """
     if x.device.type != "cpu":
         return torch.sort(x, dim=-1).values
     keys = x.detach() if x.dtype in (torch.float32, torch.float64) else x.detach().float()  # bf16 under autocast
     rows = keys.reshape(-1, x.shape[-1]).numpy()
-    order = np.empty(rows.shape, dtype=np.int64)
-
-    def sort(part: slice) -> None:
-        order[part] = np.argsort(rows[part], axis=-1)
-
-    bounds = np.linspace(0, len(rows), min(len(rows), torch.get_num_threads()) + 1).astype(int)
-    list(_sorters(len(bounds) - 1).map(sort, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]))
-    return torch.gather(x, -1, torch.from_numpy(order).view(x.shape))
-
-
-@functools.cache
-def _sorters(threads: int) -> ThreadPoolExecutor:
-    """The threads :func:`sort_rows` splits its rows among (numpy's sort lets go of the GIL)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="stst-sort")
-
-
-os.register_at_fork(after_in_child=_sorters.cache_clear)  # a forked child has none of its parent's threads
+    bounds = np.linspace(0, len(rows), min(len(rows), cpu_cores()) + 1).astype(int)
+    parts = side_by_side(lambda part: np.argsort(rows[part], axis=-1), [slice(*b) for b in zip(bounds, bounds[1:])])
+    return torch.gather(x, -1, torch.from_numpy(np.concatenate(parts)).view(x.shape))
 
 
 def quantiles(values: torch.Tensor, count: int) -> torch.Tensor:
