@@ -15,8 +15,6 @@ from stst.infer.express import record, recorded, request_key
 from stst.infer.engines import ENGINES, offered
 from stst.infer.sizes import AUTO_PIXELS
 
-from conftest import fresh_network
-
 
 def names(rows):
     return [e.name for e in rows]

@@ -3,8 +3,6 @@ this machine, and the bounded queue (503 with Retry-After, memory that does not 
 
 import io
 import re
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 from starlette.testclient import TestClient, WebSocketDenialResponse
-from starlette.websockets import WebSocketDisconnect
 
 from stst.base.devices import resolve_device
 from stst.model.bundled import resolve_model

@@ -135,7 +135,8 @@ def faithful_graph(name: str, unfaithful: str, fp32: Callable[[], Path]) -> Path
         try:
             check_fidelity(GraphRunner(graph), GraphRunner(target), photos, FIDELITY)
         except StstError as exc:  # remembered, so that these weights are judged once
-            cached_file(unfaithful, lambda path: path.write_text(f"{exc}\n"))
+            said = f"{exc}\n"
+            cached_file(unfaithful, lambda path: path.write_text(said))
             raise
 
     return cached_file(name, make)
