@@ -71,9 +71,14 @@ def median_step(step, device: torch.device, steps: int) -> float:
     return statistics.median(times)
 
 
+def loss_readings(log: Path) -> dict[int, dict]:
+    """A run's loss log (``--loss-log``): each reading by its iteration, in the run's order."""
+    return {row["iteration"]: row for row in map(json.loads, log.read_text().splitlines())}
+
+
 def logged_rate(log: Path, after: int) -> float:
     """Steps a second between the first reading at or after step ``after`` and the last, from a run's loss log."""
-    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    rows = list(loss_readings(log).values())
     first = next(r for r in rows if r["iteration"] >= after)
     return (rows[-1]["iteration"] - first["iteration"]) / (rows[-1]["seconds"] - first["seconds"])
 
@@ -186,13 +191,13 @@ TORCHRUN_RUN = ["--preset", "johnson", "--dataset", "kodak", "--iterations", "50
                 "0", "--checkpoint-every", "0"]
 
 
-def largest_difference(a: Path, b: Path) -> float:
-    """The largest relative difference between two loss logs' terms, at the iterations both read."""
-    rows = [{r["iteration"]: r for r in map(json.loads, log.read_text().splitlines())} for log in (a, b)]
-    common = rows[0].keys() & rows[1].keys()
+def largest_difference(a: dict[int, dict], b: dict[int, dict]) -> float:
+    """The largest relative difference between two runs' loss terms (:func:`loss_readings`), at the iterations both
+    read."""
+    common = a.keys() & b.keys()
     if not common:
-        raise RuntimeError(f"{a.name} and {b.name} read their losses at no common step")
-    return max(abs(rows[0][i][k] - rows[1][i][k]) / max(abs(rows[0][i][k]), 1e-12) for i in common for k in rows[0][i]
+        raise RuntimeError("the two runs read their losses at no common step")
+    return max(abs(a[i][k] - b[i][k]) / max(abs(a[i][k]), 1e-12) for i in common for k in a[i]
                if k not in ("iteration", "seconds"))
 
 
@@ -200,16 +205,15 @@ def torchrun_against_one(style: Path, scratch: Path, env: dict, budget: Budget) 
     """The same short run under ``torchrun --nproc-per-node 1`` (NCCL on a GPU) and in one process, loss for loss;
     beside it, one process against itself run again (the GPU's own run-to-run difference: kernels that add with
     atomics, nearest upsampling's backward and some of cuDNN's, do not add in the same order twice)."""
-    logs = {}
+    runs = {}
     for name, torchrun in (("one", False), ("one again", False), ("torchrun", True)):
         stem = scratch / f"dist-{name.replace(' ', '-')}"
-        logs[name] = stem.with_suffix(".jsonl")
-        stst(["train", "--style", str(style), *TORCHRUN_RUN, "--loss-log", str(logs[name]), "-o",
+        stst(["train", "--style", str(style), *TORCHRUN_RUN, "--loss-log", str(stem.with_suffix(".jsonl")), "-o",
               str(stem.with_suffix(".pth")), "--overwrite"], env, budget, torchrun)
-    steps = [json.loads(line)["iteration"] for line in logs["torchrun"].read_text().splitlines()]
-    say(f"torchrun --nproc-per-node 1 against one process, {' '.join(TORCHRUN_RUN)}: losses read at {steps}, "
-        f"largest relative difference {largest_difference(logs['one'], logs['torchrun']):.2e} (one process run "
-        f"again: {largest_difference(logs['one'], logs['one again']):.2e})")
+        runs[name] = loss_readings(stem.with_suffix(".jsonl"))
+    say(f"torchrun --nproc-per-node 1 against one process, {' '.join(TORCHRUN_RUN)}: losses read at "
+        f"{list(runs['torchrun'])}, largest relative difference {largest_difference(runs['one'], runs['torchrun']):.2e}"
+        f" (one process run again: {largest_difference(runs['one'], runs['one again']):.2e})")
 
 
 def gpu_section(args: argparse.Namespace) -> None:

@@ -92,5 +92,6 @@ def main() -> None:
               f"{m['tv']:.4g} | {m['total']:.4g} | {m['style'] / style_weight:.3g} | {m['lpips']:.3f} | "
               f"{m['palette']:.2f} |")
 
+
 if __name__ == "__main__":
     main()
