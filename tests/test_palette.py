@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from stst.base.imageio import read_photo
+from stst.training import palette
 from stst.training.losses import style_colours
 from stst.training.palette import PaletteLoss, colours, fit_colours, lab, palette_distance, sort_rows
 
@@ -17,11 +18,13 @@ def test_lab_of_known_colours():
     assert torch.allclose(lab(rgb)[..., 0].T, expected, atol=0.05)
 
 
+@pytest.mark.parametrize("split", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_the_cpu_sort_gives_torch_sorts_values_and_gradients(dtype):
-    """sort_rows finds the order with numpy on the CPU, split among threads: the values and the gradient of
-    torch.sort's, for rows fewer and more than the threads (distinct values in a row: at ties either order
-    is right)."""
+def test_the_cpu_sort_gives_torch_sorts_values_and_gradients(dtype, split, monkeypatch):
+    """sort_rows finds the order with numpy on the CPU, split among threads where the table is long: the values
+    and the gradient of torch.sort's, for rows fewer and more than the threads (distinct values in a row: at ties
+    either order is right)."""
+    monkeypatch.setattr(palette, "SPLIT_KEYS", 0 if split else 1 << 30)
     for shape in [(5,), (3, 200), (2, 9, 256)]:
         x = ((torch.rand(shape).argsort(-1) - 100) / 8).to(dtype).requires_grad_()  # exact in bf16 too
         weights = torch.randn(shape, dtype=dtype)
@@ -30,11 +33,12 @@ def test_the_cpu_sort_gives_torch_sorts_values_and_gradients(dtype):
         assert torch.equal(sort_rows(x), torch.sort(x, dim=-1).values) and torch.equal(ours, theirs), shape
 
 
-def test_the_cpu_sort_works_in_a_forked_child_of_a_process_that_used_it():
+def test_the_cpu_sort_works_in_a_forked_child_of_a_process_that_used_it(monkeypatch):
     """A forked child (a data loader's worker) has none of its parent's threads: the sort's threads are its own,
     never a pool kept from the parent, on which it would wait forever."""
     import multiprocessing
 
+    monkeypatch.setattr(palette, "SPLIT_KEYS", 0)  # split among threads however short (the child inherits it)
     x = torch.rand(8, 100)
     assert torch.equal(sort_rows(x), x.sort(-1).values)
     with multiprocessing.get_context("fork").Pool(1) as pool:

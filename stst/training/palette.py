@@ -34,6 +34,10 @@ FIT_PIXELS = 8192
 FIT_DIRECTIONS = 32
 FIT_STEPS = 100
 FIT_RATE = 0.03
+# Keys below which one thread sorts faster than the cores together: handing rows to a pool costs more than the
+# half it saves (2 Zen 4 cores: the colour fit's 262,144 keys 8.8 ms in one thread, 11.8 ms split; the quick
+# step's 2,097,152 102 ms and 64 ms; docs/training.md, "The sort").
+SPLIT_KEYS = 1 << 19
 
 
 def lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -73,13 +77,14 @@ def sort_rows(x: torch.Tensor) -> torch.Tensor:
     2.5-4x as long as numpy's argsort (SIMD sorting networks, AVX2 or AVX-512) on the same rows: the term took 118 ms
     of a quick step of about 1.2 s on 2 Xeon cores, 54 ms so (docs/training.md). There numpy finds the order, the
     rows split among the cores (:func:`stst.base.cores.side_by_side`), and a gather takes the values, through which
-    the gradient flows as through torch.sort's.
+    the gradient flows as through torch.sort's; below :data:`SPLIT_KEYS` one thread sorts them all.
     """
     if x.device.type != "cpu":
         return torch.sort(x, dim=-1).values
     keys = x.detach() if x.dtype in (torch.float32, torch.float64) else x.detach().float()  # bf16 under autocast
     rows = keys.reshape(-1, x.shape[-1]).numpy()
-    bounds = np.linspace(0, len(rows), min(len(rows), cpu_cores()) + 1).astype(int)
+    threads = min(len(rows), cpu_cores()) if x.numel() >= SPLIT_KEYS else 1
+    bounds = np.linspace(0, len(rows), threads + 1).astype(int)
     parts = side_by_side(lambda part: np.argsort(rows[part], axis=-1), [slice(*b) for b in zip(bounds, bounds[1:])])
     return torch.gather(x, -1, torch.from_numpy(np.concatenate(parts)).view(x.shape))
 
@@ -124,9 +129,9 @@ class PaletteLoss:
     """The palette distance of a stylized batch to the painting, as a training loss with its weight.
 
     Every pixel of each picture is compared with as many quantiles of ``target``, the painting's CIELAB colours
-    (or the mixed paintings', by weight), along ``count`` directions (the sort is differentiable). The directions are drawn once, from a fixed seed: in three
-    dimensions a few dozen of them pin a distribution down, and a loss that draws nothing per step gives a
-    resumed run the losses of an uninterrupted one.
+    (or the mixed paintings', by weight), along ``count`` directions (the sort is differentiable). The directions
+    are drawn once, from a fixed seed: in three dimensions a few dozen of them pin a distribution down, and a loss
+    that draws nothing per step gives a resumed run the losses of an uninterrupted one.
     """
 
     def __init__(self, target: torch.Tensor, weight: float, count: int = 32) -> None:
@@ -155,7 +160,7 @@ def fit_colours(outputs: torch.Tensor, target: torch.Tensor, seed: int = 0) -> t
     generator = torch.Generator().manual_seed(seed)
     rows = sample(outputs.detach().float().cpu(), FIT_PIXELS, generator)
     axes = directions(FIT_DIRECTIONS, generator)
-    goal = projected(target.float().cpu(), axes)
+    goal = quantiles(projected(target.float().cpu(), axes), FIT_PIXELS)  # once, not at every step
     matrix = torch.eye(3, dtype=rows.dtype, requires_grad=True)  # float32 also where float64 is torch's default
     shift = torch.zeros(3, dtype=rows.dtype, requires_grad=True)
     optimizer = torch.optim.Adam([matrix, shift], lr=FIT_RATE)
