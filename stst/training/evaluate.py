@@ -15,7 +15,8 @@ from ..base.imageio import read_photo
 from ..infer.engine import Stylizer
 from ..infer.look import Look
 from ..model.checkpoint import Checkpoint, load_model
-from .data import IMAGE_SUFFIXES
+from .data import IMAGE_SUFFIXES, find_images
+from .datasets import SHIPPED_PHOTOS
 from .losses import PerceptualLoss, build_loss
 from .options import options_from_dict
 from .palette import palette_distance
@@ -54,6 +55,13 @@ def photo_files(inputs: list[str | Path]) -> list[Path]:
     if not files:
         raise FileProblem(inputs[0], "no photos to evaluate on")
     return files
+
+
+def unseen_photos(folder: str | Path, dataset: str | Path = SHIPPED_PHOTOS) -> list[Path]:
+    """The photos in ``folder`` that a run trained on ``dataset`` never saw, matched by name without extension:
+    the quick recipe ships the odd-numbered Kodak photos as JPEGs, and its scores are taken on the even PNGs."""
+    seen = {p.stem for p in find_images(dataset)}
+    return [p for p in photo_files([folder]) if p.stem not in seen]
 
 
 def model_loss(model_path: str | Path, ckpt: Checkpoint, device: torch.device | str = "cpu") -> PerceptualLoss:
