@@ -438,9 +438,9 @@ def _parse_style_layers(value: str | None) -> dict[str, float] | None:
                    f"[quick: {PRESETS['quick']['minutes']:g}; with --iterations or --epochs: none].")
 @click.option("--lr", type=_Finite(0, min_open=True), help=f"Adam learning rate [johnson: {default('lr')}, cpu-fast: {PRESETS['cpu-fast']['lr']}].")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="[johnson: constant, cpu-fast: cosine]")
-@click.option("--content-weight", type=_Finite(), help=f"[default: {default('content_weight'):g}]")
-@click.option("--style-weight", type=_Finite(), help=f"[default: {default('style_weight'):g}]")
-@click.option("--tv-weight", type=_Finite(), help=f"[default: {default('tv_weight'):g}]")
+@click.option("--content-weight", type=_Finite(0), help=f"[default: {default('content_weight'):g}]")
+@click.option("--style-weight", type=_Finite(0), help=f"[default: {default('style_weight'):g}]")
+@click.option("--tv-weight", type=_Finite(0), help=f"[default: {default('tv_weight'):g}]")
 @click.option("--palette-weight", type=_Finite(0), help="Weight of the palette term: the output's colours, "
               "as a distribution, toward the painting's (CIELAB sliced Wasserstein distance) "
               f"[quick: {PRESETS['quick'].get('palette_weight', 0):g}; otherwise {default('palette_weight'):g}].")

@@ -228,6 +228,18 @@ def test_a_budget_that_is_not_a_finite_positive_number_is_a_usage_error(tmp_path
     assert not out.exists()
 
 
+@pytest.mark.parametrize("option", ["--content-weight", "--style-weight", "--tv-weight", "--palette-weight"])
+def test_a_negative_loss_weight_is_a_usage_error(tmp_path, option):
+    """A negative weight would train toward the opposite of its term; the help shows each bound (an unbounded
+    range once read "[x<=None]")."""
+    out = tmp_path / "never.pth"
+    result = CliRunner().invoke(main, ["train", "--style", str(STYLE), option, "-1", "-o", str(out)])
+    assert result.exit_code == 2 and option in result.stderr and "x>=0" in result.stderr
+    assert not out.exists()
+    for command in main.commands:
+        assert "None]" not in CliRunner().invoke(main, [command, "--help"]).output, command
+
+
 def test_the_palette_term_trains_and_is_logged(tmp_path):
     out, log = tmp_path / "p.pth", tmp_path / "p.jsonl"
     train(small_options(iterations=6, palette_weight=1e4, lr=5e-3),
