@@ -554,7 +554,8 @@ def train(ctx, style, dataset, output, preset, image_size, style_size, batch_siz
         if options is not None and options.minutes and options.minutes < QUICK_NOTE_BELOW_MINUTES:
             long = "johnson, the paper's recipe on COCO (0.8 GB, fetched once)" if preset == "gpu-quick" else \
                 "cpu-fast, the long recipe"
-            spent = f"{options.minutes * 60:.0f} seconds" if options.minutes < 1 else f"{options.minutes:g} minutes"
+            amount, unit = (round(options.minutes * 60), "second") if options.minutes < 1 else (options.minutes, "minute")
+            spent = f"{amount:g} {unit}{'' if amount == 1 else 's'}"
             click.echo(f"note: a quick model ({spent}); for a better one: stst train --style "
                        f"{shlex.quote(str(style))} --minutes 30 (or --preset {long})", err=True)
 

@@ -240,6 +240,16 @@ def test_a_negative_loss_weight_is_a_usage_error(tmp_path, option):
         assert "None]" not in CliRunner().invoke(main, [command, "--help"]).output, command
 
 
+def test_a_thumbnail_painting_trains_with_a_note_that_it_was_enlarged(tmp_path):
+    Image.open(STYLE).resize((48, 30)).save(tmp_path / "thumb.png")
+    notes = []
+    for style, size in ((tmp_path / "thumb.png", 128), (STYLE, 512)):  # 256 px to 512: twice, no note
+        train(replace(small_options(iterations=1), style=str(style), style_size=size),
+              RunSettings(output=tmp_path / f"{size}.pth", workers=0, progress=False), log=notes.append)
+    assert notes == [f"note: {tmp_path / 'thumb.png'} is only 48x30 pixels (enlarged 3x to --style-size 128): the "
+                     "style's strokes come out blurred; a larger picture of the painting gives a better style"]
+
+
 def test_the_palette_term_trains_and_is_logged(tmp_path):
     out, log = tmp_path / "p.pth", tmp_path / "p.jsonl"
     train(small_options(iterations=6, palette_weight=1e4, lr=5e-3),

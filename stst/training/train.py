@@ -40,6 +40,8 @@ MAX_UNREADABLE_SHARE = 0.5
 # Room to ask for beside the output before training starts: a checkpoint holds
 # the float32 weights and Adam's two moments (3x), twice for the temporary copy.
 CHECKPOINT_BYTES_PER_PARAMETER = 4 * 3 * 2
+# A painting enlarged more than this to --style-size teaches blurred strokes (a thumbnail): the run says so.
+MAX_STYLE_ENLARGEMENT = 2
 # The colour fit's photos (spread over the data set) and their long side: 0.5 M output pixels in about a second.
 FIT_PHOTOS = 12
 FIT_SIZE = 256
@@ -149,9 +151,9 @@ def learning_rate(options: TrainOptions, iteration: int, seconds: float) -> floa
     return cosine_rate(options.lr, min(seconds, budget), budget)
 
 
-def _load_style(options: TrainOptions) -> Style:
+def _load_style(options: TrainOptions, log: Callable[[str], None]) -> Style:
     """The run's painting with its long side resized to ``style_size``, aspect kept, as (3, H, W) uint8; for a
-    mix, the paintings the mixed models hold, with their weights."""
+    mix, the paintings the mixed models hold, with their weights. A thumbnail trains, blurred: a note says so."""
     if options.mix:
         parts = [(load_checkpoint(path).style_image, weight) for path, weight in options.mix.items()]
         for (image, _), path in zip(parts, options.mix):
@@ -161,6 +163,9 @@ def _load_style(options: TrainOptions) -> Style:
     photo = read_photo(options.style)
     h, w = photo.size
     scale = options.style_size / max(h, w)
+    if scale > MAX_STYLE_ENLARGEMENT:
+        log(f"note: {options.style} is only {w}x{h} pixels (enlarged {scale:.0f}x to --style-size {options.style_size}):"
+            " the style's strokes come out blurred; a larger picture of the painting gives a better style")
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     rgb = torch.nn.functional.interpolate(photo.rgb[None], size=size, mode="bicubic", antialias=True)[0]
     return torch.from_numpy(to_uint8(rgb)).permute(2, 0, 1).contiguous()
@@ -595,7 +600,7 @@ def train(
         sources = [] if resume else [*styles, *([Path(options.init)] if options.init else [])]
         _check_outputs(run, resume, continuing, files + sources, begin.arch)
     if begin.style is None:
-        begin.style = _load_style(options)
+        begin.style = _load_style(options, log)
     session = _Session(begin, run, ctx, device, files, resume, continuing, log)
     try:
         session.loop()
