@@ -114,6 +114,15 @@ def test_missing_model_is_a_usage_error(tmp_path):
     assert f"stst: error: {tmp_path / 'nope.pth'}: model file not found" in result.output
 
 
+@pytest.mark.parametrize("spec, problem", [("scream", "model file not found (did you mean the_scream? bundled models:"),
+                                           ("Starry_Nigth", "model file not found (did you mean starry_night?"),
+                                           (".", "a folder, not a model file")])
+def test_a_misspelt_style_gets_the_close_name_and_a_folder_is_named_as_one(spec, problem):
+    for command in (["stylize", PHOTOS / "kodim01.jpg", "-m", spec], ["info", spec]):
+        result = run(*command)
+        assert result.exit_code == 2 and result.output.startswith(f"stst: error: {spec}: {problem}"), result.output
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_requested_missing_device_is_an_error_not_a_fallback(untrained_model_path):
     result = run("stylize", PHOTOS / "kodim01.jpg", "-m", untrained_model_path, "--device", "cuda")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from pathlib import Path
 
@@ -59,6 +60,16 @@ def _tier_file(beside: Path, style: str, tier: str) -> Path:
     return beside.with_name(f"{style}{'' if tier == 'full' else f'-{tier}'}{beside.suffix}")
 
 
+def _not_found(path: Path, models: dict[str, dict[str, Path]]) -> str:
+    """Why ``path`` names no model: a folder, or no file; with the bundled name it misspells, if one is close."""
+    if path.is_dir():
+        return "a folder, not a model file"
+    close = difflib.get_close_matches(str(path), models, n=1)
+    guess = f"did you mean {close[0]}? " if close else ""
+    return f"model file not found ({guess}bundled models: {', '.join(bundled_styles())})" if models else \
+        "model file not found"
+
+
 def resolve_model(spec: str | Path | None, tier: str = "full") -> tuple[Path, str]:
     """A model file and the name used in output file names, for a path or a bundled model's name.
 
@@ -76,8 +87,7 @@ def resolve_model(spec: str | Path | None, tier: str = "full") -> tuple[Path, st
     elif str(spec) in models:
         found = models[str(spec)], str(spec)
     else:
-        hint = f" (bundled models: {', '.join(bundled_styles())})" if models else ""
-        raise FileProblem(path, f"model file not found{hint}")
+        raise FileProblem(path, _not_found(path, models))
     style, own_tier = split_tier(found[1])
     if tier == "full" or tier == own_tier:
         return found

@@ -161,7 +161,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read and validate a model file; any problem is a one-line :class:`FileProblem`."""
     path = Path(path)
     if not path.is_file():
-        raise FileProblem(path, "model file not found")
+        raise FileProblem(path, "a folder, not a model file" if path.is_dir() else "model file not found")
     kind = sniff(path)
     if kind:
         raise FileProblem(path, f"not a model file (it is {kind})")
