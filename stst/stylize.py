@@ -129,6 +129,9 @@ def plan_jobs(
         named = format_of_suffix(out)
         if fmt and named and output_format(None, fmt) != named:
             raise StstError(f"--format {fmt} contradicts the output name {out}; give one or make them agree")
+        if out.suffix and not named and not fmt:  # a JPEG named x.mp4 or x.heic would mislead whatever opens it
+            raise StstError(f"{out}: an image cannot be written as {out.suffix} (name it {', '.join(WRITE_FORMATS.values())}"
+                            ", or give --format)")
         return [Job(inputs[0], out, output_format(named or format_of_suffix(inputs[0]), fmt))]
 
     def base_of(folder: Path) -> Path:

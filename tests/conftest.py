@@ -88,44 +88,47 @@ def untrained_model_path(tmp_path: Path) -> Path:
 def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 12, audio: str | None = "aac",
               rotation: int = 0, pts: list[int] | None = None, levels: list[float] | None = None,
               pan: int = 1, noise: float = 0.0, rate: int = 16000, audio_delay: float = 0.0,
-              decoding_order_pts: bool = False) -> Path:
+              decoding_order_pts: bool = False, pictures: bool = True) -> Path:
     """A clip of a real photo panning by ``pan`` pixels a frame (0: a still shot), with a sine tone; ``pts``
     (in 1/fps units) makes it variable-rate, ``levels`` scale each frame's brightness (a fade), ``noise``
     adds Gaussian noise of that standard deviation (0..255) to each frame. The tone (at ``rate`` Hz)
     starts ``audio_delay`` seconds after the first frame. ``decoding_order_pts`` makes B-frames and
-    stamps the video packets in decoding order, as broken muxers do (display times then run backwards)."""
+    stamps the video packets in decoding order, as broken muxers do (display times then run backwards). Without
+    ``pictures``, the tone alone (for ``frames`` frames' time)."""
     photo = np.asarray(Image.open(PHOTOS / "kodim23.jpg").convert("RGB"))
     rng = np.random.default_rng(0)
     w, h = size
     with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264" if path.suffix != ".avi" else "mpeg4", rate=fps)
-        video.width, video.height, video.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-        if path.suffix == ".avi":
-            video.width, video.height = w, h
-        video.time_base = Fraction(1, fps)
-        if rotation:
-            video.set_display_rotation(rotation)
-        if decoding_order_pts:
-            video.options = {"bf": "2"}
-        sound = out.add_stream(audio, rate=rate) if audio else None
-        coded = []
-        for i in range(frames):
-            top, left = pan * i % (photo.shape[0] - video.height + 1), 2 * pan * i % (photo.shape[1] - video.width + 1)
-            crop = photo[top: top + video.height, left: left + video.width]
-            if levels:
-                crop = (crop * levels[i]).round().astype(np.uint8)
-            if noise:
-                crop = np.clip(crop + rng.normal(0, noise, crop.shape), 0, 255).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), format="rgb24")
-            frame.pts = pts[i] if pts else i
-            frame.time_base = Fraction(1, fps)
-            coded += video.encode(frame)
-        coded += video.encode(None)
-        first = min(packet.dts for packet in coded)
-        for packet in coded:
+        if pictures:
+            video = out.add_stream("libx264" if path.suffix != ".avi" else "mpeg4", rate=fps)
+            video.width, video.height, video.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+            if path.suffix == ".avi":
+                video.width, video.height = w, h
+            video.time_base = Fraction(1, fps)
+            if rotation:
+                video.set_display_rotation(rotation)
             if decoding_order_pts:
-                packet.pts = packet.dts = packet.dts - first
-            out.mux(packet)
+                video.options = {"bf": "2"}
+        sound = out.add_stream(audio, rate=rate) if audio else None
+        if pictures:
+            coded = []
+            for i in range(frames):
+                top, left = pan * i % (photo.shape[0] - video.height + 1), 2 * pan * i % (photo.shape[1] - video.width + 1)
+                crop = photo[top: top + video.height, left: left + video.width]
+                if levels:
+                    crop = (crop * levels[i]).round().astype(np.uint8)
+                if noise:
+                    crop = np.clip(crop + rng.normal(0, noise, crop.shape), 0, 255).astype(np.uint8)
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), format="rgb24")
+                frame.pts = pts[i] if pts else i
+                frame.time_base = Fraction(1, fps)
+                coded += video.encode(frame)
+            coded += video.encode(None)
+            first = min(packet.dts for packet in coded)
+            for packet in coded:
+                if decoding_order_pts:
+                    packet.pts = packet.dts = packet.dts - first
+                out.mux(packet)
         if sound:
             samples = rate * frames // fps
             tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / rate)).astype(np.float32)

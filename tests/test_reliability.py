@@ -25,7 +25,7 @@ from stst.model.network import ArchConfig
 from stst.training.options import RunSettings, TrainOptions
 from stst.training.train import TrainingError, train
 
-from conftest import PHOTOS, STYLES, TRAIN, answers_ctrl_c, fresh_network
+from conftest import PHOTOS, STYLES, TRAIN, answers_ctrl_c, fresh_network, make_clip
 
 STYLE = STYLES / "starry_night.jpg"
 
@@ -155,6 +155,27 @@ def test_row15_format_contradicting_the_output_name_is_refused(tmp_path, small_m
     assert not (tmp_path / "out.jpg").exists()
     agree = run("stylize", src, "-m", small_model, "--format", "jpeg", "-o", tmp_path / "out.jpg")
     assert agree.exit_code == 0 and Image.open(tmp_path / "out.jpg").format == "JPEG"
+
+
+def test_row15b_an_image_named_as_a_clip_or_unknown_format_is_refused_unless_format_names_one(tmp_path, small_model):
+    """A photo written to ``-o out.mp4`` was a PNG under a video's name; a name without an extension keeps the
+    input's format."""
+    src = photo(tmp_path / "a.jpg")
+    for name in ("out.mp4", "out.heic"):
+        result = run("stylize", src, "-m", small_model, "-o", tmp_path / name)
+        assert_one_line_error(result, 2, f"{tmp_path / name}: an image cannot be written as {name[3:]} (name it .jpg,")
+        assert not (tmp_path / name).exists()
+    assert run("stylize", src, "-m", small_model, "--format", "png", "-o", tmp_path / "out.dat").exit_code == 0
+    assert run("stylize", src, "-m", small_model, "-o", tmp_path / "plain").exit_code == 0
+    assert Image.open(tmp_path / "out.dat").format == "PNG" and Image.open(tmp_path / "plain").format == "JPEG"
+
+
+def test_row15c_sound_alone_fails_as_a_clip_without_pictures(tmp_path, small_model):
+    """An .m4a, or an .mp4 of sound alone, was 'not a readable image (no image format that Pillow knows)'."""
+    for name in ("voice.m4a", "voice.mp4"):
+        make_clip(tmp_path / name, pictures=False)
+        result = run("stylize", tmp_path / name, "-m", small_model)
+        assert result.exit_code == 1 and f"failed: {tmp_path / name}: has no video stream (sound alone)" in result.stderr
 
 
 def test_row16_the_output_folder_is_never_an_input(tmp_path, small_model):

@@ -132,10 +132,11 @@ def test_a_clip_is_stylized_with_progress_and_its_files_are_removed(tmp_path):
         assert answer.status_code == 202, answer.text
         job = answer.json()
         folder = app.state.server.clips.folder
-        for _ in range(600):
+        for _ in range(600):  # a minute: 600 polls without a pause once ran out before a cold first clip ended
             job = client.get(f"/api/clips/{job['id']}").json()
             if job["state"] in ("done", "failed"):
                 break
+            time.sleep(0.1)
         assert job["state"] == "done" and job["frames"] == job["total"] == 12, job
         video = client.get(f"/api/clips/{job['id']}/video")
         assert video.status_code == 200
@@ -145,6 +146,9 @@ def test_a_clip_is_stylized_with_progress_and_its_files_are_removed(tmp_path):
         assert [p.name for p in folder.iterdir()] == [f"{job['id']}-out.mp4"]  # the upload is gone
         refused = client.post("/api/clips", files={"video": ("notes.mp4", b"not a clip")})
         assert refused.status_code == 422 and "not a video clip" in refused.json()["error"]
+        sound = make_clip(tmp_path / "voice.m4a", pictures=False).read_bytes()
+        refused = client.post("/api/clips", files={"video": ("voice.m4a", sound)})
+        assert refused.status_code == 422 and "voice.m4a: has no video stream (sound alone)" in refused.json()["error"]
         assert client.get("/api/clips/nope").status_code == 404
     assert not folder.exists()  # stopping the server removes every upload and result
 

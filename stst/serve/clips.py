@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..base.errors import FileProblem, first_line
-from ..video.probe import is_video
+from ..video.probe import clip_kind
 from ..video.settings import VideoSettings
 from ..video.video import stylize_video
 from .workers import QUEUE
@@ -84,9 +84,11 @@ class ClipJobs:
         if admitted > self.queue:
             upload.unlink(missing_ok=True)
             raise busy(admitted - 1, "the clips before it", self.queue, RETRY_CLIP)
-        if not is_video(upload):
+        kind = clip_kind(upload)
+        if kind != "video":
             upload.unlink(missing_ok=True)
-            raise FileProblem(filename or "upload", "not a video clip that FFmpeg can read")
+            raise FileProblem(filename or "upload", "has no video stream (sound alone)" if kind == "sound" else
+                              "not a video clip that FFmpeg can read")
         job_id = upload.stem
         job = ClipJob(job_id, f"{safe_stem(filename)}-{model}.mp4", upload, self.folder / f"{job_id}-out.mp4",
                       self.settings.for_model(model))

@@ -21,23 +21,32 @@ def av_module():
     return av
 
 
-def is_video(path: Path) -> bool:
-    """Whether ``path`` is a video clip, by probing: Pillow images first, then FFmpeg's demuxers.
+def clip_kind(path: Path) -> str | None:
+    """What kind of clip ``path`` is, by probing: Pillow images first, then FFmpeg's demuxers. ``"video"`` for a
+    clip with pictures, ``"sound"`` for a container of sound alone (it fails as a clip with no video stream, not as
+    an image Pillow cannot read), None for the rest.
 
     A file FFmpeg cannot open counts as a clip only by its suffix, so that a
     broken ``.mp4`` fails as a clip and a text file as an image.
     """
     try:
         with Image.open(path):
-            return False
+            return None
     except Exception:  # not an image Pillow knows: maybe a clip
         pass
     try:
         with av_module().open(str(path)) as container:
-            stream = container.streams.video[0] if container.streams.video else None
-            return stream is not None and "image" not in container.format.name and "_pipe" not in container.format.name
+            if container.streams.video:
+                fmt = container.format.name
+                return "video" if "image" not in fmt and "_pipe" not in fmt else None
+            return "sound" if container.streams.audio else None
     except Exception:  # FFmpeg's errors, or no such format
-        return path.suffix.lower() in VIDEO_SUFFIXES
+        return "video" if path.suffix.lower() in VIDEO_SUFFIXES else None
+
+
+def is_video(path: Path) -> bool:
+    """Whether ``path`` goes the way of clips (:func:`clip_kind`): one with pictures, or sound alone."""
+    return clip_kind(path) is not None
 
 
 def output_suffix(source: Path) -> str:

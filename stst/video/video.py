@@ -115,7 +115,8 @@ def stylize_video(
         raise FileProblem(source, f"not a readable video ({first_line(exc)})") from None
     with container:
         if not container.streams.video:
-            raise FileProblem(source, "has no video stream")
+            raise FileProblem(source, "has no video stream (sound alone)" if container.streams.audio else
+                              "has no video stream")
         video = container.streams.video[0]
         video.thread_type = "AUTO"
         audio = list(container.streams.audio)
