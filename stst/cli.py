@@ -613,7 +613,7 @@ def evaluate(model_path, inputs, size, device, engine, as_json) -> None:
         click.echo(f"{Path(s.photo).name:<{width}}" + "".join(f"  {getattr(s, name):11.4g}" for name in SCORES))
     click.echo(f"{'mean':<{width}}" + "".join(f"  {mean[name]:11.4g}" for name in SCORES))
     if skipped:
-        click.echo(f"{len(skipped)} unreadable photo(s) skipped", err=True)
+        click.echo(f"{len(skipped)} photo(s) skipped (unreadable or too small)", err=True)
         sys.exit(EXIT_PARTIAL)
 
 

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from stst.cli import main
 from stst.base.errors import FileProblem
@@ -58,12 +59,15 @@ def test_unreadable_photo_is_named_and_skipped_and_the_rest_evaluated(tiny_model
     for name in ("kodim01.jpg", "kodim02.jpg"):
         (folder / name).write_bytes((PHOTOS / name).read_bytes())
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    Image.open(PHOTOS / "kodim01.jpg").resize((40, 15)).save(folder / "strip.png")  # was an internal error in VGG
     result = CliRunner().invoke(main, ["evaluate", str(tiny_model), str(folder), "--size", "64"])
     assert result.exit_code == 1, result.output
     assert f"warning: {folder / 'broken.png'}: not a readable image" in result.stderr
+    assert f"warning: {folder / 'strip.png'}: too small to score (40x15 pixels;" in result.stderr
+    assert "2 photo(s) skipped (unreadable or too small)" in result.stderr
     assert "kodim01.jpg" in result.stdout and "kodim02.jpg" in result.stdout and "mean" in result.stdout
     as_json = CliRunner().invoke(main, ["evaluate", str(tiny_model), str(folder), "--size", "64", "--json"])
-    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["skipped"] == [str(folder / "broken.png")]
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["skipped"] == [str(folder / n) for n in ("broken.png", "strip.png")]
 
 
 def test_lpips_is_the_lpips_packages_distance_on_our_vgg16():

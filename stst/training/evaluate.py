@@ -26,6 +26,8 @@ from .weights import resolve_vgg_weights
 TERMS = ("content", "style", "tv", "total")
 # The loss terms, LPIPS-VGG to the photo and the palette distance to the painting: what evaluate reports per photo.
 SCORES = (*TERMS, "lpips", "palette")
+# LPIPS reads VGG16 after its fourth pooling: a photo narrower than this has no pixel left there to score.
+MIN_SIDE = 16
 
 
 @dataclass
@@ -122,6 +124,9 @@ def evaluate(
     for path in files:
         try:
             photo = read_photo(path, max_size=size).rgb[None].to(device)
+            if min(photo.shape[-2:]) < MIN_SIDE:
+                raise FileProblem(path, f"too small to score ({photo.shape[-1]}x{photo.shape[-2]} pixels; the loss "
+                                        f"network needs {MIN_SIDE} a side)")
         except FileProblem as exc:
             if skip is None:
                 raise
