@@ -49,6 +49,9 @@ def mix(*specs, minutes=QUICK):
 def test_a_mix_of_one_model_with_weight_one_is_that_model(family):
     path, name = mix(f"{family['starry']}=1")
     assert path == family["starry"] and name == "starry"
+    assert mix(f"{family['starry']}=0.5", f"{family['starry']}=0.5") == (path, name)  # named twice: still itself
+    _, both = mix(f"{family['starry']}=0.25", f"{family['scream']}=0.5", f"{family['starry']}=0.25")
+    assert both == "starry50+scream50"
     alone = average([Part(family["starry"], "starry", 1.0)], [load_checkpoint(family["starry"])]).state_dict
     for key, value in load_checkpoint(family["starry"]).state_dict.items():
         assert torch.equal(alone[key], value.float())

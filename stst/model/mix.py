@@ -46,7 +46,13 @@ def parse_part(spec: str) -> tuple[str, float]:
 
 
 def normalised(parts: list[Part]) -> list[Part]:
-    """The parts with weights that add up to 1 (parts of weight 0 dropped)."""
+    """The parts with weights that add up to 1 (parts of weight 0 dropped); a model named twice is one part with
+    the sum of its weights (else a style mixed with itself would train a minute to become what it was)."""
+    merged: dict[Path, Part] = {}
+    for p in parts:
+        same = merged.get(p.path.resolve())
+        merged[p.path.resolve()] = Part(same.path, same.name, same.weight + p.weight) if same else p
+    parts = list(merged.values())
     total = sum(p.weight for p in parts)
     if total == float("inf"):
         raise MixError("the weights of the mix are too large to add up (their sum overflows); give shares such as "

@@ -79,7 +79,7 @@ def mixed_model_file(parts: list[Part], minutes: float | None = None, device: st
     minutes = mix_minutes(mix, minutes)
     path = mix_file(mix.parts, minutes)
     if not path.is_file():
-        log(f"making the mix {mix_name(parts)}: {minutes:g} minutes of training toward the mixed styles, "
+        log(f"making the mix {mix_name(parts)}: {minutes:g} minute{'' if minutes == 1 else 's'} of training toward the mixed styles, "
             f"once (kept in {path.parent})")
         with tempfile.TemporaryDirectory(prefix="stst-mix-") as scratch:
             run = RunSettings(output=Path(scratch) / "mix.pth", device=device, workers=0, progress=progress)
