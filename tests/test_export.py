@@ -1,5 +1,6 @@
 import sys
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -48,6 +49,14 @@ def test_exported_model_agrees_with_pytorch_at_two_sizes(tmp_path, trained_like,
         got = run(x)
         assert got.shape == expected.shape
         assert (got - expected).abs().max().item() < 1e-3
+    # what was exported is not a model for the commands that read one, and says so in one line
+    info = CliRunner().invoke(main, ["info", str(out)])
+    problem = {"onnx": "an exported ONNX graph: stst stylize runs it, this command needs the .pth model it came from",
+               "torchscript": "a TorchScript archive, which stst never loads (it holds code): give the .pth model it "
+                              "came from"}[fmt]
+    assert info.exit_code == 2 and info.stderr == f"stst: error: {out}: {problem}\n"
+    if fmt == "torchscript":  # the archive's folder is its own, not the temporary file's name
+        assert {name.split("/")[0] for name in zipfile.ZipFile(out).namelist()} == {"archive"}
 
 
 def test_stylize_runs_onnx_models(tmp_path, trained_like):

@@ -17,6 +17,7 @@ which refuses pickles that would construct arbitrary objects.
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -165,6 +166,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     kind = sniff(path)
     if kind:
         raise FileProblem(path, f"not a model file (it is {kind})")
+    exported = _exported(path)
+    if exported:
+        raise FileProblem(path, exported)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
@@ -188,6 +192,21 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     else:
         raise FileProblem(path, "not a stst model or fast_neural_style state_dict")
     return ckpt
+
+
+def _exported(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a model where ``stst export`` (or another tool) made it of one: an ONNX graph
+    (which only ``stst stylize`` runs) or a TorchScript archive (which stst never loads: it holds code)."""
+    if path.suffix.lower() == ".onnx":
+        return "an exported ONNX graph: stst stylize runs it, this command needs the .pth model it came from"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
+        return "a TorchScript archive, which stst never loads (it holds code): give the .pth model it came from"
+    return None
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[TransformerNet, Checkpoint]:

@@ -43,7 +43,9 @@ def export_model(model: TransformerNet, path: str | Path, fmt: str) -> None:
         if fmt == "torchscript":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.jit is deprecated, but still the C++/mobile route
-                torch.jit.script(model).save(str(tmp))
+                buffer = io.BytesIO()  # saved to a file, the archive's folder inside would be the temporary name
+                torch.jit.save(torch.jit.script(model), buffer)
+            tmp.write_bytes(buffer.getvalue())
         elif fmt == "onnx":
             tmp.write_bytes(onnx_graph(model, (torch.rand(1, 3, 64, 96),), ["image"], ["stylized"],
                                        {"image": DYNAMIC_AXES, "stylized": DYNAMIC_AXES}))
