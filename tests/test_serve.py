@@ -90,7 +90,7 @@ def test_tier_format_and_max_size_fields(client):
     ("40000x40000 header", 413, "megapixels, more than the limit"),
     ("empty", 422, "empty upload"),
     ("model ../", 404, "unknown model '../models/starry_night'"),
-    ("unknown tier", 404, "no ultra tier"),
+    ("unknown tier", 400, "field 'tier': 'ultra' is not one of full, light, realtime"),
     ("strength 2", 400, "field 'strength'"),
     ("format gif", 400, "field 'format'"),
     ("no image field", 400, "no file in the multipart field 'image'"),
@@ -302,6 +302,8 @@ def test_a_painting_becomes_a_style_with_progress_a_preview_and_a_place_in_the_q
         names = [m["name"] for m in client.get("/api/models").json()["models"]]
         assert "the_scream-2" in names and "mon_tableau_" in names
         assert post(client, model="the_scream-2", max_size=64).status_code == 200
+        lacking = post(client, model="the_scream-2", tier="light")  # a tier, but one a new style lacks
+        assert lacking.status_code == 404 and lacking.json()["error"] == "the_scream-2 has no light tier; it has: full"
         assert client.get("/api/styles/nope").status_code == 404
         # a mix of two styles the server has: a job like a painting's, then a style in the grid
         mixed = client.post("/api/styles", data={"mix": "starry_night=0.7, udnie=0.3", "minutes": "0.05"},

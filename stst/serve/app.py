@@ -35,7 +35,7 @@ from ..video.settings import VideoSettings
 from .catalog import Catalog, UnknownModel
 from .clips import ClipJobs
 from .workers import QUEUE, ModelWorkers, Stylizer
-from .fields import ApiError, field, look_of
+from .fields import ApiError, field, look_of, tier_of
 from .guard import Access, Guard
 from .live import live
 from .styles import MINUTES, STYLES_FOLDER, StyleJobs
@@ -104,7 +104,7 @@ async def stylize(request: Request) -> Response:
         if "mix" in form:
             raise ApiError(400, "mix: a mix is trained first, by POST /api/styles with mix=a=0.7,b=0.3; then it is "
                                 "a style to stylize with (model=its name)")
-        path = server.catalog.file(form.get("model"), form.get("tier"))
+        path = server.catalog.file(form.get("model"), tier_of(form))
         look = look_of(form)
         fmt = field(form, "format", lambda v: FORMAT_ALIASES[v.lower()], "PNG",
                      what=f"one of {', '.join(FORMAT_ALIASES)}")
@@ -133,7 +133,7 @@ async def submit_clip(request: Request) -> Response:
     server = _server(request)
     async with request.form(max_files=1, max_fields=16) as form:
         model = form.get("model")
-        path = server.catalog.file(model, form.get("tier"))
+        path = server.catalog.file(model, tier_of(form))
         look = look_of(form)
         upload = _upload(form, "video")
         filename = upload.filename

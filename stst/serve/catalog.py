@@ -80,8 +80,7 @@ class Catalog:
             raise UnknownModel(f"unknown model '{name}' (models: {', '.join(self.styles)})")
         tier = tier or "full"
         if tier not in style.tiers:
-            known = "" if tier in TIERS else f" (tiers: {', '.join(TIERS)})"
-            raise UnknownModel(f"{style.name} has no {tier} tier{known}; it has: {', '.join(style.tiers)}")
+            raise UnknownModel(f"{style.name} has no {tier} tier; it has: {', '.join(style.tiers)}")
         return style.tiers[tier]
 
     def mix_parts(self, spec: str) -> Mix:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 
 from ..infer.look import MAX_STROKE_SCALE, MIN_STROKE_SCALE, Look
+from ..model.bundled import TIERS
 
 
 class ApiError(Exception):
@@ -56,3 +57,9 @@ def look_of(form: Mapping) -> Look:
         preserve_colors=field(form, "preserve_colors", _flag, False, what="true or false"),
         strength=field(form, "strength", float, 1.0, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1"),
     )
+
+
+def tier_of(form: Mapping) -> str | None:
+    """The ``tier`` asked for (None: the route's own choice); a name that is no tier is a 400, a tier the style
+    lacks is the catalogue's 404."""
+    return field(form, "tier", str, None, lambda v: v in TIERS, f"one of {', '.join(TIERS)}")

@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..base.errors import StstError
 from ..stylize import stylize_bytes
-from .fields import ApiError, look_of
+from .fields import ApiError, look_of, tier_of
 
 log = logging.getLogger("stst.serve")
 QUALITY = 85  # JPEG quality of the frames sent back
@@ -70,7 +70,7 @@ async def live(ws: WebSocket) -> None:
         except ValueError as exc:
             raise ApiError(400, f"bad settings message ({exc})") from None
         model = settings.get("model", state["model"])
-        tier = settings.get("tier") or server.catalog.fastest(model)
+        tier = tier_of(settings) or server.catalog.fastest(model)
         path, look = server.catalog.file(model, tier), look_of(settings)
         state.update(model=model, tier=tier, path=path, look=look)
 
