@@ -2,7 +2,9 @@ import os
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from stst.cli import main
 from stst.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from stst.base.errors import FileProblem
 from stst.model.network import ArchConfig
@@ -114,3 +116,11 @@ def test_wrong_tensors_are_rejected(tmp_path):
     torch.save({"a": 1}, tmp_path / "other.pth")
     with pytest.raises(FileProblem, match="not a stst model"):
         load_checkpoint(tmp_path / "other.pth")
+
+
+def test_info_counts_one_in_the_singular(tmp_path):
+    path = tmp_path / "one.pth"
+    save_checkpoint(path, fresh_network(), {"iterations": 1, "hardware": {"cpu": "x", "device": "cpu", "threads": 1},
+                                            "dataset": {"path": "p", "images": 1}})
+    shown = CliRunner().invoke(main, ["info", str(path)]).output
+    assert "training  1 iteration, " in shown and "(cpu, 1 thread)" in shown and "p (1 image)" in shown

@@ -39,6 +39,11 @@ def _g(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else "?"
 
 
+def _count(count: Any, noun: str) -> str:
+    """``1 iteration``, ``500 iterations``; ``? iterations`` where the file does not say."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _style_line(style: dict[str, Any], size: str) -> str:
     """The painting (its title, file, size and licence), or a mix's parts with their shares."""
     if isinstance(style.get("mix"), list):
@@ -59,10 +64,10 @@ def describe(info: dict[str, Any]) -> list[str]:
     rows = [
         ("model", f"{info['file']} ({info['bytes'] / 1e6:.1f} MB, sha256 {info['sha256']})"),
         ("style", _style_line(style, size)),
-        ("training", f"{meta.get('iterations', '?')} iterations, "
+        ("training", f"{_count(meta.get('iterations', '?'), 'iteration')}, "
                      f"{f'{minutes:.1f} min' if minutes is not None else '?'} on "
                      f"{hardware.get('gpu') or hardware.get('cpu', '?')} ({hardware.get('device', '?')}, "
-                     f"{hardware.get('threads', '?')} threads), created {meta.get('created', '?')}"),
+                     f"{_count(hardware.get('threads', '?'), 'thread')}), created {meta.get('created', '?')}"),
         ("options", f"crops {options.get('image_size', '?')} px, batch {options.get('batch_size', '?')}, "
                     f"lr {options.get('lr', '?')} {options.get('lr_schedule', '')}, weights content "
                     f"{_g(options.get('content_weight'))} style {_g(options.get('style_weight'))} tv "
@@ -71,7 +76,7 @@ def describe(info: dict[str, Any]) -> list[str]:
                     f"{', temporal ' + _g(options['temporal_weight']) if options.get('temporal_weight') else ''}"
                     f"{', palette ' + _g(options['palette_weight']) if options.get('palette_weight') else ''}"
                     f"{', colours fitted to the painting' if meta.get('colour_map') else ''}"),
-        ("dataset", f"{meta.get('dataset', {}).get('path', '?')} ({meta.get('dataset', {}).get('images', '?')} images)"),
+        ("dataset", f"{meta.get('dataset', {}).get('path', '?')} ({_count(meta.get('dataset', {}).get('images', '?'), 'image')})"),
         ("losses", f"content {_g(losses.get('content'))}, style {_g(losses.get('style'))}, tv {_g(losses.get('tv'))}, "
                    f"{'palette ' + _g(losses['palette']) + ', ' if 'palette' in losses else ''}"
                    f"total {_g(losses.get('total'))} (last training batch)"),
@@ -81,10 +86,10 @@ def describe(info: dict[str, Any]) -> list[str]:
                     f"({arch['gflop_per_megapixel']} GFLOP per megapixel)"
                     f"{', resumable' if info['resumable'] else ''}"),
         *([("from", f"fine-tuned from {init.get('name', '?')} (sha256 {init.get('sha256', '?')}, "
-                    f"{init.get('iterations', '?')} iterations, {_g(_minutes(init.get('train_seconds')))} min); "
+                    f"{_count(init.get('iterations', '?'), 'iteration')}, {_g(_minutes(init.get('train_seconds')))} min); "
                     "the training row counts the fine-tuning only")] if init else []),
         *([("distilled", f"from {teacher.get('model', '?')} (width {teacher.get('teacher_width', '?')}, sha256 "
-                         f"{teacher.get('sha256', '?')}): {teacher.get('iterations', '?')} iterations, "
+                         f"{teacher.get('sha256', '?')}): {_count(teacher.get('iterations', '?'), 'iteration')}, "
                          f"{_g(_minutes(teacher.get('seconds')))} min, final L1 loss {_g(teacher.get('loss'))}; "
                          "training rows above are the teacher's")] if teacher else []),
         ("versions", f"stst {meta.get('stst_version', '?')}, torch {meta.get('torch_version', '?')}"),
