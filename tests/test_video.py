@@ -112,6 +112,15 @@ def test_odd_sizes_are_made_even_and_rotation_is_kept(tmp_path, small_model):
     assert probe(tmp_path / "phone-small.mp4")["rotation"] == 90
 
 
+def test_a_thumbnail_clip_is_steadied_too(tmp_path, small_model):
+    """Frames of 4x4 pixels: OpenCV's DIS flow refuses sides both under 12 (an internal error), Farneback's runs."""
+    src = make_clip(tmp_path / "tiny.mp4", frames=5, size=(4, 4))
+    result = run("stylize", src, "-m", small_model, "-o", tmp_path / "o.mp4")
+    assert result.exit_code == 0, result.output
+    shown = probe(tmp_path / "o.mp4")
+    assert shown["size"] == (4, 4) and shown["frames"] == 5
+
+
 def test_audio_the_container_cannot_hold_is_re_encoded_with_a_note(tmp_path, small_model):
     src = make_clip(tmp_path / "pcm.mkv", audio="pcm_s16le")
     result = run("stylize", src, "-m", small_model, "-o", tmp_path / "o.mp4")

@@ -14,19 +14,21 @@ from ..base.opencv import opencv
 
 FLOW_METHODS = ("dis", "dis-fast", "farneback")
 CUT = 0.2  # mean absolute difference of 32x32 grey thumbnails (0..1) that starts a new shot
+DIS_MIN_SIDE = 12  # OpenCV's DIS refuses frames whose sides are both shorter; Farneback takes them
 
 
 def flow(a: np.ndarray, b: np.ndarray, method: str = "dis") -> np.ndarray:
     """Dense flow from grayscale uint8 frame ``a`` to ``b``: a(x) ~ b(x + flow(x)), (H, W, 2) float32.
 
     ``dis`` is DIS at its medium preset, ``dis-fast`` at its fast one (about
-    5x faster; for the video path, where the frames come every few ms).
+    5x faster; for the video path, where the frames come every few ms). Frames
+    below :data:`DIS_MIN_SIDE` on both sides (a thumbnail clip) get Farneback's.
     """
     cv2 = opencv()
-    if method in ("dis", "dis-fast"):
+    if method in ("dis", "dis-fast") and max(a.shape[:2]) >= DIS_MIN_SIDE:
         preset = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM if method == "dis" else cv2.DISOPTICAL_FLOW_PRESET_FAST
         return cv2.DISOpticalFlow_create(preset).calc(a, b, None)
-    if method == "farneback":
+    if method in FLOW_METHODS:
         return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 3, 7, 1.5, 0)
     raise ValueError(f"unknown flow method '{method}' (use {' or '.join(FLOW_METHODS)})")
 
