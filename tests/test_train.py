@@ -17,6 +17,7 @@ from stst.cli import main
 from stst.base.errors import FileProblem
 from stst.base.imageio import read_photo
 from stst.model.network import ArchConfig, TransformerNet
+from stst.training.data import FLAT_RAMP, lift_flat
 from stst.training.datasets import SHIPPED_PHOTOS
 from stst.training.options import PRESETS, RunSettings, TrainOptions, preset_for
 from stst.training.palette import palette_distance
@@ -248,6 +249,30 @@ def test_a_thumbnail_painting_trains_with_a_note_that_it_was_enlarged(tmp_path):
               RunSettings(output=tmp_path / f"{size}.pth", workers=0, progress=False), log=notes.append)
     assert notes == [f"note: {tmp_path / 'thumb.png'} is only 48x30 pixels (enlarged 3x to --style-size 128): the "
                      "style's strokes come out blurred; a larger picture of the painting gives a better style"]
+
+
+def test_a_photo_of_one_colour_is_lifted_and_the_others_are_left_exactly_as_they_were():
+    photos = torch.rand(4, 3, 20, 30, dtype=torch.float64)
+    photos[1], photos[2] = 0.0, 1.0  # black, white
+    photos[3] = torch.tensor([1.0, 0.2, 0.0], dtype=torch.float64)[:, None, None]  # one colour, not one grey
+    lifted = lift_flat(photos)
+    assert torch.equal(lifted[0], photos[0])
+    for i in (1, 2, 3):
+        assert lifted[i].amin() >= 0 and lifted[i].amax() <= 1
+        assert (lifted[i] - photos[i]).abs().amax() == pytest.approx(FLAT_RAMP)
+        assert lifted[i].var(dim=(-2, -1)).amin() > 0
+    assert lifted[1].mean() > 0 and lifted[2].mean() < 1
+
+
+def test_a_black_photo_in_the_folder_trains_to_finite_losses(tmp_path):
+    """It ended training in 'loss is not finite' at its second step (zero variance at every instance norm)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (96, 64)).save(folder / "black.png")
+    shutil.copy(TRAIN / "kodim01.jpg", folder)
+    losses = train(replace(small_options(iterations=4, init="shipwreck"), dataset=str(folder)),
+                   RunSettings(output=tmp_path / "m.pth", workers=0, progress=False), log=lambda m: None)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
 
 
 def test_the_palette_term_trains_and_is_logged(tmp_path):

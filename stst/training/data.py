@@ -24,6 +24,7 @@ from ..base.imageio import open_image, rgb_pixels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 MIN_CROP_FRACTION = 0.5  # crop sides span 50-100% of the shorter side
+FLAT_RAMP = 16 / 255  # how far from its colour a photo of one colour is lifted, at the far corner (lift_flat)
 
 
 def find_images(root: str | Path) -> list[Path]:
@@ -121,6 +122,23 @@ class ResumableSampler(Sampler):
                 if self.world == 1 or (position % self.batch) // share == self.rank:
                     yield int(i), position
                 position += 1
+
+
+def lift_flat(photos: torch.Tensor) -> torch.Tensor:
+    """``photos`` (N, 3, H, W, 0..1), where one has a single colour (a black frame, a blank page), that one with a
+    faint ramp toward grey (:data:`FLAT_RAMP` at the far corner); the others exactly as they were.
+
+    Why: a network of instance norms sees zero variance at every norm of a flat photo, and its gradient grows by
+    1/sqrt(eps) (316x) at each of them until it overflows: one black photo in a folder ended training in NaN at
+    the third step. A ramp, unlike a fine pattern, outlives the strided convolutions. No host synchronisation (a
+    GPU step keeps its pace) and no random numbers (the stream of a run stays the same).
+    """
+    spread = photos.amax(dim=(-2, -1)) - photos.amin(dim=(-2, -1))  # (N, 3)
+    flat = (spread.amax(dim=-1) == 0).to(photos.dtype)[:, None, None, None]
+    h, w = photos.shape[-2:]
+    ramp = (torch.linspace(0, 0.5, h, device=photos.device)[:, None] + torch.linspace(0, 0.5, w, device=photos.device))
+    toward_grey = 1 - 2 * (photos >= 0.5).to(photos.dtype)
+    return photos + flat * ramp.to(photos.dtype) * toward_grey * FLAT_RAMP
 
 
 def ignore_sigint(_worker_id: int) -> None:

@@ -28,7 +28,7 @@ from ..infer.engine import DTYPES
 from ..model.bundled import resolve_model
 from ..model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..model.network import ArchConfig, TransformerNet, recolour
-from .data import find_images
+from .data import find_images, lift_flat
 from .device_crops import crop_batches
 from .losses import PerceptualLoss, Style, build_loss, style_colours
 from .options import RunSettings, TrainOptions, cosine_rate, options_from_dict
@@ -151,7 +151,7 @@ def learning_rate(options: TrainOptions, iteration: int, seconds: float) -> floa
     return cosine_rate(options.lr, min(seconds, budget), budget)
 
 
-def _load_style(options: TrainOptions, log: Callable[[str], None]) -> Style:
+def _load_style(options: TrainOptions, log: Callable[[str], None] = print) -> Style:
     """The run's painting with its long side resized to ``style_size``, aspect kept, as (3, H, W) uint8; for a
     mix, the paintings the mixed models hold, with their weights. A thumbnail trains, blurred: a note says so."""
     if options.mix:
@@ -435,7 +435,7 @@ class _Session:
         if len(self.unreadable) > MAX_UNREADABLE_SHARE * len(self.files):
             raise TrainingError(f"{len(self.unreadable)} of the {len(self.files)} images in {self.options.dataset} "
                                 "are unreadable; fix or remove them")
-        x = batch["image"].to(self.device, self.dtype, non_blocking=True)
+        x = lift_flat(batch["image"].to(self.device, self.dtype, non_blocking=True))
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         terms = forward_losses(self.net, self.loss_fn, x, self.precision)
