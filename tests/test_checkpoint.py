@@ -1,4 +1,5 @@
 import os
+import zipfile
 
 import pytest
 import torch
@@ -124,3 +125,14 @@ def test_info_counts_one_in_the_singular(tmp_path):
                                             "dataset": {"path": "p", "images": 1}})
     shown = CliRunner().invoke(main, ["info", str(path)]).output
     assert "training  1 iteration, " in shown and "(cpu, 1 thread)" in shown and "p (1 image)" in shown
+
+
+def test_a_zip_whose_names_are_not_utf8_is_a_one_line_error(tmp_path):
+    """Found by the fuzz test: zipfile raises UnicodeDecodeError (not BadZipFile) on such a name."""
+    path = tmp_path / "m.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/\u00e9.pkl", b"x")  # a non-ASCII name: flagged as UTF-8
+    path.write_bytes(path.read_bytes().replace("\u00e9".encode(), b"\xf3\x28"))  # and no longer UTF-8
+    with pytest.raises(FileProblem) as problem:
+        load_checkpoint(path)
+    assert str(path) in str(problem.value) and "\n" not in str(problem.value)

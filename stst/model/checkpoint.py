@@ -202,7 +202,7 @@ def _exported(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except Exception:  # noqa: BLE001 - a damaged archive (bad names, offsets, sizes) is torch.load's to report
         return None
     if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
         return "a TorchScript archive, which stst never loads (it holds code): give the .pth model it came from"
