@@ -241,12 +241,14 @@ def test_a_negative_loss_weight_is_a_usage_error(tmp_path, option):
         assert "None]" not in CliRunner().invoke(main, [command, "--help"]).output, command
 
 
-def test_a_thumbnail_painting_trains_with_a_note_that_it_was_enlarged(tmp_path):
+def test_a_thumbnail_painting_is_noted_as_enlarged(tmp_path):
+    """The run's log gets the note where it reads the painting (stst train prints it on stderr)."""
+    from stst.training.train import _load_style
+
     Image.open(STYLE).resize((48, 30)).save(tmp_path / "thumb.png")
     notes = []
     for style, size in ((tmp_path / "thumb.png", 128), (STYLE, 512)):  # 256 px to 512: twice, no note
-        train(replace(small_options(iterations=1), style=str(style), style_size=size),
-              RunSettings(output=tmp_path / f"{size}.pth", workers=0, progress=False), log=notes.append)
+        _load_style(replace(small_options(), style=str(style), style_size=size), notes.append)
     assert notes == [f"note: {tmp_path / 'thumb.png'} is only 48x30 pixels (enlarged 3x to --style-size 128): the "
                      "style's strokes come out blurred; a larger picture of the painting gives a better style"]
 
