@@ -50,8 +50,9 @@ def normalised(parts: list[Part]) -> list[Part]:
     the sum of its weights (else a style mixed with itself would train a minute to become what it was)."""
     merged: dict[Path, Part] = {}
     for p in parts:
-        same = merged.get(p.path.resolve())
-        merged[p.path.resolve()] = Part(same.path, same.name, same.weight + p.weight) if same else p
+        key = p.path.resolve()
+        same = merged.get(key)
+        merged[key] = Part(same.path, same.name, same.weight + p.weight) if same else p
     parts = list(merged.values())
     total = sum(p.weight for p in parts)
     if total == float("inf"):

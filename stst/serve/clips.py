@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..base.errors import FileProblem, first_line
-from ..video.probe import clip_kind
+from ..video.probe import SOUND_ALONE, clip_kind
 from ..video.settings import VideoSettings
 from ..video.video import stylize_video
 from .workers import QUEUE
@@ -87,7 +87,7 @@ class ClipJobs:
         kind = clip_kind(upload)
         if kind != "video":
             upload.unlink(missing_ok=True)
-            raise FileProblem(filename or "upload", "has no video stream (sound alone)" if kind == "sound" else
+            raise FileProblem(filename or "upload", SOUND_ALONE if kind == "sound" else
                               "not a video clip that FFmpeg can read")
         job_id = upload.stem
         job = ClipJob(job_id, f"{safe_stem(filename)}-{model}.mp4", upload, self.folder / f"{job_id}-out.mp4",

@@ -133,12 +133,12 @@ def lift_flat(photos: torch.Tensor) -> torch.Tensor:
     the third step. A ramp, unlike a fine pattern, outlives the strided convolutions. No host synchronisation (a
     GPU step keeps its pace) and no random numbers (the stream of a run stays the same).
     """
-    spread = photos.amax(dim=(-2, -1)) - photos.amin(dim=(-2, -1))  # (N, 3)
-    flat = (spread.amax(dim=-1) == 0).to(photos.dtype)[:, None, None, None]
+    low = photos.amin(dim=(-2, -1))  # (N, 3): a flat photo's colour
+    flat = (photos.amax(dim=(-2, -1)) - low).amax(dim=-1) == 0  # (N,)
+    lift = torch.where(low >= 0.5, -FLAT_RAMP, FLAT_RAMP) * flat[:, None]  # (N, 3): toward grey; 0 where not flat
     h, w = photos.shape[-2:]
     ramp = (torch.linspace(0, 0.5, h, device=photos.device)[:, None] + torch.linspace(0, 0.5, w, device=photos.device))
-    toward_grey = 1 - 2 * (photos >= 0.5).to(photos.dtype)
-    return photos + flat * ramp.to(photos.dtype) * toward_grey * FLAT_RAMP
+    return photos + lift[:, :, None, None].to(photos.dtype) * ramp.to(photos.dtype)
 
 
 def ignore_sigint(_worker_id: int) -> None:

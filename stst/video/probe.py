@@ -8,6 +8,7 @@ from PIL import Image
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
 VIDEO_HINT = "pip install av (or reinstall stst)"
+SOUND_ALONE = "has no video stream (sound alone)"  # what a clip of sound alone is told, by the command and the server
 
 
 def av_module():

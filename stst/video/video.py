@@ -31,7 +31,7 @@ from .device_steady import DeviceBlend, DeviceDenoiser
 from .device_yuv import yuv420p
 from .encoders import choose_encoder
 from .smoothing import DarkKeeper, dimmed
-from .probe import av_module
+from .probe import SOUND_ALONE, av_module
 from .settings import VideoSettings
 from .temporal import FLOW_SIDE, QUICK_FLOW_SIDE, FlowBlend, FlowDenoiser, FlowGate
 
@@ -115,8 +115,7 @@ def stylize_video(
         raise FileProblem(source, f"not a readable video ({first_line(exc)})") from None
     with container:
         if not container.streams.video:
-            raise FileProblem(source, "has no video stream (sound alone)" if container.streams.audio else
-                              "has no video stream")
+            raise FileProblem(source, SOUND_ALONE if container.streams.audio else "has no video stream")
         video = container.streams.video[0]
         video.thread_type = "AUTO"
         audio = list(container.streams.audio)
