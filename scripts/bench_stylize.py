@@ -280,19 +280,26 @@ def tiers_table(repeats: int) -> None:
                   f"{total / base_total:.3f}x | {extra} |", flush=True)
 
 
-def huge_image_rss(model_path: str, size: int, device: str) -> None:
+def huge_image_rss(model_path: str, size: tuple[int, int], tier: str, device: str) -> None:
+    width, height = size
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / f"huge-{size}.png"
-        Image.open(PHOTOS / "kodim23.png").resize((size, size), Image.Resampling.BICUBIC).save(src, compress_level=1)
+        src = Path(tmp) / f"huge-{width}x{height}.png"
+        Image.open(PHOTOS / "kodim23.png").resize(size, Image.Resampling.BICUBIC).save(src, compress_level=1)
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "stst", "stylize", str(src), "-m", model_path, "-o",
-                               str(Path(tmp) / "out.png"), "--device", device], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", "stst", "stylize", str(src), "-m", model_path, "--tier", tier,
+                               "-o", str(Path(tmp) / "out.png"), "--device", device], capture_output=True, text=True)
         seconds = time.perf_counter() - start
         if proc.returncode:
             print(proc.stderr)
-            raise SystemExit(f"stylize failed on the {size}x{size} image")
+            raise SystemExit(f"stylize failed on the {width}x{height} image")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2  # KiB -> GiB
-    print(f"\n{size}x{size} photo via `stst stylize` (default --tile auto): {seconds:.1f} s, peak RSS {peak:.2f} GiB")
+    print(f"\n{width}x{height} photo ({width * height / 1e6:.0f} MP) via `stst stylize --tier {tier}` (default --tile "
+          f"auto), {describe_cpu()}: {seconds:.1f} s, peak RSS {peak:.2f} GiB")
+
+
+def _huge_size(value: str) -> tuple[int, int]:
+    width, _, height = value.partition("x")
+    return int(width), int(height or width)
 
 
 def main() -> None:
@@ -313,7 +320,8 @@ def main() -> None:
                              "peer reference)")
     parser.add_argument("--skip-sizes", action="store_true")
     parser.add_argument("--passes", type=int, default=3, help="passes over the Kodak folder per setting")
-    parser.add_argument("--huge-size", type=int, default=4096)
+    parser.add_argument("--huge-size", type=_huge_size, default=(4096, 4096), help="N or WxH [default: 4096]")
+    parser.add_argument("--huge-tier", choices=["full", "light", "realtime"], default="full")
     args = parser.parse_args()
     device = resolve_device(args.device)
     scratch = Path(tempfile.mkdtemp(prefix="stst-bench-"))
@@ -354,7 +362,7 @@ def main() -> None:
             variants["torch.compile fp32"] = variant(precision="fp32", compile=True)
         forward_table(variants, args.sizes, device)
     if not args.skip_huge:
-        huge_image_rss(model_path, args.huge_size, str(device))
+        huge_image_rss(model_path, args.huge_size, args.huge_tier, str(device))
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ from tqdm import tqdm
 from .base.cores import default_batch, gpu_io_threads
 from .base.errors import FileProblem, StstError, first_line
 from .base.fileio import check_folder
-from .base.imageio import (WRITE_FORMATS, CodedPhoto, DecodeFailed, Photo, all_finite, coded_jpeg, encode_photo,
-                           format_of_suffix, output_format, read_photo, write_photo)
+from .base.imageio import (WRITE_FORMATS, CodedPhoto, DecodeFailed, Photo, all_finite, batched, coded_jpeg,
+                           encode_photo, format_of_suffix, output_format, read_photo, write_photo)
 from .base.limits import DEFAULT_MAX_PIXELS
 from .base.prefetch import ordered_map, prefetch
 from .infer.sizes import GPU_BATCH, runs_in_tiles
@@ -281,7 +281,9 @@ class _Run:
                 return None
             if self.uint8:  # each photo copied once, into the pinned buffer
                 return batch, self.stylizer.submit([photo.pixels for _, photo in batch]).result
-            outputs = self.stylizer(np.stack([photo.pixels for _, photo in batch]))
+            outputs = self.stylizer(batched([photo.pixels for _, photo in batch]))
+            for _, photo in batch:
+                photo.release()
             return batch, lambda: outputs
         except (StstError, RuntimeError, MemoryError) as exc:  # e.g. out of memory for this size
             self.fail_batch(batch, exc)

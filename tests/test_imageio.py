@@ -4,7 +4,8 @@ import torch
 from PIL import Image
 
 from stst.base.errors import FileProblem
-from stst.base.imageio import all_finite, read_photo, write_photo
+from stst.base import imageio
+from stst.base.imageio import all_finite, batched, read_photo, to_uint8, write_photo
 
 from conftest import PHOTOS
 
@@ -75,3 +76,19 @@ def test_one_non_finite_value_is_caught(bad):
 def test_a_large_half_precision_batch_is_finite():
     # 4 x 3 x 256 x 256 values near 1 sum to 786,000, past float16's largest number (65,504)
     assert all_finite(torch.full((4, 3, 256, 256), 0.999, dtype=torch.float16))
+
+
+def test_outputs_become_uint8_in_strips_as_they_would_whole(monkeypatch):
+    rgb = torch.rand(3, 37, 23) * 1.4 - 0.2
+    whole = to_uint8(rgb)
+    monkeypatch.setattr(imageio, "STRIP_PIXELS", 23 * 5)  # strips of 5 rows, the last one of 2
+    strips = to_uint8(rgb)
+    assert strips.flags.c_contiguous and strips.shape == (37, 23, 3)
+    assert np.array_equal(strips, whole)
+    assert np.array_equal(whole, np.rint(rgb.clamp(0, 1).numpy() * 255).astype(np.uint8).transpose(1, 2, 0))
+
+
+def test_one_photo_is_batched_without_a_copy():
+    photo = np.zeros((3, 4, 5), np.float32)
+    assert np.shares_memory(batched([photo]), photo) and batched([photo]).shape == (1, 3, 4, 5)
+    assert batched([photo, photo + 1]).shape == (2, 3, 4, 5)

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from stst.base.imageio import read_photo
 from stst.model.bundled import bundled_models
 from stst.model.checkpoint import load_model
-from stst.model.network import BORDER, ArchConfig, TransformerNet, build_network, pad_to_multiple, recolour
+from stst.model.network import (BORDER, ArchConfig, TransformerNet, build_network, pad_to_multiple, padded_index,
+                                recolour)
 
 from conftest import PHOTOS, fresh_network
 
@@ -32,6 +33,19 @@ def test_padding_replicates_edges_up_to_a_multiple_of_four():
 def test_padded_sizes(size, padded_size):
     padded, _ = pad_to_multiple(torch.rand(1, 3, size, 13))
     assert padded.shape[-2:] == (padded_size, 16)
+
+
+@pytest.mark.parametrize("size", [8, 9, 13, 60, 61, 62, 63, 64, 97, 131, 1001])
+@pytest.mark.parametrize("margin", [0, 1, BORDER])
+def test_the_padded_index_reads_what_padding_writes(size, margin):
+    """Huge images are tiled through padded_index, never padded whole: it must give pad_to_multiple's pixels."""
+    if margin >= size:
+        pytest.skip("reflection needs a side longer than its margin")
+    x = torch.rand(1, 3, size, 20)
+    padded, (top, left) = pad_to_multiple(x, margin)
+    index, offset = padded_index(size, margin)
+    assert offset == top
+    assert torch.equal(x.index_select(-2, index), padded[..., left : left + 20])
 
 
 def test_global_residual_starts_as_the_identity():

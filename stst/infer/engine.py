@@ -17,7 +17,7 @@ from PIL import Image
 
 from . import express, int8
 from ..base.errors import StstError
-from ..base.imageio import CodedPhoto, DecodeFailed, all_finite, array_pixels, rgb_pixels, to_uint8
+from ..base.imageio import CodedPhoto, DecodeFailed, all_finite, array_pixels, batched, rgb_pixels, to_uint8
 from ..model.checkpoint import load_model
 from ..model.network import TransformerNet
 from ..model.rewrite import inference_form
@@ -486,7 +486,7 @@ class Stylizer:
                        finish: Finish | None = None) -> list[np.ndarray | None]:
         """:meth:`submit`'s outputs through the float path."""
         floats = [array_pixels(p) if p.dtype == np.uint8 else p for p in pixels]
-        images = torch.from_numpy(np.stack(floats))
+        images = torch.from_numpy(batched(floats))
         images = prepare(images) if prepare else images
         outputs = self(images)
         outputs = finish(images, outputs) if finish else outputs

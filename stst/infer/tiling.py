@@ -25,7 +25,7 @@ from torch import nn
 
 from ..base.imageio import shrunk_size
 from ..model.network import (SIZE_MULTIPLE, TransformerNet, instance_statistics, norm_layers, normalise_with,
-                      pad_to_multiple)
+                      padded_index)
 
 MARGIN = 56  # discarded context on inner tile edges, > receptive field radius (a multiple of 4)
 FEATHER = 8  # width of the linear blend between neighbouring tiles
@@ -129,27 +129,39 @@ def _ramp(start: int, tile: int, total: int) -> torch.Tensor:
 def stylize_tiled(model: TransformerNet, image: torch.Tensor, tile: int, stats_size: int = STATS_SIZE,
                   engine: TileEngine | None = None) -> torch.Tensor:
     """Stylize one ``(1, 3, H, W)`` 0..1 image in tiles of ``tile`` pixels, on ``engine`` (default: torch, on the
-    model's device); returns the unclamped output."""
+    model's device); returns the unclamped output. Beside the image and the output only a strip of tiles is held:
+    the tiles are read from the image as padded (:func:`padded_index`), and the output keeps no padding."""
     if tile < MIN_TILE or tile % SIZE_MULTIPLE:
         raise ValueError(f"tile size must be a multiple of {SIZE_MULTIPLE} and at least {MIN_TILE}")
     engine = engine or TileEngine(model)
     device = next(model.parameters()).device
     stats = engine.statistics(shrunk(image, stats_size).to(device))
     h, w = image.shape[-2:]
-    padded, (top, left) = pad_to_multiple(image, model.border)
-    padded.mul_(model.pixel_scale)
-    ph, pw = padded.shape[-2:]
+    (row_index, top), (column_index, left) = padded_index(h, model.border), padded_index(w, model.border)
+    ph, pw = len(row_index), len(column_index)
     rows, columns = _spans(ph, tile), _spans(pw, tile)
-    out = torch.zeros(3, ph, pw)
+    out = torch.zeros(3, h, w)
     for y0, th in rows:
-        wy = _ramp(y0, th, ph)
+        strip = image.index_select(-2, row_index[y0 : y0 + th])
+        wy, (y1, y2), (ty1, ty2) = _ramp(y0, th, ph), *_kept(y0, th, top, h)
         for x0, tw in columns:
-            result = engine.body(padded[..., y0 : y0 + th, x0 : x0 + tw], stats)[0].float().cpu()
-            out[:, y0 : y0 + th, x0 : x0 + tw].addcmul_(result, wy[:, None] * _ramp(x0, tw, pw)[None, :])
-    del padded
-    # the tiles form a grid and each one's weight is a row ramp times a column ramp, so their sum is too
-    out /= _ramp_sum(rows, ph)[:, None] * _ramp_sum(columns, pw)[None, :] * model.pixel_scale
-    return out[None, :, top : top + h, left : left + w]
+            part = strip.index_select(-1, column_index[x0 : x0 + tw]).mul_(model.pixel_scale)
+            result = engine.body(part, stats)[0].float().cpu()
+            weight = wy[ty1:ty2, None] * _ramp(x0, tw, pw)[None, :]
+            (x1, x2), (tx1, tx2) = _kept(x0, tw, left, w)
+            out[:, y1:y2, x1:x2].addcmul_(result[:, ty1:ty2, tx1:tx2], weight[:, tx1:tx2])
+    # the tiles form a grid and each one's weight is a row ramp times a column ramp, so their sum is too (divided
+    # by one and then the other: their product would be another image's worth of memory)
+    out /= (_ramp_sum(rows, ph)[top : top + h] * model.pixel_scale)[:, None]
+    out /= _ramp_sum(columns, pw)[None, left : left + w]
+    return out[None]
+
+
+def _kept(start: int, size: int, offset: int, length: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Where a tile at ``start`` (of ``size``, in padded pixels) lands in the unpadded output of ``length`` that
+    begins at ``offset``, and which of its own pixels land there."""
+    first, last = max(start, offset), min(start + size, offset + length)
+    return (first - offset, last - offset), (first - start, last - start)
 
 
 def _ramp_sum(spans: list[tuple[int, int]], total: int) -> torch.Tensor:

@@ -263,6 +263,17 @@ def pad_to_multiple(x: torch.Tensor, margin: int = 0) -> tuple[torch.Tensor, tup
     return x, (top + margin, left + margin)
 
 
+def padded_index(size: int, margin: int = 0) -> tuple[torch.Tensor, int]:
+    """Along one side of ``size`` pixels, which source pixel each pixel of :func:`pad_to_multiple`'s output copies,
+    and the offset of the original: a huge image's tiles are read through it (``index_select``) instead of padding
+    a whole copy of the image first."""
+    before, after = _split(size)
+    replicated = torch.arange(-before, size + after).clamp_(0, size - 1)
+    if margin:
+        replicated = torch.cat([replicated[1 : margin + 1].flip(0), replicated, replicated[-margin - 1 : -1].flip(0)])
+    return replicated, before + margin
+
+
 def recolour(model: TransformerNet, matrix: torch.Tensor, shift: torch.Tensor) -> None:
     """Fold the colour map ``output -> matrix @ output + shift`` (RGB in 0..1) into the layer that paints the output.
 
