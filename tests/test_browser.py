@@ -137,6 +137,7 @@ def test_a_dropped_painting_trains_with_a_preview_and_joins_the_grid(page, serve
     page.wait_for_function("document.getElementById('style-status').textContent.includes('done')", timeout=120_000)
     assert page.locator("#style-status").text_content() == "starry_night-2: done, it is in the grid"
     assert page.evaluate("document.getElementById('style-preview').naturalWidth") == 384
+    assert page.locator("#style-notes").is_hidden()  # a painting of full size: nothing to say (test_serve: a thumbnail)
     page.wait_for_function("document.querySelector('.card[data-model=\"starry_night-2\"][data-state=done]')",
                            timeout=60_000)
     assert page.locator("#chosen-name").text_content() == "starry night-2"

@@ -249,7 +249,7 @@ def test_a_thumbnail_painting_is_noted_as_enlarged(tmp_path):
     notes = []
     for style, size in ((tmp_path / "thumb.png", 128), (STYLE, 512)):  # 256 px to 512: twice, no note
         _load_style(replace(small_options(), style=str(style), style_size=size), notes.append)
-    assert notes == [f"note: {tmp_path / 'thumb.png'} is only 48x30 pixels (enlarged 3x to --style-size 128): the "
+    assert notes == [f"note: {tmp_path / 'thumb.png'} is only 48x30 pixels, enlarged 3x to 128 (--style-size): the "
                      "style's strokes come out blurred; a larger picture of the painting gives a better style"]
 
 

@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..base.errors import FileProblem, StstError, first_line
@@ -54,11 +54,19 @@ class StyleJob:
     seconds: float = 0.0
     error: str | None = None
     preview: Path | None = None  # the latest preview of the photo
+    notes: list[str] = field(default_factory=list)  # what the training said of the painting (a thumbnail's blur)
 
     def describe(self, place: int) -> dict:
         return {"id": self.id, "name": self.name, "state": self.state, "place": place,
                 "iteration": self.iteration, "seconds": round(self.seconds, 1), "budget": self.minutes * 60,
-                "preview": self.preview is not None, "error": self.error}
+                "preview": self.preview is not None, "error": self.error, "notes": self.notes}
+
+    def note(self, message: str) -> None:
+        """Keep a training's notes for the client, the painting named as uploaded, not by the server's path;
+        its other lines (progress, the summary) are the job's state already."""
+        if message.startswith("note: "):
+            message = message.removeprefix("note: ")
+            self.notes.append(message.replace(str(self.painting), self.painting.name) if self.painting else message)
 
 
 def safe_suffix(filename: str | None) -> str:
@@ -186,14 +194,14 @@ class StyleJobs:
 
     def _train(self, job: StyleJob, out: Path) -> Path:
         options = make_options(str(job.painting), str(SHIPPED_PHOTOS), "quick", minutes=job.minutes)
-        train(options, self._settings(job, out), log=lambda message: None)
+        train(options, self._settings(job, out), log=job.note)
         return out
 
     def _mix(self, job: StyleJob, out: Path) -> Path:
         """The mix from the cache, or trained into it."""
         kept = mix_file(job.mix.parts, job.minutes)
         if not kept.is_file():
-            make_mix(job.mix, kept, job.minutes, self._settings(job, out), log=lambda message: None)
+            make_mix(job.mix, kept, job.minutes, self._settings(job, out), log=job.note)
         return kept
 
     def _forget_old(self) -> None:

@@ -164,7 +164,7 @@ def _load_style(options: TrainOptions, log: Callable[[str], None] = print) -> St
     h, w = photo.size
     scale = options.style_size / max(h, w)
     if scale > MAX_STYLE_ENLARGEMENT:
-        log(f"note: {options.style} is only {w}x{h} pixels (enlarged {scale:.0f}x to --style-size {options.style_size}):"
+        log(f"note: {options.style} is only {w}x{h} pixels, enlarged {scale:.0f}x to {options.style_size} (--style-size):"
             " the style's strokes come out blurred; a larger picture of the painting gives a better style")
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     rgb = torch.nn.functional.interpolate(photo.rgb[None], size=size, mode="bicubic", antialias=True)[0]

@@ -325,10 +325,17 @@ async function newMix() {
   await followStyle(form);
 }
 
+// What the training said of the painting (a thumbnail comes out blurred), under the progress.
+function showNotes(notes) {
+  $("style-notes").textContent = notes.join(" ");
+  $("style-notes").hidden = notes.length === 0;
+}
+
 async function followStyle(form) {
   if (state.photo) form.append("photo", await shrunk(state.photo, 512), "photo.jpg");
   $("style-job").hidden = false;
   $("style-preview").hidden = true;
+  showNotes([]);
   $("style-progress").removeAttribute("value");
   $("style-status").textContent = "uploading…";
   try {
@@ -343,6 +350,7 @@ async function followStyle(form) {
       }
       $("style-progress").max = job.budget;
       $("style-progress").value = job.seconds;
+      showNotes(job.notes);
       const left = Math.max(0, Math.round(job.budget - job.seconds));
       $("style-status").textContent = `${job.name}: learning, ${left} s left (step ${job.iteration})`;
       if (job.preview && job.iteration !== shown) {
@@ -353,6 +361,7 @@ async function followStyle(form) {
       }
     }
     if (job.state !== "done") throw new Error(job.error || job.state);
+    showNotes(job.notes);
     $("style-progress").value = $("style-progress").max;
     $("style-status").textContent = `${job.name}: done, it is in the grid`;
     await loadModels();
