@@ -22,7 +22,8 @@ from .base.cores import default_batch, gpu_io_threads
 from .base.errors import FileProblem, StstError, first_line
 from .base.fileio import check_folder
 from .base.imageio import (WRITE_FORMATS, CodedPhoto, DecodeFailed, Photo, all_finite, batched, coded_jpeg,
-                           encode_photo, format_of_suffix, output_format, read_photo, write_photo)
+                           encode_photo, format_of_suffix, output_format, read_photo, source_format,
+                           write_photo)
 from .base.limits import DEFAULT_MAX_PIXELS
 from .base.prefetch import ordered_map, prefetch
 from .infer.sizes import GPU_BATCH, runs_in_tiles
@@ -132,7 +133,7 @@ def plan_jobs(
         if out.suffix and not named and not fmt:  # a JPEG named x.mp4 or x.heic would mislead whatever opens it
             raise StstError(f"{out}: an image cannot be written as {out.suffix} (name it {', '.join(WRITE_FORMATS.values())}"
                             ", or give --format)")
-        return [Job(inputs[0], out, output_format(named or format_of_suffix(inputs[0]), fmt))]
+        return [Job(inputs[0], out, output_format(named or source_format(inputs[0]), fmt))]
 
     def base_of(folder: Path) -> Path:
         if out is not None:
@@ -156,7 +157,7 @@ def plan_jobs(
             if is_video(src):
                 jobs.append(Job(src, folder / f"{src.stem}-{model_name}{output_suffix(src)}", "", "video"))
                 continue
-            target_fmt = output_format(format_of_suffix(src), fmt)
+            target_fmt = output_format(source_format(src), fmt)
             jobs.append(Job(src, folder / f"{src.stem}-{model_name}{WRITE_FORMATS[target_fmt]}", target_fmt))
     return jobs
 

@@ -30,6 +30,7 @@ DATA = Path(__file__).resolve().parent / "data"
 # package; the tests that use them import them from there.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 PHOTOS = DATA / "photos"  # five Kodak photos, 384x256 JPEG
+HEIF = DATA / "heif" / "kodim23-orientation6.heic"  # kodim23 as an iPhone stores a photo: HEIF, on its side
 TRAIN = PHOTOS  # the training tests train on the same few photos
 STYLES = DATA / "styles"
 

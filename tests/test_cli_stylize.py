@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
+from PIL import Image, features
 
 from stst.cli import main
 
-from conftest import PHOTOS
+from conftest import HEIF, PHOTOS
 
 
 def run(*args):
@@ -39,6 +39,22 @@ def test_default_output_goes_beside_the_input(tmp_path, untrained_model_path):
     result = run("stylize", src, "--model", untrained_model_path)
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "photo-untrained.jpg").format == "JPEG"
+
+
+def test_an_iphone_heic_and_an_avif_are_photos_written_as_upright_jpegs(tmp_path, untrained_model_path):
+    """HEIF went to FFmpeg as a clip of one frame and came out as an .mp4; AVIF came out as a PNG of a photo."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(HEIF, src / "iphone.heic")  # stored 384x256 with EXIF orientation 6: upright 256x384
+    if features.check("avif"):  # Pillow 11.3 and later
+        Image.open(PHOTOS / "kodim23.jpg").save(src / "android.avif", quality=80)
+    result = run("stylize", src, "--model", untrained_model_path, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    written = {p.name: Image.open(p) for p in (tmp_path / "out").iterdir()}
+    expected = {"iphone-untrained.jpg": (256, 384), **({"android-untrained.jpg": (384, 256)} if features.check("avif")
+                                                        else {})}
+    assert {name: img.size for name, img in written.items()} == expected
+    assert all(img.format == "JPEG" for img in written.values())
 
 
 def test_folder_with_bad_files_converts_the_rest(tmp_path, untrained_model_path):

@@ -25,7 +25,7 @@ from stst.serve.app import ServeConfig, create_app
 from stst.serve.live import _Slot
 from stst.training.options import PRESETS
 
-from conftest import PHOTOS, STYLES, make_clip
+from conftest import HEIF, PHOTOS, STYLES, make_clip
 
 PHOTO = PHOTOS / "kodim23.jpg"  # 384x256
 LOCAL = "http://localhost"  # the server serves this machine's names only (TestClient's own is testserver)
@@ -82,6 +82,8 @@ def test_tier_format_and_max_size_fields(client):
     assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
     assert answer.headers["x-stst-model"] == "udnie-realtime"
     assert Image.open(io.BytesIO(answer.content)).size == (192, 128)
+    iphone = post(client, HEIF.read_bytes(), "IMG_0001.HEIC", tier="realtime", format="jpg", max_size=192)
+    assert iphone.status_code == 200 and Image.open(io.BytesIO(iphone.content)).size == (128, 192)  # upright
 
 
 @pytest.mark.parametrize("case, status, words", [

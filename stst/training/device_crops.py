@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from ..base.errors import FileProblem, StstError, first_line
-from ..base.imageio import open_image
+from ..base.imageio import open_image, open_pillow
 from .data import CropBox, ResumableSampler, batch_share, crop_loader
 
 # The most decoded photo bytes held on the device (uint8): the shipped set takes 3.5 MB, a hundred 12 MP phone
@@ -37,7 +36,7 @@ def decoded_bytes(files: list[Path], limit: int) -> int:
     total = 0
     for path in files:
         try:
-            with Image.open(path) as img:
+            with open_pillow(path) as img:
                 total += img.width * img.height * 3
         except Exception:  # noqa: BLE001 - Pillow's parsers raise many types; the crops report the file
             continue

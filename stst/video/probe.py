@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
+from ..base.imageio import open_pillow
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
 VIDEO_HINT = "pip install av (or reinstall stst)"
@@ -31,7 +31,7 @@ def clip_kind(path: Path) -> str | None:
     broken ``.mp4`` fails as a clip and a text file as an image.
     """
     try:
-        with Image.open(path):
+        with open_pillow(path):
             return None
     except Exception:  # not an image Pillow knows: maybe a clip
         pass
