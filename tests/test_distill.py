@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from stst.model.bundled import resolve_model
-from stst.model.checkpoint import load_model
+from stst.model.checkpoint import load_model, save_checkpoint
 from stst.cli import main
 from stst.training.distill import DistillOptions, distill, distillation_loss
 from stst.infer.engine import stylize_tensor
@@ -116,3 +116,18 @@ def test_the_realtime_student_learns_the_teachers_output(tmp_path):
     untrained = build_network(ckpt.arch).eval()
     before = distillation_loss(stylize_tensor(untrained, photo), target).item()
     assert distillation_loss(stylize_tensor(student, photo), target).item() < 0.9 * before
+
+
+def test_a_teacher_whose_outputs_are_not_finite_stops_at_the_first_step(tmp_path):
+    """A broken model taught a black picture for all its iterations, and the student was written (exit 0)."""
+    teacher = tmp_path / "broken.pth"
+    model, ckpt = load_model(resolve_model(TEACHER)[0])
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    save_checkpoint(teacher, model, ckpt.metadata)
+    student = tmp_path / "student.pth"
+    result = CliRunner().invoke(main, ["distill", str(teacher), "--dataset", str(TRAIN), "-o", str(student),
+                                       "--iterations", "50", "--width", "8", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert f"{teacher}: its outputs are not finite (a broken model?), so it cannot be distilled" in result.output
+    assert not student.exists()

@@ -13,6 +13,7 @@ inherits the teacher's style without its loss weights being tuned again.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..base.devices import hardware_info, resolve_device
+from ..base.errors import FileProblem, StstError
 from ..base.fileio import check_target, check_writable, file_sha256
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.network import ArchConfig, build_network
@@ -50,6 +52,14 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Ten
 
     (sy, sx), (ty, tx) = diffs(student), diffs(teacher)
     return F.l1_loss(student, teacher) + F.l1_loss(sy, ty) + F.l1_loss(sx, tx)
+
+
+def _not_finite(teacher_path: Path, target: torch.Tensor, iteration: int) -> StstError:
+    """Why the loss is not finite: the teacher's outputs (a broken model, which taught a black picture to the end
+    and was written), or the student's steps."""
+    if not torch.isfinite(target).all():
+        return FileProblem(teacher_path, "its outputs are not finite (a broken model?), so it cannot be distilled")
+    return StstError(f"the student's loss is not finite at iteration {iteration + 1}; nothing was written")
 
 
 def distill(
@@ -99,6 +109,8 @@ def distill(
         value.backward()
         optimizer.step()
         loss = value.item()
+        if not math.isfinite(loss):
+            raise _not_finite(teacher_path, target, iteration)
         bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
         seconds += time.perf_counter() - tick
 
