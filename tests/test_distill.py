@@ -118,7 +118,7 @@ def test_the_realtime_student_learns_the_teachers_output(tmp_path):
     assert distillation_loss(stylize_tensor(student, photo), target).item() < 0.9 * before
 
 
-def test_a_teacher_whose_outputs_are_not_finite_stops_at_the_first_step(tmp_path):
+def test_a_teacher_whose_weights_are_not_finite_is_refused(tmp_path):
     """A broken model taught a black picture for all its iterations, and the student was written (exit 0)."""
     teacher = tmp_path / "broken.pth"
     model, ckpt = load_model(resolve_model(TEACHER)[0])
@@ -129,5 +129,5 @@ def test_a_teacher_whose_outputs_are_not_finite_stops_at_the_first_step(tmp_path
     result = CliRunner().invoke(main, ["distill", str(teacher), "--dataset", str(TRAIN), "-o", str(student),
                                        "--iterations", "50", "--width", "8", "--device", "cpu"])
     assert result.exit_code == 2
-    assert f"{teacher}: its outputs are not finite (a broken model?), so it cannot be distilled" in result.output
+    assert f"{teacher}: holds weights that are not finite (a broken model?), so it cannot be distilled" in result.output
     assert not student.exists()

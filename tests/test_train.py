@@ -12,7 +12,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stst.model.checkpoint import load_checkpoint, load_model
+from stst.model.bundled import resolve_model
+from stst.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from stst.cli import main
 from stst.base.errors import FileProblem
 from stst.base.imageio import read_photo
@@ -99,6 +100,19 @@ def test_only_unreadable_images_is_an_error(tmp_path):
 def test_non_finite_loss_stops_naming_the_iteration(tmp_path):
     with pytest.raises(TrainingError, match="loss is not finite at iteration 1"):
         train(small_options(iterations=2, style_weight=float("inf")), RunSettings(output=tmp_path / "x.pth", workers=0, progress=False))
+
+
+def test_a_broken_model_to_fine_tune_is_refused_by_name(tmp_path):
+    """A model whose weights are not finite gave 'loss is not finite at iteration 1; try a lower --lr'."""
+    model, ckpt = load_model(resolve_model("shipwreck")[0])
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    save_checkpoint(tmp_path / "broken.pth", model, ckpt.metadata)
+    with pytest.raises(FileProblem, match=r"broken\.pth: holds weights that are not finite \(a broken model\?\), so it "
+                                          "cannot be fine-tuned"):
+        train(small_options(iterations=2, init=str(tmp_path / "broken.pth")),
+              RunSettings(output=tmp_path / "x.pth", workers=0, progress=False))
+    assert not (tmp_path / "x.pth").exists()
 
 
 def test_ctrl_c_leaves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_path):

@@ -39,6 +39,9 @@ FORMAT_VERSION = 1
 _STALE_KEY = re.compile(r"(^|\.)in\d+\.(running_mean|running_var|num_batches_tracked)$")
 
 
+NOT_FINITE_WEIGHTS = "holds weights that are not finite (a broken model?)"
+
+
 @dataclass
 class Checkpoint:
     """What a model file holds, after validation."""
@@ -48,6 +51,11 @@ class Checkpoint:
     metadata: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] | None = None
     style_image: torch.Tensor | None = None  # (3, H, W) uint8
+
+    @property
+    def finite(self) -> bool:
+        """Whether every weight is finite: a model broken by a diverged run is not, and teaches only NaN."""
+        return all(bool(torch.isfinite(v).all()) for v in self.state_dict.values() if v.is_floating_point())
 
     def build(self, device: torch.device | str = "cpu") -> TransformerNet:
         """A network in eval mode with these weights, in float32 on ``device``."""

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..base.devices import hardware_info, resolve_device
 from ..base.errors import FileProblem, StstError
 from ..base.fileio import check_target, check_writable, file_sha256
-from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..model.checkpoint import NOT_FINITE_WEIGHTS, load_checkpoint, save_checkpoint
 from ..model.network import ArchConfig, build_network
 from .data import crop_loader, find_images
 from .options import cosine_rate, options_from_dict
@@ -54,14 +54,6 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Ten
     return F.l1_loss(student, teacher) + F.l1_loss(sy, ty) + F.l1_loss(sx, tx)
 
 
-def _not_finite(teacher_path: Path, target: torch.Tensor, iteration: int) -> StstError:
-    """Why the loss is not finite: the teacher's outputs (a broken model, which taught a black picture to the end
-    and was written), or the student's steps."""
-    if not torch.isfinite(target).all():
-        return FileProblem(teacher_path, "its outputs are not finite (a broken model?), so it cannot be distilled")
-    return StstError(f"the student's loss is not finite at iteration {iteration + 1}; nothing was written")
-
-
 def distill(
     teacher_path: str | Path,
     dataset: str | Path,
@@ -82,6 +74,8 @@ def distill(
     teacher_path, output = Path(teacher_path), Path(output)
     dev = resolve_device(device)
     ckpt = load_checkpoint(teacher_path)
+    if not ckpt.finite:  # it would teach a black picture to the end, and the student would be written
+        raise FileProblem(teacher_path, f"{NOT_FINITE_WEIGHTS}, so it cannot be distilled")
     files = find_images(dataset)
     check_target(output, overwrite, [teacher_path, *files], what="model")
     check_writable(output, what="model")
@@ -109,8 +103,8 @@ def distill(
         value.backward()
         optimizer.step()
         loss = value.item()
-        if not math.isfinite(loss):
-            raise _not_finite(teacher_path, target, iteration)
+        if not math.isfinite(loss):  # finite weights whose outputs overflow, or the student's steps
+            raise StstError(f"the loss is not finite at iteration {iteration + 1}; nothing was written")
         bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
         seconds += time.perf_counter() - tick
 

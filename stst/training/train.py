@@ -26,7 +26,7 @@ from ..base.imageio import read_photo, to_uint8, write_photo
 from ..infer.engine import choose_engine, stylize_tensor
 from ..infer.engine import DTYPES
 from ..model.bundled import resolve_model
-from ..model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..model.checkpoint import NOT_FINITE_WEIGHTS, Checkpoint, load_checkpoint, save_checkpoint
 from ..model.network import ArchConfig, TransformerNet, recolour
 from .data import find_images, lift_flat
 from .device_crops import crop_batches
@@ -277,6 +277,8 @@ def _starting_point(options: TrainOptions | None, resume: str | Path | None, lim
     begin.options = replace(begin.options, **{k: v for k, v in limits.items() if v is not None})
     if begin.options.init and begin.resumed is None:
         begin.init = load_checkpoint(begin.options.init)
+        if not begin.init.finite:
+            raise FileProblem(begin.options.init, f"{NOT_FINITE_WEIGHTS}, so it cannot be fine-tuned")
         if begin.init.arch.design != "johnson":
             raise TrainingError(f"{begin.options.init}: a {begin.init.arch.design} network cannot be fine-tuned; "
                                 "fine-tune its full model, then distill the tier again (stst distill --tier)")
