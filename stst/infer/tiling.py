@@ -138,6 +138,7 @@ def stylize_tiled(model: TransformerNet, image: torch.Tensor, tile: int, stats_s
     stats = engine.statistics(shrunk(image, stats_size).to(device))
     h, w = image.shape[-2:]
     (row_index, top), (column_index, left) = padded_index(h, model.border), padded_index(w, model.border)
+    row_index, column_index = row_index.to(image.device), column_index.to(image.device)  # a GPU's frames stay there
     ph, pw = len(row_index), len(column_index)
     rows, columns = _spans(ph, tile), _spans(pw, tile)
     out = torch.zeros(3, h, w)
