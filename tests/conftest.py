@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import struct
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -180,3 +181,29 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def _s15(x: float) -> bytes:
+    return struct.pack(">i", round(x * 65536))
+
+
+def display_p3_profile() -> bytes:
+    """A minimal ICC v2 matrix/TRC profile with Display P3's primaries (adapted to D50, as Apple's) and a gamma of
+    2.2, as the colours an iPhone's photos are tagged with; LittleCMS (Pillow's ImageCms) reads it."""
+    def xyz(x, y, z):
+        return b"XYZ " + bytes(4) + _s15(x) + _s15(y) + _s15(z)
+
+    text = b"Display P3 (test)\0"
+    trc = b"curv" + bytes(4) + struct.pack(">IH", 1, round(2.2 * 256)) + bytes(2)
+    tags = [(b"desc", b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(78)),
+            (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)),
+            (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)), (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)),
+            (b"rTRC", trc), (b"gTRC", trc), (b"bTRC", trc), (b"cprt", b"text" + bytes(4) + b"none" + bytes(4))]
+    start, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for signature, body in tags:
+        body += bytes(-len(body) % 4)
+        table += signature + struct.pack(">II", start + len(data), len(body))
+        data += body
+    header = (struct.pack(">I", start + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+              + bytes(12) + b"acsp" + bytes(28) + _s15(0.9642) + _s15(1.0) + _s15(0.8249) + bytes(48))
+    return header + struct.pack(">I", len(tags)) + table + data

@@ -3,13 +3,13 @@ import io
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageCms
 
 from stst.base.errors import FileProblem
 from stst.base import imageio
-from stst.base.imageio import all_finite, batched, read_photo, to_uint8, write_photo
+from stst.base.imageio import all_finite, batched, coded_jpeg, read_photo, to_uint8, write_photo
 
-from conftest import HEIF, PHOTOS
+from conftest import HEIF, PHOTOS, display_p3_profile
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -104,3 +104,32 @@ def test_a_heic_photo_reads_upright_from_a_file_and_from_a_stream():
         photo = read_photo(source, name="iphone.heic", uint8=True)
         assert photo.format == "HEIF" and photo.size == (384, 256)
         assert np.abs(photo.pixels / 255 - upright).mean() < 0.01  # HEVC's loss at quality 75
+
+
+def _p3(tmp_path, fmt: str, icc: bytes, alpha: bool = False):
+    """kodim23 converted to Display P3 and saved with ``icc`` (its profile, or another), and the sRGB original."""
+    srgb = Image.open(PHOTOS / "kodim23.jpg").convert("RGB")
+    p3 = ImageCms.profileToProfile(srgb, ImageCms.createProfile("sRGB"),
+                                   ImageCms.ImageCmsProfile(io.BytesIO(display_p3_profile())), outputMode="RGB")
+    if alpha:
+        p3.putalpha(128)
+    path = tmp_path / f"p3.{fmt.lower()}"
+    p3.save(path, fmt, icc_profile=icc, **({"quality": 95} if fmt == "JPEG" else {}))
+    return path, np.asarray(srgb, np.float32), np.asarray(p3.convert("RGB"), np.float32)
+
+
+@pytest.mark.parametrize("fmt, alpha", [("JPEG", False), ("PNG", False), ("PNG", True)])
+def test_a_display_p3_photo_is_read_in_srgb(tmp_path, fmt, alpha):
+    """An iPhone's photos are tagged Display P3: read as they are stored, their colours came out flat."""
+    path, srgb, stored = _p3(tmp_path, fmt, display_p3_profile(), alpha)
+    assert np.abs(stored - srgb).mean() > 5  # what was read before
+    photo = read_photo(path, uint8=True)
+    assert np.abs(photo.pixels - srgb).mean() < 1.5  # JPEG's loss at 95, and the round trip's rounding
+    assert (photo.alpha is not None and (photo.alpha == 128).all()) if alpha else photo.alpha is None
+    if fmt == "JPEG":
+        assert coded_jpeg(path) is None  # decoded where it is converted: on the CPU, not by a GPU's decoder
+
+
+def test_a_profile_that_cannot_be_read_leaves_the_colours_as_stored(tmp_path):
+    path, _, stored = _p3(tmp_path, "PNG", b"not an ICC profile" * 10)
+    assert np.abs(read_photo(path, uint8=True).pixels - stored).max() == 0
