@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import FileProblem, first_line
 from .fileio import atomic_path
@@ -24,6 +24,7 @@ from .limits import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     import torch
+    from PIL import ImageCms
 
 # Formats stst writes, by the name Pillow gives them, with their usual extension.
 WRITE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
@@ -189,6 +190,8 @@ def open_image(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_M
 
 @functools.cache
 def _srgb() -> ImageCms.ImageCmsProfile:
+    from PIL import ImageCms
+
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
@@ -197,6 +200,10 @@ def _foreign_profile(img: Image.Image) -> ImageCms.ImageCmsProfile | None:
     they are: no profile, an sRGB one, one that cannot be read (as before), a mode other than RGB(A) or CMYK."""
     icc = img.info.get("icc_profile")
     if not icc or img.mode not in ("RGB", "RGBA", "CMYK"):
+        return None
+    try:
+        from PIL import ImageCms  # LittleCMS, in every Pillow wheel; imported where a profile is met
+    except ImportError:  # pragma: no cover - a Pillow built without it takes the colours as stored
         return None
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
@@ -212,6 +219,8 @@ def as_srgb(img: Image.Image) -> Image.Image:
     profile = _foreign_profile(img)
     if profile is None:
         return img
+    from PIL import ImageCms
+
     try:
         converted = ImageCms.profileToProfile(img.convert("RGB") if img.mode == "RGBA" else img, profile, _srgb(),
                                               outputMode="RGB")
