@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PHOTOS, STYLES, make_clip
+from conftest import HEIF, PHOTOS, STYLES, make_clip
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install '.[test]')")
@@ -83,6 +83,18 @@ def test_a_dropped_photo_fills_the_grid_and_shows_the_chosen_style(page):
     assert page.locator("#download").get_attribute("download") == "kodim23-starry_night.png"
     assert page.locator("#message").is_hidden()
     screenshot(page, "serve-photo.png")
+
+
+def test_an_iphone_heic_that_the_browser_cannot_decode_is_shown_as_the_server_reads_it(page):
+    assert not page.evaluate("""(data) => createImageBitmap(new Blob([Uint8Array.from(atob(data), (c) =>
+        c.charCodeAt(0))])).then(() => true, () => false)""", base64.b64encode(HEIF.read_bytes()).decode())
+    drop_file(page, "drop", HEIF)
+    page.wait_for_function("document.getElementById('before').naturalHeight === 384", timeout=60_000)
+    assert page.evaluate("document.getElementById('before').naturalWidth") == 256  # upright
+    page.wait_for_function("document.getElementById('after').naturalWidth === 256", timeout=60_000)
+    assert page.locator("#download").get_attribute("download") == "kodim23-orientation6-starry_night.png"
+    page.wait_for_function("document.querySelector('.card[data-state=done]')", timeout=60_000)
+    assert page.locator("#message").is_hidden()
 
 
 def test_the_live_view_shows_stylized_camera_frames_and_their_rate(page):

@@ -84,6 +84,14 @@ def test_tier_format_and_max_size_fields(client):
     assert Image.open(io.BytesIO(answer.content)).size == (192, 128)
     iphone = post(client, HEIF.read_bytes(), "IMG_0001.HEIC", tier="realtime", format="jpg", max_size=192)
     assert iphone.status_code == 200 and Image.open(io.BytesIO(iphone.content)).size == (128, 192)  # upright
+    # what the page asks for a photo its browser cannot decode: the photo as the server reads it
+    shown = client.post("/api/photo", files={"image": ("IMG_0001.HEIC", HEIF.read_bytes())})
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(shown.content)).size == (256, 384)
+    refused = [client.post("/api/photo", files={"image": ("x.heic", b"")}),
+               client.post("/api/photo", files={"image": ("x.heic", b"not a photo")}), client.post("/api/photo")]
+    assert [r.status_code for r in refused] == [422, 422, 400], [r.text for r in refused]
+    assert refused[1].json()["error"].startswith("x.heic: not a readable image")
 
 
 @pytest.mark.parametrize("case, status, words", [

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from ..base.devices import resolve_device
 from ..base.errors import FileProblem, StstError
 from ..base.home import stst_home
-from ..base.imageio import FORMAT_ALIASES, TooManyPixels
+from ..base.imageio import FORMAT_ALIASES, TooManyPixels, encode_photo, read_photo
 from ..base.limits import DEFAULT_MAX_PIXELS
 from ..stylize import JobSettings, stylize_bytes
 from ..video.settings import VideoSettings
@@ -126,6 +126,24 @@ def _stylize_upload(stylizer: Stylizer, upload: UploadFile, fmt: str, settings: 
     """An uploaded photo stylized in its model's turn: read and decoded only then, so waiting costs no pixels."""
     upload.file.seek(0)
     return stylize_bytes(stylizer, upload.file.read(), Path(upload.filename or "upload").name, fmt, settings)
+
+
+async def photo(request: Request) -> Response:
+    """``POST /api/photo``: multipart ``image``; answers the photo as the server reads it (upright, in sRGB) as a
+    JPEG, for a page whose browser cannot decode it: an iPhone's HEIC outside Safari."""
+    server = _server(request)
+    async with request.form(max_files=1, max_fields=2) as form:
+        upload = _upload(form, "image")
+        name = Path(upload.filename or "upload").name
+        if not upload.size:
+            raise ApiError(422, f"{name}: empty upload")
+        data = await run_in_threadpool(_as_jpeg, upload, name, server.config.max_pixels)
+    return Response(data, media_type="image/jpeg")
+
+
+def _as_jpeg(upload: UploadFile, name: str, max_pixels: int) -> bytes:
+    upload.file.seek(0)
+    return encode_photo(read_photo(upload.file, None, max_pixels, name=name, uint8=True).pixels, None, "JPEG")
 
 
 async def submit_clip(request: Request) -> Response:
@@ -295,6 +313,7 @@ def create_app(config: ServeConfig = ServeConfig()) -> Starlette:
             Route("/", page),
             Route("/api/models", models),
             Route("/api/stylize", stylize, methods=["POST"]),
+            Route("/api/photo", photo, methods=["POST"]),
             Route("/api/clips", submit_clip, methods=["POST"]),
             Route("/api/clips/{job}", clip_status),
             Route("/api/clips/{job}/video", clip_video),

@@ -160,8 +160,28 @@ async function renderChosen() {
   }
 }
 
-async function takePhoto(file) {
-  if (!file) return;
+// A photo this browser cannot decode (an iPhone's HEIC outside Safari) as the server reads it: a JPEG, upright.
+async function decodable(file) {
+  const bitmap = await createImageBitmap(file).catch(() => null);
+  if (bitmap) {
+    bitmap.close();
+    return file;
+  }
+  const form = new FormData();
+  form.append("image", file, file.name || "photo");
+  const response = await api("/api/photo", form);
+  return new File([await response.blob()], `${(file.name || "photo").replace(/\.[^.]*$/, "")}.jpg`, { type: "image/jpeg" });
+}
+
+async function takePhoto(chosen) {
+  if (!chosen) return;
+  let file;
+  try {
+    file = await decodable(chosen);
+  } catch (error) {
+    say(error.message);
+    return;
+  }
   state.photo = file;
   state.photoName = (file.name || "photo").replace(/\.[^.]*$/, "");
   $("before").src = URL.createObjectURL(file);
