@@ -22,9 +22,8 @@ from pathlib import Path
 
 from ..base.errors import FileProblem, StstError, first_line
 from ..base.fileio import atomic_path
-from ..base.imageio import read_photo
+from ..base.imageio import IMAGE_SUFFIXES, read_photo
 from ..model.mix import Mix, mix_name
-from ..training.data import IMAGE_SUFFIXES
 from ..training.datasets import SHIPPED_PHOTOS
 from ..training.options import PRESETS, RunSettings, make_options
 from ..training.mixing import make_mix, mix_file, mix_minutes

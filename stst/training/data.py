@@ -20,9 +20,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..base.errors import FileProblem, StstError, first_line
-from ..base.imageio import open_image, rgb_pixels
+from ..base.imageio import IMAGE_SUFFIXES, open_image, rgb_pixels
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 MIN_CROP_FRACTION = 0.5  # crop sides span 50-100% of the shorter side
 FLAT_RAMP = 16 / 255  # how far from its colour a photo of one colour is lifted, at the far corner (lift_flat)
 

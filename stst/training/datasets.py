@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..base.errors import StstError, first_line, os_problem
 from ..base.fileio import check_writable
 from ..base.home import stst_home
-from .data import IMAGE_SUFFIXES
+from ..base.imageio import IMAGE_SUFFIXES
 
 CHUNK = 1 << 20
 # The photos that ship with stst (12 Kodak test photos at 384x256, free to copy): enough for the quick recipe,

@@ -11,11 +11,11 @@ from pathlib import Path
 import torch
 
 from ..base.errors import FileProblem
-from ..base.imageio import read_photo
+from ..base.imageio import IMAGE_SUFFIXES, read_photo
 from ..infer.engine import Stylizer
 from ..infer.look import Look
 from ..model.checkpoint import Checkpoint, load_model
-from .data import IMAGE_SUFFIXES, find_images
+from .data import find_images
 from .datasets import SHIPPED_PHOTOS
 from .losses import PerceptualLoss, build_loss
 from .options import options_from_dict
