@@ -5,6 +5,7 @@ Each test names the row of issue 9 it covers.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import struct
@@ -25,7 +26,7 @@ from stst.model.network import ArchConfig
 from stst.training.options import RunSettings, TrainOptions
 from stst.training.train import TrainingError, train
 
-from conftest import PHOTOS, STYLES, TRAIN, answers_ctrl_c, fresh_network, make_clip
+from conftest import HEIF, PHOTOS, STYLES, TRAIN, answers_ctrl_c, fresh_network, make_clip
 
 STYLE = STYLES / "starry_night.jpg"
 
@@ -483,3 +484,19 @@ def test_file_type_sniffing():
 
     assert sniff(PHOTOS / "kodim01.jpg") == "a JPEG image"
     assert sniff(Path(os.devnull)) == "an empty file"
+    assert sniff(HEIF) == "a HEIF image"
+    iso = b"\0\0\0\x18ftyp"
+    assert [sniff(io.BytesIO(iso + brand + bytes(12))) for brand in (b"isom", b"qt  ", b"avif", b"M4A ")] == [
+        "an MP4/QuickTime video", "an MP4/QuickTime video", "an AVIF image", "an MPEG-4 audio file"]
+
+
+def test_a_damaged_heic_fails_as_a_photo_not_as_a_clip(tmp_path):
+    """FFmpeg's MP4 demuxer opens a cut HEIF: it failed as a clip ('no frame could be decoded', or 'frames of 0x0
+    are too small to encode')."""
+    data = HEIF.read_bytes()
+    for name, cut in (("half.heic", len(data) // 2), ("header.heic", 200)):
+        (tmp_path / name).write_bytes(data[:cut])
+        result = run("stylize", tmp_path / name, "-o", tmp_path / "out.jpg")
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert f"failed: {tmp_path / name}: not a readable image (a HEIF image, damaged or of a kind that cannot be " \
+               "decoded)" in result.stderr

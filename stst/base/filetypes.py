@@ -25,6 +25,12 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+# Major brands of ISO media files that are not clips: pictures (HEIF: an iPhone's photos; AVIF), and sound.
+_ISO_BRANDS = {**dict.fromkeys((b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1",
+                                b"msf1"), "a HEIF image"), b"avif": "an AVIF image", b"avis": "an AVIF image",
+               b"M4A ": "an MPEG-4 audio file"}
+
+
 def sniff(source: str | Path | BinaryIO) -> str | None:
     """A short description of the format of a file (or a seekable stream of one) when it is cheap to tell, else None.
 
@@ -44,8 +50,8 @@ def sniff(source: str | Path | BinaryIO) -> str | None:
         return "an empty file"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "a WebP image"
-    if head[4:8] == b"ftyp":
-        return "an MP4/QuickTime video or HEIF image"
+    if head[4:8] == b"ftyp":  # ISO media: its major brand tells a photo from a clip
+        return _ISO_BRANDS.get(head[8:12], "an MP4/QuickTime video")
     for magic, name in _MAGIC:
         if head.startswith(magic):
             return name

@@ -186,6 +186,8 @@ def open_image(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_M
     except Exception as exc:  # Pillow's decoders raise many types (OSError, ValueError, struct.error, ...)
         kind = sniff(source)
         detail = "no image format that Pillow knows" if isinstance(exc, UnidentifiedImageError) else first_line(exc)
+        if kind and kind.endswith("image") and isinstance(exc, UnidentifiedImageError):
+            detail = f"{kind}, damaged or of a kind that cannot be decoded"
         what = f"it is {kind}" if kind and not kind.endswith("image") else detail
         raise FileProblem(path, f"not a readable image ({what})") from None
 

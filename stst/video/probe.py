@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..base.filetypes import sniff
 from ..base.imageio import open_pillow
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
@@ -35,6 +36,9 @@ def clip_kind(path: Path) -> str | None:
             return None
     except Exception:  # not an image Pillow knows: maybe a clip
         pass
+    kind = sniff(path)
+    if kind is not None and kind.endswith("image"):  # a damaged HEIF, which FFmpeg's MP4 demuxer takes for a clip
+        return None
     try:
         with av_module().open(str(path)) as container:
             if container.streams.video:
