@@ -38,7 +38,8 @@ FORMAT_ALIASES = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "
 # JPEGs, where other sources that stst does not write become PNG: a 12 MP PNG is 20 MB, and an AVIF took 3.8 s to
 # encode against JPEG's 0.09 (Pillow, one EPYC core).
 PHOTO_SUFFIXES = {"heic": "HEIF", "heif": "HEIF", "avif": "AVIF"}
-# The extensions of the images stst reads from folders (data sets, paintings' uploads): those it writes and those.
+# The extensions of the images stst reads from folders (data sets, paintings' uploads): the formats it writes, and
+# the photo formats above.
 IMAGE_SUFFIXES = {f".{suffix}" for suffix in (*FORMAT_ALIASES, *PHOTO_SUFFIXES)}
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 
