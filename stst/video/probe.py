@@ -28,7 +28,8 @@ def clip_kind(path: Path) -> str | None:
     clip with pictures, ``"sound"`` for a container of sound alone (it fails as a clip with no video stream, not as
     an image Pillow cannot read), None for the rest.
 
-    A file FFmpeg cannot open counts as a clip only by its suffix, so that a
+    A file whose first bytes name a picture (:func:`stst.base.filetypes.sniff`: a damaged HEIF, which FFmpeg's
+    MP4 demuxer would open) is an image. A file FFmpeg cannot open counts as a clip only by its suffix, so that a
     broken ``.mp4`` fails as a clip and a text file as an image.
     """
     try:

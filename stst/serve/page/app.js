@@ -160,6 +160,9 @@ async function renderChosen() {
   }
 }
 
+// A file's name without its extension.
+const stem = (file) => (file.name || "photo").replace(/\.[^.]*$/, "");
+
 // A photo this browser cannot decode (an iPhone's HEIC outside Safari) as the server reads it: a JPEG, upright.
 async function decodable(file) {
   const bitmap = await createImageBitmap(file).catch(() => null);
@@ -170,7 +173,7 @@ async function decodable(file) {
   const form = new FormData();
   form.append("image", file, file.name || "photo");
   const response = await api("/api/photo", form);
-  return new File([await response.blob()], `${(file.name || "photo").replace(/\.[^.]*$/, "")}.jpg`, { type: "image/jpeg" });
+  return new File([await response.blob()], `${stem(file)}.jpg`, { type: "image/jpeg" });
 }
 
 async function takePhoto(chosen) {
@@ -183,7 +186,7 @@ async function takePhoto(chosen) {
     return;
   }
   state.photo = file;
-  state.photoName = (file.name || "photo").replace(/\.[^.]*$/, "");
+  state.photoName = stem(file);
   $("before").src = URL.createObjectURL(file);
   $("after").removeAttribute("src");
   $("viewer").hidden = false;
